@@ -1,0 +1,193 @@
+//! The `vortexdb` command line: argument parsing (clap) kept apart from the work,
+//! which is all done through the library API.
+//!
+//! Every command takes `--json` (one JSON object on stdout); otherwise output is for
+//! people. Exit codes: 0 done, 1 bad input (the message names the file or argument),
+//! 2 internal error.
+
+mod vectors;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// vortexdb: an embedded morphology-transcriptome vector database (VORTEX method).
+#[derive(Debug, Parser)]
+#[command(name = "vortexdb", version, about, long_about = None)]
+pub struct Cli {
+    /// Print one JSON object on stdout instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty store in a directory.
+    Init {
+        /// Store directory (created if missing).
+        store: PathBuf,
+    },
+    /// Summarise a store: collections, sizes, index snapshot state.
+    Info {
+        /// Store directory.
+        store: PathBuf,
+    },
+    /// Verify every page checksum of vortex.redb and every stored vector's CRC.
+    Check {
+        /// Store directory.
+        store: PathBuf,
+    },
+    /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
+    #[command(subcommand)]
+    Vectors(vectors::VectorsCommand),
+}
+
+/// Parse arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    // Keep panics (which should not happen) from printing a raw backtrace: report them
+    // as internal errors with exit code 2.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        log::debug!("panic: {msg} at {:?}", info.location());
+    }));
+    let cli = Cli::parse();
+    let json = cli.json;
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            report_error(json, &e.to_string(), if e.is_user_error() { 1 } else { 2 });
+            ExitCode::from(if e.is_user_error() { 1 } else { 2 })
+        }
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            report_error(json, &format!("internal error: {msg}"), 2);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn report_error(json: bool, msg: &str, code: u8) {
+    if json {
+        println!("{}", json!({"ok": false, "error": msg, "exit_code": code}));
+    }
+    eprintln!("error: {msg}");
+}
+
+/// Print warnings the store raised (e.g. a rebuilt snapshot) on stderr.
+pub(crate) fn flush_warnings(store: &Store) {
+    for w in store.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Write one line to stdout, treating a closed pipe as success.
+pub(crate) fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { store } => {
+            let s = Store::create(&store)?;
+            if cli.json {
+                out(&json!({"ok": true, "store": s.path()}).to_string());
+            } else {
+                out(&format!("created store {}", s.path().display()));
+            }
+            Ok(())
+        }
+        Command::Info { store } => {
+            let s = Store::open_read_only(&store)?;
+            let info = s.info()?;
+            flush_warnings(&s);
+            if cli.json {
+                let cols: Vec<_> = info
+                    .collections
+                    .iter()
+                    .map(|(c, snap)| {
+                        json!({"name": c.name, "model": c.model, "modality": c.modality,
+                               "dim": c.dim, "metric": c.metric.name(), "live": c.live,
+                               "tombstones": c.tombstones, "generation": c.generation,
+                               "epoch": c.epoch, "snapshot_generation": snap.generation,
+                               "snapshot_fresh": snap.fresh})
+                    })
+                    .collect();
+                out(
+                    &json!({"ok": true, "store": info.path, "schema_version": info.schema_version,
+                            "generation": info.generation, "db_bytes": info.db_bytes,
+                            "collections": cols})
+                    .to_string(),
+                );
+            } else {
+                out(&format!(
+                    "store {} (schema v{}, generation {}, {} bytes)",
+                    info.path.display(),
+                    info.schema_version,
+                    info.generation,
+                    info.db_bytes
+                ));
+                if info.collections.is_empty() {
+                    out("  no collections");
+                }
+                for (c, snap) in &info.collections {
+                    out(&format!(
+                        "  {:<24} {:>10} vectors  dim {:<5} {:<6} model {} / {}  deleted {}  index {}",
+                        c.name,
+                        c.live,
+                        c.dim,
+                        c.metric.name(),
+                        c.model,
+                        c.modality,
+                        c.tombstones,
+                        if snap.fresh {
+                            "fresh".to_string()
+                        } else {
+                            match snap.generation {
+                                Some(g) => format!("stale (gen {g} of {})", c.generation),
+                                None => "none".into(),
+                            }
+                        }
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Command::Check { store } => {
+            let mut s = match Store::open(&store) {
+                Ok(s) => s,
+                Err(Error::Locked { .. }) => Store::open_read_only(&store)?,
+                Err(e) => return Err(e),
+            };
+            let n = s.check()?;
+            flush_warnings(&s);
+            if cli.json {
+                out(&json!({"ok": true, "vectors_checked": n}).to_string());
+            } else {
+                out(&format!("ok: {n} vectors verified"));
+            }
+            Ok(())
+        }
+        Command::Vectors(cmd) => vectors::run(cmd, cli.json),
+    }
+}

@@ -1,0 +1,39 @@
+//! vortexdb: an embedded morphology-transcriptome vector database for the VORTEX
+//! method (3D spatial transcriptomics predicted from 3D tissue images).
+//!
+//! A [`Store`] is a directory: `vortex.redb` holds everything (collections, vectors as
+//! raw f32 with a CRC, patch provenance, tombstones, import progress) and `index/`
+//! holds HNSW snapshots derived from it. The modules:
+//!
+//! * [`store`]: the source of truth, transactions, locking, the HNSW life cycle, search;
+//! * [`index`]: the HNSW graph (`hnsw_rs`), its snapshots and exact search;
+//! * [`vecio`]: NPY / Parquet vector files;
+//! * [`codec`]: byte encodings and the schema version;
+//! * [`cli`]: the `vortexdb` command line, a thin layer over the above.
+//!
+//! ```
+//! use vortexdb::{CollectionSpec, Metric, NewVector, SearchOptions, Store};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(dir.path().join("db")).unwrap();
+//! store.create_collection(&CollectionSpec::raw("demo", 3, Metric::Cosine)).unwrap();
+//! let rows = [[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.7, 0.7, 0.0]];
+//! let batch: Vec<NewVector> = rows.iter().map(|v| NewVector { vector: v, record: None }).collect();
+//! store.insert("demo", &batch, None).unwrap();
+//! let hits = store.search("demo", &[vec![1.0, 0.1, 0.0]], &SearchOptions { k: 2, ..Default::default() }).unwrap();
+//! assert_eq!(hits[0][0].id, 0);
+//! assert_eq!(hits[0][1].id, 2);
+//! ```
+
+pub mod cli;
+pub mod codec;
+pub mod error;
+pub mod index;
+pub mod store;
+pub mod vecio;
+
+pub use error::{Error, Result};
+pub use index::{HnswParams, Metric};
+pub use store::{
+    CollectionInfo, CollectionSpec, Filter, Hit, ImportMark, ImportProgress, NewVector,
+    PatchRecord, Region, SearchOptions, Store, StoreInfo,
+};

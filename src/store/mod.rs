@@ -1,0 +1,843 @@
+//! The store: a directory holding `vortex.redb` (the source of truth) and `index/`
+//! (HNSW snapshots derived from it).
+//!
+//! Guarantees:
+//! * every write is one redb transaction committed with `Durability::Immediate`: once a
+//!   call returns, its batch survives a crash; a batch interrupted before that is absent;
+//! * the HNSW graph is derived: on first use of a collection the snapshot named in redb
+//!   is checksummed and loaded, anything newer is caught up from redb, and a missing,
+//!   stale or damaged snapshot is rebuilt (with a warning);
+//! * every search result is re-checked against redb's tombstones and the caller's
+//!   filter, and an HNSW search that cannot fill `k` falls back to exact search;
+//! * one writer process at a time (an OS lock on `LOCK`), any number of readers.
+
+mod search;
+mod tables;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
+
+pub use search::{Filter, Hit, Region, SearchOptions};
+pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index::{self, VectorIndex};
+use tables::*;
+
+/// File name of the redb database inside a store directory.
+pub const DB_FILE: &str = "vortex.redb";
+/// File name of the writer lock inside a store directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Directory of HNSW snapshots inside a store directory.
+pub const INDEX_DIR: &str = "index";
+
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Write(d) => d.begin_read(),
+            Db::Read(d) => d.begin_read(),
+        }
+    }
+}
+
+/// One vector to insert, with optional provenance.
+#[derive(Debug, Clone)]
+pub struct NewVector<'a> {
+    /// The embedding (length = collection dimension, finite values).
+    pub vector: &'a [f32],
+    /// Sample and patch geometry, when known.
+    pub record: Option<PatchRecord>,
+}
+
+/// A resumable-import marker committed with a batch.
+#[derive(Debug, Clone)]
+pub struct ImportMark<'a> {
+    /// Fingerprint of the source (e.g. file length and checksum).
+    pub source: &'a str,
+    /// Progress after this batch.
+    pub progress: ImportProgress,
+}
+
+/// State of a collection's on-disk snapshot, as reported by [`Store::info`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotState {
+    /// Generation of the snapshot, if there is one.
+    pub generation: Option<u64>,
+    /// True when the snapshot reflects the collection's current generation and epoch.
+    pub fresh: bool,
+}
+
+/// Summary of a store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreInfo {
+    /// Store directory.
+    pub path: PathBuf,
+    /// On-disk schema version.
+    pub schema_version: u32,
+    /// Global generation.
+    pub generation: u64,
+    /// Size of `vortex.redb` in bytes.
+    pub db_bytes: u64,
+    /// Collections with their snapshot state.
+    pub collections: Vec<(CollectionInfo, SnapshotState)>,
+}
+
+/// An open store. Cheap to share across threads (`&Store` is `Sync`).
+pub struct Store {
+    dir: PathBuf,
+    db: Db,
+    _lock: Option<File>,
+    write_guard: Mutex<()>,
+    live: RwLock<HashMap<u32, search::Live>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+fn db_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Database {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Run `f`, turning a panic inside redb or hnsw_rs on damaged data into an error.
+fn guard<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!("{what} failed on damaged data ({msg}); run `vortexdb check`"),
+            })
+        }
+    }
+}
+
+fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: path.to_path_buf(),
+            pid: "unknown".into(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::io(path, io),
+        other => Error::Corrupted {
+            path: path.to_path_buf(),
+            message: format!("cannot open database: {other}"),
+        },
+    }
+}
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b
+}
+
+impl Store {
+    /// Create a new, empty store in `dir` (created if missing; must not already hold a
+    /// store) and open it for writing.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_path = dir.join(DB_FILE);
+        if db_path.exists() {
+            return Err(Error::bad_input(
+                dir.display().to_string(),
+                "already holds a vortexdb store",
+            ));
+        }
+        std::fs::create_dir_all(dir.join(INDEX_DIR)).map_err(|e| Error::io(&dir, e))?;
+        let lock = acquire_lock(&dir)?;
+        let db = builder()
+            .create(&db_path)
+            .map_err(|e| map_open_error(&db_path, e))?;
+        let txn = db.begin_write().map_err(|e| db_err(&db_path, e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| db_err(&db_path, e))?;
+            meta.insert(META_FORMAT, FORMAT_NAME)
+                .map_err(|e| db_err(&db_path, e))?;
+            meta.insert(META_SCHEMA, &codec::SCHEMA_VERSION.to_le_bytes()[..])
+                .map_err(|e| db_err(&db_path, e))?;
+            meta.insert(META_GENERATION, &0u64.to_le_bytes()[..])
+                .map_err(|e| db_err(&db_path, e))?;
+            for t in [VECTORS, RECORDS] {
+                txn.open_table(t).map_err(|e| db_err(&db_path, e))?;
+            }
+            txn.open_table(COLLECTIONS)
+                .map_err(|e| db_err(&db_path, e))?;
+            txn.open_table(TOMBSTONES)
+                .map_err(|e| db_err(&db_path, e))?;
+            txn.open_table(IMPORTS).map_err(|e| db_err(&db_path, e))?;
+            txn.open_table(SNAPSHOTS).map_err(|e| db_err(&db_path, e))?;
+        }
+        txn.commit().map_err(|e| db_err(&db_path, e))?;
+        index::sync_dir(&dir)?;
+        Ok(Store::assemble(dir, Db::Write(db), Some(lock)))
+    }
+
+    /// Open an existing store for writing. Fails with [`Error::Locked`] while another
+    /// process writes to it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_path = check_store_dir(&dir)?;
+        let lock = acquire_lock(&dir)?;
+        let db = guard(&db_path, "opening the database", || {
+            builder()
+                .open(&db_path)
+                .map_err(|e| map_open_error(&db_path, e))
+        })?;
+        let store = Store::assemble(dir, Db::Write(db), Some(lock));
+        store.check_meta()?;
+        Ok(store)
+    }
+
+    /// Open an existing store read-only. Any number of readers may run beside one
+    /// writer. A store left unclean by a crashed writer is repaired first when no
+    /// writer holds it.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_path = check_store_dir(&dir)?;
+        let first = guard(&db_path, "opening the database", || {
+            builder()
+                .open_read_only(&db_path)
+                .map_err(|e| map_open_error(&db_path, e))
+        });
+        let db = match first {
+            Ok(db) => db,
+            Err(Error::Corrupted { .. }) if lock_is_free(&dir) => {
+                // Likely a crashed writer: a writable open runs redb's recovery.
+                drop(Store::open(&dir)?);
+                guard(&db_path, "opening the database", || {
+                    builder()
+                        .open_read_only(&db_path)
+                        .map_err(|e| map_open_error(&db_path, e))
+                })?
+            }
+            Err(e) => return Err(e),
+        };
+        let store = Store::assemble(dir, Db::Read(db), None);
+        store.check_meta()?;
+        Ok(store)
+    }
+
+    fn assemble(dir: PathBuf, db: Db, lock: Option<File>) -> Store {
+        Store {
+            dir,
+            db,
+            _lock: lock,
+            write_guard: Mutex::new(()),
+            live: RwLock::new(HashMap::new()),
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
+
+    /// True when opened for writing.
+    pub fn is_writable(&self) -> bool {
+        matches!(self.db, Db::Write(_))
+    }
+
+    /// Warnings raised since the last call (e.g. a damaged snapshot that was rebuilt).
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+    }
+
+    pub(crate) fn warn(&self, msg: String) {
+        log::warn!("{msg}");
+        self.warnings.lock().expect("warnings lock").push(msg);
+    }
+
+    fn writer(&self) -> Result<&Database> {
+        match &self.db {
+            Db::Write(d) => Ok(d),
+            Db::Read(_) => Err(Error::ReadOnly("write")),
+        }
+    }
+
+    pub(crate) fn read(&self) -> Result<ReadTransaction> {
+        self.db.begin_read().map_err(|e| db_err(&self.db_path(), e))
+    }
+
+    fn check_meta(&self) -> Result<()> {
+        let path = self.db_path();
+        guard(&path, "reading store metadata", || {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(|_| Error::NotAStore {
+                path: self.dir.clone(),
+                reason: format!("{DB_FILE} has no vortexdb metadata"),
+            })?;
+            let format = meta
+                .get(META_FORMAT)
+                .map_err(|e| db_err(&path, e))?
+                .map(|v| v.value().to_vec());
+            if format.as_deref() != Some(FORMAT_NAME) {
+                return Err(Error::NotAStore {
+                    path: self.dir.clone(),
+                    reason: format!("{DB_FILE} is not a vortexdb database"),
+                });
+            }
+            let version = meta
+                .get(META_SCHEMA)
+                .map_err(|e| db_err(&path, e))?
+                .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
+                .ok_or_else(|| Error::Corrupted {
+                    path: path.clone(),
+                    message: "schema version missing".into(),
+                })?;
+            if version != codec::SCHEMA_VERSION {
+                return Err(Error::Version {
+                    path: path.clone(),
+                    found: version,
+                    supported: codec::SCHEMA_VERSION,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Create a collection. Fails if the name exists or the spec is invalid.
+    pub fn create_collection(&self, spec: &CollectionSpec) -> Result<CollectionInfo> {
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return Err(Error::bad_input(
+                "--collection",
+                format!(
+                    "invalid collection name '{}' (use letters, digits, - _ . :)",
+                    spec.name
+                ),
+            ));
+        }
+        if spec.dim == 0 || spec.dim > 65_536 {
+            return Err(Error::bad_input(
+                "--collection",
+                format!("invalid dimension {}", spec.dim),
+            ));
+        }
+        let db = self.writer()?;
+        let path = self.db_path();
+        let _w = self.write_guard.lock().expect("write lock");
+        let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+        let info = {
+            let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+            if cols
+                .get(spec.name.as_str())
+                .map_err(|e| db_err(&path, e))?
+                .is_some()
+            {
+                return Err(Error::bad_input(
+                    "--collection",
+                    format!("collection '{}' already exists", spec.name),
+                ));
+            }
+            let mut max_id = 0u32;
+            for entry in cols.iter().map_err(|e| db_err(&path, e))? {
+                let (_, v) = entry.map_err(|e| db_err(&path, e))?;
+                let c: CollectionInfo = decode_or_corrupt(&path, v.value(), "collection")?;
+                max_id = max_id.max(c.id + 1);
+            }
+            let info = CollectionInfo {
+                id: max_id,
+                name: spec.name.clone(),
+                model: spec.model.clone(),
+                modality: spec.modality.clone(),
+                dim: spec.dim,
+                metric: spec.metric,
+                hnsw: spec.hnsw,
+                next_id: 0,
+                live: 0,
+                tombstones: 0,
+                generation: 0,
+                epoch: 0,
+            };
+            cols.insert(spec.name.as_str(), codec::encode(&info).as_slice())
+                .map_err(|e| db_err(&path, e))?;
+            info
+        };
+        bump_generation(&txn, &path)?;
+        txn.commit().map_err(|e| db_err(&path, e))?;
+        Ok(info)
+    }
+
+    /// Look up a collection by name.
+    pub fn collection(&self, name: &str) -> Result<CollectionInfo> {
+        let txn = self.read()?;
+        self.collection_in(&txn, name)
+    }
+
+    fn collection_in(&self, txn: &ReadTransaction, name: &str) -> Result<CollectionInfo> {
+        let path = self.db_path();
+        let cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+        match cols.get(name).map_err(|e| db_err(&path, e))? {
+            Some(v) => decode_or_corrupt(&path, v.value(), "collection"),
+            None => {
+                drop(cols);
+                let known: Vec<String> = self.collections()?.into_iter().map(|c| c.name).collect();
+                Err(Error::UnknownCollection {
+                    name: name.to_string(),
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
+                })
+            }
+        }
+    }
+
+    /// All collections, by name.
+    pub fn collections(&self) -> Result<Vec<CollectionInfo>> {
+        let path = self.db_path();
+        let txn = self.read()?;
+        let cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+        let mut out = Vec::new();
+        for entry in cols.iter().map_err(|e| db_err(&path, e))? {
+            let (_, v) = entry.map_err(|e| db_err(&path, e))?;
+            out.push(decode_or_corrupt(&path, v.value(), "collection")?);
+        }
+        Ok(out)
+    }
+
+    /// Progress of an earlier import of `source` into `collection`, if any.
+    pub fn import_progress(
+        &self,
+        collection: &str,
+        source: &str,
+    ) -> Result<Option<ImportProgress>> {
+        let path = self.db_path();
+        let txn = self.read()?;
+        let info = self.collection_in(&txn, collection)?;
+        let t = txn.open_table(IMPORTS).map_err(|e| db_err(&path, e))?;
+        match t.get((info.id, source)).map_err(|e| db_err(&path, e))? {
+            Some(v) => Ok(Some(decode_or_corrupt(
+                &path,
+                v.value(),
+                "import progress",
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Insert a batch in one durable transaction and return the ids assigned (a
+    /// contiguous range). Every vector is validated first; on error nothing is written.
+    pub fn insert(
+        &self,
+        collection: &str,
+        batch: &[NewVector<'_>],
+        mark: Option<ImportMark<'_>>,
+    ) -> Result<Range<u64>> {
+        let db = self.writer()?;
+        let path = self.db_path();
+        let before = self.collection(collection)?;
+        for (i, nv) in batch.iter().enumerate() {
+            validate_vector(nv.vector, before.dim, before.metric, i)?;
+        }
+        let _w = self.write_guard.lock().expect("write lock");
+        let mut txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| db_err(&path, e))?;
+        let (info, range) = {
+            let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+            let mut info: CollectionInfo =
+                match cols.get(collection).map_err(|e| db_err(&path, e))? {
+                    Some(v) => decode_or_corrupt(&path, v.value(), "collection")?,
+                    None => {
+                        return Err(Error::UnknownCollection {
+                            name: collection.into(),
+                            known: String::new(),
+                        });
+                    }
+                };
+            let start = info.next_id;
+            let mut vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+            let mut records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
+            let mut buf = Vec::new();
+            for (i, nv) in batch.iter().enumerate() {
+                let id = start + i as u64;
+                codec::encode_vector(nv.vector, &mut buf);
+                vectors
+                    .insert((info.id, id), buf.as_slice())
+                    .map_err(|e| db_err(&path, e))?;
+                if let Some(r) = &nv.record {
+                    records
+                        .insert((info.id, id), codec::encode(r).as_slice())
+                        .map_err(|e| db_err(&path, e))?;
+                }
+            }
+            info.next_id = start + batch.len() as u64;
+            info.live += batch.len() as u64;
+            info.generation += 1;
+            cols.insert(collection, codec::encode(&info).as_slice())
+                .map_err(|e| db_err(&path, e))?;
+            if let Some(m) = &mark {
+                let mut imports = txn.open_table(IMPORTS).map_err(|e| db_err(&path, e))?;
+                imports
+                    .insert((info.id, m.source), codec::encode(&m.progress).as_slice())
+                    .map_err(|e| db_err(&path, e))?;
+            }
+            (info, start..start + batch.len() as u64)
+        };
+        bump_generation(&txn, &path)?;
+        txn.commit().map_err(|e| db_err(&path, e))?;
+        // Keep a loaded graph in step; otherwise it catches up when next used.
+        let prepared: Vec<(u64, Vec<f32>)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, nv)| {
+                (
+                    range.start + i as u64,
+                    index::prepare(nv.vector, info.metric).expect("validated"),
+                )
+            })
+            .collect();
+        self.after_insert(&info, &prepared);
+        Ok(range)
+    }
+
+    /// The stored vector and record of `id`, or `None` if absent or deleted.
+    pub fn get(
+        &self,
+        collection: &str,
+        id: u64,
+    ) -> Result<Option<(Vec<f32>, Option<PatchRecord>)>> {
+        let path = self.db_path();
+        let txn = self.read()?;
+        let info = self.collection_in(&txn, collection)?;
+        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+        let Some(bytes) = vectors.get((info.id, id)).map_err(|e| db_err(&path, e))? else {
+            return Ok(None);
+        };
+        let mut v = Vec::new();
+        if !codec::decode_vector(bytes.value(), info.dim, &mut v) {
+            return Err(Error::Corrupted {
+                path,
+                message: format!("vector {id} of collection '{collection}' fails its checksum"),
+            });
+        }
+        let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
+        let rec = match records.get((info.id, id)).map_err(|e| db_err(&path, e))? {
+            Some(r) => Some(decode_or_corrupt(&path, r.value(), "patch record")?),
+            None => None,
+        };
+        Ok(Some((v, rec)))
+    }
+
+    /// Delete ids (absent ids are ignored) in one durable transaction; returns how many
+    /// were deleted. Deleted ids stay in the graph as tombstones until [`Store::compact`].
+    pub fn delete(&self, collection: &str, ids: &[u64]) -> Result<u64> {
+        let db = self.writer()?;
+        let path = self.db_path();
+        let _w = self.write_guard.lock().expect("write lock");
+        let mut txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| db_err(&path, e))?;
+        let mut removed = Vec::new();
+        let info = {
+            let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+            let mut info: CollectionInfo =
+                match cols.get(collection).map_err(|e| db_err(&path, e))? {
+                    Some(v) => decode_or_corrupt(&path, v.value(), "collection")?,
+                    None => {
+                        return Err(Error::UnknownCollection {
+                            name: collection.into(),
+                            known: String::new(),
+                        });
+                    }
+                };
+            let mut vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+            let mut records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
+            let mut tomb = txn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
+            for &id in ids {
+                if vectors
+                    .remove((info.id, id))
+                    .map_err(|e| db_err(&path, e))?
+                    .is_some()
+                {
+                    records
+                        .remove((info.id, id))
+                        .map_err(|e| db_err(&path, e))?;
+                    tomb.insert((info.id, id), ())
+                        .map_err(|e| db_err(&path, e))?;
+                    removed.push(id);
+                }
+            }
+            info.live -= removed.len() as u64;
+            info.tombstones += removed.len() as u64;
+            info.generation += 1;
+            cols.insert(collection, codec::encode(&info).as_slice())
+                .map_err(|e| db_err(&path, e))?;
+            info
+        };
+        bump_generation(&txn, &path)?;
+        txn.commit().map_err(|e| db_err(&path, e))?;
+        self.after_delete(&info, &removed);
+        Ok(removed.len() as u64)
+    }
+
+    /// Summary of the store and its collections.
+    pub fn info(&self) -> Result<StoreInfo> {
+        let path = self.db_path();
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(|e| db_err(&path, e))?;
+        let generation = meta
+            .get(META_GENERATION)
+            .map_err(|e| db_err(&path, e))?
+            .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+            .unwrap_or(0);
+        let snaps = txn.open_table(SNAPSHOTS).map_err(|e| db_err(&path, e))?;
+        let mut collections = Vec::new();
+        for c in self.collections()? {
+            let rec: Option<SnapshotRecord> = match snaps.get(c.id).map_err(|e| db_err(&path, e))? {
+                Some(v) => codec::decode(v.value()),
+                None => None,
+            };
+            let state = SnapshotState {
+                generation: rec.as_ref().map(|r| r.generation),
+                fresh: rec
+                    .as_ref()
+                    .is_some_and(|r| r.generation == c.generation && r.epoch == c.epoch),
+            };
+            collections.push((c, state));
+        }
+        Ok(StoreInfo {
+            path: self.dir.clone(),
+            schema_version: codec::SCHEMA_VERSION,
+            generation,
+            db_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+            collections,
+        })
+    }
+
+    /// Verify the whole store: redb's page checksums (writers only) and the CRC of
+    /// every stored vector. Returns the number of vectors checked.
+    pub fn check(&mut self) -> Result<u64> {
+        let path = self.db_path();
+        if let Db::Write(db) = &mut self.db {
+            let ok = guard(&path, "integrity check", || {
+                db.check_integrity().map_err(|e| db_err(&path, e))
+            })?;
+            if !ok {
+                self.warn(format!(
+                    "{}: redb repaired its allocator state",
+                    path.display()
+                ));
+            }
+        }
+        let mut checked = 0u64;
+        for c in self.collections()? {
+            let txn = self.read()?;
+            let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+            let mut v = Vec::new();
+            for entry in vectors
+                .range((c.id, 0)..=(c.id, u64::MAX))
+                .map_err(|e| db_err(&path, e))?
+            {
+                let (k, val) = entry.map_err(|e| db_err(&path, e))?;
+                if !codec::decode_vector(val.value(), c.dim, &mut v) {
+                    return Err(Error::Corrupted {
+                        path,
+                        message: format!(
+                            "vector {} of '{}' fails its checksum",
+                            k.value().1,
+                            c.name
+                        ),
+                    });
+                }
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+}
+
+fn bump_generation(txn: &redb::WriteTransaction, path: &Path) -> Result<()> {
+    let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
+    let g = meta
+        .get(META_GENERATION)
+        .map_err(|e| db_err(path, e))?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+        .unwrap_or(0);
+    meta.insert(META_GENERATION, &(g + 1).to_le_bytes()[..])
+        .map_err(|e| db_err(path, e))?;
+    Ok(())
+}
+
+pub(crate) fn decode_or_corrupt<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    what: &str,
+) -> Result<T> {
+    codec::decode(bytes).ok_or_else(|| Error::Corrupted {
+        path: path.to_path_buf(),
+        message: format!("cannot decode {what} record"),
+    })
+}
+
+/// Check one vector against a collection's dimension and metric.
+pub fn validate_vector(v: &[f32], dim: usize, metric: index::Metric, row: usize) -> Result<()> {
+    if v.len() != dim {
+        return Err(Error::bad_input(
+            format!("row {row}"),
+            format!(
+                "dimension {} does not match the collection's {dim}",
+                v.len()
+            ),
+        ));
+    }
+    if let Some(col) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::bad_input(
+            format!("row {row}"),
+            format!("value {} at column {col} is not finite", v[col]),
+        ));
+    }
+    if metric == index::Metric::Cosine && v.iter().all(|x| *x == 0.0) {
+        return Err(Error::bad_input(
+            format!("row {row}"),
+            "zero vector cannot be compared by cosine",
+        ));
+    }
+    Ok(())
+}
+
+fn check_store_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: "no such directory".into(),
+        });
+    }
+    let db = dir.join(DB_FILE);
+    if !db.is_file() {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: format!("no {DB_FILE} in it"),
+        });
+    }
+    Ok(db)
+}
+
+fn acquire_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0).map_err(|e| Error::io(&path, e))?;
+            f.rewind().map_err(|e| Error::io(&path, e))?;
+            write!(f, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            Err(Error::Locked {
+                path,
+                pid: if pid.trim().is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.trim().to_string()
+                },
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+fn lock_is_free(dir: &Path) -> bool {
+    let path = dir.join(LOCK_FILE);
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f.try_lock_shared().is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// Tombstoned ids of a collection, read from redb.
+pub(crate) fn read_tombstones(
+    txn: &ReadTransaction,
+    path: &Path,
+    cid: u32,
+) -> Result<HashSet<u64>> {
+    let t = txn.open_table(TOMBSTONES).map_err(|e| db_err(path, e))?;
+    let mut out = HashSet::new();
+    for entry in t
+        .range((cid, 0)..=(cid, u64::MAX))
+        .map_err(|e| db_err(path, e))?
+    {
+        let (k, _) = entry.map_err(|e| db_err(path, e))?;
+        out.insert(k.value().1);
+    }
+    Ok(out)
+}
+
+/// Load the snapshot named by redb for `info`, if it is usable.
+pub(crate) fn load_snapshot(
+    store: &Store,
+    txn: &ReadTransaction,
+    info: &CollectionInfo,
+) -> Result<Option<(VectorIndex, u64)>> {
+    let path = store.db_path();
+    let snaps = txn.open_table(SNAPSHOTS).map_err(|e| db_err(&path, e))?;
+    let Some(v) = snaps.get(info.id).map_err(|e| db_err(&path, e))? else {
+        return Ok(None);
+    };
+    let Some(rec) = codec::decode::<SnapshotRecord>(v.value()) else {
+        store.warn(format!(
+            "{}: snapshot record of '{}' unreadable; rebuilding the index",
+            path.display(),
+            info.name
+        ));
+        return Ok(None);
+    };
+    if rec.epoch != info.epoch
+        || rec.generation > info.generation
+        || rec.info.max_id.is_some_and(|m| m >= info.next_id)
+    {
+        return Ok(None);
+    }
+    let dir = store.dir.join(INDEX_DIR).join(&rec.dir);
+    match VectorIndex::load(&dir, &rec.info, info.dim, info.metric) {
+        Ok(idx) => Ok(Some((idx, rec.generation))),
+        Err(e) => {
+            store.warn(format!(
+                "index snapshot of '{}' is damaged ({e}); rebuilding it from {DB_FILE}",
+                info.name
+            ));
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! Keeping each collection's HNSW graph in step with redb, and searching it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use redb::ReadTransaction;
+
+use super::tables::*;
+use super::{Store, db_err, decode_or_corrupt, load_snapshot, read_tombstones};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index::{self, ExactTopK, VectorIndex};
+
+/// Rows read from redb per rebuild step (bounds memory while rebuilding).
+const REBUILD_CHUNK: usize = 20_000;
+
+/// A search hit.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Hit {
+    /// Vector id.
+    pub id: u64,
+    /// Distance in the collection's metric (smaller is closer).
+    pub distance: f32,
+}
+
+/// A box of patch origins, `min` inclusive and `max` exclusive, in (z, y, x) voxels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region {
+    /// Lower corner (inclusive).
+    pub min: [i64; 3],
+    /// Upper corner (exclusive).
+    pub max: [i64; 3],
+}
+
+impl Region {
+    fn contains(&self, p: &[i64; 3]) -> bool {
+        (0..3).all(|i| p[i] >= self.min[i] && p[i] < self.max[i])
+    }
+}
+
+/// Restrictions on which stored vectors a search may return.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only vectors of these samples.
+    pub samples: Option<Vec<String>>,
+    /// Never vectors of these samples.
+    pub exclude_samples: Vec<String>,
+    /// Only patches whose origin lies in this box.
+    pub region: Option<Region>,
+}
+
+impl Filter {
+    /// True when the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_none() && self.exclude_samples.is_empty() && self.region.is_none()
+    }
+}
+
+/// Search parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOptions {
+    /// Number of neighbours.
+    pub k: usize,
+    /// HNSW candidate list size (raised to `k` if smaller).
+    pub ef: usize,
+    /// Brute force instead of HNSW.
+    pub exact: bool,
+    /// Restrictions.
+    pub filter: Filter,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 10,
+            ef: 64,
+            exact: false,
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Per-collection provenance used by filters: sample index and origin per id.
+pub(crate) struct Meta {
+    samples: Vec<String>,
+    rows: HashMap<u64, (u32, [i64; 3])>,
+}
+
+/// A collection's graph and what it reflects.
+pub(crate) struct Live {
+    index: VectorIndex,
+    tombstones: HashSet<u64>,
+    generation: u64,
+    epoch: u64,
+    meta: Option<(u64, Arc<Meta>)>,
+}
+
+/// A compiled filter: a predicate over ids plus, when provenance was needed, the list
+/// of allowed ids (for choosing exact search when few pass).
+struct Compiled<'a> {
+    live: &'a Live,
+    allowed: Option<HashSet<u64>>,
+}
+
+impl Compiled<'_> {
+    fn keep(&self, id: u64) -> bool {
+        !self.live.tombstones.contains(&id) && self.allowed.as_ref().is_none_or(|a| a.contains(&id))
+    }
+}
+
+impl Store {
+    pub(crate) fn after_insert(&self, info: &CollectionInfo, prepared: &[(u64, Vec<f32>)]) {
+        let mut live = self.live.write().expect("live lock");
+        if let Some(l) = live.get_mut(&info.id) {
+            if l.generation + 1 == info.generation && l.epoch == info.epoch {
+                l.index.insert(prepared);
+                l.generation = info.generation;
+            } else {
+                live.remove(&info.id);
+            }
+        }
+    }
+
+    pub(crate) fn after_delete(&self, info: &CollectionInfo, removed: &[u64]) {
+        let mut live = self.live.write().expect("live lock");
+        if let Some(l) = live.get_mut(&info.id) {
+            if l.generation + 1 == info.generation && l.epoch == info.epoch {
+                l.tombstones.extend(removed);
+                l.generation = info.generation;
+            } else {
+                live.remove(&info.id);
+            }
+        }
+    }
+
+    /// Make sure the collection's graph is loaded and reflects redb's current state;
+    /// returns the collection. Writes a fresh snapshot when it had to rebuild or catch
+    /// up and the store is writable.
+    pub fn sync_index(&self, collection: &str) -> Result<CollectionInfo> {
+        let txn = self.read()?;
+        let info = self.collection_in(&txn, collection)?;
+        let changed = {
+            let live = self.live.read().expect("live lock");
+            !matches!(live.get(&info.id), Some(l) if l.generation == info.generation && l.epoch == info.epoch)
+        };
+        if changed {
+            let mut live = self.live.write().expect("live lock");
+            let existing = live.remove(&info.id);
+            let (l, work) = self.bring_up_to_date(&txn, &info, existing)?;
+            live.insert(info.id, l);
+            drop(live);
+            if work > 0 && self.is_writable() {
+                self.save_snapshot(collection)?;
+            }
+        }
+        Ok(info)
+    }
+
+    /// Returns the up-to-date graph and how many points had to be inserted.
+    fn bring_up_to_date(
+        &self,
+        txn: &ReadTransaction,
+        info: &CollectionInfo,
+        existing: Option<Live>,
+    ) -> Result<(Live, usize)> {
+        let path = self.db_path();
+        let (mut index, mut inserted) = match existing {
+            Some(l) if l.epoch == info.epoch && l.generation <= info.generation => (l.index, 0),
+            _ => match load_snapshot(self, txn, info)? {
+                Some((idx, _)) => (idx, 0),
+                None => (
+                    VectorIndex::new(info.dim, info.metric, info.hnsw, info.live as usize),
+                    0,
+                ),
+            },
+        };
+        // Catch up: ids are assigned in increasing order and never reused, so all that
+        // is missing is the key range after the graph's largest id.
+        let start = index.max_id().map_or(0, |m| m + 1);
+        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+        let mut chunk: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_CHUNK);
+        let mut buf = Vec::new();
+        for entry in vectors
+            .range((info.id, start)..=(info.id, u64::MAX))
+            .map_err(|e| db_err(&path, e))?
+        {
+            let (k, v) = entry.map_err(|e| db_err(&path, e))?;
+            let id = k.value().1;
+            if !codec::decode_vector(v.value(), info.dim, &mut buf) {
+                return Err(Error::Corrupted {
+                    path,
+                    message: format!("vector {id} of '{}' fails its checksum", info.name),
+                });
+            }
+            let p = index::prepare(&buf, info.metric).ok_or_else(|| Error::Corrupted {
+                path: path.clone(),
+                message: format!("vector {id} of '{}' is zero under cosine", info.name),
+            })?;
+            chunk.push((id, p));
+            if chunk.len() == REBUILD_CHUNK {
+                index.insert(&chunk);
+                inserted += chunk.len();
+                chunk.clear();
+            }
+        }
+        index.insert(&chunk);
+        inserted += chunk.len();
+        let tombstones = read_tombstones(txn, &path, info.id)?;
+        Ok((
+            Live {
+                index,
+                tombstones,
+                generation: info.generation,
+                epoch: info.epoch,
+                meta: None,
+            },
+            inserted,
+        ))
+    }
+
+    /// Write the collection's graph as the current snapshot (writers only). The files
+    /// are made durable before redb names them; older snapshots are then removed.
+    pub fn save_snapshot(&self, collection: &str) -> Result<()> {
+        let db = self.writer()?;
+        let path = self.db_path();
+        let info = self.collection(collection)?;
+        let index_root = self.dir.join(super::INDEX_DIR);
+        let name = format!("c{}-e{}-g{}", info.id, info.epoch, info.generation);
+        let tmp = index_root.join(format!("tmp-{name}-{}", std::process::id()));
+        let final_dir = index_root.join(&name);
+        let snapshot_info = {
+            let live = self.live.read().expect("live lock");
+            let Some(l) = live.get(&info.id) else {
+                return Ok(());
+            };
+            if l.generation != info.generation || l.epoch != info.epoch {
+                return Ok(()); // a newer write raced us; the next sync will snapshot
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            l.index.save(&tmp)?
+        };
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        index::sync_dir(&index_root)?;
+        let rec = SnapshotRecord {
+            generation: info.generation,
+            epoch: info.epoch,
+            dir: name.clone(),
+            info: snapshot_info,
+        };
+        {
+            let _w = self.write_guard.lock().expect("write lock");
+            let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+            {
+                let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| db_err(&path, e))?;
+                snaps
+                    .insert(info.id, codec::encode(&rec).as_slice())
+                    .map_err(|e| db_err(&path, e))?;
+            }
+            txn.commit().map_err(|e| db_err(&path, e))?;
+        }
+        // Remove other snapshots of this collection (and stale temporaries).
+        if let Ok(rd) = std::fs::read_dir(&index_root) {
+            let prefix = format!("c{}-", info.id);
+            let tmp_prefix = format!("tmp-c{}-", info.id);
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n != name && (n.starts_with(&prefix) || n.starts_with(&tmp_prefix)) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuild the collection's graph from its live vectors, dropping tombstones, and
+    /// snapshot it. Returns the number of tombstones removed.
+    pub fn compact(&self, collection: &str) -> Result<u64> {
+        let db = self.writer()?;
+        let path = self.db_path();
+        let _w = self.write_guard.lock().expect("write lock");
+        let txn = self.read()?;
+        let info = self.collection_in(&txn, collection)?;
+        let mut fresh = info.clone();
+        fresh.epoch += 1;
+        fresh.generation += 1;
+        fresh.tombstones = 0;
+        let fresh_graph = VectorIndex::new(info.dim, info.metric, info.hnsw, info.live as usize);
+        let seed = Live {
+            index: fresh_graph,
+            tombstones: HashSet::new(),
+            generation: fresh.generation,
+            epoch: fresh.epoch,
+            meta: None,
+        };
+        let (mut rebuilt, _) = self.bring_up_to_date(&txn, &fresh, Some(seed))?;
+        rebuilt.tombstones.clear();
+        drop(txn);
+        let removed = info.tombstones;
+        let wtxn = db.begin_write().map_err(|e| db_err(&path, e))?;
+        {
+            let mut cols = wtxn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+            cols.insert(collection, codec::encode(&fresh).as_slice())
+                .map_err(|e| db_err(&path, e))?;
+            let mut tomb = wtxn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
+            tomb.retain_in((info.id, 0)..=(info.id, u64::MAX), |_, _| false)
+                .map_err(|e| db_err(&path, e))?;
+        }
+        super::bump_generation(&wtxn, &path)?;
+        wtxn.commit().map_err(|e| db_err(&path, e))?;
+        self.live
+            .write()
+            .expect("live lock")
+            .insert(info.id, rebuilt);
+        drop(_w);
+        self.save_snapshot(collection)?;
+        Ok(removed)
+    }
+
+    fn meta_for(&self, txn: &ReadTransaction, info: &CollectionInfo) -> Result<Arc<Meta>> {
+        {
+            let live = self.live.read().expect("live lock");
+            if let Some(l) = live.get(&info.id)
+                && let Some((g, m)) = &l.meta
+                && *g == info.generation
+            {
+                return Ok(m.clone());
+            }
+        }
+        let path = self.db_path();
+        let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
+        let mut samples: Vec<String> = Vec::new();
+        let mut sample_ix: HashMap<String, u32> = HashMap::new();
+        let mut rows = HashMap::new();
+        for entry in records
+            .range((info.id, 0)..=(info.id, u64::MAX))
+            .map_err(|e| db_err(&path, e))?
+        {
+            let (k, v) = entry.map_err(|e| db_err(&path, e))?;
+            let r: PatchRecord = decode_or_corrupt(&path, v.value(), "patch record")?;
+            let ix = *sample_ix.entry(r.sample.clone()).or_insert_with(|| {
+                samples.push(r.sample.clone());
+                (samples.len() - 1) as u32
+            });
+            rows.insert(k.value().1, (ix, r.origin));
+        }
+        let meta = Arc::new(Meta { samples, rows });
+        if let Some(l) = self.live.write().expect("live lock").get_mut(&info.id) {
+            l.meta = Some((info.generation, meta.clone()));
+        }
+        Ok(meta)
+    }
+
+    /// The `k` nearest stored vectors to each query. HNSW unless `exact` is set or the
+    /// filter lets few vectors through; every hit is re-checked against tombstones and
+    /// the filter, and a query the graph cannot fill falls back to exact search.
+    pub fn search(
+        &self,
+        collection: &str,
+        queries: &[Vec<f32>],
+        opts: &SearchOptions,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let info = self.sync_index(collection)?;
+        for (i, q) in queries.iter().enumerate() {
+            super::validate_vector(q, info.dim, info.metric, i).map_err(|e| match e {
+                Error::BadInput { message, .. } => Error::bad_input(format!("query {i}"), message),
+                other => other,
+            })?;
+        }
+        let prepared: Vec<Vec<f32>> = queries
+            .iter()
+            .map(|q| index::prepare(q, info.metric).expect("validated"))
+            .collect();
+        let txn = self.read()?;
+        let meta = if opts.filter.is_empty() {
+            None
+        } else {
+            Some(self.meta_for(&txn, &info)?)
+        };
+        let live_guard = self.live.read().expect("live lock");
+        let live = live_guard
+            .get(&info.id)
+            .ok_or_else(|| Error::Index("graph vanished during search".into()))?;
+        let allowed = meta.map(|m| allowed_ids(&m, &opts.filter));
+        let compiled = Compiled { live, allowed };
+        let n_allowed = match &compiled.allowed {
+            Some(a) => a.iter().filter(|id| !live.tombstones.contains(id)).count(),
+            None => info.live as usize,
+        };
+        let want = opts.k.min(n_allowed);
+        // A selective filter makes the graph walk inefficient and unreliable: when
+        // few vectors pass, brute force over them is both faster and exact.
+        let few = compiled.allowed.is_some() && n_allowed <= (info.live as usize / 20).max(4_096);
+        if opts.exact || few || want == 0 {
+            return self.exact(&txn, &info, &prepared, opts.k, &compiled);
+        }
+        let keep = |id: u64| compiled.keep(id);
+        let filtered = compiled.allowed.is_some() || !live.tombstones.is_empty();
+        let mut results: Vec<Option<Vec<Hit>>> = prepared
+            .par_iter()
+            .map(|q| {
+                let raw = live.index.search(
+                    q,
+                    opts.k,
+                    opts.ef,
+                    if filtered { Some(&keep) } else { None },
+                );
+                let hits: Vec<Hit> = raw
+                    .into_iter()
+                    .filter(|(id, _)| compiled.keep(*id))
+                    .map(|(id, distance)| Hit { id, distance })
+                    .collect();
+                (hits.len() >= want).then_some(hits)
+            })
+            .collect();
+        let missing: Vec<usize> = (0..results.len())
+            .filter(|i| results[*i].is_none())
+            .collect();
+        if !missing.is_empty() {
+            let qs: Vec<Vec<f32>> = missing.iter().map(|i| prepared[*i].clone()).collect();
+            let exact = self.exact(&txn, &info, &qs, opts.k, &compiled)?;
+            for (i, hits) in missing.into_iter().zip(exact) {
+                results[i] = Some(hits);
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("filled")).collect())
+    }
+
+    /// Brute-force top-k over the vectors `compiled` keeps, one pass over redb for all
+    /// queries.
+    fn exact(
+        &self,
+        txn: &ReadTransaction,
+        info: &CollectionInfo,
+        queries: &[Vec<f32>],
+        k: usize,
+        compiled: &Compiled<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let path = self.db_path();
+        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+        let mut tops: Vec<ExactTopK> = queries.iter().map(|_| ExactTopK::new(k)).collect();
+        let mut chunk: Vec<(u64, Vec<f32>)> = Vec::with_capacity(4096);
+        let flush = |chunk: &mut Vec<(u64, Vec<f32>)>, tops: &mut Vec<ExactTopK>| {
+            tops.par_iter_mut()
+                .zip(queries.par_iter())
+                .for_each(|(top, q)| {
+                    for (id, v) in chunk.iter() {
+                        top.push(*id, index::distance(q, v, info.metric));
+                    }
+                });
+            chunk.clear();
+        };
+        let mut buf = Vec::new();
+        let mut visit = |id: u64, bytes: &[u8], chunk: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
+            if !codec::decode_vector(bytes, info.dim, &mut buf) {
+                return Err(Error::Corrupted {
+                    path: path.clone(),
+                    message: format!("vector {id} of '{}' fails its checksum", info.name),
+                });
+            }
+            chunk.push((
+                id,
+                index::prepare(&buf, info.metric).unwrap_or_else(|| buf.clone()),
+            ));
+            Ok(())
+        };
+        match &compiled.allowed {
+            Some(allowed) if allowed.len() < info.live as usize / 8 => {
+                let mut ids: Vec<u64> = allowed.iter().copied().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    if !compiled.keep(id) {
+                        continue;
+                    }
+                    if let Some(v) = vectors.get((info.id, id)).map_err(|e| db_err(&path, e))? {
+                        visit(id, v.value(), &mut chunk)?;
+                    }
+                    if chunk.len() == 4096 {
+                        flush(&mut chunk, &mut tops);
+                    }
+                }
+            }
+            _ => {
+                for entry in vectors
+                    .range((info.id, 0)..=(info.id, u64::MAX))
+                    .map_err(|e| db_err(&path, e))?
+                {
+                    let (key, v) = entry.map_err(|e| db_err(&path, e))?;
+                    let id = key.value().1;
+                    if !compiled.keep(id) {
+                        continue;
+                    }
+                    visit(id, v.value(), &mut chunk)?;
+                    if chunk.len() == 4096 {
+                        flush(&mut chunk, &mut tops);
+                    }
+                }
+            }
+        }
+        flush(&mut chunk, &mut tops);
+        Ok(tops
+            .into_iter()
+            .map(|t| {
+                t.into_sorted()
+                    .into_iter()
+                    .map(|(id, distance)| Hit { id, distance })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+fn allowed_ids(meta: &Meta, filter: &Filter) -> HashSet<u64> {
+    let wanted: Option<HashSet<u32>> = filter.samples.as_ref().map(|names| {
+        meta.samples
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| names.contains(s))
+            .map(|(i, _)| i as u32)
+            .collect()
+    });
+    let excluded: HashSet<u32> = meta
+        .samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| filter.exclude_samples.contains(s))
+        .map(|(i, _)| i as u32)
+        .collect();
+    meta.rows
+        .iter()
+        .filter(|(_, (s, origin))| {
+            wanted.as_ref().is_none_or(|w| w.contains(s))
+                && !excluded.contains(s)
+                && filter.region.as_ref().is_none_or(|r| r.contains(origin))
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}

@@ -1,0 +1,460 @@
+//! Raw vector files: streaming readers for NPY (float32, N x D) and Parquet (a
+//! `list<float>` column, optional `sample`, `z`, `y`, `x` columns), and an NPY writer
+//! for search results.
+//!
+//! Readers stream in batches so memory is bounded by the batch size, and every error
+//! names the file and what is wrong with it.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{
+    Array, AsArray, FixedSizeListArray, Float32Array, Float64Array, ListArray, RecordBatch,
+};
+use arrow::datatypes::{DataType, Float32Type, Int32Type, Int64Type};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use crate::error::{Error, Result};
+use crate::store::PatchRecord;
+
+/// A batch of rows read from a vector file.
+#[derive(Debug, Clone, Default)]
+pub struct VectorBatch {
+    /// Row-major values, `rows * dim`.
+    pub values: Vec<f32>,
+    /// Provenance per row, when the file has a `sample` column.
+    pub records: Vec<Option<PatchRecord>>,
+}
+
+impl VectorBatch {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when the batch has no row.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+enum Source {
+    Npy(BufReader<File>),
+    Parquet {
+        reader: ParquetRecordBatchReader,
+        pending: Option<(RecordBatch, usize)>,
+        column: String,
+    },
+}
+
+/// A streaming reader over a vector file.
+pub struct VectorReader {
+    path: PathBuf,
+    rows: u64,
+    dim: usize,
+    done: u64,
+    source: Source,
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> Error {
+    Error::bad_input(path.display().to_string(), msg)
+}
+
+impl VectorReader {
+    /// Open `path`, recognising NPY by its magic bytes and Parquet by its `PAR1` magic.
+    /// `column` names the Parquet vector column (default `vector`).
+    pub fn open(path: &Path, column: Option<&str>) -> Result<VectorReader> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.len() == 0 {
+            return Err(bad(path, "file is empty"));
+        }
+        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut magic = [0u8; 6];
+        let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
+        drop(f);
+        if n >= 6 && &magic == b"\x93NUMPY" {
+            Self::open_npy(path, meta.len())
+        } else if n >= 4 && &magic[..4] == b"PAR1" {
+            Self::open_parquet(path, column.unwrap_or("vector"))
+        } else {
+            Err(bad(
+                path,
+                "not an NPY or Parquet file (expected float32 N x D .npy or Parquet with a list<float> column)",
+            ))
+        }
+    }
+
+    fn open_npy(path: &Path, file_len: u64) -> Result<VectorReader> {
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, f))
+            .map_err(|e| bad(path, format!("invalid NPY header: {e}")))?;
+        let descr = npy.dtype().descr();
+        if descr != "'<f4'" {
+            return Err(bad(
+                path,
+                format!(
+                    "dtype {descr} is not supported; vectors must be little-endian float32 ('<f4')"
+                ),
+            ));
+        }
+        if npy.order() != npyz::Order::C {
+            return Err(bad(
+                path,
+                "Fortran-ordered arrays are not supported; save with C order",
+            ));
+        }
+        let shape = npy.shape().to_vec();
+        if shape.len() != 2 {
+            return Err(bad(
+                path,
+                format!("expected a 2-D array N x D, found shape {shape:?}"),
+            ));
+        }
+        let (rows, dim) = (shape[0], shape[1] as usize);
+        if rows == 0 || dim == 0 {
+            return Err(bad(path, format!("contains no vectors (shape {shape:?})")));
+        }
+        let reader = npy.into_inner();
+        let header_len = file_len.saturating_sub(rows * dim as u64 * 4);
+        if file_len < rows * dim as u64 * 4 || header_len < 10 {
+            return Err(bad(
+                path,
+                format!(
+                    "truncated: header declares {rows} x {dim} float32 but the file has {file_len} bytes"
+                ),
+            ));
+        }
+        Ok(VectorReader {
+            path: path.to_path_buf(),
+            rows,
+            dim,
+            done: 0,
+            source: Source::Npy(reader),
+        })
+    }
+
+    fn open_parquet(path: &Path, column: &str) -> Result<VectorReader> {
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| bad(path, format!("invalid Parquet file: {e}")))?;
+        let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let schema = builder.schema().clone();
+        let field = schema.field_with_name(column).map_err(|_| {
+            bad(
+                path,
+                format!(
+                    "no column '{column}' (columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let item_ok = |dt: &DataType| matches!(dt, DataType::Float32 | DataType::Float64);
+        let fixed_dim = match field.data_type() {
+            DataType::FixedSizeList(item, n) if item_ok(item.data_type()) => Some(*n as usize),
+            DataType::List(item) | DataType::LargeList(item) if item_ok(item.data_type()) => None,
+            other => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "column '{column}' has type {other}; expected list<float32> or list<float64>"
+                    ),
+                ));
+            }
+        };
+        if rows == 0 {
+            return Err(bad(path, "contains no vectors (0 rows)"));
+        }
+        let mut reader = builder
+            .with_batch_size(8192)
+            .build()
+            .map_err(|e| bad(path, format!("invalid Parquet file: {e}")))?;
+        // Peek the first batch to learn the dimension of variable-length lists.
+        let first = reader
+            .next()
+            .transpose()
+            .map_err(|e| bad(path, format!("cannot read Parquet data: {e}")))?
+            .ok_or_else(|| bad(path, "contains no vectors"))?;
+        let dim = match fixed_dim {
+            Some(d) => d,
+            None => {
+                let col = first.column_by_name(column).expect("checked");
+                let list = col.as_list_opt::<i32>().map(|l| l.value_length(0) as usize);
+                let large = col.as_list_opt::<i64>().map(|l| l.value_length(0) as usize);
+                list.or(large).unwrap_or(0)
+            }
+        };
+        if dim == 0 {
+            return Err(bad(path, "first vector is empty"));
+        }
+        Ok(VectorReader {
+            path: path.to_path_buf(),
+            rows,
+            dim,
+            done: 0,
+            source: Source::Parquet {
+                reader,
+                pending: Some((first, 0)),
+                column: column.to_string(),
+            },
+        })
+    }
+
+    /// Total rows in the file.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Skip the first `n` rows (to resume an import).
+    pub fn skip(&mut self, n: u64) -> Result<()> {
+        let mut left = n.min(self.rows - self.done);
+        while left > 0 {
+            let take = left.min(8192) as usize;
+            let b = self
+                .next_batch(take)?
+                .ok_or_else(|| bad(&self.path, "ended early while skipping rows"))?;
+            left -= b.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Read up to `max` rows; `None` at the end. Values are checked to be finite.
+    pub fn next_batch(&mut self, max: usize) -> Result<Option<VectorBatch>> {
+        if self.done >= self.rows {
+            return Ok(None);
+        }
+        let want = (max as u64).min(self.rows - self.done) as usize;
+        let mut batch = VectorBatch::default();
+        match &mut self.source {
+            Source::Npy(r) => {
+                let mut bytes = vec![0u8; want * self.dim * 4];
+                r.read_exact(&mut bytes).map_err(|e| {
+                    bad(
+                        &self.path,
+                        format!("truncated data after row {} ({e})", self.done),
+                    )
+                })?;
+                batch.values = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect();
+                batch.records = vec![None; want];
+            }
+            Source::Parquet {
+                reader,
+                pending,
+                column,
+            } => {
+                while batch.len() < want {
+                    let (rb, offset) = match pending.take() {
+                        Some(p) => p,
+                        None => match reader.next() {
+                            Some(Ok(rb)) => (rb, 0),
+                            Some(Err(e)) => {
+                                return Err(bad(
+                                    &self.path,
+                                    format!("cannot read Parquet data: {e}"),
+                                ));
+                            }
+                            None => break,
+                        },
+                    };
+                    let take = (want - batch.len()).min(rb.num_rows() - offset);
+                    append_parquet_rows(
+                        &self.path,
+                        &rb,
+                        column,
+                        offset,
+                        take,
+                        self.dim,
+                        self.done + batch.len() as u64,
+                        &mut batch,
+                    )?;
+                    if offset + take < rb.num_rows() {
+                        *pending = Some((rb, offset + take));
+                    }
+                }
+                if batch.len() < want {
+                    return Err(bad(
+                        &self.path,
+                        format!("ended after {} rows", self.done + batch.len() as u64),
+                    ));
+                }
+            }
+        }
+        if let Some(i) = batch.values.iter().position(|x| !x.is_finite()) {
+            let row = self.done + (i / self.dim) as u64;
+            return Err(bad(
+                &self.path,
+                format!(
+                    "row {row}, column {}: value {} is not finite (NaN/inf)",
+                    i % self.dim,
+                    batch.values[i]
+                ),
+            ));
+        }
+        self.done += batch.len() as u64;
+        Ok(Some(batch))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn append_parquet_rows(
+    path: &Path,
+    rb: &RecordBatch,
+    column: &str,
+    offset: usize,
+    take: usize,
+    dim: usize,
+    first_row: u64,
+    out: &mut VectorBatch,
+) -> Result<()> {
+    let col = rb
+        .column_by_name(column)
+        .ok_or_else(|| bad(path, format!("no column '{column}'")))?;
+    for r in 0..take {
+        let row = offset + r;
+        let global = first_row + r as u64;
+        if col.is_null(row) {
+            return Err(bad(path, format!("row {global}: vector is null")));
+        }
+        let values: std::sync::Arc<dyn Array> =
+            if let Some(l) = col.as_any().downcast_ref::<ListArray>() {
+                l.value(row)
+            } else if let Some(l) = col.as_list_opt::<i64>() {
+                l.value(row)
+            } else if let Some(l) = col.as_any().downcast_ref::<FixedSizeListArray>() {
+                l.value(row)
+            } else {
+                return Err(bad(path, format!("column '{column}' is not a list")));
+            };
+        if values.len() != dim {
+            return Err(bad(
+                path,
+                format!(
+                    "row {global}: vector has dimension {} but the first row has {dim}",
+                    values.len()
+                ),
+            ));
+        }
+        if values.null_count() > 0 {
+            return Err(bad(path, format!("row {global}: vector contains nulls")));
+        }
+        if let Some(a) = values.as_any().downcast_ref::<Float32Array>() {
+            out.values.extend_from_slice(a.values());
+        } else if let Some(a) = values.as_any().downcast_ref::<Float64Array>() {
+            out.values.extend(a.values().iter().map(|x| *x as f32));
+        } else {
+            return Err(bad(path, format!("column '{column}' does not hold floats")));
+        }
+        out.records.push(parquet_record(path, rb, row, global)?);
+    }
+    let _ = Float32Type {};
+    Ok(())
+}
+
+fn int_at(rb: &RecordBatch, name: &str, row: usize) -> Option<i64> {
+    let c = rb.column_by_name(name)?;
+    if c.is_null(row) {
+        return None;
+    }
+    if let Some(a) = c.as_primitive_opt::<Int64Type>() {
+        return Some(a.value(row));
+    }
+    c.as_primitive_opt::<Int32Type>()
+        .map(|a| a.value(row) as i64)
+}
+
+fn parquet_record(
+    path: &Path,
+    rb: &RecordBatch,
+    row: usize,
+    global: u64,
+) -> Result<Option<PatchRecord>> {
+    let Some(col) = rb.column_by_name("sample") else {
+        return Ok(None);
+    };
+    let sample = if let Some(s) = col.as_string_opt::<i32>() {
+        s.value(row).to_string()
+    } else if let Some(s) = col.as_string_opt::<i64>() {
+        s.value(row).to_string()
+    } else {
+        return Err(bad(path, "column 'sample' must be a string column"));
+    };
+    if col.is_null(row) {
+        return Err(bad(path, format!("row {global}: sample is null")));
+    }
+    Ok(Some(PatchRecord {
+        sample,
+        origin: [
+            int_at(rb, "z", row).unwrap_or(0),
+            int_at(rb, "y", row).unwrap_or(0),
+            int_at(rb, "x", row).unwrap_or(0),
+        ],
+        size: [0; 3],
+        tissue_fraction: 1.0,
+    }))
+}
+
+/// Read every row of a (small) vector file, e.g. a query file.
+pub fn read_all(path: &Path, column: Option<&str>) -> Result<(Vec<Vec<f32>>, usize)> {
+    let mut r = VectorReader::open(path, column)?;
+    let dim = r.dim();
+    let mut out = Vec::with_capacity(r.rows() as usize);
+    while let Some(b) = r.next_batch(8192)? {
+        out.extend(b.values.chunks_exact(dim).map(|c| c.to_vec()));
+    }
+    Ok((out, dim))
+}
+
+/// Write an `n x k` int64 matrix of ids as NPY (`-1` pads rows with fewer than k hits).
+pub fn write_ids_npy(path: &Path, rows: &[Vec<u64>], k: usize) -> Result<()> {
+    use npyz::WriterBuilder;
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[rows.len() as u64, k as u64])
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(|e| Error::io(path, e))?;
+    for r in rows {
+        for j in 0..k {
+            let v: i64 = r.get(j).map_or(-1, |x| *x as i64);
+            w.push(&v).map_err(|e| Error::io(path, e))?;
+        }
+    }
+    w.finish().map_err(|e| Error::io(path, e))
+}
+
+/// Write an `n x d` float32 matrix as NPY.
+pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
+    use npyz::WriterBuilder;
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[rows.len() as u64, d as u64])
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(|e| Error::io(path, e))?;
+    for r in rows {
+        for v in r {
+            w.push(v).map_err(|e| Error::io(path, e))?;
+        }
+    }
+    w.finish().map_err(|e| Error::io(path, e))
+}
