@@ -104,10 +104,17 @@ pub struct Store {
     warnings: Mutex<Vec<String>>,
 }
 
-fn db_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Database {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+fn db_err(path: &Path, e: impl Into<redb::Error>) -> Error {
+    match e.into() {
+        redb::Error::Corrupted(message) => Error::Corrupted {
+            path: path.to_path_buf(),
+            message,
+        },
+        redb::Error::Io(io) => Error::io(path, io),
+        other => Error::Database {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -671,6 +678,10 @@ impl Store {
                 }
                 checked += 1;
             }
+            drop(vectors);
+            drop(txn);
+            // Loading the graph verifies its snapshot; a writer rebuilds a bad one.
+            self.sync_index(&c.name)?;
         }
         Ok(checked)
     }

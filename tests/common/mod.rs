@@ -1,0 +1,120 @@
+//! Helpers shared by the integration tests: a deterministic generator of clustered
+//! vectors (like learned embeddings), NPY writing, and running the CLI.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// xorshift64* generator: deterministic, no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Approximately standard normal (sum of uniforms).
+    pub fn normal(&mut self) -> f32 {
+        (0..4).map(|_| self.uniform()).sum::<f32>() * 1.732 - 3.464
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// `n` vectors of dimension `dim` drawn from `clusters` clusters in a low-dimensional
+/// latent space mapped linearly to `dim`, plus a little noise.
+pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    let latent = 8.min(dim);
+    let mut rng = Rng::new(seed);
+    let map: Vec<f32> = (0..latent * dim).map(|_| rng.normal()).collect();
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..latent).map(|_| rng.normal() * 3.0).collect())
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.below(clusters as u64) as usize];
+            let z: Vec<f32> = c.iter().map(|x| x + rng.normal()).collect();
+            (0..dim)
+                .map(|j| {
+                    (0..latent).map(|l| z[l] * map[l * dim + j]).sum::<f32>() + 0.1 * rng.normal()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Write rows as a float32 NPY file.
+pub fn write_npy(path: &Path, rows: &[Vec<f32>]) {
+    vortexdb::vecio::write_f32_npy(path, rows, rows[0].len()).unwrap();
+}
+
+/// Path of the built CLI.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vortexdb"))
+}
+
+/// Run the CLI with arguments.
+pub fn vortexdb(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("spawn vortexdb")
+}
+
+/// Run and expect failure with exit code 1 and a message containing every needle.
+pub fn expect_user_error(args: &[&str], needles: &[&str]) -> String {
+    let o = vortexdb(args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "args {args:?}: expected exit 1, got {:?}; stderr: {err}",
+        o.status.code()
+    );
+    for n in needles {
+        assert!(err.contains(n), "args {args:?}: stderr lacks '{n}': {err}");
+    }
+    assert!(!err.contains("panicked"), "panic leaked: {err}");
+    err
+}
+
+/// Run and expect success; returns stdout.
+pub fn expect_ok(args: &[&str]) -> String {
+    let o = vortexdb(args);
+    assert!(
+        o.status.success(),
+        "args {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Brute-force top-k by L2 over `rows` (ties by smaller id).
+pub fn brute_force(rows: &[Vec<f32>], q: &[f32], k: usize) -> Vec<u64> {
+    let mut d: Vec<(f32, u64)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                r.iter()
+                    .zip(q)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+                    .sqrt(),
+                i as u64,
+            )
+        })
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    d.into_iter().take(k).map(|x| x.1).collect()
+}
