@@ -136,7 +136,7 @@ fn empty_truncated_and_wrong_dtype_files() {
         &["trunc.npy", "truncated"],
     );
     let f64file = dir.path().join("f64.npy");
-    npyz::to_file_1d(&f64file, vec![1.0f64, 2.0, 3.0, 4.0].into_iter()).unwrap();
+    npyz::to_file_1d(&f64file, vec![1.0f64, 2.0, 3.0, 4.0]).unwrap();
     expect_user_error(
         &[
             "vectors",
