@@ -73,12 +73,20 @@ fn main() {
         m: 16,
         ef_construction: 200,
     };
-    eprintln!("vortexdb bench: {n} x {dim}, {} queries, {} threads", queries.len(), args.threads);
+    eprintln!(
+        "vortexdb bench: {n} x {dim}, {} queries, {} threads",
+        queries.len(),
+        args.threads
+    );
 
     // (A) graph build from memory: the like-for-like comparison with hnswlib.
     let t = Instant::now();
     let mut idx = VectorIndex::new(dim, Metric::L2, params, n);
-    let items: Vec<(u64, Vec<f32>)> = base.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
+    let items: Vec<(u64, Vec<f32>)> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v.clone()))
+        .collect();
     idx.insert(&items);
     drop(items);
     let build_s = t.elapsed().as_secs_f64();
@@ -90,11 +98,19 @@ fn main() {
         let t = Instant::now();
         let found: Vec<Vec<u64>> = queries
             .par_iter()
-            .map(|q| idx.search(q, k, ef, None).into_iter().map(|h| h.0).collect())
+            .map(|q| {
+                idx.search(q, k, ef, None)
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect()
+            })
             .collect();
         let s = t.elapsed().as_secs_f64();
         let r = recall(&found, &gt, k);
-        eprintln!("graph ef {ef}: recall {r:.4}, {:.0} q/s", queries.len() as f64 / s);
+        eprintln!(
+            "graph ef {ef}: recall {r:.4}, {:.0} q/s",
+            queries.len() as f64 / s
+        );
         graph_runs.push(json!({"ef": ef, "recall": r, "qps": queries.len() as f64 / s}));
     }
     drop(idx);
@@ -114,7 +130,13 @@ fn main() {
             })
             .unwrap();
         for chunk in base.chunks(20_000) {
-            let batch: Vec<NewVector> = chunk.iter().map(|v| NewVector { vector: v, record: None }).collect();
+            let batch: Vec<NewVector> = chunk
+                .iter()
+                .map(|v| NewVector {
+                    vector: v,
+                    record: None,
+                })
+                .collect();
             store.insert("bench", &batch, None).unwrap();
         }
         let write_s = t.elapsed().as_secs_f64();
@@ -126,12 +148,26 @@ fn main() {
         for &ef in &args.efs {
             let t = Instant::now();
             let hits = store
-                .search("bench", &queries, &SearchOptions { k, ef, ..Default::default() })
+                .search(
+                    "bench",
+                    &queries,
+                    &SearchOptions {
+                        k,
+                        ef,
+                        ..Default::default()
+                    },
+                )
                 .unwrap();
             let s = t.elapsed().as_secs_f64();
-            let found: Vec<Vec<u64>> = hits.iter().map(|h| h.iter().map(|x| x.id).collect()).collect();
+            let found: Vec<Vec<u64>> = hits
+                .iter()
+                .map(|h| h.iter().map(|x| x.id).collect())
+                .collect();
             let r = recall(&found, &gt, k);
-            eprintln!("store ef {ef}: recall {r:.4}, {:.0} q/s", queries.len() as f64 / s);
+            eprintln!(
+                "store ef {ef}: recall {r:.4}, {:.0} q/s",
+                queries.len() as f64 / s
+            );
             store_runs.push(json!({"ef": ef, "recall": r, "qps": queries.len() as f64 / s}));
         }
         drop(store);
@@ -139,13 +175,23 @@ fn main() {
         let t = Instant::now();
         let store = Store::open_read_only(&dir).unwrap();
         let hits = store
-            .search("bench", &queries[..1], &SearchOptions { k, ef: 64, ..Default::default() })
+            .search(
+                "bench",
+                &queries[..1],
+                &SearchOptions {
+                    k,
+                    ef: 64,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         let reopen_s = t.elapsed().as_secs_f64();
         assert!(store.take_warnings().is_empty(), "snapshot was not reused");
         assert_eq!(hits[0].len(), k);
         eprintln!("reopen + first query {reopen_s:.2}s");
-        let db_bytes = std::fs::metadata(dir.join("vortex.redb")).map(|m| m.len()).unwrap_or(0);
+        let db_bytes = std::fs::metadata(dir.join("vortex.redb"))
+            .map(|m| m.len())
+            .unwrap_or(0);
         store_json = json!({"redb_write_s": write_s, "index_and_snapshot_s": index_s,
                             "reopen_first_query_s": reopen_s, "db_bytes": db_bytes,
                             "search": store_runs});

@@ -1,23 +1,26 @@
 //! Approximate nearest-neighbour index over one collection's embeddings.
 //!
-//! A thin wrapper around `hnsw_rs` that fixes the choices the store relies on:
+//! A wrapper around the HNSW graph in [`hnsw`] that fixes the choices the store
+//! relies on:
 //! * distances are always L2 on what is indexed; a cosine collection indexes unit
 //!   vectors, so the ranking equals cosine ranking and `1 - cos = d^2 / 2`;
 //! * ids are the store's `u64` vector ids;
-//! * snapshots are `hnsw_rs` dumps plus a CRC-32 of every file, so a damaged snapshot is
-//!   detected before `hnsw_rs` (which asserts on bad input) ever reads it;
+//! * a snapshot is one file with a CRC-32 footer, also recorded in redb, so a damaged
+//!   snapshot is detected while it is read and never used;
 //! * exact (brute-force) search with the same distances, for small or highly filtered
 //!   sets and for verifying recall.
 //!
 //! The index never decides what exists: the store checks every hit against redb's
 //! tombstones and the caller's filter.
 
+mod hnsw;
+
 use std::collections::BinaryHeap;
-use std::io::Read;
 use std::path::Path;
 
-use hnsw_rs::prelude::{AnnT, DistL2, FilterT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
+
+pub use hnsw::l2sq;
 
 use crate::error::{Error, Result};
 
@@ -67,12 +70,12 @@ impl Default for HnswParams {
     }
 }
 
-/// Maximum number of HNSW layers (hnsw_rs caps this at 16).
-const MAX_LAYERS: usize = 16;
+/// File name of a graph inside a snapshot directory.
+const GRAPH_FILE: &str = "graph.vxh";
 
 /// An in-memory HNSW graph over one collection.
 pub struct VectorIndex {
-    hnsw: Hnsw<'static, f32, DistL2>,
+    graph: hnsw::Graph,
     metric: Metric,
     dim: usize,
     len: usize,
@@ -93,8 +96,6 @@ pub struct SnapshotFile {
 /// What a saved snapshot contains; recorded in redb by the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
-    /// `hnsw_rs` dump basename.
-    pub basename: String,
     /// Files of the dump with checksums.
     pub files: Vec<SnapshotFile>,
     /// Number of points in the graph.
@@ -106,15 +107,8 @@ pub struct SnapshotInfo {
 impl VectorIndex {
     /// An empty index for `dim`-dimensional vectors, sized for about `capacity` points.
     pub fn new(dim: usize, metric: Metric, params: HnswParams, capacity: usize) -> Self {
-        let hnsw = Hnsw::new(
-            params.m,
-            capacity.max(1_000),
-            MAX_LAYERS,
-            params.ef_construction,
-            DistL2 {},
-        );
         VectorIndex {
-            hnsw,
+            graph: hnsw::Graph::new(dim, params.m, params.ef_construction, capacity),
             metric,
             dim,
             len: 0,
@@ -148,17 +142,7 @@ impl VectorIndex {
         if items.is_empty() {
             return;
         }
-        let refs: Vec<(&[f32], usize)> = items
-            .iter()
-            .map(|(id, v)| (v.as_slice(), *id as usize))
-            .collect();
-        if refs.len() < 64 {
-            for r in &refs {
-                self.hnsw.insert_slice(*r);
-            }
-        } else {
-            self.hnsw.parallel_insert_slice(&refs);
-        }
+        self.graph.insert(items);
         self.len += items.len();
         let batch_max = items.iter().map(|(id, _)| *id).max();
         self.max_id = self.max_id.max(batch_max);
@@ -173,101 +157,89 @@ impl VectorIndex {
         ef: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
     ) -> Vec<(u64, f32)> {
-        let found = match keep {
-            None => self.hnsw.search(query, k, ef.max(k)),
-            Some(f) => {
-                let filter = IdFilter(f);
-                self.hnsw
-                    .search_filter(query, k, ef.max(k), Some(&filter as &dyn FilterT))
-            }
-        };
-        found
+        self.graph
+            .search(query, k, ef.max(k), keep)
             .into_iter()
-            .map(|n| (n.d_id as u64, self.metric_distance(n.distance)))
+            .map(|(id, d2)| (id, self.metric_distance(d2)))
             .collect()
     }
 
-    fn metric_distance(&self, l2: f32) -> f32 {
+    fn metric_distance(&self, l2sq: f32) -> f32 {
         match self.metric {
-            Metric::L2 => l2,
-            Metric::Cosine => 0.5 * l2 * l2,
+            Metric::L2 => l2sq.sqrt(),
+            Metric::Cosine => 0.5 * l2sq,
         }
     }
 
-    /// Write the graph into `dir` (which must exist and be empty) and return what was
-    /// written, with checksums.
+    /// Write the graph into `dir` (which must exist) and return what was written,
+    /// with its checksum. The file is fsynced before returning.
     pub fn save(&self, dir: &Path) -> Result<SnapshotInfo> {
-        let basename = "hnsw";
-        let written = self
-            .hnsw
-            .file_dump(dir, basename)
-            .map_err(|e| Error::Index(format!("{}: dump failed: {e}", dir.display())))?;
-        let mut files = Vec::new();
-        for ext in ["hnsw.graph", "hnsw.data"] {
-            let name = format!("{written}.{ext}");
-            let path = dir.join(&name);
-            let (len, crc32) = checksum_file(&path)?;
-            // hnsw_rs does not fsync; make the files durable before redb points at them.
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&path, e))?;
-            files.push(SnapshotFile { name, len, crc32 });
-        }
+        let path = dir.join(GRAPH_FILE);
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let (len, crc32) = self
+            .graph
+            .write_to(&mut w)
+            .map_err(|e| Error::io(&path, e))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
         sync_dir(dir)?;
         Ok(SnapshotInfo {
-            basename: written,
-            files,
+            files: vec![SnapshotFile {
+                name: GRAPH_FILE.into(),
+                len,
+                crc32,
+            }],
             len: self.len,
             max_id: self.max_id,
         })
     }
 
-    /// Load a snapshot saved by [`VectorIndex::save`], after verifying every file's
-    /// length and checksum. Any mismatch is an error (the store then rebuilds).
+    /// Load a snapshot saved by [`VectorIndex::save`]. Its length and checksum must
+    /// match what redb recorded; any mismatch or damage is an error (the store then
+    /// rebuilds from redb).
     pub fn load(dir: &Path, info: &SnapshotInfo, dim: usize, metric: Metric) -> Result<Self> {
-        for f in &info.files {
-            let path = dir.join(&f.name);
-            let (len, crc) = checksum_file(&path)?;
-            if len != f.len || crc != f.crc32 {
-                return Err(Error::Corrupted {
-                    path,
-                    message: format!(
-                        "snapshot file length/checksum mismatch (expected {} bytes crc {:08x}, found {} bytes crc {:08x})",
-                        f.len, f.crc32, len, crc
-                    ),
-                });
-            }
-        }
-        // HnswIo hands out a graph that borrows it; it is a few hundred bytes and one is
-        // created per snapshot load, so it is leaked rather than made self-referential.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &info.basename)));
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let io = io;
-            io.load_hnsw::<f32, DistL2>()
-        }));
-        let hnsw = match loaded {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => return Err(Error::Index(format!("{}: {e}", dir.display()))),
-            Err(_) => {
-                return Err(Error::Index(format!(
-                    "{}: snapshot could not be decoded",
-                    dir.display()
-                )));
-            }
-        };
-        if hnsw.get_nb_point() != info.len
-            || (info.len > 0 && hnsw.get_point_indexation().get_data_dimension() != dim)
-        {
+        let [f] = info.files.as_slice() else {
             return Err(Error::Index(format!(
-                "{}: snapshot holds {} points of dimension {}, expected {} of dimension {dim}",
+                "{}: snapshot record lists {} files",
                 dir.display(),
-                hnsw.get_nb_point(),
-                hnsw.get_point_indexation().get_data_dimension(),
+                info.files.len()
+            )));
+        };
+        let path = dir.join(&f.name);
+        let corrupt = |message: String| Error::Corrupted {
+            path: path.clone(),
+            message,
+        };
+        let actual = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        if actual != f.len {
+            return Err(corrupt(format!(
+                "snapshot is {actual} bytes, expected {}",
+                f.len
+            )));
+        }
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+        let (graph, crc) = hnsw::Graph::read_from(&mut r, actual).map_err(corrupt)?;
+        if crc != f.crc32 {
+            return Err(corrupt(format!(
+                "checksum {crc:08x} differs from the recorded {:08x}",
+                f.crc32
+            )));
+        }
+        if graph.len() != info.len || (graph.len() > 0 && graph_dim(&graph) != dim) {
+            return Err(corrupt(format!(
+                "snapshot holds {} points, expected {} of dimension {dim}",
+                graph.len(),
                 info.len
             )));
         }
         Ok(VectorIndex {
-            hnsw,
+            graph,
             metric,
             dim,
             len: info.len,
@@ -276,12 +248,8 @@ impl VectorIndex {
     }
 }
 
-struct IdFilter<'a>(&'a dyn Fn(u64) -> bool);
-
-impl FilterT for IdFilter<'_> {
-    fn hnsw_filter(&self, id: &usize) -> bool {
-        (self.0)(*id as u64)
-    }
+fn graph_dim(g: &hnsw::Graph) -> usize {
+    g.dim()
 }
 
 /// Prepare a vector for indexing under `metric`: L2 vectors are used as they are,
@@ -302,7 +270,7 @@ pub fn prepare(v: &[f32], metric: Metric) -> Option<Vec<f32>> {
 
 /// Distance between two prepared vectors under `metric` (same values as the index).
 pub fn distance(a: &[f32], b: &[f32], metric: Metric) -> f32 {
-    let sq: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let sq = l2sq(a, b);
     match metric {
         Metric::L2 => sq.sqrt(),
         Metric::Cosine => 0.5 * sq,
@@ -359,22 +327,6 @@ impl ExactTopK {
         v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         v
     }
-}
-
-fn checksum_file(path: &Path) -> Result<(u64, u32)> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((len, hasher.finalize()))
 }
 
 /// fsync a directory so renames and new files in it are durable.
@@ -454,7 +406,7 @@ mod tests {
         assert_eq!(back.len(), 300);
         assert_eq!(back.search(&pts[5].1, 1, 50, None)[0].0, 5);
         // flip one byte in the data file
-        let data = dir.path().join(&info.files[1].name);
+        let data = dir.path().join(&info.files[0].name);
         let mut bytes = std::fs::read(&data).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
