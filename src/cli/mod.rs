@@ -5,6 +5,7 @@
 //! people. Exit codes: 0 done, 1 bad input (the message names the file or argument),
 //! 2 internal error.
 
+mod demo;
 mod vectors;
 
 use std::io::Write;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
     #[command(subcommand)]
     Vectors(vectors::VectorsCommand),
+    /// Run the end-to-end demo on generated data and write its outputs.
+    Demo(demo::DemoArgs),
 }
 
 /// Parse arguments, run, and map the outcome to an exit code.
@@ -189,5 +192,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Vectors(cmd) => vectors::run(cmd, cli.json),
+        Command::Demo(a) => demo::run(a, cli.json),
     }
 }

@@ -319,48 +319,170 @@ impl Graph {
         } else {
             nodes.into_par_iter().for_each(|n| this.link(n));
         }
-        self.repair_orphans();
+        self.repair_reachability(start);
     }
 
-    /// Give every layer-0 node without an incoming link one from its nearest
-    /// neighbour. Pruning (more often under parallel insertion) can leave a node that
-    /// no search reaches; this restores reachability at the cost of one slot.
-    fn repair_orphans(&mut self) {
+    /// Make every node reachable from the entry point on layer 0. Neighbour pruning
+    /// can cut a node (or a small island of outliers) off from the rest of the graph,
+    /// so that no search can ever return it; each such node gets a link from the
+    /// nearest node a search does reach (into a free slot where one exists among the
+    /// closest candidates, else replacing that node's farthest link), and the check is
+    /// repeated until everything is reachable.
+    fn repair_reachability(&mut self, batch_start: usize) {
         let n = self.ids.len();
-        let mut has_in = vec![false; n];
-        if let Some((e, _)) = self.entry() {
-            has_in[e as usize] = true;
-        }
+        let Some((entry, _)) = self.entry() else {
+            return;
+        };
         let mut buf = Vec::new();
-        for node in 0..n as u32 {
-            Self::read_links(self.links(node, 0), &mut buf);
-            for &x in &buf {
-                has_in[x as usize] = true;
-            }
-        }
-        for node in 0..n as u32 {
-            if has_in[node as usize] {
+        // 0. Under parallel insertion a node can be linked from a neighbour whose own
+        //    lists were still empty, and end up with very few links. Redo those
+        //    nodes' neighbour search now that the batch is in place.
+        let want = self.m.min(n.saturating_sub(1)) / 2;
+        for node in batch_start as u32..n as u32 {
+            if (self.links(node, 0)[0].load(Ordering::Acquire) as usize) >= want {
                 continue;
             }
-            Self::read_links(self.links(node, 0), &mut buf);
-            let Some(&near) = buf.first() else { continue };
-            let list = self.links(near, 0);
-            let mut theirs = Vec::new();
-            Self::read_links(list, &mut theirs);
-            if theirs.len() < self.m0 {
-                theirs.push(node);
+            let q = self.vec(node);
+            let cands: Vec<Cand> = self
+                .search_internal(q, self.ef_construction)
+                .into_iter()
+                .filter(|&c| c != node)
+                .map(|c| Cand(l2sq(q, self.vec(c)), c))
+                .collect();
+            let selected = self.select::<Portable>(&cands, self.m);
+            let list = self.links(node, 0);
+            Self::read_links(list, &mut buf);
+            let mut union: Vec<Cand> = selected
+                .iter()
+                .chain(buf.iter().filter(|x| !selected.contains(x)))
+                .map(|&c| Cand(l2sq(q, self.vec(c)), c))
+                .collect();
+            union.sort_unstable();
+            let kept: Vec<u32> = if union.len() <= self.m0 {
+                union.iter().map(|c| c.1).collect()
             } else {
-                // replace the farthest link of `near`
-                let base = self.vec(near);
-                let worst = (0..theirs.len())
-                    .max_by(|&a, &b| {
-                        l2sq(base, self.vec(theirs[a])).total_cmp(&l2sq(base, self.vec(theirs[b])))
-                    })
-                    .expect("full list");
-                theirs[worst] = node;
+                self.select::<Portable>(&union, self.m0)
+            };
+            Self::write_links(list, &kept);
+            let mut scratch = Vec::new();
+            for &s in &selected {
+                self.add_link::<Portable>(s, node, 0, self.m0, &mut scratch);
             }
-            Self::write_links(list, &theirs);
         }
+        // 1. A search for a new node's vector arrives at (or next to) its nearest
+        //    neighbour; if that neighbour does not link back (typically an outlier the
+        //    selection heuristic pruned there), the node is found, if at all, only by
+        //    detours a beam search does not take. Make the nearest neighbour link it.
+        for node in batch_start as u32..n as u32 {
+            Self::read_links(self.links(node, 0), &mut buf);
+            let q = self.vec(node);
+            let Some(&nearest) = buf
+                .iter()
+                .min_by(|&&a, &&b| l2sq(q, self.vec(a)).total_cmp(&l2sq(q, self.vec(b))))
+            else {
+                continue;
+            };
+            self.force_link(nearest, node);
+        }
+        // 2. Every node reachable from the entry point on layer 0.
+        for _round in 0..4 {
+            let mut reached = vec![false; n];
+            let mut stack = vec![entry];
+            reached[entry as usize] = true;
+            while let Some(x) = stack.pop() {
+                Self::read_links(self.links(x, 0), &mut buf);
+                for &y in &buf {
+                    if !reached[y as usize] {
+                        reached[y as usize] = true;
+                        stack.push(y);
+                    }
+                }
+            }
+            let lost: Vec<u32> = (0..n as u32).filter(|&x| !reached[x as usize]).collect();
+            if lost.is_empty() {
+                return;
+            }
+            for node in lost {
+                if reached[node as usize] {
+                    continue; // reached through an earlier repair in this round
+                }
+                let found = self.search_internal(self.vec(node), self.ef_construction);
+                let near: Vec<u32> = found
+                    .into_iter()
+                    .filter(|&c| c != node && reached[c as usize])
+                    .collect();
+                let Some(&first) = near.first() else { continue };
+                let slot =
+                    near.iter().take(4).copied().find(|&c| {
+                        (self.links(c, 0)[0].load(Ordering::Acquire) as usize) < self.m0
+                    });
+                self.force_link(slot.unwrap_or(first), node);
+                // everything reachable from `node` is now reached too
+                let mut stack = vec![node];
+                reached[node as usize] = true;
+                while let Some(x) = stack.pop() {
+                    Self::read_links(self.links(x, 0), &mut buf);
+                    for &y in &buf {
+                        if !reached[y as usize] {
+                            reached[y as usize] = true;
+                            stack.push(y);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Add `node` to `target`'s layer-0 list: into a free slot, else in place of the
+    /// farthest link.
+    fn force_link(&self, target: u32, node: u32) {
+        let list = self.links(target, 0);
+        let mut theirs = Vec::new();
+        Self::read_links(list, &mut theirs);
+        if theirs.contains(&node) {
+            return;
+        }
+        if theirs.len() < self.m0 {
+            theirs.push(node);
+        } else {
+            let base = self.vec(target);
+            let worst = (0..theirs.len())
+                .max_by(|&a, &b| {
+                    l2sq(base, self.vec(theirs[a])).total_cmp(&l2sq(base, self.vec(theirs[b])))
+                })
+                .expect("full list");
+            theirs[worst] = node;
+        }
+        Self::write_links(list, &theirs);
+    }
+
+    /// Internal node numbers nearest to `q` (no filter), closest first.
+    fn search_internal(&self, q: &[f32], ef: usize) -> Vec<u32> {
+        let Some((entry, top)) = self.entry() else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        let d0 = l2sq(q, self.vec(entry));
+        let (cur, cur_d) = if top > 0 {
+            self.greedy::<Portable>(q, entry, d0, top, 1, &mut buf)
+        } else {
+            (entry, d0)
+        };
+        VISITED
+            .with(|v| {
+                self.search_layer::<Portable>(
+                    q,
+                    &[Cand(cur_d, cur)],
+                    ef,
+                    0,
+                    None,
+                    &mut v.borrow_mut(),
+                    &mut buf,
+                )
+            })
+            .into_iter()
+            .map(|c| c.1)
+            .collect()
     }
 
     #[inline(always)]

@@ -362,10 +362,16 @@ mod tests {
         let pts = points(2_000, 32);
         let mut idx = VectorIndex::new(32, Metric::L2, HnswParams::default(), pts.len());
         idx.insert(&pts);
+        // A rare miss at ef 64 is approximate search; a wide search must find every
+        // point, or the point is orphaned.
+        let mut misses = 0;
         for (id, v) in &pts {
-            let hits = idx.search(v, 1, 64, None);
-            assert_eq!(hits[0].0, *id, "point {id} orphaned");
+            if idx.search(v, 1, 64, None)[0].0 != *id {
+                misses += 1;
+                assert_eq!(idx.search(v, 1, 512, None)[0].0, *id, "point {id} orphaned");
+            }
         }
+        assert!(misses <= 2, "{misses} of 2000 points not found at ef 64");
     }
 
     #[test]

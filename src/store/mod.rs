@@ -368,6 +368,15 @@ impl Store {
                 let (_, v) = entry.map_err(|e| db_err(&path, e))?;
                 let c: CollectionInfo = decode_or_corrupt(&path, v.value(), "collection")?;
                 max_id = max_id.max(c.id + 1);
+                if spec.model != "raw" && c.model == spec.model && c.modality == spec.modality {
+                    return Err(Error::bad_input(
+                        "--collection",
+                        format!(
+                            "model '{}' already has a {} collection ('{}'); embeddings of one model and modality share one collection",
+                            spec.model, spec.modality, c.name
+                        ),
+                    ));
+                }
             }
             let info = CollectionInfo {
                 id: max_id,

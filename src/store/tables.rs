@@ -79,6 +79,20 @@ pub struct CollectionSpec {
 }
 
 impl CollectionSpec {
+    /// The collection of one model's embeddings of one modality, named
+    /// `{model}:{modality}`; the store keeps at most one per (model, modality) pair so
+    /// embeddings of different models never share an index.
+    pub fn for_model(model: &str, modality: &str, dim: usize, metric: Metric) -> Self {
+        CollectionSpec {
+            name: format!("{model}:{modality}"),
+            model: model.to_string(),
+            modality: modality.to_string(),
+            dim,
+            metric,
+            hnsw: HnswParams::default(),
+        }
+    }
+
     /// A raw-vector collection (model `raw`, modality `raw`) with default HNSW params.
     pub fn raw(name: &str, dim: usize, metric: Metric) -> Self {
         CollectionSpec {
