@@ -314,76 +314,64 @@ impl Graph {
         }
         let this = &*self;
         let nodes = first as u32..this.ids.len() as u32;
+        let batch = nodes.len();
         if nodes.len() < 32 {
             nodes.for_each(|n| this.link(n));
         } else {
             nodes.into_par_iter().for_each(|n| this.link(n));
         }
-        self.repair_reachability(start);
+        self.repair_batch(start);
+        // The whole-graph reachability pass costs O(n); run it when the batch is a
+        // sizeable part of the graph (amortised O(1) per node), and before snapshots.
+        if batch * 10 >= self.ids.len() {
+            self.ensure_reachable();
+        }
     }
 
-    /// Make every node reachable from the entry point on layer 0. Neighbour pruning
-    /// can cut a node (or a small island of outliers) off from the rest of the graph,
-    /// so that no search can ever return it; each such node gets a link from the
-    /// nearest node a search does reach (into a free slot where one exists among the
-    /// closest candidates, else replacing that node's farthest link), and the check is
-    /// repeated until everything is reachable.
-    fn repair_reachability(&mut self, batch_start: usize) {
+    /// Repair what parallel insertion and neighbour pruning can leave behind among
+    /// the nodes of the last batch: too few links, or no link back from the nearest
+    /// neighbour (an outlier no beam search would find).
+    fn repair_batch(&self, batch_start: usize) {
+        let n = self.ids.len();
+        if self.entry().is_none() {
+            return;
+        }
+        // 0. Under parallel insertion a node can be linked from a neighbour whose own
+        //    lists were still empty, and end up with very few links. Redo those
+        //    nodes' neighbour search now that the batch is in place.
+        let want = self.m.min(n.saturating_sub(1)) / 2;
+        let this = self;
+        (batch_start as u32..n as u32)
+            .into_par_iter()
+            .filter(|&node| (this.links(node, 0)[0].load(Ordering::Acquire) as usize) < want)
+            .for_each(|node| this.relink(node));
+        // 1. A search for a new node's vector arrives at (or next to) its nearest
+        //    neighbour; if that neighbour does not link back (typically an outlier the
+        //    selection heuristic pruned there), the node is found, if at all, only by
+        //    detours a beam search does not take. Make the nearest neighbour link it.
+        (batch_start as u32..n as u32)
+            .into_par_iter()
+            .for_each(|node| {
+                let mut buf = Vec::new();
+                Self::read_links(this.links(node, 0), &mut buf);
+                let q = this.vec(node);
+                if let Some(&nearest) = buf
+                    .iter()
+                    .min_by(|&&a, &&b| l2sq(q, this.vec(a)).total_cmp(&l2sq(q, this.vec(b))))
+                {
+                    this.force_link(nearest, node);
+                }
+            });
+    }
+
+    /// Make every node reachable from the entry point on layer 0 (one serial pass over
+    /// the links, plus a search per node cut off). Run before a snapshot is written.
+    pub(crate) fn ensure_reachable(&self) {
         let n = self.ids.len();
         let Some((entry, _)) = self.entry() else {
             return;
         };
         let mut buf = Vec::new();
-        // 0. Under parallel insertion a node can be linked from a neighbour whose own
-        //    lists were still empty, and end up with very few links. Redo those
-        //    nodes' neighbour search now that the batch is in place.
-        let want = self.m.min(n.saturating_sub(1)) / 2;
-        for node in batch_start as u32..n as u32 {
-            if (self.links(node, 0)[0].load(Ordering::Acquire) as usize) >= want {
-                continue;
-            }
-            let q = self.vec(node);
-            let cands: Vec<Cand> = self
-                .search_internal(q, self.ef_construction)
-                .into_iter()
-                .filter(|&c| c != node)
-                .map(|c| Cand(l2sq(q, self.vec(c)), c))
-                .collect();
-            let selected = self.select::<Portable>(&cands, self.m);
-            let list = self.links(node, 0);
-            Self::read_links(list, &mut buf);
-            let mut union: Vec<Cand> = selected
-                .iter()
-                .chain(buf.iter().filter(|x| !selected.contains(x)))
-                .map(|&c| Cand(l2sq(q, self.vec(c)), c))
-                .collect();
-            union.sort_unstable();
-            let kept: Vec<u32> = if union.len() <= self.m0 {
-                union.iter().map(|c| c.1).collect()
-            } else {
-                self.select::<Portable>(&union, self.m0)
-            };
-            Self::write_links(list, &kept);
-            let mut scratch = Vec::new();
-            for &s in &selected {
-                self.add_link::<Portable>(s, node, 0, self.m0, &mut scratch);
-            }
-        }
-        // 1. A search for a new node's vector arrives at (or next to) its nearest
-        //    neighbour; if that neighbour does not link back (typically an outlier the
-        //    selection heuristic pruned there), the node is found, if at all, only by
-        //    detours a beam search does not take. Make the nearest neighbour link it.
-        for node in batch_start as u32..n as u32 {
-            Self::read_links(self.links(node, 0), &mut buf);
-            let q = self.vec(node);
-            let Some(&nearest) = buf
-                .iter()
-                .min_by(|&&a, &&b| l2sq(q, self.vec(a)).total_cmp(&l2sq(q, self.vec(b))))
-            else {
-                continue;
-            };
-            self.force_link(nearest, node);
-        }
         // 2. Every node reachable from the entry point on layer 0.
         for _round in 0..4 {
             let mut reached = vec![false; n];
@@ -433,9 +421,44 @@ impl Graph {
         }
     }
 
+    /// Search again for the neighbours of a thinly linked node and merge them in.
+    fn relink(&self, node: u32) {
+        let q = self.vec(node);
+        let cands: Vec<Cand> = self
+            .search_internal(q, self.ef_construction)
+            .into_iter()
+            .filter(|&c| c != node)
+            .map(|c| Cand(l2sq(q, self.vec(c)), c))
+            .collect();
+        let selected = self.select::<Portable>(&cands, self.m);
+        {
+            let _g = self.locks[node as usize].lock().expect("node lock");
+            let list = self.links(node, 0);
+            let mut buf = Vec::new();
+            Self::read_links(list, &mut buf);
+            let mut union: Vec<Cand> = selected
+                .iter()
+                .chain(buf.iter().filter(|x| !selected.contains(x)))
+                .map(|&c| Cand(l2sq(q, self.vec(c)), c))
+                .collect();
+            union.sort_unstable();
+            let kept: Vec<u32> = if union.len() <= self.m0 {
+                union.iter().map(|c| c.1).collect()
+            } else {
+                self.select::<Portable>(&union, self.m0)
+            };
+            Self::write_links(list, &kept);
+        }
+        let mut scratch = Vec::new();
+        for &s in &selected {
+            self.add_link::<Portable>(s, node, 0, self.m0, &mut scratch);
+        }
+    }
+
     /// Add `node` to `target`'s layer-0 list: into a free slot, else in place of the
     /// farthest link.
     fn force_link(&self, target: u32, node: u32) {
+        let _g = self.locks[target as usize].lock().expect("node lock");
         let list = self.links(target, 0);
         let mut theirs = Vec::new();
         Self::read_links(list, &mut theirs);

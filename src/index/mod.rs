@@ -174,6 +174,7 @@ impl VectorIndex {
     /// Write the graph into `dir` (which must exist) and return what was written,
     /// with its checksum. The file is fsynced before returning.
     pub fn save(&self, dir: &Path) -> Result<SnapshotInfo> {
+        self.graph.ensure_reachable();
         let path = dir.join(GRAPH_FILE);
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
