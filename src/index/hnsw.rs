@@ -345,22 +345,34 @@ impl Graph {
             .into_par_iter()
             .filter(|&node| (this.links(node, 0)[0].load(Ordering::Acquire) as usize) < want)
             .for_each(|node| this.relink(node));
-        // 1. A search for a new node's vector arrives at (or next to) its nearest
-        //    neighbour; if that neighbour does not link back (typically an outlier the
-        //    selection heuristic pruned there), the node is found, if at all, only by
-        //    detours a beam search does not take. Make the nearest neighbour link it.
+        // 1. A search for a new node's vector arrives next to its nearest neighbours;
+        //    if none of the three nearest links back (typically an outlier the
+        //    selection heuristic pruned everywhere), the node is found, if at all, only
+        //    by detours a beam search does not take. Link it from one of them, into a
+        //    free slot if one has room.
         (batch_start as u32..n as u32)
             .into_par_iter()
             .for_each(|node| {
                 let mut buf = Vec::new();
+                let mut theirs = Vec::new();
                 Self::read_links(this.links(node, 0), &mut buf);
                 let q = this.vec(node);
-                if let Some(&nearest) = buf
-                    .iter()
-                    .min_by(|&&a, &&b| l2sq(q, this.vec(a)).total_cmp(&l2sq(q, this.vec(b))))
-                {
-                    this.force_link(nearest, node);
+                let mut near: Vec<Cand> =
+                    buf.iter().map(|&c| Cand(l2sq(q, this.vec(c)), c)).collect();
+                near.sort_unstable();
+                near.truncate(3);
+                let linked_back = near.iter().any(|c| {
+                    Self::read_links(this.links(c.1, 0), &mut theirs);
+                    theirs.contains(&node)
+                });
+                if linked_back || near.is_empty() {
+                    return;
                 }
+                let target = near
+                    .iter()
+                    .find(|c| (this.links(c.1, 0)[0].load(Ordering::Acquire) as usize) < this.m0)
+                    .unwrap_or(&near[0]);
+                this.force_link(target.1, node);
             });
     }
 
