@@ -53,8 +53,10 @@ impl Kernel for Fma {
     }
 }
 
+/// Squared L2 over 16 lanes; `FMA` selects fused multiply-add, which is only fast
+/// when inlined into code compiled with the `fma` target feature.
 #[inline(always)]
-fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
+fn l2sq_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let ca = a.chunks_exact(16);
     let cb = b.chunks_exact(16);
@@ -62,7 +64,11 @@ fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ca.zip(cb) {
         for i in 0..16 {
             let d = x[i] - y[i];
-            acc[i] += d * d;
+            acc[i] = if FMA {
+                d.mul_add(d, acc[i])
+            } else {
+                acc[i] + d * d
+            };
         }
     }
     let mut s: f32 = acc.iter().sum();
@@ -73,25 +79,15 @@ fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+#[inline(always)]
+fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
+    l2sq_lanes::<false>(a, b)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn l2sq_avx2_inner(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let ca = a.chunks_exact(16);
-    let cb = b.chunks_exact(16);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            let d = x[i] - y[i];
-            acc[i] = d.mul_add(d, acc[i]);
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        let d = x - y;
-        s += d * d;
-    }
-    s
+    l2sq_lanes::<true>(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -113,10 +109,8 @@ fn has_fma() -> bool {
 
 fn pick_kernel() -> DistFn {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return l2sq_avx2;
-        }
+    if has_fma() {
+        return l2sq_avx2;
     }
     l2sq_portable
 }
@@ -389,17 +383,7 @@ impl Graph {
         // 2. Every node reachable from the entry point on layer 0.
         for _round in 0..4 {
             let mut reached = vec![false; n];
-            let mut stack = vec![entry];
-            reached[entry as usize] = true;
-            while let Some(x) = stack.pop() {
-                Self::read_links(self.links(x, 0), &mut buf);
-                for &y in &buf {
-                    if !reached[y as usize] {
-                        reached[y as usize] = true;
-                        stack.push(y);
-                    }
-                }
-            }
+            self.mark_reachable(entry, &mut reached, &mut buf);
             let lost: Vec<u32> = (0..n as u32).filter(|&x| !reached[x as usize]).collect();
             if lost.is_empty() {
                 return;
@@ -420,16 +404,21 @@ impl Graph {
                     });
                 self.force_link(slot.unwrap_or(first), node);
                 // everything reachable from `node` is now reached too
-                let mut stack = vec![node];
-                reached[node as usize] = true;
-                while let Some(x) = stack.pop() {
-                    Self::read_links(self.links(x, 0), &mut buf);
-                    for &y in &buf {
-                        if !reached[y as usize] {
-                            reached[y as usize] = true;
-                            stack.push(y);
-                        }
-                    }
+                self.mark_reachable(node, &mut reached, &mut buf);
+            }
+        }
+    }
+
+    /// Mark every node reachable from `from` on layer 0 (depth-first over links).
+    fn mark_reachable(&self, from: u32, reached: &mut [bool], buf: &mut Vec<u32>) {
+        let mut stack = vec![from];
+        reached[from as usize] = true;
+        while let Some(x) = stack.pop() {
+            Self::read_links(self.links(x, 0), buf);
+            for &y in buf.iter() {
+                if !reached[y as usize] {
+                    reached[y as usize] = true;
+                    stack.push(y);
                 }
             }
         }

@@ -232,7 +232,7 @@ impl VectorIndex {
                 f.crc32
             )));
         }
-        if graph.len() != info.len || (graph.len() > 0 && graph_dim(&graph) != dim) {
+        if graph.len() != info.len || (graph.len() > 0 && graph.dim() != dim) {
             return Err(corrupt(format!(
                 "snapshot holds {} points, expected {} of dimension {dim}",
                 graph.len(),
@@ -247,10 +247,6 @@ impl VectorIndex {
             max_id: info.max_id,
         })
     }
-}
-
-fn graph_dim(g: &hnsw::Graph) -> usize {
-    g.dim()
 }
 
 /// Prepare a vector for indexing under `metric`: L2 vectors are used as they are,
