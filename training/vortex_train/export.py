@@ -1,0 +1,151 @@
+"""Export every VORTEX network to ONNX (dynamic batch, and depth for the 3D encoder)
+and write the model directory's manifest.json, the contract with the Rust store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import save_json
+from .data import IMG_MEAN, IMG_STD
+from .model import Vortex
+
+FORMAT = "vortexdb-model/1"
+
+
+class _Image3D(nn.Module):
+    def __init__(self, m: Vortex):
+        super().__init__()
+        self.enc = m.image_3d
+
+    def forward(self, patches: torch.Tensor):
+        return self.enc(patches)
+
+
+class _Image2D(nn.Module):
+    def __init__(self, m: Vortex):
+        super().__init__()
+        self.enc = m.image_2d
+
+    def forward(self, patches: torch.Tensor):
+        return self.enc(patches.unsqueeze(1))
+
+
+def _networks(model: Vortex) -> dict:
+    c = model.cfg
+    s = c.image_size
+    return {
+        "image_3d": (_Image3D(model), {"patches": torch.randn(2, c.max_depth, c.channels_3d, s, s)},
+                     {"patches": {0: "B", 1: "D"}}, ["embedding", "tokens"], "B,D,C,H,W"),
+        "image_2d": (_Image2D(model), {"patches": torch.randn(2, c.channels_2d, s, s)},
+                     {"patches": {0: "B"}}, ["embedding", "tokens"], "B,C,H,W"),
+        "genes": (model.genes, {"values": torch.rand(2, len(c.encoder_genes)) * 3},
+                  {"values": {0: "B"}}, ["embedding"], "B,G"),
+        "predictor": (model.predictor, {"tokens": torch.randn(2, c.recon_queries, c.embed_dim)},
+                      {"tokens": {0: "B"}}, ["expression", "hidden"], "B,Q,E"),
+    }  # fmt: skip
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_model(model: Vortex, out: Path, name: str, patch: dict, training: dict) -> dict:
+    """Write `<network>.onnx` for every network plus manifest.json into `out`.
+
+    `patch` describes the 3D patch geometry (size_px, depth, um_per_px, channels) and
+    `training` the stages, data and metrics; both go into the manifest verbatim.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    cfg = model.cfg
+    nets = {}
+    for net, (module, example, axes, outputs, in_shape) in _networks(model).items():
+        path = out / f"{net}.onnx"
+        dyn = {k: v for k, v in axes.items()}
+        for o in outputs:
+            dyn[o] = {0: "B"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, tuple(example.values()), str(path), input_names=list(example),
+                              output_names=outputs, dynamic_axes=dyn, opset_version=17, dynamo=False)  # fmt: skip
+        out_shapes = {"embedding": "B,E", "tokens": "B,Q,E", "expression": "B,G", "hidden": "B,H"}
+        nets[net] = {"file": path.name, "sha256": sha256(path), "inputs": {list(example)[0]: in_shape},
+                     "outputs": {o: out_shapes[o] for o in outputs}}  # fmt: skip
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "embedding_dim": cfg.embed_dim,
+        "normalized": True,
+        "patch": {**patch, "mean": [IMG_MEAN] * patch.get("channels", 1), "std": [IMG_STD] * patch.get("channels", 1)},
+        "patch_2d": {
+            "size_px": [cfg.image_size, cfg.image_size],
+            "channels": cfg.channels_2d,
+            "um_per_px": training.get("um_per_px_2d", patch.get("um_per_px")),
+            "mean": [IMG_MEAN] * cfg.channels_2d,
+            "std": [IMG_STD] * cfg.channels_2d,
+        },  # fmt: skip
+        "expression": {"normalize_total": 1e4, "log1p": True},
+        "encoder_genes": {
+            "names": cfg.encoder_genes,
+            "bins": cfg.value_bins,
+            "bin_edges": [float(x) for x in model.genes.edges],
+        },  # fmt: skip
+        "predicted_genes": cfg.predicted_genes,
+        "recon_queries": cfg.recon_queries,
+        "predictor_hidden": cfg.predictor_hidden,
+        "networks": nets,
+        "config": cfg.to_json(),
+        "training": training,
+    }
+    save_json(manifest, out / "manifest.json")
+    return manifest
+
+
+def parity(model: Vortex, out: Path, batch: int = 3, seed: int = 0) -> dict[str, float]:
+    """Max abs difference between PyTorch and onnxruntime on random inputs, per
+    network output (batch size differs from the export example on purpose)."""
+    import onnxruntime as ort
+
+    g = torch.Generator().manual_seed(seed)
+    c = model.cfg
+    s = c.image_size
+    inputs = {
+        "image_3d": torch.randn(batch, max(c.max_depth - 1, 1), c.channels_3d, s, s, generator=g),
+        "image_2d": torch.randn(batch, c.channels_2d, s, s, generator=g),
+        "genes": torch.rand(batch, len(c.encoder_genes), generator=g) * 4,
+        "predictor": torch.randn(batch, c.recon_queries, c.embed_dim, generator=g),
+    }
+    diffs = {}
+    nets = _networks(model)
+    model.eval()
+    for net, x in inputs.items():
+        module, example, _, outputs, _ = nets[net]
+        with torch.no_grad():
+            ref = module(x)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        sess = ort.InferenceSession(str(Path(out) / f"{net}.onnx"), providers=["CPUExecutionProvider"])
+        got = sess.run(outputs, {list(example)[0]: x.numpy()})
+        for o, r, y in zip(outputs, ref, got, strict=False):
+            diffs[f"{net}.{o}"] = float(np.abs(r.numpy() - y).max())
+    return diffs
+
+
+def read_manifest(path: Path) -> dict:
+    """Load and minimally validate a manifest.json."""
+    m = json.loads(Path(path).read_text())
+    if m.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
+    return m

@@ -1,0 +1,182 @@
+"""The three VORTEX training stages, with checkpoints after every epoch and resume.
+
+Stage I   (2D): image_2d + genes + predictor. Symmetric InfoNCE image<->genes, MSE of
+          the predicted expression, domain-adversarial loss across sources.
+Stage II  (3D): image_3d starts from image_2d; image_2d and genes frozen. InfoNCE
+          3D<->genes and 3D<->2D, L2 between 2D and 3D reconstruction tokens, MSE.
+Stage III (3D, volume of interest): stage II's losses on the volume's own sections,
+          with only the last `trainable_blocks` ViT blocks (plus poolers and the
+          predictor) trained.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import StageConfig
+from .data import SpotSet
+from .losses import DomainAdversarial, InfoNCE, TokenL2
+from .model import Vortex
+
+STAGES = ("I", "II", "III")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def trainable_parameters(model: Vortex, stage: str, cfg: StageConfig) -> list[torch.nn.Parameter]:
+    """Set requires_grad for a stage and return the parameters it trains."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if stage == "I":
+        mods = [model.image_2d, model.genes, model.predictor, model.domain]
+    elif stage == "II":
+        mods = [model.image_3d, model.predictor]
+    else:
+        enc = model.image_3d
+        mods = [enc.contrast, enc.recon, enc.proj, model.predictor]
+        blocks = enc.vit.blocks
+        n = len(blocks) if cfg.trainable_blocks < 0 else min(cfg.trainable_blocks, len(blocks))
+        mods += list(blocks[len(blocks) - n :]) + [enc.vit.ln]
+        if n == len(blocks):
+            mods += [enc.vit.patch]
+            enc.vit.pos.requires_grad_(True)
+            enc.depth_emb.requires_grad_(True)
+    for m in mods:
+        for p in m.parameters():
+            p.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _augment(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def stage_loss(model: Vortex, stage: str, batch: dict, cfg: StageConfig) -> tuple[torch.Tensor, dict]:
+    """The loss of one batch for `stage`, with its terms for logging."""
+    nce = InfoNCE(cfg.tau)
+    terms: dict[str, torch.Tensor] = {}
+    eg = model.genes(batch["enc"])
+    if stage == "I":
+        e2, t2 = model.image_2d(batch["img2d"].unsqueeze(1))
+        pred, _ = model.predictor(t2)
+        terms["nce_img_genes"] = nce(e2, eg)
+        terms["mse"] = cfg.mse_weight * F.mse_loss(pred, batch["pred"])
+        if model.cfg.n_domains > 1:
+            terms["adversarial"] = DomainAdversarial(model.domain, cfg.adv_lambda)(e2, batch["domain"])
+    else:
+        with torch.no_grad():
+            e2, t2 = model.image_2d(batch["img2d"].unsqueeze(1))
+        e3, t3 = model.image_3d(batch["img3d"])
+        pred, _ = model.predictor(t3)
+        terms["nce_3d_genes"] = nce(e3, eg)
+        terms["nce_3d_2d"] = nce(e3, e2)
+        terms["tokens_l2"] = cfg.token_weight * TokenL2()(t3, t2)
+        terms["mse"] = cfg.mse_weight * F.mse_loss(pred, batch["pred"])
+    loss = sum(terms.values())
+    return loss, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def make_batches(data: SpotSet, model: Vortex, idx: np.ndarray, augment: bool) -> dict:
+    """Tensors of rows `idx`: images (optionally rotated/flipped alike), encoder and
+    predictor gene values, domains."""
+    cfg = model.cfg
+    b = {
+        "img2d": torch.from_numpy(data.img2d[idx]),
+        "enc": torch.from_numpy(data.select_genes(cfg.encoder_genes)[idx]),
+        "pred": torch.from_numpy(data.select_genes(cfg.predicted_genes)[idx]),
+        "domain": torch.from_numpy(data.domain[idx].astype(np.int64)),
+    }
+    if data.img3d is not None:
+        b["img3d"] = torch.from_numpy(data.img3d[idx])
+    if augment:
+        k, flip = random.randrange(4), random.random() < 0.5
+        b["img2d"] = _augment(b["img2d"], k, flip)
+        if "img3d" in b:
+            b["img3d"] = _augment(b["img3d"], k, flip)
+    return b
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warm-up to 1, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_dir: Path | None = None,
+              log=print) -> list[float]:  # fmt: skip
+    """Train `stage` on `data`; returns the mean loss of every epoch.
+
+    With `ckpt_dir`, a checkpoint (weights, optimiser, schedule, RNG) is written
+    atomically after every epoch and an interrupted stage resumes from it; a finished
+    stage is loaded and skipped.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    if stage != "I" and data.img3d is None:
+        raise ValueError(f"stage {stage} needs 3D patches")
+    seed_everything(cfg.seed)
+    params = trainable_parameters(model, stage, cfg)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(data.expr)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(n // bs, 1)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, int(cfg.warmup_frac * total)))
+    start, history = 0, []
+    ckpt = None if ckpt_dir is None else Path(ckpt_dir) / f"stage_{stage}.pt"
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, history = state["epoch"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        log(f"stage {stage}: resumed after epoch {start}/{cfg.epochs}")
+    model.train()
+    for epoch in range(start, cfg.epochs):
+        t0 = time.time()
+        perm = np.random.permutation(n)
+        losses, parts = [], {}
+        for s in range(steps_per_epoch):
+            batch = make_batches(data, model, np.sort(perm[s * bs : (s + 1) * bs]), augment=True)
+            loss, terms = stage_loss(model, stage, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss))
+            for k, v in terms.items():
+                parts[k] = parts.get(k, 0.0) + v / steps_per_epoch
+        history.append(float(np.mean(losses)))
+        detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+        log(f"stage {stage} epoch {epoch + 1}/{cfg.epochs} loss {history[-1]:.4f} ({detail}) "
+            f"lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.1f}s")  # fmt: skip
+        if ckpt is not None:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                        "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                        "python_rng": random.getstate()}, tmp)  # fmt: skip
+            tmp.replace(ckpt)
+        sys.stdout.flush()
+    model.eval()
+    return history
