@@ -71,3 +71,10 @@ def test_unknown_stage_and_missing_3d(tiny_cfg, tiny_set):
     flat.img3d = None
     with pytest.raises(ValueError, match="needs 3D patches"):
         run_stage(m, "II", flat, StageConfig(epochs=1))
+
+
+def test_resume_refuses_checkpoint_of_other_settings(tiny_cfg, tiny_set, tmp_path):
+    m = _model(tiny_cfg, tiny_set)
+    run_stage(m, "I", tiny_set, StageConfig(epochs=1, batch_size=8), tmp_path, log=lambda _: None)
+    with pytest.raises(ValueError, match="stage_I.pt: checkpoint of a different model"):
+        run_stage(m, "I", tiny_set, StageConfig(epochs=2, batch_size=8), tmp_path, log=lambda _: None)

@@ -39,6 +39,10 @@ def _scores(model: Vortex, data, use_3d: bool, markers=()) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}
 
 
+def _phantom_seed(path) -> int:
+    return int(json.loads((Path(path) / "phantom.json").read_text())["seed"])
+
+
 def cmd_phantom(args) -> int:
     """Train all three stages on phantoms, evaluate on the held-out planes of the
     volume of interest after every stage, export, check ONNX parity."""
@@ -54,7 +58,7 @@ def cmd_phantom(args) -> int:
     cfg = ModelConfig(image_size=args.image_size, max_depth=args.depth, channels_3d=1,
                       encoder_genes=list(cohort.genes), predicted_genes=list(cohort.genes),
                       n_domains=len(args.cohort), embed_dim=args.embed_dim, vit_width=args.width,
-                      vit_layers=args.layers)  # fmt: skip
+                      vit_layers=args.layers, gene_width=args.gene_width, gene_layers=args.gene_layers)  # fmt: skip
     torch.manual_seed(args.seed)
     model = Vortex(cfg)
     if args.pretrained:
@@ -90,6 +94,7 @@ def cmd_phantom(args) -> int:
         "stages": [{"stage": s, "epochs": len(losses[s]), "loss_first": losses[s][0] if losses[s] else None,
                     "loss_last": losses[s][-1] if losses[s] else None} for s in ("I", "II", "III")],
         "data": {"cohort": [str(p) for p in args.cohort], "volume_of_interest": str(args.voi),
+                 "cohort_seeds": [_phantom_seed(p) for p in args.cohort], "voi_seed": _phantom_seed(args.voi),
                  "voi_tuning_planes": args.voi_train_planes},
         "metrics": metrics,
         "seed": args.seed,
@@ -103,6 +108,19 @@ def cmd_phantom(args) -> int:
     _log(f"exported {args.out}: ONNX parity max abs diff {worst:.2e}")
     torch.save({"config": cfg.to_json(), "model": model.state_dict()}, work / "final.pt")
     return 0 if worst <= 1e-4 else 2
+
+
+def _cached(path: Path, build):
+    """Patches are slow to cut from the 90-megapixel JPEGs: keep them beside the checkpoints."""
+    import pickle
+
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    value = build()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(value))
+    tmp.replace(path)
+    return value
 
 
 def cmd_her2st(args) -> int:
@@ -125,15 +143,19 @@ def cmd_her2st(args) -> int:
     results = {"holdout": args.holdout, "train": train_names, "panel_size": len(panel)}
     cfg = ModelConfig(image_size=args.image_size, max_depth=3, channels_3d=3, encoder_genes=enc,
                       predicted_genes=panel, n_domains=len(train_names), embed_dim=args.embed_dim,
-                      vit_width=args.width, vit_layers=args.layers)  # fmt: skip
+                      vit_width=args.width, vit_layers=args.layers, gene_width=args.gene_width,
+                      gene_layers=args.gene_layers)  # fmt: skip
     torch.manual_seed(args.seed)
     model = Vortex(cfg)
-    tr25 = load_her2st(root, train_names, genes, args.image_size, depth=3, smooth_k=args.smooth_k)
-    te25 = load_her2st(root, [args.holdout], genes, args.image_size, depth=3, smooth_k=args.smooth_k)
-    _log(f"patches: {len(tr25.expr)} train, {len(te25.expr)} held-out spots ({time.time() - t0:.1f}s)")
-    model.genes.set_bin_edges(torch.from_numpy(tr25.select_genes(enc)))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    key = f"{'-'.join(train_names)}_{args.holdout}_{args.image_size}px_{len(genes)}g_s{args.smooth_k}"
+    tr25 = _cached(work / f"train_{key}.pkl", lambda: load_her2st(root, train_names, genes, args.image_size, 3,
+                                                                    smooth_k=args.smooth_k))  # fmt: skip
+    te25 = _cached(work / f"test_{key}.pkl", lambda: load_her2st(root, [args.holdout], genes, args.image_size, 3,
+                                                                   smooth_k=args.smooth_k))  # fmt: skip
+    _log(f"patches: {len(tr25.expr)} train, {len(te25.expr)} held-out spots ({time.time() - t0:.1f}s)")
+    model.genes.set_bin_edges(torch.from_numpy(tr25.select_genes(enc)))
     truth = te25.select_genes(panel)
     run_stage(model, "I", tr25, _stage_cfg(args, "I"), work, _log)
     e_te, e_tr = embed(model, te25, False), embed(model, tr25, False)
@@ -160,7 +182,7 @@ def cmd_her2st(args) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser, epochs=(30, 30, 10)) -> None:
+def _common(p: argparse.ArgumentParser, epochs=(20, 15, 8)) -> None:
     p.add_argument("--work", default="training/work", help="checkpoint directory (resumes from it)")
     p.add_argument("--epochs-1", type=int, default=epochs[0], help="stage I epochs")
     p.add_argument("--epochs-2", type=int, default=epochs[1], help="stage II epochs")
@@ -169,9 +191,11 @@ def _common(p: argparse.ArgumentParser, epochs=(30, 30, 10)) -> None:
     p.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate (cosine, warm-up)")
     p.add_argument("--trainable-blocks", type=int, default=1, help="ViT blocks trained in stage III (-1 all)")
     p.add_argument("--image-size", type=int, default=32, help="patch side in pixels")
-    p.add_argument("--embed-dim", type=int, default=128)
-    p.add_argument("--width", type=int, default=96, help="ViT width")
-    p.add_argument("--layers", type=int, default=3, help="ViT blocks")
+    p.add_argument("--embed-dim", type=int, default=64, help="shared embedding size E")
+    p.add_argument("--width", type=int, default=64, help="ViT width")
+    p.add_argument("--layers", type=int, default=2, help="ViT blocks")
+    p.add_argument("--gene-width", type=int, default=64, help="gene encoder width")
+    p.add_argument("--gene-layers", type=int, default=1, help="gene encoder blocks")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
 
@@ -194,11 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="../shared/data/her2st")
     p.add_argument("--holdout", default="C4")
     p.add_argument("--top-genes", type=int, default=250)
-    p.add_argument("--hvg", type=int, default=256, help="encoder genes (highest variance)")
+    p.add_argument("--hvg", type=int, default=128, help="encoder genes (highest variance)")
     p.add_argument("--smooth-k", type=int, default=0, help="smooth targets over k nearest spots (0 = off)")
     p.add_argument("--k", type=int, default=50, help="neighbours of the BLEEP-style baseline")
     p.add_argument("--out", default="training/work/her2st.json")
-    _common(p, (30, 20, 0))
+    _common(p, (20, 15, 0))
     p.set_defaults(func=cmd_her2st)
     return ap
 

@@ -140,8 +140,12 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, int(cfg.warmup_frac * total)))
     start, history = 0, []
     ckpt = None if ckpt_dir is None else Path(ckpt_dir) / f"stage_{stage}.pt"
+    fingerprint = {"model": model.cfg.to_json(), "stage": vars(cfg), "spots": n}
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(f"{ckpt}: checkpoint of a different model, stage settings or data; "
+                             "remove it or choose another --work directory")  # fmt: skip
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -163,7 +167,7 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             for k, v in terms.items():
                 parts[k] = parts.get(k, 0.0) + v / steps_per_epoch
         history.append(float(np.mean(losses)))
@@ -172,10 +176,11 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
             f"lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.1f}s")  # fmt: skip
         if ckpt is not None:
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
-                        "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                        "python_rng": random.getstate()}, tmp)  # fmt: skip
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "epoch": epoch + 1, "history": history, "fingerprint": fingerprint,
+                     "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                     "python_rng": random.getstate()}  # fmt: skip
+            torch.save(state, tmp)
             tmp.replace(ckpt)
         sys.stdout.flush()
     model.eval()
