@@ -40,3 +40,19 @@ def test_read_manifest_rejects_other_format(tmp_path):
         assert "manifest.json" in str(e) and "something/2" in str(e)
     else:
         raise AssertionError("accepted a wrong format")
+
+
+def test_load_pretrained_backbone_from_local_state_dict(tiny_cfg, tmp_path):
+    from vortex_train.model import load_pretrained_vit
+
+    torch.manual_seed(2)
+    src = Vortex(tiny_cfg)
+    ckpt = {"state_dict": {f"visual.trunk.{k}": v for k, v in src.image_2d.vit.state_dict().items()}}
+    ckpt["state_dict"]["visual.trunk.head.weight"] = torch.zeros(3, 3)  # not in our backbone: ignored
+    torch.save(ckpt, tmp_path / "conch.pt")
+    torch.manual_seed(3)
+    dst = Vortex(tiny_cfg)
+    loaded = load_pretrained_vit(dst.image_2d, str(tmp_path / "conch.pt"))
+    assert len(loaded) == len(src.image_2d.vit.state_dict())
+    for k, v in src.image_2d.vit.state_dict().items():
+        assert torch.equal(v, dst.image_2d.vit.state_dict()[k]), k

@@ -64,6 +64,7 @@ def cmd_phantom(args) -> int:
     if args.pretrained:
         _log(f"pretrained backbone: {len(load_pretrained_vit(model.image_2d, args.pretrained))} tensors loaded")
     model.genes.set_bin_edges(torch.from_numpy(cohort.expr))
+    model.predictor.init_output_bias(torch.from_numpy(cohort.select_genes(cfg.predicted_genes).mean(0)))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     metrics, losses = {}, {}
@@ -150,12 +151,13 @@ def cmd_her2st(args) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     key = f"{'-'.join(train_names)}_{args.holdout}_{args.image_size}px_{len(genes)}g_s{args.smooth_k}"
-    tr25 = _cached(work / f"train_{key}.pkl", lambda: load_her2st(root, train_names, genes, args.image_size, 3,
+    tr25 = _cached(work / f"train_{key}.pkl", lambda: load_her2st(root, train_names, genes, args.image_size, depth=3,
                                                                     smooth_k=args.smooth_k))  # fmt: skip
-    te25 = _cached(work / f"test_{key}.pkl", lambda: load_her2st(root, [args.holdout], genes, args.image_size, 3,
+    te25 = _cached(work / f"test_{key}.pkl", lambda: load_her2st(root, [args.holdout], genes, args.image_size, depth=3,
                                                                    smooth_k=args.smooth_k))  # fmt: skip
     _log(f"patches: {len(tr25.expr)} train, {len(te25.expr)} held-out spots ({time.time() - t0:.1f}s)")
     model.genes.set_bin_edges(torch.from_numpy(tr25.select_genes(enc)))
+    model.predictor.init_output_bias(torch.from_numpy(tr25.select_genes(panel).mean(0)))
     truth = te25.select_genes(panel)
     run_stage(model, "I", tr25, _stage_cfg(args, "I"), work, _log)
     e_te, e_tr = embed(model, te25, False), embed(model, tr25, False)
@@ -182,13 +184,13 @@ def cmd_her2st(args) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser, epochs=(20, 15, 8)) -> None:
+def _common(p: argparse.ArgumentParser, epochs=(40, 30, 10)) -> None:
     p.add_argument("--work", default="training/work", help="checkpoint directory (resumes from it)")
     p.add_argument("--epochs-1", type=int, default=epochs[0], help="stage I epochs")
     p.add_argument("--epochs-2", type=int, default=epochs[1], help="stage II epochs")
     p.add_argument("--epochs-3", type=int, default=epochs[2], help="stage III epochs")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate (cosine, warm-up)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate (cosine, warm-up)")
     p.add_argument("--trainable-blocks", type=int, default=1, help="ViT blocks trained in stage III (-1 all)")
     p.add_argument("--image-size", type=int, default=32, help="patch side in pixels")
     p.add_argument("--embed-dim", type=int, default=64, help="shared embedding size E")

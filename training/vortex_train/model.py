@@ -178,6 +178,12 @@ class Predictor(nn.Module):
         )
         self.out = nn.Linear(cfg.predictor_hidden, len(cfg.predicted_genes))
 
+    def init_output_bias(self, mean_expression: torch.Tensor) -> None:
+        """Start predictions at the training mean so that early MSE gradients teach
+        variation around it rather than the offset."""
+        with torch.no_grad():
+            self.out.bias.copy_(mean_expression)
+
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, Q, E) -> (expression (B, G), hidden (B, H_p))."""
         h = self.hidden(self.layer(tokens).mean(1))
