@@ -9,6 +9,7 @@
 //! * [`index`]: the HNSW graph (`hnsw_rs`), its snapshots and exact search;
 //! * [`vecio`]: NPY / Parquet vector files;
 //! * [`codec`]: byte encodings and the schema version;
+//! * [`phantom`]: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
 //! * [`cli`]: the `vortexdb` command line, a thin layer over the above.
 //!
 //! ```
@@ -28,11 +29,13 @@ pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod index;
+pub mod phantom;
 pub mod store;
 pub mod vecio;
 
 pub use error::{Error, Result};
 pub use index::{HnswParams, Metric};
+pub use phantom::{PhantomParams, PhantomSummary};
 pub use store::{
     CollectionInfo, CollectionSpec, Filter, Hit, ImportMark, ImportProgress, NewVector,
     PatchRecord, Region, SearchOptions, Store, StoreInfo,

@@ -1,6 +1,6 @@
 //! Raw vector files: streaming readers for NPY (float32, N x D) and Parquet (a
-//! `list<float>` column, optional `sample`, `z`, `y`, `x` columns), and an NPY writer
-//! for search results.
+//! `list<float>` column, optional `sample`, `z`, `y`, `x` columns), and NPY writers
+//! (search results, uint8 volumes).
 //!
 //! Readers stream in batches so memory is bounded by the batch size, and every error
 //! names the file and what is wrong with it.
@@ -457,4 +457,33 @@ pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
         }
     }
     w.finish().map_err(|e| Error::io(path, e))
+}
+
+/// Write a C-ordered uint8 array of any shape as NPY (format 1.0, dtype `|u1`).
+pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape does not match the data"
+    );
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.extend(std::iter::repeat_n(' ', pad));
+    header.push('\n');
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let len = u16::try_from(header.len()).expect("short header");
+    w.write_all(b"\x93NUMPY\x01\x00")
+        .and_then(|_| w.write_all(&len.to_le_bytes()))
+        .and_then(|_| w.write_all(header.as_bytes()))
+        .and_then(|_| w.write_all(data))
+        .and_then(|_| w.flush())
+        .map_err(|e| Error::io(path, e))
 }

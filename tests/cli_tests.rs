@@ -12,6 +12,7 @@ fn every_command_has_help() {
         vec!["info", "--help"],
         vec!["check", "--help"],
         vec!["demo", "--help"],
+        vec!["phantom", "--help"],
         vec!["vectors", "--help"],
         vec!["vectors", "import", "--help"],
         vec!["vectors", "search", "--help"],

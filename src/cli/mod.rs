@@ -6,6 +6,7 @@
 //! 2 internal error.
 
 mod demo;
+mod phantom;
 mod vectors;
 
 use std::io::Write;
@@ -53,6 +54,9 @@ pub enum Command {
     Vectors(vectors::VectorsCommand),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),
+    /// Generate a deterministic synthetic tissue phantom: a 3D volume, H&E planes and
+    /// spatial-transcriptomics spots whose expression follows the morphology.
+    Phantom(phantom::PhantomArgs),
 }
 
 /// Parse arguments, run, and map the outcome to an exit code.
@@ -193,5 +197,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Vectors(cmd) => vectors::run(cmd, cli.json),
         Command::Demo(a) => demo::run(a, cli.json),
+        Command::Phantom(a) => phantom::run(a, cli.json),
     }
 }
