@@ -702,8 +702,8 @@ impl FatSeeds {
         }
         let (mut d1, mut d2) = (f32::MAX, f32::MAX);
         for &v in &d {
-            d2 = d2.min(v.max(d1));
-            d1 = d1.min(v);
+            d2 = fmin(d2, fmax(v, d1));
+            d1 = fmin(d1, v);
         }
         let k1 = d.iter().position(|&v| v == d1).expect("minimum is present");
         let k2 = (0..27)
@@ -740,7 +740,7 @@ fn splat_glands(ctx: &Ctx, z: usize, sd: &mut [f32]) {
                     + (ap[2] - t * ab[2]).powi(2))
                 .sqrt();
                 let v = &mut sd[y * nx + x];
-                *v = v.min(d - g.r);
+                *v = fmin(*v, d - g.r);
             }
         }
     }
@@ -791,6 +791,16 @@ fn splat_nuclei(ctx: &Ctx, z: usize, nuc: &mut [f32], mut he: Option<&mut [f32]>
             }
         }
     }
+}
+
+/// Minimum of two numbers that are never NaN (one `minss`, unlike `f32::min`).
+fn fmin(a: f32, b: f32) -> f32 {
+    if a < b { a } else { b }
+}
+
+/// Maximum of two numbers that are never NaN.
+fn fmax(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
 }
 
 fn lerp3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
