@@ -68,3 +68,12 @@ def test_recorded_metrics_reproduce_through_onnxruntime(tmp_path):
     assert abs(got["pcc_all"] - want["pcc_all"]) < 0.01, (got, want)
     assert got["top5"] > 10 * 5 * want["chance_top1"]  # far above chance
     assert hidden.shape == (len(held.expr), man["predictor_hidden"])
+
+
+def test_report_prints_every_recorded_evaluation(capsys):
+    from vortex_train.cli import main
+
+    assert main(["report", str(MODEL)]) == 0
+    out = capsys.readouterr().out
+    for name in read_manifest(MODEL / "manifest.json")["training"]["metrics"]:
+        assert f"| {name} |" in out

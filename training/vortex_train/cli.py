@@ -184,6 +184,19 @@ def cmd_her2st(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Print a model's recorded held-out metrics as a Markdown table."""
+    from .export import read_manifest
+
+    m = read_manifest(Path(args.model) / "manifest.json")["training"]["metrics"]
+    print("| evaluation | top-1 | top-5 | PCC all | PCC top 50 | MSE |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, v in m.items():
+        cells = [v.get(k) for k in ("top1", "top5", "pcc_all", "pcc_top50", "mse")]
+        print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.3f}" for c in cells) + " |")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, epochs=(40, 30, 10)) -> None:
     p.add_argument("--work", default="training/work", help="checkpoint directory (resumes from it)")
     p.add_argument("--epochs-1", type=int, default=epochs[0], help="stage I epochs")
@@ -226,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="training/work/her2st.json")
     _common(p, (20, 15, 0))
     p.set_defaults(func=cmd_her2st)
+    p = sub.add_parser("report", help="print a model's recorded metrics as a Markdown table")
+    p.add_argument("model", help="model directory (manifest.json)")
+    p.set_defaults(func=cmd_report)
     return ap
 
 
