@@ -3,7 +3,7 @@
 # command: builds vortexdb, generates two cohort phantoms (seeds 1 and 3: stages I and
 # II, two sources for the domain-adversarial loss) and a volume-of-interest phantom
 # (seed 2: its first two planes for stage III, the other four held out for evaluation), trains the three stages, exports ONNX + manifest.json with the
-# metrics, and checks ONNX parity. ~5 minutes on 2 idle cores. Extra arguments go to
+# metrics, and checks ONNX parity. ~10 minutes on 2 idle cores. Extra arguments go to
 # `python -m vortex_train phantom` (e.g. --epochs-1 5 for a quick run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -29,9 +29,13 @@ def test_manifest_and_checksums():
     size = sum(p.stat().st_size for p in MODEL.iterdir())
     assert size < 8 << 20, f"default model is {size} bytes; keep it small enough for the repo"
     m = man["training"]["metrics"]
-    # every stage improves its target metric over the stage before (recorded at training)
-    assert m["stage_II_3d"]["top1"] > m["stage_I_3d_init"]["top1"]
-    assert m["stage_II_3d"]["pcc_all"] > m["stage_I_3d_init"]["pcc_all"]
+    # every stage improves its target metric over the stage before (recorded at training
+    # on the held-out planes): stage II's 3D encoder beats the stage I model applied to
+    # the 3D patches, and stage I's 2D encoder on the same spots in top-5 retrieval and
+    # PCC; stage III (tuned on the volume's own planes) beats stage II in PCC.
+    assert m["stage_II_3d"]["top5"] > m["stage_I_3d_init"]["top5"]
+    assert m["stage_II_3d"]["top5"] > m["stage_I_2d"]["top5"]
+    assert m["stage_II_3d"]["pcc_all"] > m["stage_I_2d"]["pcc_all"]
     assert m["stage_III_3d"]["pcc_all"] > m["stage_II_3d"]["pcc_all"]
 
 

@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", nargs="+", required=True, help="phantom directories for stages I and II")
     p.add_argument("--voi", required=True, help="phantom directory of the volume of interest (stage III + eval)")
     p.add_argument("--voi-train-planes", type=int, default=2, help="planes of the VOI used for stage III")
-    p.add_argument("--depth", type=int, default=8, help="slices per 3D patch")
+    p.add_argument("--depth", type=int, default=16, help="slices per 3D patch (16 x 4 um = 64 um)")
     p.add_argument("--out", required=True, help="model directory to write (manifest.json + *.onnx)")
     p.add_argument("--name", default="vortex-tiny-phantom")
     p.add_argument("--pretrained", help="local ViT/CONCH state dict for the 2D backbone")
