@@ -92,3 +92,12 @@ def test_phantom_loader(tmp_path):
     assert s.img2d.shape == (n, 3, 32, 32) and s.img3d.shape == (n, 8, 1, 32, 32)
     assert s.truth is not None and s.truth.shape == s.expr.shape
     assert len(s.genes) == 60 and s.group.max() >= 1
+
+
+def test_cli_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
+    from vortex_train.cli import main
+
+    code = main(["phantom", "--cohort", str(tmp_path / "nope"), "--voi", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err and "phantom.json" in err

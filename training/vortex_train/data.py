@@ -129,6 +129,10 @@ def load_phantom(path: Path, image_size: int = 32, depth: int = 8, domain: int =
     from PIL import Image
 
     path = Path(path)
+    if not (path / "phantom.json").is_file():
+        raise ValueError(
+            f"{path}: not a vortexdb phantom directory (no phantom.json); make one with `vortexdb phantom`"
+        )
     meta = json.loads((path / "phantom.json").read_text())
     genes = list(meta["genes"])
     vol = np.load(path / "volume.npy", mmap_mode="r")
