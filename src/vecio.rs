@@ -424,37 +424,39 @@ pub fn read_all(path: &Path, column: Option<&str>) -> Result<(Vec<Vec<f32>>, usi
 
 /// Write an `n x k` int64 matrix of ids as NPY (`-1` pads rows with fewer than k hits).
 pub fn write_ids_npy(path: &Path, rows: &[Vec<u64>], k: usize) -> Result<()> {
-    use npyz::WriterBuilder;
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&[rows.len() as u64, k as u64])
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(|e| Error::io(path, e))?;
-    for r in rows {
-        for j in 0..k {
-            let v: i64 = r.get(j).map_or(-1, |x| *x as i64);
-            w.push(&v).map_err(|e| Error::io(path, e))?;
-        }
-    }
-    w.finish().map_err(|e| Error::io(path, e))
+    let values = rows
+        .iter()
+        .flat_map(|r| (0..k).map(move |j| r.get(j).map_or(-1, |x| *x as i64)));
+    write_npy(path, [rows.len(), k], values)
 }
 
 /// Write an `n x d` float32 matrix as NPY.
 pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
+    if let Some(r) = rows.iter().find(|r| r.len() != d) {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            format!("a row of {} values where {d} were expected", r.len()),
+        ));
+    }
+    write_npy(path, [rows.len(), d], rows.iter().flatten().copied())
+}
+
+/// One C-ordered 2-D NPY file of `shape` from `values` in row order (npyz).
+fn write_npy<T: npyz::AutoSerialize>(
+    path: &Path,
+    shape: [usize; 2],
+    values: impl Iterator<Item = T>,
+) -> Result<()> {
     use npyz::WriterBuilder;
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
-        .shape(&[rows.len() as u64, d as u64])
+        .shape(&[shape[0] as u64, shape[1] as u64])
         .writer(std::io::BufWriter::new(file))
         .begin_nd()
         .map_err(|e| Error::io(path, e))?;
-    for r in rows {
-        for v in r {
-            w.push(v).map_err(|e| Error::io(path, e))?;
-        }
+    for v in values {
+        w.push(&v).map_err(|e| Error::io(path, e))?;
     }
     w.finish().map_err(|e| Error::io(path, e))
 }
@@ -462,11 +464,12 @@ pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
 /// Write a C-ordered uint8 array of any shape as NPY (format 1.0, dtype `|u1`).
 pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
     use std::io::Write;
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "shape does not match the data"
-    );
+    if shape.iter().product::<usize>() != data.len() {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            format!("{} bytes do not fill shape {shape:?}", data.len()),
+        ));
+    }
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -479,7 +482,8 @@ pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
     header.push('\n');
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let len = u16::try_from(header.len()).expect("short header");
+    let len = u16::try_from(header.len())
+        .map_err(|_| Error::bad_input(path.display().to_string(), "NPY header too long"))?;
     w.write_all(b"\x93NUMPY\x01\x00")
         .and_then(|_| w.write_all(&len.to_le_bytes()))
         .and_then(|_| w.write_all(header.as_bytes()))
