@@ -467,24 +467,17 @@ impl Ctx {
         // Outline: a superellipse (exponent 2.6, radii 0.47 of the field) whose radius
         // is modulated by a few harmonics of the angle, varying a little with depth.
         let mut r = rng(seed, S_OUTLINE, 0, 0, 0);
-        let harm_a: Vec<(f32, f32, f32)> = (2..=5)
-            .map(|m| {
-                (
-                    m as f32,
-                    r.random_range(0.01..0.035),
-                    r.random_range(0.0..std::f32::consts::TAU),
-                )
-            })
-            .collect();
-        let harm_b: Vec<(f32, f32, f32)> = (1..=3)
-            .map(|m| {
-                (
-                    m as f32,
-                    r.random_range(0.02..0.06),
-                    r.random_range(0.0..std::f32::consts::TAU),
-                )
-            })
-            .collect();
+        // (order, amplitude, phase) per harmonic; drawn in the same order as before.
+        let mut harmonics = |orders: std::ops::RangeInclusive<u32>, amp: std::ops::Range<f32>| {
+            orders
+                .map(|m| {
+                    let a = r.random_range(amp.clone());
+                    (m as f32, a, r.random_range(0.0..std::f32::consts::TAU))
+                })
+                .collect::<Vec<(f32, f32, f32)>>()
+        };
+        let harm_a = harmonics(2..=5, 0.01..0.035);
+        let harm_b = harmonics(1..=3, 0.02..0.06);
         let (cy, cx) = ((ny as f32 - 1.0) / 2.0, (nx as f32 - 1.0) / 2.0);
         let (ry, rx) = (0.47 * ny as f32, 0.47 * nx as f32);
         let cells: Vec<(f32, f32, f32)> = (0..ny * nx)

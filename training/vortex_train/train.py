@@ -90,14 +90,14 @@ def stage_loss(model: Vortex, stage: str, batch: dict, cfg: StageConfig) -> tupl
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
-def make_batches(data: SpotSet, model: Vortex, idx: np.ndarray, augment: bool) -> dict:
+def make_batches(data: SpotSet, genes: tuple[np.ndarray, np.ndarray], idx: np.ndarray, augment: bool) -> dict:
     """Tensors of rows `idx`: images (optionally rotated/flipped alike), encoder and
-    predictor gene values, domains."""
-    cfg = model.cfg
+    predictor gene values (`genes`, selected once per stage), domains."""
+    enc, pred = genes
     b = {
         "img2d": torch.from_numpy(data.img2d[idx]),
-        "enc": torch.from_numpy(data.select_genes(cfg.encoder_genes)[idx]),
-        "pred": torch.from_numpy(data.select_genes(cfg.predicted_genes)[idx]),
+        "enc": torch.from_numpy(enc[idx]),
+        "pred": torch.from_numpy(pred[idx]),
         "domain": torch.from_numpy(data.domain[idx].astype(np.int64)),
     }
     if data.img3d is not None:
@@ -154,13 +154,14 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         log(f"stage {stage}: resumed after epoch {start}/{cfg.epochs}")
+    genes = (data.select_genes(model.cfg.encoder_genes), data.select_genes(model.cfg.predicted_genes))
     model.train()
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         perm = np.random.permutation(n)
         losses, parts = [], {}
         for s in range(steps_per_epoch):
-            batch = make_batches(data, model, np.sort(perm[s * bs : (s + 1) * bs]), augment=True)
+            batch = make_batches(data, genes, np.sort(perm[s * bs : (s + 1) * bs]), augment=True)
             loss, terms = stage_loss(model, stage, batch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
