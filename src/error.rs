@@ -83,6 +83,16 @@ pub enum Error {
         /// The redb message.
         message: String,
     },
+    /// The ONNX Runtime library cannot be found or loaded; the message says how to
+    /// provision it.
+    #[error("ONNX Runtime unavailable: {0}")]
+    MissingRuntime(String),
+    /// The requested execution provider (e.g. CUDA) could not be registered.
+    #[error("execution provider: {0}")]
+    Device(String),
+    /// ONNX Runtime failed while running a network.
+    #[error("inference: {0}")]
+    Inference(String),
     /// An error in the HNSW index layer.
     #[error("index: {0}")]
     Index(String),
@@ -118,6 +128,8 @@ impl Error {
                 | Error::Version { .. }
                 | Error::ReadOnly(_)
                 | Error::Io { .. }
+                | Error::MissingRuntime(_)
+                | Error::Device(_)
         )
     }
 }

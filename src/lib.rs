@@ -29,9 +29,12 @@ pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod index;
+pub mod ingest;
+pub mod model;
 pub mod phantom;
 pub mod store;
 pub mod vecio;
+pub mod volume;
 
 pub use error::{Error, Result};
 pub use index::{HnswParams, Metric};

@@ -491,3 +491,31 @@ pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
         .and_then(|_| w.flush())
         .map_err(|e| Error::io(path, e))
 }
+
+/// Read a float32 NPY array of any shape (C order): its shape and values.
+pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let p = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::bad_input(&p, format!("not an NPY file: {e}")))?;
+    if npy.order() != npyz::Order::C {
+        return Err(Error::bad_input(
+            &p,
+            "Fortran-ordered arrays are not supported",
+        ));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {}
+        other => {
+            return Err(Error::bad_input(
+                &p,
+                format!("dtype {} is not float32", other.descr()),
+            ));
+        }
+    }
+    let values: Vec<f32> = npy
+        .into_vec()
+        .map_err(|e| Error::bad_input(&p, format!("cannot read values (truncated?): {e}")))?;
+    Ok((shape, values))
+}

@@ -6,6 +6,8 @@
 //! 2 internal error.
 
 mod demo;
+mod ingest;
+mod models;
 mod phantom;
 mod vectors;
 
@@ -49,6 +51,12 @@ pub enum Command {
         /// Store directory.
         store: PathBuf,
     },
+    /// Models: register a model directory in a store, list, run a network on an array.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Embed image data into the store: a 3D volume or serial sections (2.5D).
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
     #[command(subcommand)]
     Vectors(vectors::VectorsCommand),
@@ -195,6 +203,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Models(cmd) => models::run(cmd, cli.json),
+        Command::Ingest(cmd) => ingest::run(cmd, cli.json),
         Command::Vectors(cmd) => vectors::run(cmd, cli.json),
         Command::Demo(a) => demo::run(a, cli.json),
         Command::Phantom(a) => phantom::run(a, cli.json),

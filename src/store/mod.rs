@@ -11,6 +11,7 @@
 //!   filter, and an HNSW search that cannot fill `k` falls back to exact search;
 //! * one writer process at a time (an OS lock on `LOCK`), any number of readers.
 
+mod catalog;
 mod search;
 mod tables;
 
@@ -23,6 +24,7 @@ use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
+pub use catalog::{MODELS_DIR, ModelRecord, SampleRecord};
 pub use search::{Filter, Hit, Region, SearchOptions};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
 
@@ -191,6 +193,7 @@ impl Store {
                 .map_err(|e| db_err(&db_path, e))?;
             txn.open_table(IMPORTS).map_err(|e| db_err(&db_path, e))?;
             txn.open_table(SNAPSHOTS).map_err(|e| db_err(&db_path, e))?;
+            catalog::create_tables(&txn, &db_path)?;
         }
         txn.commit().map_err(|e| db_err(&db_path, e))?;
         index::sync_dir(&dir)?;

@@ -1,0 +1,551 @@
+//! Streaming ingest of a 3D volume or a 2.5D stack of serial sections:
+//!
+//! ```text
+//! reader thread: source slices -> resample to the model's voxels -> tissue mask ->
+//!                patch grid -> rayon patch extraction + normalisation -> batches
+//! inference thread: batches -> ONNX Runtime (image_3d) -> embeddings
+//! writer (caller's thread): one durable redb transaction per batch, with the grid
+//!                position reached, so a re-run resumes after the last durable batch
+//! ```
+//!
+//! Memory is bounded by the patch depth (a window of model-resolution slices), a few
+//! source slices and two batches in flight per channel, never by the volume size.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::index::Metric;
+use crate::model::{Model, RunOptions};
+use crate::store::{
+    CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, SampleRecord, Store,
+};
+use crate::volume::VolumeSource;
+use crate::volume::grid::{
+    Grid, OTSU_BINS, Polarity, Resampled, box_count, histogram_add, mask_integral, otsu,
+};
+
+/// Settings of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Sample id (letters, digits, - _ .).
+    pub sample: String,
+    /// `3d` for a volume, `2.5d` for serial sections.
+    pub kind: String,
+    /// Source voxel size (z, y, x) in micrometres; `None` = the model's.
+    pub voxel_um: Option<[f64; 3]>,
+    /// Overlap between neighbouring patches on every axis (method: 0.75).
+    pub overlap: f64,
+    /// Minimum tissue fraction of a patch.
+    pub min_tissue: f32,
+    /// Tissue side of the Otsu threshold.
+    pub polarity: Polarity,
+    /// Patches per inference batch (and per store transaction).
+    pub batch: usize,
+    /// Execution provider and threads.
+    pub run: RunOptions,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            sample: String::new(),
+            kind: "3d".into(),
+            voxel_um: None,
+            overlap: 0.75,
+            min_tissue: 0.25,
+            polarity: Polarity::Bright,
+            batch: 64,
+            run: RunOptions::default(),
+        }
+    }
+}
+
+/// Progress reported after every durable batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Grid positions examined so far (stored or skipped as background).
+    pub positions_done: u64,
+    /// Grid positions in total.
+    pub positions_total: u64,
+    /// Patches stored for this sample so far.
+    pub patches_stored: u64,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestReport {
+    /// Sample id.
+    pub sample: String,
+    /// Collection the embeddings went to.
+    pub collection: String,
+    /// Model used.
+    pub model: String,
+    /// Source shape (z, y, x).
+    pub source_shape: [usize; 3],
+    /// Shape at the model's resolution.
+    pub model_shape: [usize; 3],
+    /// Patch grid positions.
+    pub grid_positions: u64,
+    /// Grid position the run started from (non-zero when resuming).
+    pub resumed_from: u64,
+    /// Patches stored by this run.
+    pub patches_new: u64,
+    /// Patches stored for the sample in total.
+    pub patches_total: u64,
+    /// Tissue threshold used.
+    pub threshold: f32,
+    /// Wall time of this run in seconds.
+    pub seconds: f64,
+    /// Seconds spent inside ONNX Runtime.
+    pub inference_seconds: f64,
+    /// Patches per second of this run.
+    pub patches_per_second: f64,
+    /// Peak resident memory of the process in bytes (Linux), if known.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn file_fingerprint(h: &mut Sha256, files: &[PathBuf]) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    for f in files {
+        let mut file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
+        let len = file.metadata().map_err(|e| Error::io(f, e))?.len();
+        h.update(len.to_le_bytes());
+        let mut buf = vec![0u8; (len.min(1 << 16)) as usize];
+        file.read_exact(&mut buf).map_err(|e| Error::io(f, e))?;
+        h.update(&buf);
+        file.seek(SeekFrom::Start(len - buf.len() as u64))
+            .map_err(|e| Error::io(f, e))?;
+        file.read_exact(&mut buf).map_err(|e| Error::io(f, e))?;
+        h.update(&buf);
+    }
+    Ok(())
+}
+
+struct Batch {
+    input: Vec<f32>,
+    records: Vec<PatchRecord>,
+    rows_done: u64,
+}
+
+struct Embedded {
+    vectors: ndarray::Array2<f32>,
+    records: Vec<PatchRecord>,
+    rows_done: u64,
+}
+
+/// Ingest `source` into `store` as sample `opts.sample` with `model` (registered in
+/// the store). Resumes an interrupted ingest of the same source and settings; refuses
+/// a sample id already used for other data. `on_progress` runs after every durable
+/// batch.
+pub fn ingest_volume(
+    store: &Store,
+    model: &Model,
+    source: Box<dyn VolumeSource>,
+    opts: &IngestOptions,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<IngestReport> {
+    let t0 = Instant::now();
+    let m = &model.manifest;
+    let p = &m.patch;
+    if opts.batch == 0 {
+        return Err(Error::bad_input("--batch", "must be at least 1"));
+    }
+    if !(0.0..=1.0).contains(&opts.min_tissue) {
+        return Err(Error::bad_input("--min-tissue", "must be in [0, 1]"));
+    }
+    let target = [p.slice_um(), p.um_per_px, p.um_per_px];
+    let voxel = opts.voxel_um.unwrap_or(target);
+    let info = source.info().clone();
+    let mut vol = Resampled::new(source, voxel, target, p.channels)?;
+    let shape = vol.shape();
+    let grid = Grid::new(
+        shape,
+        [p.depth, p.size_px[0], p.size_px[1]],
+        opts.overlap,
+        &info.source,
+    )?;
+    // Fingerprint: source content samples + everything that shapes the grid.
+    let mut h = Sha256::new();
+    file_fingerprint(&mut h, &info.files)?;
+    let settings = serde_json::json!({
+        "kind": opts.kind, "shape": info.shape, "dtype": info.dtype, "voxel": voxel,
+        "overlap": opts.overlap, "min_tissue": opts.min_tissue, "polarity": opts.polarity,
+        "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),
+    });
+    h.update(settings.to_string().as_bytes());
+    let fingerprint: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let collection = format!("{}:3d", m.name);
+    if store.collection(&collection).is_err() {
+        store.create_collection(&CollectionSpec::for_model(
+            &m.name,
+            "3d",
+            m.embedding_dim,
+            Metric::Cosine,
+        ))?;
+    }
+    let existing = store.sample(&opts.sample)?;
+    let (threshold, mut patches_total) = match &existing {
+        Some(s) if s.fingerprint != fingerprint => {
+            return Err(Error::bad_input(
+                "--sample",
+                format!(
+                    "sample '{}' already holds other data or settings (source {}, model {}); \
+                     choose another sample id",
+                    s.id, s.source, s.model
+                ),
+            ));
+        }
+        Some(s) if s.status == "complete" => (s.threshold, s.patches),
+        Some(s) => (s.threshold, store.count_sample_patches(&collection, &s.id)?),
+        None => {
+            // Otsu threshold from up to 32 evenly spaced slices.
+            let mut hist = vec![0u64; OTSU_BINS];
+            let n = shape[0];
+            let picks: Vec<usize> = (0..n.min(32)).map(|i| i * n / n.min(32)).collect();
+            for z in picks {
+                let s = vol.slice(z)?;
+                histogram_add(&mut hist, &s, p.channels, 3);
+            }
+            (otsu(&hist), 0)
+        }
+    };
+    let mut record = SampleRecord {
+        id: opts.sample.clone(),
+        kind: opts.kind.clone(),
+        source: info.source.clone(),
+        fingerprint: fingerprint.clone(),
+        model: m.name.clone(),
+        collection: collection.clone(),
+        source_shape: info.shape,
+        voxel_um: voxel,
+        model_voxel_um: target,
+        grid: grid.clone(),
+        threshold,
+        polarity: opts.polarity,
+        min_tissue: opts.min_tissue,
+        status: "ingesting".into(),
+        patches: patches_total,
+    };
+    let resumed_from = store
+        .import_progress(&collection, &fingerprint)?
+        .map(|p| p.rows_done)
+        .unwrap_or(0);
+    if existing.as_ref().map(|s| s.status.as_str()) == Some("complete") {
+        return Ok(IngestReport {
+            sample: opts.sample.clone(),
+            collection,
+            model: m.name.clone(),
+            source_shape: info.shape,
+            model_shape: shape,
+            grid_positions: grid.len(),
+            resumed_from,
+            patches_new: 0,
+            patches_total,
+            threshold,
+            seconds: t0.elapsed().as_secs_f64(),
+            inference_seconds: 0.0,
+            patches_per_second: 0.0,
+            peak_rss_bytes: peak_rss_bytes(),
+        });
+    }
+    if existing.is_none() {
+        store.put_sample(&record)?;
+    }
+
+    let total = grid.len();
+    let (tx_b, rx_b) = sync_channel::<Batch>(2);
+    let (tx_e, rx_e) = sync_channel::<Embedded>(2);
+    let mut patches_new = 0u64;
+    let mut inference_s = 0f64;
+    let result: Result<()> = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| {
+            produce(
+                &mut vol,
+                &grid,
+                model,
+                opts,
+                threshold,
+                resumed_from,
+                &opts.sample,
+                tx_b,
+            )
+        });
+        let infer = scope.spawn(|| infer(model, opts, rx_b, tx_e));
+        let write = write_batches(
+            store,
+            &collection,
+            &fingerprint,
+            total,
+            rx_e,
+            &mut patches_new,
+            patches_total,
+            on_progress,
+        );
+        let p = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Inference("patch reader panicked".into())));
+        let i = infer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Inference("inference thread panicked".into())));
+        if let Ok(s) = &i {
+            inference_s = *s;
+        }
+        // The first real error wins; a closed channel is only a consequence.
+        write.and(p).and(i.map(|_| ()))
+    });
+    result?;
+    patches_total += patches_new;
+    // Final marker (the tail of the grid may be background) and completion.
+    store.insert(
+        &collection,
+        &[],
+        Some(ImportMark {
+            source: &fingerprint,
+            progress: ImportProgress {
+                rows_done: total,
+                rows_total: total,
+            },
+        }),
+    )?;
+    record.status = "complete".into();
+    record.patches = patches_total;
+    store.put_sample(&record)?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(IngestReport {
+        sample: opts.sample.clone(),
+        collection,
+        model: m.name.clone(),
+        source_shape: info.shape,
+        model_shape: shape,
+        grid_positions: total,
+        resumed_from,
+        patches_new,
+        patches_total,
+        threshold,
+        seconds: secs,
+        inference_seconds: inference_s,
+        patches_per_second: patches_new as f64 / secs.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+struct Window {
+    z0: usize,
+    slices: VecDeque<(Arc<Vec<f32>>, Arc<Vec<u32>>)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    vol: &mut Resampled,
+    grid: &Grid,
+    model: &Model,
+    opts: &IngestOptions,
+    threshold: f32,
+    start: u64,
+    sample: &str,
+    tx: SyncSender<Batch>,
+) -> Result<()> {
+    let p = &model.manifest.patch;
+    let [nz, ny, nx] = vol.shape();
+    let _ = nz;
+    let (d, ph, pw, c) = (p.depth, p.size_px[0], p.size_px[1], p.channels);
+    let per = d * c * ph * pw;
+    let vox = (d * ph * pw) as f32;
+    let mut win = Window {
+        z0: 0,
+        slices: VecDeque::new(),
+    };
+    let mut pending: Vec<(u64, [usize; 3], f32)> = Vec::new();
+    let layer = grid.per_layer();
+    let send =
+        |pending: &mut Vec<(u64, [usize; 3], f32)>, win: &Window, tx: &SyncSender<Batch>| -> bool {
+            if pending.is_empty() {
+                return true;
+            }
+            let mut input = vec![0f32; pending.len() * per];
+            input.par_chunks_mut(per).zip(pending.par_iter()).for_each(
+                |(dst, &(_, [z, y, x], _))| {
+                    let _ = z;
+                    for (dz, (s, _)) in win.slices.iter().enumerate().take(d) {
+                        for ch in 0..c {
+                            let (mean, std) = (p.mean[ch], p.std[ch]);
+                            let plane = &s[ch * ny * nx..(ch + 1) * ny * nx];
+                            for r in 0..ph {
+                                let src = &plane[(y + r) * nx + x..(y + r) * nx + x + pw];
+                                let o = ((dz * c + ch) * ph + r) * pw;
+                                for (k, v) in src.iter().enumerate() {
+                                    dst[o + k] = (v - mean) / std;
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+            let records = pending
+                .iter()
+                .map(|&(_, o, t)| PatchRecord {
+                    sample: sample.to_string(),
+                    origin: [o[0] as i64, o[1] as i64, o[2] as i64],
+                    size: [d as u32, ph as u32, pw as u32],
+                    tissue_fraction: t,
+                })
+                .collect();
+            let rows_done = pending.last().map(|x| x.0 + 1).unwrap_or(0);
+            pending.clear();
+            tx.send(Batch {
+                input,
+                records,
+                rows_done,
+            })
+            .is_ok()
+        };
+    for (iz, &z0) in grid.z.iter().enumerate() {
+        let first = iz as u64 * layer;
+        if first + layer <= start {
+            continue;
+        }
+        // Batches never span layers: every patch of a batch reads the same window.
+        // Slide the window to [z0, z0 + d).
+        while win.z0 < z0 && !win.slices.is_empty() {
+            win.slices.pop_front();
+            win.z0 += 1;
+        }
+        if win.slices.is_empty() {
+            win.z0 = z0;
+        }
+        while win.slices.len() < d {
+            let z = win.z0 + win.slices.len();
+            let s = vol.slice(z)?;
+            let sat = mask_integral(&s, c, ny, nx, threshold, opts.polarity);
+            win.slices.push_back((Arc::new(s), Arc::new(sat)));
+        }
+        let cands: Vec<(u64, [usize; 3], f32)> = (0..grid.y.len())
+            .flat_map(|iy| (0..grid.x.len()).map(move |ix| (iy, ix)))
+            .map(|(iy, ix)| {
+                let ord = first + (iy * grid.x.len() + ix) as u64;
+                (ord, [z0, grid.y[iy], grid.x[ix]])
+            })
+            .filter(|(ord, _)| *ord >= start)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(ord, o)| {
+                let t: u32 = win
+                    .slices
+                    .iter()
+                    .map(|(_, sat)| box_count(sat, nx, o[1], o[2], ph, pw))
+                    .sum();
+                (ord, o, t as f32 / vox)
+            })
+            .filter(|&(_, _, t)| t >= opts.min_tissue)
+            .collect();
+        for cand in cands {
+            pending.push(cand);
+            if pending.len() == opts.batch && !send(&mut pending, &win, &tx) {
+                return Ok(());
+            }
+        }
+        if !send(&mut pending, &win, &tx) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn infer(
+    model: &Model,
+    opts: &IngestOptions,
+    rx: Receiver<Batch>,
+    tx: SyncSender<Embedded>,
+) -> Result<f64> {
+    let p = &model.manifest.patch;
+    let mut net = model.network("image_3d", &opts.run)?;
+    let mut secs = 0f64;
+    for b in rx {
+        let n = b.records.len();
+        let arr = ndarray::ArrayView::from_shape(
+            (n, p.depth, p.channels, p.size_px[0], p.size_px[1]),
+            &b.input,
+        )
+        .map_err(|e| Error::Inference(e.to_string()))?;
+        let t = Instant::now();
+        let vectors = net.embed(arr.into_dyn())?;
+        secs += t.elapsed().as_secs_f64();
+        if tx
+            .send(Embedded {
+                vectors,
+                records: b.records,
+                rows_done: b.rows_done,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(secs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_batches(
+    store: &Store,
+    collection: &str,
+    fingerprint: &str,
+    total: u64,
+    rx: Receiver<Embedded>,
+    patches_new: &mut u64,
+    before: u64,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    for e in rx {
+        let rows: Vec<&[f32]> = e
+            .vectors
+            .rows()
+            .into_iter()
+            .map(|r| r.to_slice().expect("standard layout"))
+            .collect();
+        let batch: Vec<NewVector> = rows
+            .iter()
+            .zip(e.records)
+            .map(|(v, r)| NewVector {
+                vector: v,
+                record: Some(r),
+            })
+            .collect();
+        store.insert(
+            collection,
+            &batch,
+            Some(ImportMark {
+                source: fingerprint,
+                progress: ImportProgress {
+                    rows_done: e.rows_done,
+                    rows_total: total,
+                },
+            }),
+        )?;
+        *patches_new += batch.len() as u64;
+        on_progress(Progress {
+            positions_done: e.rows_done,
+            positions_total: total,
+            patches_stored: before + *patches_new,
+        });
+    }
+    Ok(())
+}

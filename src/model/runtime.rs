@@ -1,0 +1,127 @@
+//! Finding and loading the ONNX Runtime shared library, once per process.
+//!
+//! The library is loaded dynamically (`ort`'s `load-dynamic`), from the first of:
+//! `ORT_DYLIB_PATH`; `.ort/lib/` in the working directory or above the executable
+//! (written by `scripts/setup-ort.sh` from the `onnxruntime` PyPI wheel); the
+//! `onnxruntime` package of a `.venv` found the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// ONNX Runtime version the crate is built against (`ort` feature `api-31`).
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// How to provision the library, appended to every "not found" error.
+pub const PROVISION_HINT: &str = "run `bash scripts/setup-ort.sh` in the vortexdb checkout (it \
+    fetches the onnxruntime==1.31.1 wheel from PyPI into .ort/lib; `--gpu` fetches \
+    onnxruntime-gpu), or set ORT_DYLIB_PATH to a libonnxruntime.so.1.31.1";
+
+static ENV: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
+    OnceLock::new();
+
+fn lib_in(dir: &Path) -> Option<PathBuf> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    let mut found: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "onnxruntime.dll")
+        })
+        .collect();
+    // Prefer the fully versioned file name (the real file, not a link).
+    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    found.into_iter().next()
+}
+
+fn venv_libs(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let lib = root.join(".venv").join("lib");
+    if let Ok(rd) = std::fs::read_dir(&lib) {
+        for e in rd.flatten() {
+            out.push(
+                e.path()
+                    .join("site-packages")
+                    .join("onnxruntime")
+                    .join("capi"),
+            );
+        }
+    }
+    out
+}
+
+/// Directories searched for the library, in order (after `ORT_DYLIB_PATH`).
+pub fn search_dirs() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().take(4).map(Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    let mut dirs = Vec::new();
+    for r in roots {
+        dirs.push(r.join(".ort").join("lib"));
+        dirs.extend(venv_libs(&r));
+    }
+    dirs.dedup();
+    dirs
+}
+
+/// Path of the library that [`environment`] would load.
+pub fn locate() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(Error::MissingRuntime(format!(
+            "ORT_DYLIB_PATH={} does not name a file; {PROVISION_HINT}",
+            p.display()
+        )));
+    }
+    let dirs = search_dirs();
+    for d in &dirs {
+        if let Some(p) = lib_in(d) {
+            return Ok(p);
+        }
+    }
+    Err(Error::MissingRuntime(format!(
+        "ONNX Runtime shared library (libonnxruntime.so.{ORT_VERSION}) not found in ORT_DYLIB_PATH, \
+         .ort/lib or a .venv near the working directory or the executable; {PROVISION_HINT}"
+    )))
+}
+
+/// The process-wide ONNX Runtime environment, loading the library on first use.
+pub(crate) fn environment() -> Result<&'static ort::environment::Environment> {
+    let r = ENV.get_or_init(|| {
+        let path = locate().map_err(|e| match e {
+            Error::MissingRuntime(m) => m,
+            other => other.to_string(),
+        })?;
+        let builder = ort::init_from(&path).map_err(|e| {
+            format!(
+                "cannot load ONNX Runtime from {}: {e}; {PROVISION_HINT}",
+                path.display()
+            )
+        })?;
+        let env = builder
+            .with_name("vortexdb")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
+        Ok((path, env))
+    });
+    match r {
+        Ok((_, env)) => Ok(env),
+        Err(msg) => Err(Error::MissingRuntime(msg.clone())),
+    }
+}
+
+/// The library file loaded by this process, once [`environment`] has succeeded.
+pub fn loaded_library() -> Option<PathBuf> {
+    ENV.get()
+        .and_then(|r| r.as_ref().ok().map(|(p, _)| p.clone()))
+}

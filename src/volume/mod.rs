@@ -1,0 +1,734 @@
+//! 3D image sources read one slice at a time: NPY (uint8/uint16/float32), a multi-page
+//! TIFF, a directory of TIFF/PNG/JPEG slices, and serial H&E sections stacked into a
+//! 2.5D volume. Every source is validated when opened (shape, dtype, truncation, equal
+//! slice sizes) so that a bad file fails before anything is written to a store.
+//!
+//! Intensities are scaled to [0, 1]: uint8 / 255, uint16 / 65535, float32 as stored
+//! (or linearly from a caller-given range).
+
+pub mod grid;
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Element type of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Dtype {
+    /// 8-bit unsigned.
+    U8,
+    /// 16-bit unsigned.
+    U16,
+    /// 32-bit float.
+    F32,
+}
+
+impl Dtype {
+    fn bytes(self) -> usize {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::U16 => 2,
+            Dtype::F32 => 4,
+        }
+    }
+}
+
+/// What a source holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeInfo {
+    /// Slices, rows, columns.
+    pub shape: [usize; 3],
+    /// Channels per voxel (1 grayscale, 3 RGB).
+    pub channels: usize,
+    /// Element type.
+    pub dtype: Dtype,
+    /// The source path (file or directory) for messages.
+    pub source: String,
+    /// The files read, for the ingest fingerprint.
+    pub files: Vec<PathBuf>,
+}
+
+/// One slice: `channels` planes of `h * w` intensities in [0, 1], planar (C, H, W).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    /// Channels.
+    pub channels: usize,
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
+    /// `channels * h * w` values.
+    pub data: Vec<f32>,
+}
+
+/// A volume read slice by slice. Reading in increasing `z` is the fast path.
+pub trait VolumeSource: Send {
+    /// Shape, channels and dtype.
+    fn info(&self) -> &VolumeInfo;
+    /// Slice `z` with intensities scaled to [0, 1].
+    fn read_slice(&mut self, z: usize) -> Result<Slice>;
+}
+
+/// Optional linear intensity window mapped to [0, 1] (values outside are clamped).
+pub type IntensityRange = Option<(f32, f32)>;
+
+fn scale(dtype: Dtype, range: IntensityRange) -> (f32, f32) {
+    match range {
+        Some((lo, hi)) => (lo, hi),
+        None => match dtype {
+            Dtype::U8 => (0.0, 255.0),
+            Dtype::U16 => (0.0, 65535.0),
+            Dtype::F32 => (0.0, 1.0),
+        },
+    }
+}
+
+fn apply_scale(v: f32, lo: f32, hi: f32, clamp: bool) -> f32 {
+    let x = (v - lo) / (hi - lo);
+    if clamp { x.clamp(0.0, 1.0) } else { x }
+}
+
+// ---------------------------------------------------------------------------------
+// NPY
+
+/// A C-ordered `.npy` volume of shape (Z, Y, X) or (Z, Y, X, C), read with seeks.
+pub struct NpyVolume {
+    info: VolumeInfo,
+    file: File,
+    data_offset: u64,
+    big_endian: bool,
+    range: IntensityRange,
+}
+
+fn parse_npy_header(path: &Path, f: &mut File) -> Result<(String, bool, Vec<usize>, u64)> {
+    let p = path.display().to_string();
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic)
+        .map_err(|_| Error::bad_input(&p, "not an NPY file (too short)"))?;
+    if &magic[..6] != b"\x93NUMPY" {
+        return Err(Error::bad_input(&p, "not an NPY file (bad magic)"));
+    }
+    let (hlen, pre) = match magic[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            f.read_exact(&mut b)
+                .map_err(|_| Error::bad_input(&p, "truncated NPY header"))?;
+            (u16::from_le_bytes(b) as usize, 10)
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            f.read_exact(&mut b)
+                .map_err(|_| Error::bad_input(&p, "truncated NPY header"))?;
+            (u32::from_le_bytes(b) as usize, 12)
+        }
+        v => {
+            return Err(Error::bad_input(&p, format!("unsupported NPY version {v}")));
+        }
+    };
+    if hlen > 1 << 20 {
+        return Err(Error::bad_input(&p, "NPY header too long"));
+    }
+    let mut h = vec![0u8; hlen];
+    f.read_exact(&mut h)
+        .map_err(|_| Error::bad_input(&p, "truncated NPY header"))?;
+    let h = String::from_utf8_lossy(&h).to_string();
+    let field = |key: &str| -> Option<String> {
+        let i = h.find(&format!("'{key}'"))?;
+        let rest = h[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        Some(rest.to_string())
+    };
+    let descr = field("descr")
+        .and_then(|r| {
+            let r = r.strip_prefix('\'')?;
+            Some(r[..r.find('\'')?].to_string())
+        })
+        .ok_or_else(|| Error::bad_input(&p, "NPY header has no descr"))?;
+    let fortran = field("fortran_order")
+        .map(|r| r.starts_with("True"))
+        .unwrap_or(false);
+    let shape: Vec<usize> = field("shape")
+        .and_then(|r| {
+            let r = r.strip_prefix('(')?;
+            let inner = &r[..r.find(')')?];
+            inner
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<usize>().ok())
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| Error::bad_input(&p, "NPY header has no readable shape"))?;
+    Ok((descr, fortran, shape, (pre + hlen) as u64))
+}
+
+impl NpyVolume {
+    /// Open and validate an NPY volume.
+    pub fn open(path: &Path, range: IntensityRange) -> Result<NpyVolume> {
+        let p = path.display().to_string();
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let (descr, fortran, shape, data_offset) = parse_npy_header(path, &mut file)?;
+        let (dtype, big_endian) = match descr.as_str() {
+            "|u1" | "<u1" | ">u1" => (Dtype::U8, false),
+            "<u2" => (Dtype::U16, false),
+            ">u2" => (Dtype::U16, true),
+            "<f4" => (Dtype::F32, false),
+            ">f4" => (Dtype::F32, true),
+            other => {
+                return Err(Error::bad_input(
+                    &p,
+                    format!(
+                        "dtype '{other}' is not supported; volumes must be uint8, uint16 or float32"
+                    ),
+                ));
+            }
+        };
+        if fortran {
+            return Err(Error::bad_input(
+                &p,
+                "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+            ));
+        }
+        let (dims, channels) = match shape.as_slice() {
+            [z, y, x] => ([*z, *y, *x], 1),
+            [z, y, x, c] if *c == 1 || *c == 3 => ([*z, *y, *x], *c),
+            _ => {
+                return Err(Error::bad_input(
+                    &p,
+                    format!(
+                        "shape {shape:?} is not a volume; expected (Z, Y, X) or (Z, Y, X, C) with C = 1 or 3"
+                    ),
+                ));
+            }
+        };
+        if dims.contains(&0) {
+            return Err(Error::bad_input(
+                &p,
+                format!("empty volume, shape {shape:?}"),
+            ));
+        }
+        let need = dims
+            .iter()
+            .product::<usize>()
+            .checked_mul(channels * dtype.bytes())
+            .ok_or_else(|| Error::bad_input(&p, "shape too large"))? as u64;
+        let have = file.metadata().map_err(|e| Error::io(path, e))?.len() - data_offset;
+        if have < need {
+            return Err(Error::bad_input(
+                &p,
+                format!(
+                    "truncated: shape {shape:?} of {descr} needs {need} bytes of data, the file has {have}"
+                ),
+            ));
+        }
+        if let (Dtype::F32, Some((lo, hi))) | (Dtype::U8 | Dtype::U16, Some((lo, hi))) =
+            (dtype, range)
+            && !(hi > lo)
+        {
+            return Err(Error::bad_input(
+                "--intensity-range",
+                format!("high {hi} must exceed low {lo}"),
+            ));
+        }
+        Ok(NpyVolume {
+            info: VolumeInfo {
+                shape: dims,
+                channels,
+                dtype,
+                source: p,
+                files: vec![path.to_path_buf()],
+            },
+            file,
+            data_offset,
+            big_endian,
+            range,
+        })
+    }
+}
+
+impl VolumeSource for NpyVolume {
+    fn info(&self) -> &VolumeInfo {
+        &self.info
+    }
+
+    fn read_slice(&mut self, z: usize) -> Result<Slice> {
+        let [nz, h, w] = self.info.shape;
+        if z >= nz {
+            return Err(Error::bad_input(
+                &self.info.source,
+                format!("slice {z} out of range (volume has {nz})"),
+            ));
+        }
+        let c = self.info.channels;
+        let n = h * w * c;
+        let bytes = n * self.info.dtype.bytes();
+        let mut buf = vec![0u8; bytes];
+        let path = PathBuf::from(&self.info.source);
+        self.file
+            .seek(SeekFrom::Start(self.data_offset + (z * bytes) as u64))
+            .map_err(|e| Error::io(&path, e))?;
+        self.file
+            .read_exact(&mut buf)
+            .map_err(|e| Error::io(&path, e))?;
+        let (lo, hi) = scale(self.info.dtype, self.range);
+        let clamp = self.range.is_some();
+        let mut data = vec![0f32; n];
+        // Interleaved (Y, X, C) on disk -> planar (C, Y, X).
+        let put = |data: &mut Vec<f32>, i: usize, v: f32| {
+            let (pix, ch) = (i / c, i % c);
+            data[ch * h * w + pix] = apply_scale(v, lo, hi, clamp);
+        };
+        match self.info.dtype {
+            Dtype::U8 => buf
+                .iter()
+                .enumerate()
+                .for_each(|(i, &b)| put(&mut data, i, b as f32)),
+            Dtype::U16 => buf.chunks_exact(2).enumerate().for_each(|(i, b)| {
+                let v = if self.big_endian {
+                    u16::from_be_bytes([b[0], b[1]])
+                } else {
+                    u16::from_le_bytes([b[0], b[1]])
+                };
+                put(&mut data, i, v as f32)
+            }),
+            Dtype::F32 => {
+                for (i, b) in buf.chunks_exact(4).enumerate() {
+                    let a = [b[0], b[1], b[2], b[3]];
+                    let v = if self.big_endian {
+                        f32::from_be_bytes(a)
+                    } else {
+                        f32::from_le_bytes(a)
+                    };
+                    if !v.is_finite() {
+                        return Err(Error::bad_input(
+                            &self.info.source,
+                            format!("non-finite value at slice {z}, element {i}"),
+                        ));
+                    }
+                    put(&mut data, i, v);
+                }
+            }
+        }
+        Ok(Slice {
+            channels: c,
+            h,
+            w,
+            data,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// multi-page TIFF
+
+/// A multi-page TIFF, one page per slice, all pages of one size and type.
+pub struct TiffVolume {
+    info: VolumeInfo,
+    path: PathBuf,
+    decoder: tiff::decoder::Decoder<BufReader<File>>,
+    range: IntensityRange,
+}
+
+fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> Error {
+    Error::bad_input(
+        path.display().to_string(),
+        format!("TIFF page {page}: {e} (truncated or damaged file?)"),
+    )
+}
+
+fn tiff_kind(path: &Path, page: usize, ct: tiff::ColorType) -> Result<(usize, Dtype)> {
+    use tiff::ColorType as C;
+    Ok(match ct {
+        C::Gray(8) => (1, Dtype::U8),
+        C::Gray(16) => (1, Dtype::U16),
+        C::Gray(32) => (1, Dtype::F32),
+        C::RGB(8) => (3, Dtype::U8),
+        C::RGB(16) => (3, Dtype::U16),
+        other => {
+            return Err(Error::bad_input(
+                path.display().to_string(),
+                format!(
+                    "TIFF page {page}: pixel type {other:?} is not supported (use 8/16-bit gray or RGB, or 32-bit float gray)"
+                ),
+            ));
+        }
+    })
+}
+
+impl TiffVolume {
+    /// Open a multi-page TIFF and check every page: same size and type, and every strip
+    /// or tile inside the file (a truncated file fails here, before any ingest).
+    pub fn open(path: &Path, range: IntensityRange) -> Result<TiffVolume> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut d = tiff::decoder::Decoder::new(BufReader::new(f))
+            .map_err(|e| tiff_err(path, 0, e))?
+            .with_limits(tiff::decoder::Limits::unlimited());
+        let mut page = 0usize;
+        let mut first: Option<((u32, u32), usize, Dtype)> = None;
+        loop {
+            let dims = d.dimensions().map_err(|e| tiff_err(path, page, e))?;
+            let ct = d.colortype().map_err(|e| tiff_err(path, page, e))?;
+            let (c, dt) = tiff_kind(path, page, ct)?;
+            match first {
+                None => first = Some((dims, c, dt)),
+                Some((d0, c0, t0)) if (d0, c0, t0) != (dims, c, dt) => {
+                    return Err(Error::bad_input(
+                        path.display().to_string(),
+                        format!(
+                            "slices of different sizes or types: page 0 is {}x{} ({c0} channel(s), {t0:?}), page {page} is {}x{} ({c} channel(s), {dt:?})",
+                            d0.0, d0.1, dims.0, dims.1
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            use tiff::tags::Tag;
+            let (off, cnt) = (
+                d.find_tag_unsigned_vec::<u64>(Tag::StripOffsets)
+                    .map_err(|e| tiff_err(path, page, e))?
+                    .or(d
+                        .find_tag_unsigned_vec::<u64>(Tag::TileOffsets)
+                        .map_err(|e| tiff_err(path, page, e))?),
+                d.find_tag_unsigned_vec::<u64>(Tag::StripByteCounts)
+                    .map_err(|e| tiff_err(path, page, e))?
+                    .or(d
+                        .find_tag_unsigned_vec::<u64>(Tag::TileByteCounts)
+                        .map_err(|e| tiff_err(path, page, e))?),
+            );
+            if let (Some(off), Some(cnt)) = (off, cnt) {
+                for (o, n) in off.iter().zip(&cnt) {
+                    if o + n > len {
+                        return Err(Error::bad_input(
+                            path.display().to_string(),
+                            format!(
+                                "truncated: page {page} has data at bytes {o}..{} but the file is {len} bytes",
+                                o + n
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                return Err(Error::bad_input(
+                    path.display().to_string(),
+                    format!("TIFF page {page} has no strip or tile offsets"),
+                ));
+            }
+            page += 1;
+            if !d.more_images() {
+                break;
+            }
+            d.next_image().map_err(|e| tiff_err(path, page, e))?;
+        }
+        let ((w, h), c, dtype) = first.expect("at least one page");
+        d.seek_to_image(0).map_err(|e| tiff_err(path, 0, e))?;
+        Ok(TiffVolume {
+            info: VolumeInfo {
+                shape: [page, h as usize, w as usize],
+                channels: c,
+                dtype,
+                source: path.display().to_string(),
+                files: vec![path.to_path_buf()],
+            },
+            path: path.to_path_buf(),
+            decoder: d,
+            range,
+        })
+    }
+}
+
+fn decode_to_planar(
+    r: tiff::decoder::DecodingResult,
+    c: usize,
+    h: usize,
+    w: usize,
+    dtype: Dtype,
+    range: IntensityRange,
+) -> Option<Vec<f32>> {
+    use tiff::decoder::DecodingResult as D;
+    let (lo, hi) = scale(dtype, range);
+    let clamp = range.is_some();
+    let vals: Vec<f32> = match r {
+        D::U8(v) => v.into_iter().map(|x| x as f32).collect(),
+        D::U16(v) => v.into_iter().map(|x| x as f32).collect(),
+        D::F32(v) => v,
+        _ => return None,
+    };
+    if vals.len() != c * h * w {
+        return None;
+    }
+    let mut out = vec![0f32; c * h * w];
+    for (i, v) in vals.into_iter().enumerate() {
+        out[(i % c) * h * w + i / c] = apply_scale(v, lo, hi, clamp);
+    }
+    Some(out)
+}
+
+impl VolumeSource for TiffVolume {
+    fn info(&self) -> &VolumeInfo {
+        &self.info
+    }
+
+    fn read_slice(&mut self, z: usize) -> Result<Slice> {
+        let [nz, h, w] = self.info.shape;
+        if z >= nz {
+            return Err(Error::bad_input(
+                &self.info.source,
+                format!("slice {z} out of range (volume has {nz})"),
+            ));
+        }
+        self.decoder
+            .seek_to_image(z)
+            .map_err(|e| tiff_err(&self.path, z, e))?;
+        let r = self
+            .decoder
+            .read_image()
+            .map_err(|e| tiff_err(&self.path, z, e))?;
+        let c = self.info.channels;
+        let data = decode_to_planar(r, c, h, w, self.info.dtype, self.range).ok_or_else(|| {
+            Error::bad_input(
+                &self.info.source,
+                format!("page {z}: unexpected pixel data"),
+            )
+        })?;
+        Ok(Slice {
+            channels: c,
+            h,
+            w,
+            data,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// image stacks: a directory of slices, or serial sections
+
+/// A stack of 2D image files (TIFF, PNG, JPEG), one per slice, all of one size.
+pub struct ImageStack {
+    info: VolumeInfo,
+    files: Vec<PathBuf>,
+    range: IntensityRange,
+}
+
+fn natural_key(p: &Path) -> Vec<(String, u64)> {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut num = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+        } else {
+            if !num.is_empty() {
+                out.push((std::mem::take(&mut text), num.parse().unwrap_or(u64::MAX)));
+                num.clear();
+            }
+            text.push(ch);
+        }
+    }
+    out.push((text, num.parse().unwrap_or(0)));
+    out
+}
+
+const IMAGE_EXT: [&str; 5] = ["tif", "tiff", "png", "jpg", "jpeg"];
+
+impl ImageStack {
+    /// Every TIFF/PNG/JPEG file of `dir`, in natural name order (`s2` before `s10`).
+    pub fn open_dir(dir: &Path, range: IntensityRange) -> Result<ImageStack> {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| IMAGE_EXT.contains(&e.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        files.sort_by_key(|p| natural_key(p));
+        if files.is_empty() {
+            return Err(Error::bad_input(
+                dir.display().to_string(),
+                "no TIFF, PNG or JPEG slices in this directory",
+            ));
+        }
+        Self::open_files(files, dir.display().to_string(), range)
+    }
+
+    /// The given image files, in the given order (serial sections, top to bottom).
+    pub fn open_files(
+        files: Vec<PathBuf>,
+        source: String,
+        range: IntensityRange,
+    ) -> Result<ImageStack> {
+        let mut first: Option<(u32, u32, usize, Dtype, PathBuf)> = None;
+        for f in &files {
+            let (w, h, c, dt) = image_header(f)?;
+            match &first {
+                None => first = Some((w, h, c, dt, f.clone())),
+                Some((w0, h0, c0, d0, f0)) if (*w0, *h0) != (w, h) => {
+                    return Err(Error::bad_input(
+                        f.display().to_string(),
+                        format!(
+                            "slices of different sizes: {} is {w0}x{h0}, this one is {w}x{h}",
+                            f0.display()
+                        ),
+                    ));
+                }
+                Some((_, _, c0, d0, f0)) if (*c0, *d0) != (c, dt) => {
+                    return Err(Error::bad_input(
+                        f.display().to_string(),
+                        format!(
+                            "slices of different types: {} has {c0} channel(s) of {d0:?}, this one {c} of {dt:?}",
+                            f0.display()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let (w, h, c, dtype, _) = first.ok_or_else(|| Error::bad_input(&source, "no images"))?;
+        Ok(ImageStack {
+            info: VolumeInfo {
+                shape: [files.len(), h as usize, w as usize],
+                channels: c,
+                dtype,
+                source,
+                files: files.clone(),
+            },
+            files,
+            range,
+        })
+    }
+
+    /// The slice files in order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
+    let p = f.display().to_string();
+    let r = image::ImageReader::open(f)
+        .map_err(|e| Error::io(f, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(f, e))?;
+    let dec = r
+        .into_decoder()
+        .map_err(|e| Error::bad_input(&p, format!("cannot read image: {e}")))?;
+    use image::ImageDecoder;
+    let (w, h) = dec.dimensions();
+    let (c, dt) = match dec.color_type() {
+        image::ColorType::L8 | image::ColorType::La8 => (1, Dtype::U8),
+        image::ColorType::L16 | image::ColorType::La16 => (1, Dtype::U16),
+        image::ColorType::Rgb8 | image::ColorType::Rgba8 => (3, Dtype::U8),
+        image::ColorType::Rgb16 | image::ColorType::Rgba16 => (3, Dtype::U16),
+        image::ColorType::Rgb32F | image::ColorType::Rgba32F => (3, Dtype::F32),
+        other => {
+            return Err(Error::bad_input(
+                &p,
+                format!("pixel type {other:?} is not supported"),
+            ));
+        }
+    };
+    if w == 0 || h == 0 {
+        return Err(Error::bad_input(&p, "empty image"));
+    }
+    Ok((w, h, c, dt))
+}
+
+impl VolumeSource for ImageStack {
+    fn info(&self) -> &VolumeInfo {
+        &self.info
+    }
+
+    fn read_slice(&mut self, z: usize) -> Result<Slice> {
+        let f = self.files.get(z).ok_or_else(|| {
+            Error::bad_input(&self.info.source, format!("slice {z} out of range"))
+        })?;
+        let p = f.display().to_string();
+        let img = image::ImageReader::open(f)
+            .map_err(|e| Error::io(f, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io(f, e))?
+            .decode()
+            .map_err(|e| Error::bad_input(&p, format!("cannot decode image: {e}")))?;
+        let [_, h, w] = self.info.shape;
+        if (img.width() as usize, img.height() as usize) != (w, h) {
+            return Err(Error::bad_input(&p, "image changed size while reading"));
+        }
+        let c = self.info.channels;
+        let (lo, hi) = scale(self.info.dtype, self.range);
+        let clamp = self.range.is_some();
+        let vals: Vec<f32> = match (c, self.info.dtype) {
+            (1, Dtype::U8) => img
+                .to_luma8()
+                .into_raw()
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (1, _) => img
+                .to_luma16()
+                .into_raw()
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (_, Dtype::U8) => img
+                .to_rgb8()
+                .into_raw()
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (_, Dtype::U16) => img
+                .to_rgb16()
+                .into_raw()
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (_, Dtype::F32) => img.to_rgb32f().into_raw(),
+        };
+        let mut data = vec![0f32; c * h * w];
+        for (i, v) in vals.into_iter().enumerate() {
+            data[(i % c) * h * w + i / c] = apply_scale(v, lo, hi, clamp);
+        }
+        Ok(Slice {
+            channels: c,
+            h,
+            w,
+            data,
+        })
+    }
+}
+
+/// Open a volume: a `.npy` file, a `.tif`/`.tiff` multi-page file, or a directory of
+/// slice images.
+pub fn open(path: &Path, range: IntensityRange) -> Result<Box<dyn VolumeSource>> {
+    if path.is_dir() {
+        return Ok(Box::new(ImageStack::open_dir(path, range)?));
+    }
+    if !path.exists() {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            "no such file or directory",
+        ));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "npy" => Ok(Box::new(NpyVolume::open(path, range)?)),
+        "tif" | "tiff" => Ok(Box::new(TiffVolume::open(path, range)?)),
+        _ => Err(Error::bad_input(
+            path.display().to_string(),
+            "unknown volume format; give a .npy file, a multi-page .tif/.tiff, or a directory of slice images",
+        )),
+    }
+}
