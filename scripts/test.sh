@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test from a fresh clone: formatting, lints (Rust and Python), Rust unit and
 # integration tests, training/ tests (losses, stages, ONNX parity, loaders, default
-# model). Installs what it needs by itself.
+# model, Rust-vs-Python runtime parity). Installs what it needs by itself (the training
+# venv and the ONNX Runtime library).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-python.sh
+bash scripts/setup-ort.sh
 .venv/bin/ruff check benches training
 .venv/bin/ruff format --check training
 cargo fmt --check

@@ -151,20 +151,18 @@ fn run_ingest(
         );
     }
     let t0 = std::time::Instant::now();
-    let mut last_log = 0u64;
     let mut on_progress = |p: Progress| {
         if tty {
             bar.set_length(p.positions_total);
             bar.set_position(p.positions_done);
             let rate = p.patches_stored as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{} patches ({rate:.0}/s)", p.patches_stored));
-        } else if !json_out || p.patches_stored >= last_log + 1 {
-            // Plain lines for logs (one per durable batch).
+        } else {
+            // Plain lines for logs: one per durable batch.
             eprintln!(
                 "ingest: {}/{} grid positions, {} patches stored",
                 p.positions_done, p.positions_total, p.patches_stored
             );
-            last_log = p.patches_stored;
         }
     };
     let report = ingest_volume(&store, &model, source, &opts, &mut on_progress)?;

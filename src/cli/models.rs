@@ -29,7 +29,7 @@ pub enum ModelsCommand {
         store: PathBuf,
     },
     /// Run one network of a model directory on a float32 NPY array and write the
-    /// named output as NPY (rows = batch).
+    /// named output as NPY (rows = batch, further axes flattened).
     Embed(EmbedArgs),
 }
 
@@ -137,9 +137,22 @@ fn embed(a: EmbedArgs, json_out: bool) -> Result<()> {
             s[0] = end - start;
             let view = ndarray::ArrayViewD::from_shape(s, &values[start * per..end * per])
                 .map_err(|e| Error::bad_input(a.input.display().to_string(), e.to_string()))?;
-            let o = net.output(view, &a.output)?;
-            dim = o.ncols();
-            rows.extend(o.rows().into_iter().map(|r| r.to_vec()));
+            let outs = net.run(view)?;
+            let (_, o) = outs
+                .into_iter()
+                .find(|(k, _)| *k == a.output)
+                .ok_or_else(|| {
+                    Error::bad_input(
+                        "--output",
+                        format!("network {} has no output '{}'", a.network, a.output),
+                    )
+                })?;
+            // Rows = batch; any further axes are flattened (e.g. tokens B,Q,E).
+            let b = o.shape()[0];
+            dim = o.len() / b.max(1);
+            let flat = o.as_standard_layout();
+            let flat = flat.as_slice().expect("standard layout");
+            rows.extend(flat.chunks(dim.max(1)).map(|r| r.to_vec()));
         }
         best = best.min(t.elapsed().as_secs_f64());
     }

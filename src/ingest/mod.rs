@@ -168,6 +168,9 @@ pub fn ingest_volume(
     if !(0.0..=1.0).contains(&opts.min_tissue) {
         return Err(Error::bad_input("--min-tissue", "must be in [0, 1]"));
     }
+    // Open the encoder before writing anything: a model or runtime problem must not
+    // leave a sample behind.
+    let net = model.network("image_3d", &opts.run)?;
     let target = [p.slice_um(), p.um_per_px, p.um_per_px];
     let voxel = opts.voxel_um.unwrap_or(target);
     let info = source.info().clone();
@@ -289,7 +292,7 @@ pub fn ingest_volume(
                 tx_b,
             )
         });
-        let infer = scope.spawn(|| infer(model, opts, rx_b, tx_e));
+        let infer = scope.spawn(|| infer(model, net, rx_b, tx_e));
         let write = write_batches(
             store,
             &collection,
@@ -348,9 +351,12 @@ pub fn ingest_volume(
     })
 }
 
+/// A model-resolution slice and the summed-area table of its tissue mask.
+type MaskedSlice = (Arc<Vec<f32>>, Arc<Vec<u32>>);
+
 struct Window {
     z0: usize,
-    slices: VecDeque<(Arc<Vec<f32>>, Arc<Vec<u32>>)>,
+    slices: VecDeque<MaskedSlice>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -472,12 +478,11 @@ fn produce(
 
 fn infer(
     model: &Model,
-    opts: &IngestOptions,
+    mut net: crate::model::Network,
     rx: Receiver<Batch>,
     tx: SyncSender<Embedded>,
 ) -> Result<f64> {
     let p = &model.manifest.patch;
-    let mut net = model.network("image_3d", &opts.run)?;
     let mut secs = 0f64;
     for b in rx {
         let n = b.records.len();

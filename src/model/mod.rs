@@ -414,10 +414,11 @@ impl Network {
         } else {
             &m.patch
         };
+        let image = role.starts_with("image");
         match axis {
-            "C" => Some(p.channels as i64),
-            "H" => Some(p.size_px[0] as i64),
-            "W" => Some(p.size_px[1] as i64),
+            "C" if image => Some(p.channels as i64),
+            "H" if image => Some(p.size_px[0] as i64),
+            "W" if image => Some(p.size_px[1] as i64),
             "E" => Some(m.embedding_dim as i64),
             "G" if role == "genes" => m.encoder_genes.as_ref().map(|g| g.names.len() as i64),
             "G" if role == "predictor" => Some(m.predicted_genes.len() as i64),

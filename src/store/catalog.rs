@@ -66,8 +66,8 @@ pub struct SampleRecord {
     pub patches: u64,
 }
 
-fn open_read<'t>(
-    txn: &'t redb::ReadTransaction,
+fn open_read(
+    txn: &redb::ReadTransaction,
     t: TableDefinition<'static, &'static str, &'static [u8]>,
     path: &Path,
 ) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
@@ -148,7 +148,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Register a model: verify it, copy its files into `models/<name>/` and record its
+    /// Register a model: verify it (checksums, and every network loads in ONNX Runtime
+    /// and agrees with the manifest), copy its files into `models/<name>/` and record its
     /// manifest and checksums. Adding the same model again is a no-op; a different
     /// model under an existing name is refused (embeddings of two models never mix).
     pub fn add_model(&self, dir: &Path) -> Result<ModelRecord> {
@@ -156,6 +157,14 @@ impl Store {
         let model = Model::load(dir)?;
         let name = model.manifest.name.clone();
         valid_id(&name, "manifest.json name")?;
+        // Every network must load and agree with the manifest before anything is written.
+        let check = crate::model::RunOptions {
+            threads: 1,
+            ..Default::default()
+        };
+        for role in model.manifest.networks.keys() {
+            model.network(role, &check)?;
+        }
         let files: Vec<(String, String)> = model
             .manifest
             .networks

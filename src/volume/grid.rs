@@ -415,7 +415,7 @@ mod tests {
         let m_in: f32 = src.iter().sum::<f32>() / src.len() as f32;
         let m_out: f32 = out.iter().sum::<f32>() / out.len() as f32;
         assert!((m_in - m_out).abs() < 1e-4);
-        let ones = resample_plane(&vec![1.0; 35], 5, 7, &weights(5, 2.0), &weights(7, 0.4));
+        let ones = resample_plane(&[1.0; 35], 5, 7, &weights(5, 2.0), &weights(7, 0.4));
         assert!(ones.iter().all(|v| (v - 1.0).abs() < 1e-6));
     }
 

@@ -225,15 +225,6 @@ impl NpyVolume {
                 ),
             ));
         }
-        if let (Dtype::F32, Some((lo, hi))) | (Dtype::U8 | Dtype::U16, Some((lo, hi))) =
-            (dtype, range)
-            && !(hi > lo)
-        {
-            return Err(Error::bad_input(
-                "--intensity-range",
-                format!("high {hi} must exceed low {lo}"),
-            ));
-        }
         Ok(NpyVolume {
             info: VolumeInfo {
                 shape: dims,
