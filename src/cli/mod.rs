@@ -148,10 +148,20 @@ fn run(cli: Cli) -> Result<()> {
                                "snapshot_fresh": snap.fresh})
                     })
                     .collect();
+                let models: Vec<_> = s.models()?.into_iter().map(|m| m.name).collect();
+                let samples: Vec<_> = s
+                    .samples()?
+                    .into_iter()
+                    .map(|x| {
+                        json!({"id": x.id, "kind": x.kind, "source": x.source, "model": x.model,
+                               "status": x.status, "patches": x.patches,
+                               "voxel_um": x.voxel_um, "source_shape": x.source_shape})
+                    })
+                    .collect();
                 out(
                     &json!({"ok": true, "store": info.path, "schema_version": info.schema_version,
                             "generation": info.generation, "db_bytes": info.db_bytes,
-                            "collections": cols})
+                            "collections": cols, "models": models, "samples": samples})
                     .to_string(),
                 );
             } else {
@@ -183,6 +193,15 @@ fn run(cli: Cli) -> Result<()> {
                                 None => "none".into(),
                             }
                         }
+                    ));
+                }
+                for m in s.models()? {
+                    out(&format!("  model {}", m.name));
+                }
+                for x in s.samples()? {
+                    out(&format!(
+                        "  sample {:<16} {:<4} {:>9} patches  {:<9} model {}  from {}",
+                        x.id, x.kind, x.patches, x.status, x.model, x.source
                     ));
                 }
             }

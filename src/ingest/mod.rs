@@ -382,30 +382,39 @@ fn produce(
     };
     let mut pending: Vec<(u64, [usize; 3], f32)> = Vec::new();
     let layer = grid.per_layer();
+    // On CPU, ONNX Runtime already uses every core: cutting patches on the rayon pool
+    // beside it only contends (measured: BENCHMARKS.md). With a GPU doing inference the
+    // CPU work is the bottleneck, so it runs in parallel.
+    let parallel = !matches!(opts.run.device, crate::model::Device::Cpu);
     let send =
         |pending: &mut Vec<(u64, [usize; 3], f32)>, win: &Window, tx: &SyncSender<Batch>| -> bool {
             if pending.is_empty() {
                 return true;
             }
             let mut input = vec![0f32; pending.len() * per];
-            input.par_chunks_mut(per).zip(pending.par_iter()).for_each(
-                |(dst, &(_, [z, y, x], _))| {
-                    let _ = z;
-                    for (dz, (s, _)) in win.slices.iter().enumerate().take(d) {
-                        for ch in 0..c {
-                            let (mean, std) = (p.mean[ch], p.std[ch]);
-                            let plane = &s[ch * ny * nx..(ch + 1) * ny * nx];
-                            for r in 0..ph {
-                                let src = &plane[(y + r) * nx + x..(y + r) * nx + x + pw];
-                                let o = ((dz * c + ch) * ph + r) * pw;
-                                for (k, v) in src.iter().enumerate() {
-                                    dst[o + k] = (v - mean) / std;
-                                }
+            let cut = |(dst, &(_, [_, y, x], _)): (&mut [f32], &(u64, [usize; 3], f32))| {
+                for (dz, (s, _)) in win.slices.iter().enumerate().take(d) {
+                    for ch in 0..c {
+                        let (mean, std) = (p.mean[ch], p.std[ch]);
+                        let plane = &s[ch * ny * nx..(ch + 1) * ny * nx];
+                        for r in 0..ph {
+                            let src = &plane[(y + r) * nx + x..(y + r) * nx + x + pw];
+                            let o = ((dz * c + ch) * ph + r) * pw;
+                            for (k, v) in src.iter().enumerate() {
+                                dst[o + k] = (v - mean) / std;
                             }
                         }
                     }
-                },
-            );
+                }
+            };
+            if parallel {
+                input
+                    .par_chunks_mut(per)
+                    .zip(pending.par_iter())
+                    .for_each(cut);
+            } else {
+                input.chunks_mut(per).zip(pending.iter()).for_each(cut);
+            }
             let records = pending
                 .iter()
                 .map(|&(_, o, t)| PatchRecord {
@@ -451,8 +460,6 @@ fn produce(
                 (ord, [z0, grid.y[iy], grid.x[ix]])
             })
             .filter(|(ord, _)| *ord >= start)
-            .collect::<Vec<_>>()
-            .into_par_iter()
             .map(|(ord, o)| {
                 let t: u32 = win
                     .slices

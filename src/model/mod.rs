@@ -331,7 +331,7 @@ impl Model {
         let sess_err = |e: ort::Error| Error::bad_input(&fname, format!("ONNX Runtime: {e}"));
         let mut b = Session::builder(env).map_err(sess_err)?;
         b = b
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| Error::Inference(e.to_string()))?;
         if opts.threads > 0 {
             b = b
