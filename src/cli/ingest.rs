@@ -177,6 +177,11 @@ fn print_report(r: &IngestReport, json_out: bool) {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         v["ok"] = json!(true);
         out(&v.to_string());
+    } else if r.patches_new == 0 && r.resumed_from == r.grid_positions {
+        out(&format!(
+            "sample {} is already complete: {} patches in {}; nothing to do",
+            r.sample, r.patches_total, r.collection
+        ));
     } else {
         out(&format!(
             "sample {}: {} new patches ({} in total) from a {}x{}x{} source ({}x{}x{} at the model's \

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! reader thread: source slices -> resample to the model's voxels -> tissue mask ->
-//!                patch grid -> rayon patch extraction + normalisation -> batches
+//!                patch grid -> patch extraction + normalisation -> batches
+//!                (on rayon workers when inference runs on a GPU; on the CPU, ONNX
+//!                Runtime already occupies every core)
 //! inference thread: batches -> ONNX Runtime (image_3d) -> embeddings
 //! writer (caller's thread): one durable redb transaction per batch, with the grid
 //!                position reached, so a re-run resumes after the last durable batch
