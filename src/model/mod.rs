@@ -361,6 +361,9 @@ fn register_device(
         Device::Cuda(id) => b
             .with_execution_providers([ort::ep::CUDA::default()
                 .with_device_id(id)
+                // Full fp32 (no TF32 tensor-core rounding): a sample embedded on a GPU
+                // must be comparable with one embedded on a CPU in the same collection.
+                .with_tf32(false)
                 .build()
                 .error_on_failure()])
             .map_err(|e| {
