@@ -9,6 +9,8 @@
 //! * [`index`]: the HNSW graph (`hnsw_rs`), its snapshots and exact search;
 //! * [`vecio`]: NPY / Parquet vector files;
 //! * [`codec`]: byte encodings and the schema version;
+//! * [`spots`]: spot readers (her2st, Visium MTX / `.h5`, Parquet);
+//! * [`expression`]: spot QC, normalisation, highly variable genes, smoothing, panels;
 //! * [`phantom`]: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
 //! * [`cli`]: the `vortexdb` command line, a thin layer over the above.
 //!
@@ -28,10 +30,12 @@
 pub mod cli;
 pub mod codec;
 pub mod error;
+pub mod expression;
 pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod phantom;
+pub mod spots;
 pub mod store;
 pub mod vecio;
 pub mod volume;

@@ -481,47 +481,7 @@ impl Store {
         let mut txn = db.begin_write().map_err(|e| db_err(&path, e))?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| db_err(&path, e))?;
-        let (info, range) = {
-            let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
-            let mut info: CollectionInfo =
-                match cols.get(collection).map_err(|e| db_err(&path, e))? {
-                    Some(v) => decode_or_corrupt(&path, v.value(), "collection")?,
-                    None => {
-                        return Err(Error::UnknownCollection {
-                            name: collection.into(),
-                            known: String::new(),
-                        });
-                    }
-                };
-            let start = info.next_id;
-            let mut vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
-            let mut records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
-            let mut buf = Vec::new();
-            for (i, nv) in batch.iter().enumerate() {
-                let id = start + i as u64;
-                codec::encode_vector(nv.vector, &mut buf);
-                vectors
-                    .insert((info.id, id), buf.as_slice())
-                    .map_err(|e| db_err(&path, e))?;
-                if let Some(r) = &nv.record {
-                    records
-                        .insert((info.id, id), codec::encode(r).as_slice())
-                        .map_err(|e| db_err(&path, e))?;
-                }
-            }
-            info.next_id = start + batch.len() as u64;
-            info.live += batch.len() as u64;
-            info.generation += 1;
-            cols.insert(collection, codec::encode(&info).as_slice())
-                .map_err(|e| db_err(&path, e))?;
-            if let Some(m) = &mark {
-                let mut imports = txn.open_table(IMPORTS).map_err(|e| db_err(&path, e))?;
-                imports
-                    .insert((info.id, m.source), codec::encode(&m.progress).as_slice())
-                    .map_err(|e| db_err(&path, e))?;
-            }
-            (info, start..start + batch.len() as u64)
-        };
+        let (info, range) = insert_in(&txn, &path, collection, batch, mark.as_ref())?;
         bump_generation(&txn, &path)?;
         txn.commit().map_err(|e| db_err(&path, e))?;
         // Keep a loaded graph in step; otherwise it catches up when next used.
@@ -697,6 +657,56 @@ impl Store {
         }
         Ok(checked)
     }
+}
+
+/// The body of [`Store::insert`] inside a caller's write transaction (vectors already
+/// validated): vectors, records, the collection's counters and the import mark.
+pub(crate) fn insert_in(
+    txn: &redb::WriteTransaction,
+    path: &Path,
+    collection: &str,
+    batch: &[NewVector<'_>],
+    mark: Option<&ImportMark<'_>>,
+) -> Result<(CollectionInfo, Range<u64>)> {
+    let path = path.to_path_buf();
+    let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
+    let mut info: CollectionInfo = match cols.get(collection).map_err(|e| db_err(&path, e))? {
+        Some(v) => decode_or_corrupt(&path, v.value(), "collection")?,
+        None => {
+            return Err(Error::UnknownCollection {
+                name: collection.into(),
+                known: String::new(),
+            });
+        }
+    };
+    let start = info.next_id;
+    let mut vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+    let mut records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
+    let mut buf = Vec::new();
+    for (i, nv) in batch.iter().enumerate() {
+        let id = start + i as u64;
+        codec::encode_vector(nv.vector, &mut buf);
+        vectors
+            .insert((info.id, id), buf.as_slice())
+            .map_err(|e| db_err(&path, e))?;
+        if let Some(r) = &nv.record {
+            records
+                .insert((info.id, id), codec::encode(r).as_slice())
+                .map_err(|e| db_err(&path, e))?;
+        }
+    }
+    info.next_id = start + batch.len() as u64;
+    info.live += batch.len() as u64;
+    info.generation += 1;
+    cols.insert(collection, codec::encode(&info).as_slice())
+        .map_err(|e| db_err(&path, e))?;
+    if let Some(m) = mark {
+        let mut imports = txn.open_table(IMPORTS).map_err(|e| db_err(&path, e))?;
+        imports
+            .insert((info.id, m.source), codec::encode(&m.progress).as_slice())
+            .map_err(|e| db_err(&path, e))?;
+    }
+    Ok((info, start..start + batch.len() as u64))
 }
 
 fn bump_generation(txn: &redb::WriteTransaction, path: &Path) -> Result<()> {

@@ -1,0 +1,605 @@
+//! Spot readers: the her2st Spatial Transcriptomics layout, 10x Visium output (MTX
+//! directory or `.h5`, tissue positions, scale factors) and Parquet tables (wide or
+//! long). Each returns a [`SpotTable`]: spot ids, positions in the sample image's
+//! pixels and a sparse count matrix, validated (unique ids, non-negative integer
+//! counts, every counted spot has a position) with errors that name the file.
+
+mod h5;
+mod parquet_spots;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::expression::CountMatrix;
+
+/// Spot file layouts understood by [`read_spots`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotFormat {
+    /// her2st: `counts/NAME.tsv.gz` (spots x genes) + `spots/NAME_selection.tsv`.
+    Her2st,
+    /// 10x Visium: `filtered_feature_bc_matrix/` or `filtered_feature_bc_matrix.h5`,
+    /// `spatial/tissue_positions(.csv|_list.csv)`, `spatial/scalefactors_json.json`.
+    Visium,
+    /// Parquet, wide (one column per gene) or long (`spot, gene, count` rows).
+    Parquet,
+}
+
+impl SpotFormat {
+    /// Parse `her2st`, `visium` or `parquet`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "her2st" | "st" => Ok(SpotFormat::Her2st),
+            "visium" | "10x" => Ok(SpotFormat::Visium),
+            "parquet" => Ok(SpotFormat::Parquet),
+            _ => Err(Error::bad_input(
+                "--format",
+                format!("'{s}' is not a spot format; use her2st, visium or parquet"),
+            )),
+        }
+    }
+
+    /// Guess the layout of `path`: a `.parquet` file, a Visium directory or `.h5`, or a
+    /// her2st counts file (`.tsv`, `.tsv.gz`).
+    pub fn detect(path: &Path) -> Result<Self> {
+        let name = path.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".parquet") {
+            Ok(SpotFormat::Parquet)
+        } else if path.is_dir() || name.ends_with(".h5") {
+            Ok(SpotFormat::Visium)
+        } else if name.ends_with(".tsv") || name.ends_with(".tsv.gz") {
+            Ok(SpotFormat::Her2st)
+        } else {
+            Err(Error::bad_input(
+                path.display().to_string(),
+                "cannot tell the spot format from the name; pass --format her2st|visium|parquet",
+            ))
+        }
+    }
+}
+
+/// Spots read from a source, before quality control.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotTable {
+    /// The layout read.
+    pub format: SpotFormat,
+    /// The files read, for messages and provenance.
+    pub files: Vec<PathBuf>,
+    /// Spot ids (unique).
+    pub ids: Vec<String>,
+    /// Spot centres (x, y) in pixels of the sample's image (full resolution).
+    pub pixel: Vec<[f64; 2]>,
+    /// Array (grid) coordinates (x = column, y = row) when the layout has them.
+    pub array: Option<Vec<[f64; 2]>>,
+    /// Section index (z) of each spot, when the source says (Parquet `z` / `plane_z`).
+    pub z: Option<Vec<f64>>,
+    /// Spot diameter in image pixels, when known (Visium scale factors).
+    pub spot_diameter_px: Option<f64>,
+    /// Spots whose positions table entry marks them outside the tissue (dropped).
+    pub dropped_outside_tissue: usize,
+    /// The counts, one row per spot in `ids` order.
+    pub counts: CountMatrix,
+}
+
+/// Where a spot table's positions live, when not beside the counts.
+#[derive(Debug, Clone, Default)]
+pub struct SpotPaths {
+    /// Positions table (her2st selection TSV or Visium tissue positions CSV).
+    pub positions: Option<PathBuf>,
+}
+
+/// Read spots from `path` in `format` (see [`SpotFormat`]).
+pub fn read_spots(path: &Path, format: SpotFormat, extra: &SpotPaths) -> Result<SpotTable> {
+    if !path.exists() {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            "no such file or directory",
+        ));
+    }
+    let t = match format {
+        SpotFormat::Her2st => read_her2st(path, extra.positions.as_deref())?,
+        SpotFormat::Visium => read_visium(path, extra.positions.as_deref())?,
+        SpotFormat::Parquet => parquet_spots::read(path)?,
+    };
+    if t.ids.is_empty() {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            "no spots to ingest",
+        ));
+    }
+    Ok(t)
+}
+
+pub(crate) fn bad(path: &Path, msg: impl Into<String>) -> Error {
+    Error::bad_input(path.display().to_string(), msg)
+}
+
+fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let name = path.to_string_lossy();
+    if name.ends_with(".gz") {
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            f,
+        ))))
+    } else {
+        Ok(Box::new(BufReader::new(f)))
+    }
+}
+
+fn csv_reader(path: &Path, delim: u8, headers: bool) -> Result<csv::Reader<Box<dyn BufRead>>> {
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .has_headers(headers)
+        .flexible(false)
+        .from_reader(open_text(path)?))
+}
+
+fn csv_err(path: &Path, e: csv::Error) -> Error {
+    match e.kind() {
+        csv::ErrorKind::Io(_) => bad(path, format!("cannot read: {e} (truncated or not gzip?)")),
+        _ => bad(path, format!("malformed table: {e}")),
+    }
+}
+
+/// A count as found in a file: must be a finite, non-negative integer.
+pub(crate) fn parse_count(path: &Path, s: &str, spot: &str, gene: &str) -> Result<f32> {
+    let v: f64 = s.trim().parse().map_err(|_| {
+        bad(
+            path,
+            format!("spot '{spot}', gene '{gene}': '{s}' is not a number"),
+        )
+    })?;
+    check_count(path, v, spot, gene)
+}
+
+/// Counts are non-negative integers; normalised or negative values are refused.
+pub(crate) fn check_count(path: &Path, v: f64, spot: &str, gene: &str) -> Result<f32> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad(
+            path,
+            format!(
+                "spot '{spot}', gene '{gene}': count {v} is negative or not finite; raw counts expected"
+            ),
+        ));
+    }
+    if v.fract() != 0.0 {
+        return Err(bad(
+            path,
+            format!(
+                "spot '{spot}', gene '{gene}': count {v} is not an integer; raw counts are expected, \
+                 not normalised values"
+            ),
+        ));
+    }
+    Ok(v as f32)
+}
+
+pub(crate) fn check_unique(path: &Path, ids: &[String], what: &str) -> Result<()> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    let dups: Vec<&String> = ids.iter().filter(|id| !seen.insert(*id)).collect();
+    if !dups.is_empty() {
+        let list: Vec<&str> = dups.iter().take(5).map(|s| s.as_str()).collect();
+        return Err(bad(
+            path,
+            format!(
+                "{} duplicated {what} id(s): {}",
+                dups.len(),
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn missing_list(v: &[String]) -> String {
+    let mut s: Vec<&str> = v.iter().take(5).map(|s| s.as_str()).collect();
+    if v.len() > 5 {
+        s.push("...");
+    }
+    s.join(", ")
+}
+
+// --- her2st ---------------------------------------------------------------------
+
+fn read_her2st(counts_path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
+    let sel_path = match positions {
+        Some(p) => p.to_path_buf(),
+        None => her2st_selection_for(counts_path)?,
+    };
+    let mut rdr = csv_reader(counts_path, b'\t', true)?;
+    let header = rdr.headers().map_err(|e| csv_err(counts_path, e))?.clone();
+    if header.len() < 2 {
+        return Err(bad(
+            counts_path,
+            "header has no gene columns (tab-separated expected)",
+        ));
+    }
+    let genes: Vec<String> = header.iter().skip(1).map(|s| s.to_string()).collect();
+    check_unique(counts_path, &genes, "gene")?;
+    let mut counts = CountMatrix::new(genes.clone());
+    let mut ids = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_err(counts_path, e))?;
+        let id = rec.get(0).unwrap_or("").to_string();
+        let mut row = Vec::new();
+        for (j, s) in rec.iter().skip(1).enumerate() {
+            if s == "0" {
+                continue;
+            }
+            let c = parse_count(counts_path, s, &id, &genes[j])?;
+            row.push((j as u32, c));
+        }
+        counts.push_row(row);
+        ids.push(id);
+    }
+    check_unique(counts_path, &ids, "spot")?;
+
+    // Selection table: x y new_x new_y pixel_x pixel_y selected.
+    let mut srd = csv_reader(&sel_path, b'\t', true)?;
+    let h = srd.headers().map_err(|e| csv_err(&sel_path, e))?.clone();
+    let col = |name: &str| {
+        h.iter()
+            .position(|c| c == name)
+            .ok_or_else(|| bad(&sel_path, format!("no '{name}' column")))
+    };
+    let (cx, cy, cpx, cpy) = (col("x")?, col("y")?, col("pixel_x")?, col("pixel_y")?);
+    let csel = h.iter().position(|c| c == "selected");
+    let num = |rec: &csv::StringRecord, c: usize| -> Result<f64> {
+        rec.get(c)
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .ok_or_else(|| {
+                bad(
+                    &sel_path,
+                    format!(
+                        "row {:?}: not a number in column {}",
+                        rec.position().map(|p| p.line()),
+                        c + 1
+                    ),
+                )
+            })
+    };
+    let mut pos: HashMap<String, ([f64; 2], [f64; 2], bool)> = HashMap::new();
+    for rec in srd.records() {
+        let rec = rec.map_err(|e| csv_err(&sel_path, e))?;
+        let (x, y) = (num(&rec, cx)?, num(&rec, cy)?);
+        let key = format!("{}x{}", x.round() as i64, y.round() as i64);
+        let selected = match csel {
+            Some(c) => num(&rec, c)? == 1.0,
+            None => true,
+        };
+        if pos
+            .insert(
+                key.clone(),
+                ([num(&rec, cpx)?, num(&rec, cpy)?], [x, y], selected),
+            )
+            .is_some()
+        {
+            return Err(bad(&sel_path, format!("spot {key} appears twice")));
+        }
+    }
+    let absent: Vec<String> = ids
+        .iter()
+        .filter(|id| !pos.contains_key(*id))
+        .cloned()
+        .collect();
+    if !absent.is_empty() {
+        return Err(bad(
+            &sel_path,
+            format!(
+                "does not match the count matrix {}: {} of its {} spots have no position ({})",
+                counts_path.display(),
+                absent.len(),
+                ids.len(),
+                missing_list(&absent)
+            ),
+        ));
+    }
+    let keep: Vec<usize> = (0..ids.len()).filter(|&i| pos[&ids[i]].2).collect();
+    let dropped = ids.len() - keep.len();
+    Ok(SpotTable {
+        format: SpotFormat::Her2st,
+        files: vec![counts_path.to_path_buf(), sel_path],
+        pixel: keep.iter().map(|&i| pos[&ids[i]].0).collect(),
+        array: Some(keep.iter().map(|&i| pos[&ids[i]].1).collect()),
+        z: None,
+        spot_diameter_px: None,
+        dropped_outside_tissue: dropped,
+        counts: counts.select_rows(&keep),
+        ids: keep.iter().map(|&i| ids[i].clone()).collect(),
+    })
+}
+
+/// `.../counts/NAME.tsv.gz` -> `.../spots/NAME_selection.tsv`.
+fn her2st_selection_for(counts: &Path) -> Result<PathBuf> {
+    let file = counts
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let name = file
+        .trim_end_matches(".gz")
+        .trim_end_matches(".tsv")
+        .to_string();
+    let root = counts
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap_or(Path::new("."));
+    let cand = root.join("spots").join(format!("{name}_selection.tsv"));
+    if cand.exists() {
+        Ok(cand)
+    } else {
+        Err(bad(
+            counts,
+            format!(
+                "no spot selection table at {}; pass --positions FILE",
+                cand.display()
+            ),
+        ))
+    }
+}
+
+// --- Visium ---------------------------------------------------------------------
+
+fn read_visium(path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
+    // `path` is the output directory, the matrix directory or the .h5 file.
+    let (matrix, root) = if path.is_dir() {
+        let h5 = path.join("filtered_feature_bc_matrix.h5");
+        let mtx = path.join("filtered_feature_bc_matrix");
+        if mtx.is_dir() {
+            (mtx, path.to_path_buf())
+        } else if h5.is_file() {
+            (h5, path.to_path_buf())
+        } else if path.join("matrix.mtx.gz").is_file() || path.join("matrix.mtx").is_file() {
+            (
+                path.to_path_buf(),
+                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            )
+        } else {
+            return Err(bad(
+                path,
+                "not a Visium output: no filtered_feature_bc_matrix/ or filtered_feature_bc_matrix.h5",
+            ));
+        }
+    } else {
+        (
+            path.to_path_buf(),
+            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        )
+    };
+    let (barcodes, counts) = if matrix.is_dir() {
+        read_mtx_dir(&matrix)?
+    } else {
+        h5::read_10x_h5(&matrix)?
+    };
+    check_unique(&matrix, &barcodes, "barcode")?;
+    let spatial = root.join("spatial");
+    let pos_path = match positions {
+        Some(p) => p.to_path_buf(),
+        None => ["tissue_positions.csv", "tissue_positions_list.csv"]
+            .iter()
+            .map(|f| spatial.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                bad(
+                    &spatial,
+                    "no tissue_positions.csv or tissue_positions_list.csv; pass --positions FILE",
+                )
+            })?,
+    };
+    let pos = read_tissue_positions(&pos_path)?;
+    let absent: Vec<String> = barcodes
+        .iter()
+        .filter(|b| !pos.contains_key(*b))
+        .cloned()
+        .collect();
+    if !absent.is_empty() {
+        return Err(bad(
+            &pos_path,
+            format!(
+                "does not match the count matrix {}: {} of its {} barcodes have no position ({})",
+                matrix.display(),
+                absent.len(),
+                barcodes.len(),
+                missing_list(&absent)
+            ),
+        ));
+    }
+    let keep: Vec<usize> = (0..barcodes.len())
+        .filter(|&i| pos[&barcodes[i]].in_tissue)
+        .collect();
+    let sf_path = spatial.join("scalefactors_json.json");
+    let spot_diameter_px = if sf_path.is_file() {
+        let text = std::fs::read_to_string(&sf_path).map_err(|e| Error::io(&sf_path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| bad(&sf_path, format!("not valid JSON: {e}")))?;
+        Some(
+            v.get("spot_diameter_fullres")
+                .and_then(|d| d.as_f64())
+                .ok_or_else(|| bad(&sf_path, "no numeric spot_diameter_fullres"))?,
+        )
+    } else {
+        None
+    };
+    let mut files = vec![matrix.clone(), pos_path];
+    if spot_diameter_px.is_some() {
+        files.push(sf_path);
+    }
+    Ok(SpotTable {
+        format: SpotFormat::Visium,
+        files,
+        pixel: keep.iter().map(|&i| pos[&barcodes[i]].pixel).collect(),
+        array: Some(keep.iter().map(|&i| pos[&barcodes[i]].array).collect()),
+        z: None,
+        spot_diameter_px,
+        dropped_outside_tissue: barcodes.len() - keep.len(),
+        counts: counts.select_rows(&keep),
+        ids: keep.iter().map(|&i| barcodes[i].clone()).collect(),
+    })
+}
+
+struct VisiumPos {
+    in_tissue: bool,
+    array: [f64; 2],
+    pixel: [f64; 2],
+}
+
+fn read_tissue_positions(path: &Path) -> Result<HashMap<String, VisiumPos>> {
+    // tissue_positions.csv has a header; tissue_positions_list.csv does not.
+    let mut first = String::new();
+    open_text(path)?
+        .read_line(&mut first)
+        .map_err(|e| Error::io(path, e))?;
+    let has_header = first.starts_with("barcode");
+    let mut rdr = csv_reader(path, b',', has_header)?;
+    let mut out = HashMap::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_err(path, e))?;
+        if rec.len() < 6 {
+            return Err(bad(
+                path,
+                "expected 6 columns: barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres",
+            ));
+        }
+        let f = |c: usize| -> Result<f64> {
+            rec[c].trim().parse::<f64>().map_err(|_| {
+                bad(
+                    path,
+                    format!("barcode {}: '{}' is not a number", &rec[0], &rec[c]),
+                )
+            })
+        };
+        let p = VisiumPos {
+            in_tissue: f(1)? != 0.0,
+            array: [f(3)?, f(2)?],
+            pixel: [f(5)?, f(4)?],
+        };
+        if out.insert(rec[0].to_string(), p).is_some() {
+            return Err(bad(path, format!("barcode {} appears twice", &rec[0])));
+        }
+    }
+    Ok(out)
+}
+
+/// `matrix.mtx(.gz)` (genes x barcodes, MatrixMarket coordinate), `barcodes.tsv(.gz)`,
+/// `features.tsv(.gz)` (id, symbol, type).
+fn read_mtx_dir(dir: &Path) -> Result<(Vec<String>, CountMatrix)> {
+    let find = |stem: &str| -> Result<PathBuf> {
+        [format!("{stem}.gz"), stem.to_string()]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| bad(dir, format!("no {stem}(.gz)")))
+    };
+    let (mtx, bc, feat) = (
+        find("matrix.mtx")?,
+        find("barcodes.tsv")?,
+        find("features.tsv").or_else(|_| find("genes.tsv"))?,
+    );
+    let mut barcodes = Vec::new();
+    for line in open_text(&bc)?.lines() {
+        let line = line.map_err(|e| bad(&bc, format!("cannot read: {e}")))?;
+        if !line.trim().is_empty() {
+            barcodes.push(line.trim().to_string());
+        }
+    }
+    let mut genes = Vec::new();
+    for line in open_text(&feat)?.lines() {
+        let line = line.map_err(|e| bad(&feat, format!("cannot read: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut it = line.split('\t');
+        let id = it.next().unwrap_or("");
+        genes.push(it.next().unwrap_or(id).to_string());
+    }
+    let mut lines = open_text(&mtx)?.lines();
+    let header = lines
+        .next()
+        .transpose()
+        .map_err(|e| bad(&mtx, format!("cannot read: {e}")))?
+        .unwrap_or_default();
+    if !header.starts_with("%%MatrixMarket matrix coordinate") {
+        return Err(bad(&mtx, "not a MatrixMarket coordinate file"));
+    }
+    let mut dims = None;
+    let mut rows: Vec<Vec<(u32, f32)>> = vec![Vec::new(); barcodes.len()];
+    let mut entries = 0usize;
+    for (ln, line) in lines.enumerate() {
+        let line = line.map_err(|e| bad(&mtx, format!("cannot read (truncated?): {e}")))?;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('%') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let at = || format!("line {}", ln + 2);
+        if dims.is_none() {
+            let d: Vec<usize> = f.iter().filter_map(|s| s.parse().ok()).collect();
+            if d.len() != 3 {
+                return Err(bad(
+                    &mtx,
+                    format!("{}: expected 'genes barcodes entries'", at()),
+                ));
+            }
+            if d[0] != genes.len() || d[1] != barcodes.len() {
+                return Err(bad(
+                    &mtx,
+                    format!(
+                        "is {} genes x {} barcodes but {} lists {} genes and {} lists {} barcodes",
+                        d[0],
+                        d[1],
+                        feat.display(),
+                        genes.len(),
+                        bc.display(),
+                        barcodes.len()
+                    ),
+                ));
+            }
+            dims = Some(d);
+            continue;
+        }
+        if f.len() != 3 {
+            return Err(bad(
+                &mtx,
+                format!("{}: expected 'gene barcode count'", at()),
+            ));
+        }
+        let (g, b): (usize, usize) = match (f[0].parse(), f[1].parse()) {
+            (Ok(g), Ok(b)) if g >= 1 && g <= genes.len() && b >= 1 && b <= barcodes.len() => (g, b),
+            _ => return Err(bad(&mtx, format!("{}: index out of range", at()))),
+        };
+        let c = parse_count(&mtx, f[2], &barcodes[b - 1], &genes[g - 1])?;
+        rows[b - 1].push(((g - 1) as u32, c));
+        entries += 1;
+    }
+    match dims {
+        Some(d) if d[2] == entries => {}
+        Some(d) => {
+            return Err(bad(
+                &mtx,
+                format!(
+                    "truncated: header announces {} entries, found {entries}",
+                    d[2]
+                ),
+            ));
+        }
+        None => return Err(bad(&mtx, "no size line")),
+    }
+    let mut m = CountMatrix::new(genes);
+    for r in rows {
+        m.push_row(r);
+    }
+    Ok((barcodes, m))
+}
+
+/// Read a whole file (used by the HDF5 reader).
+pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut v))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(v)
+}
