@@ -1,5 +1,6 @@
-//! `vortexdb ingest volume|sections`: stream a 3D volume or a 2.5D stack of serial
-//! sections through the model's 3D encoder into the store (see [`crate::ingest`]).
+//! `vortexdb ingest volume|sections|spots`: stream a 3D volume or a 2.5D stack of
+//! serial sections through the model's 3D encoder into the store, or ingest a
+//! sample's spot expression through its gene encoder (see [`crate::ingest`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,11 @@ use serde_json::json;
 
 use super::{flush_warnings, out};
 use crate::error::{Error, Result};
-use crate::ingest::{IngestOptions, IngestReport, Progress, ingest_volume};
+use crate::ingest::{
+    IngestOptions, IngestReport, Progress, SpotOptions, ingest_spots, ingest_volume,
+};
 use crate::model::{Device, Model, RunOptions};
+use crate::spots::{SpotFormat, SpotPaths, read_spots};
 use crate::store::Store;
 use crate::volume::grid::Polarity;
 use crate::volume::{self, ImageStack, IntensityRange, VolumeSource};
@@ -23,6 +27,150 @@ pub enum IngestCommand {
     Volume(VolumeArgs),
     /// Embed serial H&E sections stacked into a 2.5D volume.
     Sections(SectionsArgs),
+    /// Read spot expression (her2st, Visium MTX/.h5, Parquet), QC, normalise, and embed
+    /// the kept spots with the model's gene encoder.
+    Spots(SpotsArgs),
+}
+
+/// Arguments of `ingest spots`.
+#[derive(Debug, Args)]
+pub struct SpotsArgs {
+    /// Store directory.
+    pub store: PathBuf,
+    /// Sample id the spots belong to (the volume or section stack they were measured on).
+    #[arg(long)]
+    pub sample: String,
+    /// her2st counts (.tsv.gz), a Visium output directory / matrix directory / .h5, or a
+    /// Parquet table.
+    pub path: PathBuf,
+    /// her2st, visium or parquet (default: guessed from PATH).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Positions table when not in the standard place (her2st selection TSV, Visium
+    /// tissue_positions CSV).
+    #[arg(long)]
+    pub positions: Option<PathBuf>,
+    /// Registered model name, or a model directory (registered on the way). Default:
+    /// the store's only model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// QC: minimum number of detected genes per spot.
+    #[arg(long, default_value_t = 25)]
+    pub min_genes: usize,
+    /// QC: spots with this fraction of mitochondrial (MT-) counts or more are removed.
+    #[arg(long, default_value_t = 0.2)]
+    pub max_mito: f64,
+    /// Nearest spots averaged into the stored smoothed expression (1 = none).
+    #[arg(long, default_value_t = 10)]
+    pub smooth_k: usize,
+    /// Highly variable genes to record for the sample (scanpy seurat flavour).
+    #[arg(long, default_value_t = 1200)]
+    pub hvg: usize,
+    /// Most expressed genes to record for the sample.
+    #[arg(long, default_value_t = 250)]
+    pub top: usize,
+    /// Affine a,b,c,d,e,f from image pixels (x, y) to the sample's voxels:
+    /// x' = a x + b y + c, y' = d x + e y + f (default identity).
+    #[arg(long)]
+    pub affine: Option<String>,
+    /// Section (z voxel) of the spots when the source gives none.
+    #[arg(long, default_value_t = 0.0)]
+    pub z: f64,
+    /// Spots per gene-encoder batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// ONNX Runtime intra-op threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn run_spots(a: &SpotsArgs, json_out: bool) -> Result<()> {
+    let format = match &a.format {
+        Some(f) => SpotFormat::parse(f)?,
+        None => SpotFormat::detect(&a.path)?,
+    };
+    if !(a.max_mito > 0.0 && a.max_mito <= 1.0) {
+        return Err(Error::bad_input(
+            "--max-mito",
+            format!("{} is not a fraction in (0, 1]", a.max_mito),
+        ));
+    }
+    let mut opts = SpotOptions::new(&a.sample);
+    opts.qc.min_genes = a.min_genes;
+    opts.qc.max_mito_fraction = a.max_mito;
+    opts.smooth_k = a.smooth_k;
+    opts.n_hvg = a.hvg;
+    opts.n_top = a.top;
+    opts.z = a.z;
+    opts.batch = a.batch.max(1);
+    if let Some(s) = &a.affine {
+        opts.affine = parse_floats::<6>(s, "--affine")?;
+    }
+    opts.run = RunOptions {
+        device: a.device.parse()?,
+        threads: a.threads,
+    };
+    let store = Store::open(&a.store)?;
+    let model = resolve_model(&store, a.model.as_deref())?;
+    let table = read_spots(
+        &a.path,
+        format,
+        &SpotPaths {
+            positions: a.positions.clone(),
+        },
+    )?;
+    let r = ingest_spots(&store, &model, table, &opts)?;
+    flush_warnings(&store);
+    if json_out {
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        v["ok"] = json!(true);
+        out(&v.to_string());
+    } else if r.already_present {
+        out(&format!(
+            "sample {} already has these spots ({} kept of {}); nothing to do",
+            r.sample, r.qc.kept, r.qc.spots_in
+        ));
+    } else {
+        out(&format!(
+            "sample {}: {} spots read ({} format, {} genes), {} kept by QC ({} with < {} genes, {} with >= {}% MT), \
+             {} embedded into {} in {:.1} s ({:.0} spots/s); encoder genes found {}/{}, predicted genes found {}/{}",
+            r.sample,
+            r.qc.spots_in,
+            r.format,
+            r.genes,
+            r.qc.kept,
+            r.qc.removed_min_genes,
+            opts.qc.min_genes,
+            r.qc.removed_mito,
+            opts.qc.max_mito_fraction * 100.0,
+            r.embedded,
+            r.collection,
+            r.seconds,
+            r.spots_per_second,
+            r.encoder_genes_found,
+            r.encoder_genes,
+            r.predicted_genes_found,
+            r.predicted_genes,
+        ));
+        if !r.encoder_missing.is_empty() || !r.predicted_missing.is_empty() {
+            let list = |v: &[String]| {
+                let mut s: Vec<&str> = v.iter().take(10).map(|s| s.as_str()).collect();
+                if v.len() > 10 {
+                    s.push("...");
+                }
+                s.join(", ")
+            };
+            out(&format!(
+                "  missing from the data: encoder genes [{}], predicted genes [{}] (embedded / predicted as 0)",
+                list(&r.encoder_missing),
+                list(&r.predicted_missing)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Settings shared by both ingest commands.
@@ -228,6 +376,7 @@ fn range(c: &CommonArgs) -> Result<IntensityRange> {
 /// Run an `ingest` subcommand.
 pub fn run(cmd: IngestCommand, json_out: bool) -> Result<()> {
     match cmd {
+        IngestCommand::Spots(a) => run_spots(&a, json_out),
         IngestCommand::Volume(a) => {
             let voxel = match &a.um_per_voxel {
                 Some(s) => Some(parse_floats::<3>(s, "--um-per-voxel")?),

@@ -9,6 +9,7 @@ mod demo;
 mod ingest;
 mod models;
 mod phantom;
+mod spots;
 mod vectors;
 
 use std::io::Write;
@@ -54,9 +55,12 @@ pub enum Command {
     /// Models: register a model directory in a store, list, run a network on an array.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Embed image data into the store: a 3D volume or serial sections (2.5D).
+    /// Embed data into the store: a 3D volume, serial sections (2.5D), or spot expression.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// Spots of a sample: export their positions, QC, expression and embeddings.
+    #[command(subcommand)]
+    Spots(spots::SpotsCommand),
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
     #[command(subcommand)]
     Vectors(vectors::VectorsCommand),
@@ -158,10 +162,20 @@ fn run(cli: Cli) -> Result<()> {
                                "voxel_um": x.voxel_um, "source_shape": x.source_shape})
                     })
                     .collect();
+                let spot_sets: Vec<_> = s
+                    .spot_sets()?
+                    .into_iter()
+                    .map(|x| {
+                        json!({"sample": x.sample, "format": x.format, "files": x.files,
+                               "model": x.model, "spots": x.spots, "kept": x.kept,
+                               "genes": x.genes.len(), "qc": x.qc_summary})
+                    })
+                    .collect();
                 out(
                     &json!({"ok": true, "store": info.path, "schema_version": info.schema_version,
                             "generation": info.generation, "db_bytes": info.db_bytes,
-                            "collections": cols, "models": models, "samples": samples})
+                            "collections": cols, "models": models, "samples": samples,
+                            "spot_sets": spot_sets})
                     .to_string(),
                 );
             } else {
@@ -204,6 +218,18 @@ fn run(cli: Cli) -> Result<()> {
                         x.id, x.kind, x.patches, x.status, x.model, x.source
                     ));
                 }
+                for x in s.spot_sets()? {
+                    out(&format!(
+                        "  spots  {:<16} {:<7} {:>6} spots ({} kept)  {} genes  model {}  from {}",
+                        x.sample,
+                        x.format,
+                        x.spots,
+                        x.kept,
+                        x.genes.len(),
+                        x.model,
+                        x.files.first().map(|f| f.as_str()).unwrap_or("")
+                    ));
+                }
             }
             Ok(())
         }
@@ -225,6 +251,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(cmd) => models::run(cmd, cli.json),
         Command::Ingest(cmd) => ingest::run(cmd, cli.json),
         Command::Vectors(cmd) => vectors::run(cmd, cli.json),
+        Command::Spots(cmd) => spots::run(cmd, cli.json),
         Command::Demo(a) => demo::run(a, cli.json),
         Command::Phantom(a) => phantom::run(a, cli.json),
     }

@@ -13,6 +13,8 @@
 //! Memory is bounded by the patch depth (a window of model-resolution slices), a few
 //! source slices and two batches in flight per channel, never by the volume size.
 
+pub mod spots;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+
+pub use spots::{SpotOptions, SpotReport, ingest_spots};
 
 use crate::error::{Error, Result};
 use crate::index::Metric;
@@ -121,7 +125,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn file_fingerprint(h: &mut Sha256, files: &[PathBuf]) -> Result<()> {
+pub(crate) fn file_fingerprint(h: &mut Sha256, files: &[PathBuf]) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     for f in files {
         let mut file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;

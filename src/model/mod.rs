@@ -86,6 +86,38 @@ pub struct GenePanel {
     pub bins: usize,
 }
 
+/// How spot expression is prepared for the gene encoder (`expression` in the manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpressionSpec {
+    /// Counts per spot after library-size normalisation.
+    #[serde(default = "default_target")]
+    pub normalize_total: f64,
+    /// Whether log1p follows the normalisation.
+    #[serde(default = "default_true")]
+    pub log1p: bool,
+    /// Nearest spots averaged into each spot's encoder input (0 or 1 = none).
+    #[serde(default)]
+    pub smooth_k: usize,
+}
+
+fn default_target() -> f64 {
+    1e4
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ExpressionSpec {
+    fn default() -> Self {
+        ExpressionSpec {
+            normalize_total: 1e4,
+            log1p: true,
+            smooth_k: 0,
+        }
+    }
+}
+
 /// `manifest.json`, the model contract (docs/ARCHITECTURE.md, "Model contract").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -109,6 +141,9 @@ pub struct Manifest {
     /// Genes the predictor outputs, in order.
     #[serde(default)]
     pub predicted_genes: Vec<String>,
+    /// Expression preprocessing the gene encoder was trained with.
+    #[serde(default)]
+    pub expression: ExpressionSpec,
     /// Networks by role: `image_3d`, `image_2d`, `genes`, `predictor`.
     pub networks: BTreeMap<String, NetworkSpec>,
 }

@@ -370,10 +370,11 @@ fn read_visium(path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
             path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         )
     };
-    let (barcodes, counts) = if matrix.is_dir() {
+    let (barcodes, counts, matrix_files) = if matrix.is_dir() {
         read_mtx_dir(&matrix)?
     } else {
-        h5::read_10x_h5(&matrix)?
+        let (b, c) = h5::read_10x_h5(&matrix)?;
+        (b, c, vec![matrix.clone()])
     };
     check_unique(&matrix, &barcodes, "barcode")?;
     let spatial = root.join("spatial");
@@ -424,7 +425,8 @@ fn read_visium(path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
     } else {
         None
     };
-    let mut files = vec![matrix.clone(), pos_path];
+    let mut files = matrix_files;
+    files.push(pos_path);
     if spot_diameter_px.is_some() {
         files.push(sf_path);
     }
@@ -486,7 +488,8 @@ fn read_tissue_positions(path: &Path) -> Result<HashMap<String, VisiumPos>> {
 
 /// `matrix.mtx(.gz)` (genes x barcodes, MatrixMarket coordinate), `barcodes.tsv(.gz)`,
 /// `features.tsv(.gz)` (id, symbol, type).
-fn read_mtx_dir(dir: &Path) -> Result<(Vec<String>, CountMatrix)> {
+#[allow(clippy::type_complexity)]
+fn read_mtx_dir(dir: &Path) -> Result<(Vec<String>, CountMatrix, Vec<PathBuf>)> {
     let find = |stem: &str| -> Result<PathBuf> {
         [format!("{stem}.gz"), stem.to_string()]
             .iter()
@@ -592,7 +595,7 @@ fn read_mtx_dir(dir: &Path) -> Result<(Vec<String>, CountMatrix)> {
     for r in rows {
         m.push_row(r);
     }
-    Ok((barcodes, m))
+    Ok((barcodes, m, vec![mtx, bc, feat]))
 }
 
 /// Read a whole file (used by the HDF5 reader).

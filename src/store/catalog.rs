@@ -113,7 +113,7 @@ impl Store {
         txn.commit().map_err(|e| db_err(&path, e))
     }
 
-    fn get_raw<T: serde::de::DeserializeOwned>(
+    pub(super) fn get_raw<T: serde::de::DeserializeOwned>(
         &self,
         t: TableDefinition<'static, &'static str, &'static [u8]>,
         key: &str,
@@ -130,7 +130,7 @@ impl Store {
         }
     }
 
-    fn all_raw<T: serde::de::DeserializeOwned>(
+    pub(super) fn all_raw<T: serde::de::DeserializeOwned>(
         &self,
         t: TableDefinition<'static, &'static str, &'static [u8]>,
         what: &str,

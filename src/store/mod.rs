@@ -13,6 +13,7 @@
 
 mod catalog;
 mod search;
+mod spots;
 mod tables;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,7 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, Readab
 
 pub use catalog::{MODELS_DIR, ModelRecord, SampleRecord};
 pub use search::{Filter, Hit, Region, SearchOptions};
+pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
 
 use crate::codec;
