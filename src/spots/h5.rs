@@ -50,16 +50,28 @@ fn counts(f: &Hdf5File, path: &Path, name: &str) -> Result<Vec<f64>> {
 }
 
 fn strings(f: &Hdf5File, path: &Path, names: &[&str]) -> Result<Vec<String>> {
+    let mut last = String::new();
     for name in names {
-        if let Ok(ds) = f.dataset(name) {
-            return ds
-                .read_strings()
-                .map_err(|e| bad(path, format!("malformed 10x HDF5: cannot read {name}: {e}")));
+        match f.dataset(name) {
+            Ok(ds) => {
+                return ds.read_strings().map_err(|e| {
+                    bad(
+                        path,
+                        format!(
+                            "malformed 10x HDF5: cannot read {name} ({e}); damaged or truncated?"
+                        ),
+                    )
+                });
+            }
+            Err(e) => last = e.to_string(),
         }
     }
     Err(bad(
         path,
-        format!("malformed 10x HDF5: none of {} exists", names.join(", ")),
+        format!(
+            "malformed 10x HDF5: cannot open {} ({last}); the file is damaged, truncated or not a 10x matrix",
+            names.join(" or ")
+        ),
     ))
 }
 
