@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-python.sh
 bash scripts/setup-ort.sh
-.venv/bin/ruff check benches training
-.venv/bin/ruff format --check training
+.venv/bin/ruff check benches training tests
+.venv/bin/ruff format --check training tests
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --release

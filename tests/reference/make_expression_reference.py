@@ -28,13 +28,19 @@ def main() -> None:
     with gzip.open(root / "counts" / f"{name}.tsv.gz", "rt") as f:
         df = pd.read_csv(f, sep="\t", index_col=0)
     sel = pd.read_csv(root / "spots" / f"{name}_selection.tsv", sep="\t")
-    keys = {f"{round(x)}x{round(y)}" for x, y, s in zip(sel.x, sel.y, sel.selected, strict=True) if s == 1}
+    keys = {
+        f"{round(x)}x{round(y)}"
+        for x, y, s in zip(sel.x, sel.y, sel.selected, strict=True)
+        if s == 1
+    }
     df = df.loc[[i for i in df.index if i in keys]]
     adata = ad.AnnData(sp.csr_matrix(df.to_numpy(np.float64)))
     adata.obs_names = [str(i) for i in df.index]
     adata.var_names = [str(g) for g in df.columns]
     adata.var["mt"] = adata.var_names.str.upper().str.startswith("MT-")
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
+    sc.pp.calculate_qc_metrics(
+        adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True
+    )
     few = adata.obs["n_genes_by_counts"].to_numpy() < 25
     high = adata.obs["pct_counts_mt"].to_numpy() >= 20.0
     qc = {
@@ -63,19 +69,30 @@ def main() -> None:
     }
     hvg = {}
     for n in (300, 1200):
-        df_h = sc.pp.highly_variable_genes(adata, flavor="seurat", n_top_genes=n, inplace=False)
-        hvg[str(n)] = sorted(adata.var_names[df_h["highly_variable"].to_numpy()].tolist())
+        df_h = sc.pp.highly_variable_genes(
+            adata, flavor="seurat", n_top_genes=n, inplace=False
+        )
+        hvg[str(n)] = sorted(
+            adata.var_names[df_h["highly_variable"].to_numpy()].tolist()
+        )
     out = {
         "source": f"her2st {name}",
         "scanpy": sc.__version__,
-        "settings": {"min_genes": 25, "max_mito_percent": 20.0, "target_sum": 1e4, "dtype": "float64"},
+        "settings": {
+            "min_genes": 25,
+            "max_mito_percent": 20.0,
+            "target_sum": 1e4,
+            "dtype": "float64",
+        },
         "qc": qc,
         "normalized": norm,
         "hvg": hvg,
     }
     dest = Path(__file__).with_name(f"expression_her2st_{name}.json")
     dest.write_text(json.dumps(out, indent=0) + "\n")
-    print(f"wrote {dest}: {qc['kept']} of {qc['spots_in']} spots kept, hvg {[len(v) for v in hvg.values()]}")
+    print(
+        f"wrote {dest}: {qc['kept']} of {qc['spots_in']} spots kept, hvg {[len(v) for v in hvg.values()]}"
+    )
 
 
 if __name__ == "__main__":
