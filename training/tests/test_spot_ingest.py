@@ -11,12 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
-from vortex_train.config import ModelConfig
 from vortex_train.data import her2st_hvg, her2st_panel, normalize_log1p, qc_mask, read_her2st_section
-from vortex_train.export import export_model
-from vortex_train.model import Vortex
+from vortex_train.export import export_untrained_panel_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "her2st"
@@ -43,21 +40,12 @@ def sections():
 def model_dir(sections, tmp_path_factory):
     secs = list(sections.values())
     enc, panel = her2st_hvg(secs, 64), her2st_panel(secs, 40)
-    cfg = ModelConfig(embed_dim=32, vit_width=32, vit_layers=1, vit_heads=2, vit_patch=8, image_size=16,
-                      max_depth=3, channels_3d=3, recon_queries=4, gene_width=32, gene_layers=1, gene_heads=2,
-                      value_bins=11, encoder_genes=enc, predicted_genes=panel, predictor_hidden=32,
-                      n_domains=2)  # fmt: skip
-    torch.manual_seed(0)
-    model = Vortex(cfg)
     vals = []
     for s in secs:
         pos = {g: j for j, g in enumerate(s.genes)}
         vals.append(normalize_log1p(s.counts)[:, [pos[g] for g in enc]])
-    model.genes.set_bin_edges(torch.from_numpy(np.concatenate(vals)))
     out = tmp_path_factory.mktemp("model") / "her2st-test"
-    patch = {"size_px": [16, 16], "depth": 3, "um_per_px": 1.0, "channels": 3}
-    export_model(model, out, "her2st-test", patch, {"note": "untrained, for tests"})
-    return out
+    return export_untrained_panel_model(np.concatenate(vals), enc, panel, out, "her2st-test")
 
 
 def test_ingest_spots_matches_python_on_all_six_sections(sections, model_dir, tmp_path):

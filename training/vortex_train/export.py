@@ -149,3 +149,23 @@ def read_manifest(path: Path) -> dict:
     if m.get("format") != FORMAT:
         raise ValueError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
     return m
+
+
+def export_untrained_panel_model(
+    encoder_values: np.ndarray, encoder_genes: list[str], predicted_genes: list[str], out: Path, name: str
+) -> Path:
+    """A small untrained model over a given gene panel (bin edges from `encoder_values`,
+    spots x encoder genes of log1p expression), exported like a trained one. For tests
+    and benchmarks of the spot path, where the weights do not matter."""
+    from .config import ModelConfig
+
+    cfg = ModelConfig(embed_dim=32, vit_width=32, vit_layers=1, vit_heads=2, vit_patch=8, image_size=16,
+                      max_depth=3, channels_3d=3, recon_queries=4, gene_width=32, gene_layers=1, gene_heads=2,
+                      value_bins=11, encoder_genes=encoder_genes, predicted_genes=predicted_genes,
+                      predictor_hidden=32, n_domains=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = Vortex(cfg)
+    model.genes.set_bin_edges(torch.from_numpy(np.asarray(encoder_values, np.float32)))
+    patch = {"size_px": [16, 16], "depth": 3, "um_per_px": 1.0, "channels": 3}
+    export_model(model, Path(out), name, patch, {"note": "untrained, for tests and benchmarks"})
+    return Path(out)
