@@ -35,6 +35,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod phantom;
+pub mod query;
 pub mod spots;
 pub mod store;
 pub mod vecio;

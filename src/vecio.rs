@@ -427,7 +427,7 @@ pub fn write_ids_npy(path: &Path, rows: &[Vec<u64>], k: usize) -> Result<()> {
     let values = rows
         .iter()
         .flat_map(|r| (0..k).map(move |j| r.get(j).map_or(-1, |x| *x as i64)));
-    write_npy(path, [rows.len(), k], values)
+    write_npy(path, &[rows.len(), k], values)
 }
 
 /// Write an `n x d` float32 matrix as NPY.
@@ -438,20 +438,32 @@ pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
             format!("a row of {} values where {d} were expected", r.len()),
         ));
     }
-    write_npy(path, [rows.len(), d], rows.iter().flatten().copied())
+    write_npy(path, &[rows.len(), d], rows.iter().flatten().copied())
 }
 
-/// One C-ordered 2-D NPY file of `shape` from `values` in row order (npyz).
+/// Write a C-ordered float32 array of any shape (e.g. a Z, Y, X heatmap) as NPY.
+pub fn write_f32_array_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    if shape.iter().product::<usize>() != data.len() {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            format!("{} values do not fill shape {shape:?}", data.len()),
+        ));
+    }
+    write_npy(path, shape, data.iter().copied())
+}
+
+/// One C-ordered NPY file of `shape` from `values` in row order (npyz).
 fn write_npy<T: npyz::AutoSerialize>(
     path: &Path,
-    shape: [usize; 2],
+    shape: &[usize],
     values: impl Iterator<Item = T>,
 ) -> Result<()> {
     use npyz::WriterBuilder;
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
-        .shape(&[shape[0] as u64, shape[1] as u64])
+        .shape(&dims)
         .writer(std::io::BufWriter::new(file))
         .begin_nd()
         .map_err(|e| Error::io(path, e))?;

@@ -9,6 +9,7 @@ mod demo;
 mod ingest;
 mod models;
 mod phantom;
+mod query;
 mod spots;
 mod vectors;
 
@@ -58,6 +59,9 @@ pub enum Command {
     /// Embed data into the store: a 3D volume, serial sections (2.5D), or spot expression.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// Queries: genes -> morphology heatmaps, expression profiles, similar patches.
+    #[command(subcommand)]
+    Query(query::QueryCommand),
     /// Spots of a sample: export their positions, QC, expression and embeddings.
     #[command(subcommand)]
     Spots(spots::SpotsCommand),
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ingest(cmd) => ingest::run(cmd, cli.json),
         Command::Vectors(cmd) => vectors::run(cmd, cli.json),
         Command::Spots(cmd) => spots::run(cmd, cli.json),
+        Command::Query(cmd) => query::run(cmd, cli.json),
         Command::Demo(a) => demo::run(a, cli.json),
         Command::Phantom(a) => phantom::run(a, cli.json),
     }

@@ -241,6 +241,14 @@ impl Graph {
         self.ids.len()
     }
 
+    /// Every (external id, stored vector), in node order.
+    pub(crate) fn points(&self) -> impl Iterator<Item = (u64, &[f32])> + '_ {
+        self.ids
+            .iter()
+            .copied()
+            .zip(self.vectors.chunks_exact(self.dim))
+    }
+
     #[inline]
     fn vec(&self, node: u32) -> &[f32] {
         let s = node as usize * self.dim;

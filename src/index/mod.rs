@@ -136,6 +136,12 @@ impl VectorIndex {
         self.dim
     }
 
+    /// Every (id, stored vector) of the graph, deleted ones included; vectors are as
+    /// [`prepare`] left them (unit length for cosine).
+    pub fn points(&self) -> impl Iterator<Item = (u64, &[f32])> + '_ {
+        self.graph.points()
+    }
+
     /// Insert `(id, vector)` pairs in parallel (rayon). Vectors must already be
     /// prepared with [`prepare`] for this index's metric.
     pub fn insert(&mut self, items: &[(u64, Vec<f32>)]) {

@@ -26,7 +26,7 @@ use std::sync::{Mutex, RwLock};
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
 pub use catalog::{MODELS_DIR, ModelRecord, SampleRecord};
-pub use search::{Filter, Hit, Region, SearchOptions};
+pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
 

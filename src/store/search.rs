@@ -24,6 +24,28 @@ pub struct Hit {
     pub distance: f32,
 }
 
+/// One vector's similarity to a query, with its provenance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredPatch {
+    /// Vector id.
+    pub id: u64,
+    /// Cosine similarity (minus the L2 distance for L2 collections): larger is closer.
+    pub score: f32,
+    /// Index into [`Scored::samples`] (`u32::MAX` for a vector without a record).
+    pub sample: u32,
+    /// Patch origin (z, y, x) in the sample's model voxels.
+    pub origin: [i64; 3],
+}
+
+/// Result of [`Store::similarities`].
+#[derive(Debug, Clone, Default)]
+pub struct Scored {
+    /// Sample names indexed by [`ScoredPatch::sample`].
+    pub samples: Vec<String>,
+    /// One entry per vector that passed the filter, in no particular order.
+    pub items: Vec<ScoredPatch>,
+}
+
 /// A box of patch origins, `min` inclusive and `max` exclusive, in (z, y, x) voxels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Region {
@@ -351,6 +373,71 @@ impl Store {
             l.meta = Some((info.generation, meta.clone()));
         }
         Ok(meta)
+    }
+
+    /// Similarity of `query` to every live vector passing `filter` (all vectors when it
+    /// is empty): cosine similarity for cosine collections, minus the L2 distance
+    /// otherwise. An exhaustive, parallel scan of the in-memory graph's vectors, for
+    /// heatmaps and percentile ranks. Vectors without a record belong to no sample.
+    pub fn similarities(&self, collection: &str, query: &[f32], filter: &Filter) -> Result<Scored> {
+        use rayon::prelude::*;
+        let info = self.sync_index(collection)?;
+        super::validate_vector(query, info.dim, info.metric, 0).map_err(|e| match e {
+            Error::BadInput { message, .. } => Error::bad_input("query", message),
+            other => other,
+        })?;
+        let q = index::prepare(query, info.metric).expect("validated");
+        let txn = self.read()?;
+        let meta = self.meta_for(&txn, &info)?;
+        let allowed: Option<HashSet<u32>> = filter.samples.as_ref().map(|s| {
+            (0..meta.samples.len() as u32)
+                .filter(|&i| s.contains(&meta.samples[i as usize]))
+                .collect()
+        });
+        let excluded: HashSet<u32> = (0..meta.samples.len() as u32)
+            .filter(|&i| filter.exclude_samples.contains(&meta.samples[i as usize]))
+            .collect();
+        let live = self.live.read().expect("live lock");
+        let l = live.get(&info.id).expect("synced");
+        let points: Vec<(u64, &[f32])> = l.index.points().collect();
+        let metric = info.metric;
+        let items: Vec<ScoredPatch> = points
+            .par_iter()
+            .filter_map(|&(id, v)| {
+                if l.tombstones.contains(&id) {
+                    return None;
+                }
+                let (sample, origin) = match meta.rows.get(&id) {
+                    Some(&(s, o)) => (s, o),
+                    None if allowed.is_none() => (u32::MAX, [0; 3]),
+                    None => return None,
+                };
+                if allowed.as_ref().is_some_and(|a| !a.contains(&sample))
+                    || excluded.contains(&sample)
+                {
+                    return None;
+                }
+                if let Some(r) = &filter.region
+                    && !(0..3).all(|a| origin[a] >= r.min[a] && origin[a] < r.max[a])
+                {
+                    return None;
+                }
+                let score = match metric {
+                    index::Metric::Cosine => v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(),
+                    index::Metric::L2 => -index::distance(v, &q, metric),
+                };
+                Some(ScoredPatch {
+                    id,
+                    score,
+                    sample,
+                    origin,
+                })
+            })
+            .collect();
+        Ok(Scored {
+            samples: meta.samples.clone(),
+            items,
+        })
     }
 
     /// The `k` nearest stored vectors to each query. HNSW unless `exact` is set or the

@@ -1,0 +1,630 @@
+//! The VORTEX queries over a store.
+//!
+//! * Molecular query ([`gene_profile`]): genes of interest -> genes correlated with them
+//!   across the stored spots (PCC above a threshold) -> spots where at least half of
+//!   those filter genes exceed their 75th percentile -> the mean of those spots'
+//!   transcriptomic embeddings.
+//! * Profile query ([`profile_embedding`]): a user expression profile or a marker list
+//!   through the model's gene encoder.
+//! * Either embedding is scored against every 3D patch of the chosen samples
+//!   ([`rank_patches`]): cosine similarity, per-sample percentile ranks, a triage table
+//!   ([`triage`]) and 3D heatmaps ([`heatmap`]).
+
+pub mod heatmap;
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::expression::GeneIndex;
+use crate::model::{Model, RunOptions};
+use crate::store::{Filter, Store};
+
+/// Settings of a molecular (genes -> morphology) query.
+#[derive(Debug, Clone)]
+pub struct GeneQuery {
+    /// Genes of interest (matched case-insensitively).
+    pub genes: Vec<String>,
+    /// Samples whose spots define the profile (default: every sample with spots of the
+    /// model).
+    pub spot_samples: Option<Vec<String>>,
+    /// Genes whose Pearson correlation with any gene of interest exceeds this join the
+    /// filter (method: 0.5).
+    pub min_pcc: f64,
+    /// Percentile a filter gene must exceed in a spot (method: 75).
+    pub percentile: f64,
+    /// Fraction of filter genes a spot must have above their percentile (method: 0.5).
+    pub min_fraction: f64,
+}
+
+impl GeneQuery {
+    /// The method's settings for `genes`.
+    pub fn new(genes: Vec<String>) -> Self {
+        GeneQuery {
+            genes,
+            spot_samples: None,
+            min_pcc: 0.5,
+            percentile: 75.0,
+            min_fraction: 0.5,
+        }
+    }
+}
+
+/// The transcriptomic side of a molecular query.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneProfile {
+    /// Genes of interest as found in the data.
+    pub genes: Vec<String>,
+    /// Genes added by correlation, with their best PCC to a gene of interest.
+    pub correlated: Vec<(String, f64)>,
+    /// Percentile threshold of every filter gene (genes of interest first).
+    pub thresholds: Vec<(String, f64)>,
+    /// Spots considered.
+    pub spots_total: usize,
+    /// Spots passing the filter, as (sample, spot id).
+    pub spots: Vec<(String, String)>,
+    /// Mean transcriptomic embedding of those spots (unit length).
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
+}
+
+/// A kept spot of the pool: its sample, id, vector id and normalised expression.
+struct PoolSpot {
+    sample: String,
+    id: String,
+    vector: u64,
+    collection: String,
+    /// (pool gene index, log1p-normalised value), zeros omitted.
+    values: Vec<(u32, f32)>,
+}
+
+/// Every kept spot of the chosen spot sets of `model`, over the union of their genes.
+fn spot_pool(
+    store: &Store,
+    model: &str,
+    samples: Option<&[String]>,
+) -> Result<(Vec<String>, Vec<PoolSpot>)> {
+    let sets: Vec<_> = store
+        .spot_sets()?
+        .into_iter()
+        .filter(|s| s.model == model)
+        .collect();
+    if let Some(want) = samples {
+        for w in want {
+            if !sets.iter().any(|s| &s.sample == w) {
+                let known: Vec<&str> = sets.iter().map(|s| s.sample.as_str()).collect();
+                return Err(Error::bad_input(
+                    "--spots-from",
+                    format!(
+                        "sample '{w}' has no spots of model '{model}' in this store (samples with spots: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    let sets: Vec<_> = sets
+        .into_iter()
+        .filter(|s| samples.is_none_or(|w| w.contains(&s.sample)))
+        .collect();
+    if sets.is_empty() {
+        return Err(Error::bad_input(
+            "store",
+            format!(
+                "no spots of model '{model}' in this store; ingest some with `vortexdb ingest spots`"
+            ),
+        ));
+    }
+    let mut genes: Vec<String> = Vec::new();
+    let mut by_upper: HashMap<String, u32> = HashMap::new();
+    let mut pool = Vec::new();
+    for set in &sets {
+        let map: Vec<u32> = set
+            .genes
+            .iter()
+            .map(|g| {
+                *by_upper.entry(g.to_uppercase()).or_insert_with(|| {
+                    genes.push(g.clone());
+                    (genes.len() - 1) as u32
+                })
+            })
+            .collect();
+        for (spot, _) in store.spots(&set.sample)? {
+            let Some(vector) = spot.vector_id else {
+                continue;
+            };
+            let total: f64 = spot.counts.iter().map(|c| c.1 as f64).sum();
+            let scale = if total > 0.0 {
+                set.normalize_total / total
+            } else {
+                0.0
+            };
+            let values = spot
+                .counts
+                .iter()
+                .map(|&(g, c)| (map[g as usize], (c as f64 * scale).ln_1p() as f32))
+                .collect();
+            pool.push(PoolSpot {
+                sample: set.sample.clone(),
+                id: spot.id,
+                vector,
+                collection: set.collection.clone(),
+                values,
+            });
+        }
+    }
+    Ok((genes, pool))
+}
+
+/// Genes of `known` closest to `gene` (case-insensitive edit distance <= 2, or sharing
+/// its first 3 letters), best first, at most 3.
+pub fn close_matches(gene: &str, known: &[String]) -> Vec<String> {
+    let g = gene.to_uppercase();
+    let mut c: Vec<(usize, &String)> = known
+        .iter()
+        .filter_map(|k| {
+            let u = k.to_uppercase();
+            let d = edit_distance(&g, &u);
+            (d <= 2 || (g.len() >= 3 && u.starts_with(&g[..3]))).then_some((d, k))
+        })
+        .collect();
+    c.sort();
+    c.into_iter().take(3).map(|(_, k)| k.clone()).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let sub = prev[j - 1] + (a[i - 1] != b[j - 1]) as usize;
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// numpy's default percentile (linear interpolation) of `v` (sorted in place).
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pos = (v.len() - 1) as f64 * p / 100.0;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// Run the transcriptomic side of the molecular query over the stored spots of
+/// `model` and return the mean embedding of the spots it selects.
+pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GeneProfile> {
+    if q.genes.is_empty() {
+        return Err(Error::bad_input("--genes", "no gene given"));
+    }
+    let (genes, pool) = spot_pool(store, model, q.spot_samples.as_deref())?;
+    let index = GeneIndex::new(&genes);
+    let mut cols = Vec::new();
+    let mut unknown = Vec::new();
+    for g in &q.genes {
+        match index.get(g) {
+            Some(c) => cols.push(c),
+            None => unknown.push(g.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        let detail: Vec<String> = unknown
+            .iter()
+            .map(|g| {
+                let m = close_matches(g, &genes);
+                if m.is_empty() {
+                    format!("{g} (no close match)")
+                } else {
+                    format!("{g} (did you mean {}?)", m.join(", "))
+                }
+            })
+            .collect();
+        return Err(Error::bad_input(
+            "--genes",
+            format!(
+                "unknown gene(s) in the stored spots of model '{model}': {}",
+                detail.join("; ")
+            ),
+        ));
+    }
+    let n = pool.len();
+    let ng = genes.len();
+    // Dense columns of the genes of interest; per-gene sums for every gene.
+    let mut xq: Vec<Vec<f64>> = vec![vec![0.0; n]; cols.len()];
+    let pos_q: HashMap<usize, Vec<usize>> =
+        cols.iter()
+            .enumerate()
+            .fold(HashMap::new(), |mut m, (k, &c)| {
+                m.entry(c).or_default().push(k);
+                m
+            });
+    let (mut s1, mut s2) = (vec![0.0f64; ng], vec![0.0f64; ng]);
+    for (i, sp) in pool.iter().enumerate() {
+        for &(g, v) in &sp.values {
+            let v = v as f64;
+            s1[g as usize] += v;
+            s2[g as usize] += v * v;
+            if let Some(ks) = pos_q.get(&(g as usize)) {
+                for &k in ks {
+                    xq[k][i] = v;
+                }
+            }
+        }
+    }
+    // Cross products of every gene with each gene of interest.
+    let mut cross = vec![vec![0.0f64; ng]; cols.len()];
+    for (i, sp) in pool.iter().enumerate() {
+        for &(g, v) in &sp.values {
+            for k in 0..cols.len() {
+                cross[k][g as usize] += v as f64 * xq[k][i];
+            }
+        }
+    }
+    let nf = n as f64;
+    let pcc = |k: usize, g: usize| -> f64 {
+        let (a, b) = (cols[k], g);
+        let cov = cross[k][b] - s1[a] * s1[b] / nf;
+        let va = s2[a] - s1[a] * s1[a] / nf;
+        let vb = s2[b] - s1[b] * s1[b] / nf;
+        if va <= 0.0 || vb <= 0.0 {
+            0.0
+        } else {
+            cov / (va * vb).sqrt()
+        }
+    };
+    let in_query: HashSet<usize> = cols.iter().copied().collect();
+    let mut correlated: Vec<(usize, f64)> = (0..ng)
+        .filter(|g| !in_query.contains(g))
+        .filter_map(|g| {
+            let best = (0..cols.len()).map(|k| pcc(k, g)).fold(f64::MIN, f64::max);
+            (best > q.min_pcc).then_some((g, best))
+        })
+        .collect();
+    correlated.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut filter: Vec<usize> = Vec::new();
+    for &c in cols.iter().chain(correlated.iter().map(|(g, _)| g)) {
+        if !filter.contains(&c) {
+            filter.push(c);
+        }
+    }
+    // Dense filter-gene columns, their percentiles, and the spots above them.
+    let fpos: HashMap<usize, usize> = filter.iter().enumerate().map(|(k, &g)| (g, k)).collect();
+    let mut fx = vec![vec![0.0f64; n]; filter.len()];
+    for (i, sp) in pool.iter().enumerate() {
+        for &(g, v) in &sp.values {
+            if let Some(&k) = fpos.get(&(g as usize)) {
+                fx[k][i] = v as f64;
+            }
+        }
+    }
+    let thresholds: Vec<f64> = fx
+        .iter()
+        .map(|col| percentile(&mut col.clone(), q.percentile))
+        .collect();
+    let need = (q.min_fraction * filter.len() as f64).ceil().max(1.0) as usize;
+    let chosen: Vec<usize> = (0..n)
+        .filter(|&i| {
+            (0..filter.len())
+                .filter(|&k| fx[k][i] > thresholds[k])
+                .count()
+                >= need
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::bad_input(
+            "--genes",
+            format!(
+                "no spot has at least {need} of the {} filter genes ({}) above their {}th percentile; \
+                 lower --percentile or --min-fraction",
+                filter.len(),
+                filter
+                    .iter()
+                    .map(|&g| genes[g].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                q.percentile
+            ),
+        ));
+    }
+    // Mean of the chosen spots' embeddings, normalised.
+    let mut mean: Vec<f64> = Vec::new();
+    for &i in &chosen {
+        let sp = &pool[i];
+        let (v, _) = store
+            .get(&sp.collection, sp.vector)?
+            .ok_or_else(|| Error::Corrupted {
+                path: store.path().to_path_buf(),
+                message: format!(
+                    "spot {} of {} has no embedding {}",
+                    sp.id, sp.sample, sp.vector
+                ),
+            })?;
+        if mean.is_empty() {
+            mean = vec![0.0; v.len()];
+        }
+        for (m, x) in mean.iter_mut().zip(&v) {
+            *m += *x as f64;
+        }
+    }
+    let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    Ok(GeneProfile {
+        genes: cols.iter().map(|&c| genes[c].clone()).collect(),
+        correlated: correlated
+            .iter()
+            .map(|&(g, r)| (genes[g].clone(), r))
+            .collect(),
+        thresholds: filter
+            .iter()
+            .zip(&thresholds)
+            .map(|(&g, &t)| (genes[g].clone(), t))
+            .collect(),
+        spots_total: n,
+        spots: chosen
+            .iter()
+            .map(|&i| (pool[i].sample.clone(), pool[i].id.clone()))
+            .collect(),
+        embedding: mean.iter().map(|x| (x / norm) as f32).collect(),
+    })
+}
+
+/// Embed an expression profile (gene -> value) with the model's gene encoder. Values
+/// are raw counts (`counts = true`: normalised to the manifest's target + log1p) or
+/// already log1p-normalised. Unknown genes are reported; a profile that shares no gene
+/// with the encoder panel is refused.
+pub fn profile_embedding(
+    model: &Model,
+    profile: &[(String, f64)],
+    counts: bool,
+    run: &RunOptions,
+) -> Result<(Vec<f32>, Vec<String>)> {
+    let m = &model.manifest;
+    let enc = m.encoder_genes.as_ref().ok_or_else(|| {
+        Error::bad_input(
+            "--model",
+            format!("model '{}' has no gene encoder panel", m.name),
+        )
+    })?;
+    let total: f64 = profile.iter().map(|p| p.1).sum();
+    if profile.iter().any(|p| !p.1.is_finite() || p.1 < 0.0) {
+        return Err(Error::bad_input(
+            "--profile",
+            "values must be finite and non-negative",
+        ));
+    }
+    let by: HashMap<String, f64> = profile
+        .iter()
+        .map(|(g, v)| {
+            let v = if counts && total > 0.0 {
+                (v / total * m.expression.normalize_total).ln_1p()
+            } else {
+                *v
+            };
+            (g.to_uppercase(), v)
+        })
+        .collect();
+    let panel: HashSet<String> = enc.names.iter().map(|g| g.to_uppercase()).collect();
+    let unused: Vec<String> = profile
+        .iter()
+        .filter(|(g, _)| !panel.contains(&g.to_uppercase()))
+        .map(|(g, _)| g.clone())
+        .collect();
+    if unused.len() == profile.len() {
+        let known: Vec<String> = enc.names.clone();
+        let hints: Vec<String> = profile
+            .iter()
+            .take(5)
+            .map(|(g, _)| {
+                let c = close_matches(g, &known);
+                if c.is_empty() {
+                    g.clone()
+                } else {
+                    format!("{g} (did you mean {}?)", c.join(", "))
+                }
+            })
+            .collect();
+        return Err(Error::bad_input(
+            "--profile",
+            format!(
+                "none of the profile's genes is in model '{}''s encoder panel of {} genes: {}",
+                m.name,
+                enc.names.len(),
+                hints.join("; ")
+            ),
+        ));
+    }
+    let x: Vec<f32> = enc
+        .names
+        .iter()
+        .map(|g| by.get(&g.to_uppercase()).copied().unwrap_or(0.0) as f32)
+        .collect();
+    let mut net = model.network("genes", run)?;
+    let a = ndarray::Array2::from_shape_vec((1, x.len()), x)
+        .map_err(|e| Error::Inference(e.to_string()))?;
+    let e = net.embed(a.view().into_dyn())?;
+    Ok((e.row(0).to_vec(), unused))
+}
+
+/// A scored patch with its per-sample percentile rank.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankedPatch {
+    /// Sample id.
+    pub sample: String,
+    /// Vector id in the 3D collection.
+    pub id: u64,
+    /// Patch origin (z, y, x) in model voxels.
+    pub origin: [i64; 3],
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// Percentile rank of the score among the sample's patches (0-100).
+    pub percentile: f32,
+}
+
+/// Score every patch of `samples` (all samples when `None`) in `collection` against
+/// `embedding`; returns patches sorted by decreasing score with per-sample percentile
+/// ranks.
+pub fn rank_patches(
+    store: &Store,
+    collection: &str,
+    embedding: &[f32],
+    samples: Option<Vec<String>>,
+    exclude: Vec<String>,
+) -> Result<Vec<RankedPatch>> {
+    if let Some(want) = &samples {
+        let known: HashSet<String> = store.samples()?.into_iter().map(|s| s.id).collect();
+        for w in want {
+            if !known.contains(w) {
+                let mut k: Vec<String> = known.iter().cloned().collect();
+                k.sort();
+                return Err(Error::bad_input(
+                    "--sample",
+                    format!(
+                        "sample '{w}' is not in this store (samples: {})",
+                        if k.is_empty() {
+                            "none".into()
+                        } else {
+                            k.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    let scored = store.similarities(
+        collection,
+        embedding,
+        &Filter {
+            samples,
+            exclude_samples: exclude,
+            region: None,
+        },
+    )?;
+    let mut by_sample: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, s) in scored.items.iter().enumerate() {
+        by_sample.entry(s.sample).or_default().push(i);
+    }
+    let mut pct = vec![0.0f32; scored.items.len()];
+    for idx in by_sample.values_mut() {
+        idx.sort_by(|&a, &b| scored.items[a].score.total_cmp(&scored.items[b].score));
+        let n = idx.len();
+        for (r, &i) in idx.iter().enumerate() {
+            pct[i] = if n > 1 {
+                100.0 * r as f32 / (n - 1) as f32
+            } else {
+                100.0
+            };
+        }
+    }
+    let mut out: Vec<RankedPatch> = scored
+        .items
+        .iter()
+        .zip(pct)
+        .map(|(s, p)| RankedPatch {
+            sample: scored
+                .samples
+                .get(s.sample as usize)
+                .cloned()
+                .unwrap_or_default(),
+            id: s.id,
+            origin: s.origin,
+            score: s.score,
+            percentile: p,
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// One row of the triage table: how much of a sample resembles the query.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriageRow {
+    /// Sample id.
+    pub sample: String,
+    /// Patches scored.
+    pub patches: usize,
+    /// Mean similarity.
+    pub mean_score: f32,
+    /// Highest similarity.
+    pub max_score: f32,
+    /// Fraction of the sample's patches above the threshold.
+    pub fraction_above: f32,
+    /// Origin (z, y, x) of the best patch.
+    pub best_origin: [i64; 3],
+}
+
+/// Rank samples by the fraction of their patches scoring above `threshold` (ties by
+/// maximum score): the triage table.
+pub fn triage(ranked: &[RankedPatch], threshold: f32) -> Vec<TriageRow> {
+    let mut rows: HashMap<&str, TriageRow> = HashMap::new();
+    for p in ranked {
+        let r = rows.entry(p.sample.as_str()).or_insert_with(|| TriageRow {
+            sample: p.sample.clone(),
+            patches: 0,
+            mean_score: 0.0,
+            max_score: f32::MIN,
+            fraction_above: 0.0,
+            best_origin: p.origin,
+        });
+        r.patches += 1;
+        r.mean_score += p.score;
+        r.fraction_above += (p.score > threshold) as u8 as f32;
+        if p.score > r.max_score {
+            r.max_score = p.score;
+            r.best_origin = p.origin;
+        }
+    }
+    let mut out: Vec<TriageRow> = rows
+        .into_values()
+        .map(|mut r| {
+            r.mean_score /= r.patches as f32;
+            r.fraction_above /= r.patches as f32;
+            r
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.fraction_above
+            .total_cmp(&a.fraction_above)
+            .then(b.max_score.total_cmp(&a.max_score))
+            .then(a.sample.cmp(&b.sample))
+    });
+    out
+}
+
+/// The `p`th percentile (numpy linear) of the scores.
+pub fn score_percentile(ranked: &[RankedPatch], p: f64) -> f32 {
+    if ranked.is_empty() {
+        return 0.0;
+    }
+    let mut v: Vec<f64> = ranked.iter().map(|r| r.score as f64).collect();
+    percentile(&mut v, p) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_matches_finds_typos_and_prefixes() {
+        let known: Vec<String> = ["ERBB2", "ERBB3", "GRB7", "ESR1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(close_matches("erbb", &known), vec!["ERBB2", "ERBB3"]);
+        assert_eq!(close_matches("GRB8", &known), vec!["GRB7"]);
+        assert!(close_matches("XYZ", &known).is_empty());
+    }
+
+    #[test]
+    fn percentile_matches_numpy_linear() {
+        // numpy.percentile([1, 2, 3, 4], 75) == 3.25
+        assert!((percentile(&mut [4.0, 1.0, 3.0, 2.0], 75.0) - 3.25).abs() < 1e-12);
+        assert_eq!(percentile(&mut [0.0, 0.0, 0.0, 5.0], 75.0), 1.25);
+    }
+}
