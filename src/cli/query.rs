@@ -327,7 +327,7 @@ fn score_and_write(
     out("  rank  sample            z     y     x   similarity  percentile");
     for (i, p) in ranked.iter().take(a.top).enumerate() {
         out(&format!(
-            "  {:>4}  {:<14} {:>5} {:>5} {:>5}   {:>9.4}   {:>8.1}",
+            "  {:>4}  {:<14} {:>5} {:>5} {:>5}   {:>9.4}   {:>8.2}",
             i + 1,
             p.sample,
             p.origin[0],
