@@ -54,7 +54,11 @@ fn main() {
     let dir = PathBuf::from(arg("--store", "bench-data/query-1m"));
     // A 75%-overlap grid of 16 x 32 x 32 patches with about n origins.
     let nz = ((n as f64 / 4.0).cbrt()).ceil() as usize;
-    let shape = [4 * (nz - 1) + 16, 8 * (2 * nz - 1) + 32, 8 * (2 * nz - 1) + 32];
+    let shape = [
+        4 * (nz - 1) + 16,
+        8 * (2 * nz - 1) + 32,
+        8 * (2 * nz - 1) + 32,
+    ];
     let grid = Grid::new(shape, [16, 32, 32], 0.75, "bench").unwrap();
     let mut origins: Vec<[i64; 3]> = Vec::new();
     'fill: for &z in &grid.z {
@@ -71,7 +75,9 @@ fn main() {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
     // Latent 8-d clusters by region (patches near each other look alike), mapped to 64-d.
     let map: Vec<f32> = (0..8 * DIM).map(|_| rng.normal()).collect();
-    let centres: Vec<Vec<f32>> = (0..64).map(|_| (0..8).map(|_| rng.normal() * 3.0).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..64)
+        .map(|_| (0..8).map(|_| rng.normal() * 3.0).collect())
+        .collect();
     let vector = |o: &[i64; 3], rng: &mut Rng| -> Vec<f32> {
         let c = &centres[((o[0] / 64 * 7 + o[1] / 128 * 3 + o[2] / 128) % 64) as usize];
         let z: Vec<f32> = c.iter().map(|x| x + rng.normal()).collect();
@@ -84,7 +90,13 @@ fn main() {
         Store::open(&dir).unwrap()
     } else {
         let s = Store::create(&dir).unwrap();
-        s.create_collection(&CollectionSpec::for_model("bench-model", "3d", DIM, Metric::Cosine)).unwrap();
+        s.create_collection(&CollectionSpec::for_model(
+            "bench-model",
+            "3d",
+            DIM,
+            Metric::Cosine,
+        ))
+        .unwrap();
         for chunk in origins.chunks(20_000) {
             let vs: Vec<Vec<f32>> = chunk.iter().map(|o| vector(o, &mut rng)).collect();
             let batch: Vec<NewVector> = chunk
@@ -92,7 +104,12 @@ fn main() {
                 .zip(&vs)
                 .map(|(o, v)| NewVector {
                     vector: v,
-                    record: Some(PatchRecord { sample: "vol".into(), origin: *o, size: [16, 32, 32], tissue_fraction: 1.0 }),
+                    record: Some(PatchRecord {
+                        sample: "vol".into(),
+                        origin: *o,
+                        size: [16, 32, 32],
+                        tissue_fraction: 1.0,
+                    }),
                 })
                 .collect();
             s.insert(COLLECTION, &batch, None).unwrap();
@@ -121,7 +138,16 @@ fn main() {
     // First search builds (or loads) the graph.
     let t = Instant::now();
     let probe = vector(&origins[0], &mut rng);
-    store.search(COLLECTION, &[probe], &SearchOptions { k: 1, ..Default::default() }).unwrap();
+    store
+        .search(
+            COLLECTION,
+            &[probe],
+            &SearchOptions {
+                k: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let index_s = t.elapsed().as_secs_f64();
     eprintln!("store ready: {n} vectors (data {load_s:.1} s, graph {index_s:.1} s)");
     // Molecular-query embeddings: the normalised mean of 20 patches of one region
@@ -146,7 +172,16 @@ fn main() {
         for q in &queries {
             let t = Instant::now();
             let h = store
-                .search(COLLECTION, std::slice::from_ref(q), &SearchOptions { k: 100, ef, exact, ..Default::default() })
+                .search(
+                    COLLECTION,
+                    std::slice::from_ref(q),
+                    &SearchOptions {
+                        k: 100,
+                        ef,
+                        exact,
+                        ..Default::default()
+                    },
+                )
                 .unwrap();
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             ids.push(h[0].iter().map(|x| x.id).collect());

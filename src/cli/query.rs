@@ -375,7 +375,7 @@ fn write_outputs(
         (
             "sample",
             Arc::new(StringArray::from_iter_values(
-                ranked.iter().map(|p| p.sample.as_str()),
+                ranked.iter().map(|p| &*p.sample),
             )),
         ),
         (
@@ -446,7 +446,7 @@ fn write_outputs(
         };
         let pts: Vec<([i64; 3], f32)> = ranked
             .iter()
-            .filter(|p| p.sample == r.sample)
+            .filter(|p| *p.sample == *r.sample)
             .map(|p| (p.origin, p.score))
             .collect();
         let d = a

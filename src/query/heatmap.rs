@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::volume::grid::Grid;
 
@@ -92,20 +94,36 @@ pub fn heatmap(grid: &Grid, patches: &[([i64; 3], f32)], downsample: usize) -> H
         grid.shape[1].div_ceil(d),
         grid.shape[2].div_ceil(d),
     ];
-    let centre = |a: usize, i: usize| cut[a].1[(i * d + d / 2).min(grid.shape[a] - 1)];
+    // Cell of every output voxel's centre, per axis.
+    let centres: Vec<Vec<usize>> = (0..3)
+        .map(|a| {
+            (0..shape[a])
+                .map(|i| cut[a].1[(i * d + d / 2).min(grid.shape[a] - 1)])
+                .collect()
+        })
+        .collect();
+    let mean: Vec<f32> = sum
+        .iter()
+        .zip(&cnt)
+        .map(|(&s, &c)| {
+            if c > 0 {
+                (s / c as f64) as f32
+            } else {
+                f32::NAN
+            }
+        })
+        .collect();
     let mut data = vec![f32::NAN; shape[0] * shape[1] * shape[2]];
-    for z in 0..shape[0] {
-        let cz = centre(0, z);
-        for y in 0..shape[1] {
-            let cy = centre(1, y);
-            for x in 0..shape[2] {
-                let c = (cz * nc[1] + cy) * nc[2] + centre(2, x);
-                if cnt[c] > 0 {
-                    data[(z * shape[1] + y) * shape[2] + x] = (sum[c] / cnt[c] as f64) as f32;
-                }
+    let page = shape[1] * shape[2];
+    data.par_chunks_mut(page).enumerate().for_each(|(z, out)| {
+        let cz = centres[0][z];
+        for (y, row) in out.chunks_mut(shape[2]).enumerate() {
+            let base = (cz * nc[1] + centres[1][y]) * nc[2];
+            for (v, &cx) in row.iter_mut().zip(&centres[2]) {
+                *v = mean[base + cx];
             }
         }
-    }
+    });
     Heatmap {
         shape,
         downsample: d,

@@ -13,6 +13,9 @@
 pub mod heatmap;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use serde::Serialize;
 
@@ -455,8 +458,8 @@ pub fn profile_embedding(
 /// A scored patch with its per-sample percentile rank.
 #[derive(Debug, Clone, Serialize)]
 pub struct RankedPatch {
-    /// Sample id.
-    pub sample: String,
+    /// Sample id (shared between the patches of a sample).
+    pub sample: Arc<str>,
     /// Vector id in the 3D collection.
     pub id: u64,
     /// Patch origin (z, y, x) in model voxels.
@@ -506,40 +509,45 @@ pub fn rank_patches(
             region: None,
         },
     )?;
-    let mut by_sample: HashMap<u32, Vec<usize>> = HashMap::new();
-    for (i, s) in scored.items.iter().enumerate() {
-        by_sample.entry(s.sample).or_default().push(i);
+    // One sort by (score, id) descending gives the output order and, walked per
+    // sample, the percentile ranks.
+    let mut items = scored.items;
+    items.par_sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    let mut count: HashMap<u32, usize> = HashMap::new();
+    for s in &items {
+        *count.entry(s.sample).or_default() += 1;
     }
-    let mut pct = vec![0.0f32; scored.items.len()];
-    for idx in by_sample.values_mut() {
-        idx.sort_by(|&a, &b| scored.items[a].score.total_cmp(&scored.items[b].score));
-        let n = idx.len();
-        for (r, &i) in idx.iter().enumerate() {
-            pct[i] = if n > 1 {
-                100.0 * r as f32 / (n - 1) as f32
-            } else {
-                100.0
-            };
-        }
-    }
-    let mut out: Vec<RankedPatch> = scored
-        .items
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    let names: Vec<Arc<str>> = scored
+        .samples
         .iter()
-        .zip(pct)
-        .map(|(s, p)| RankedPatch {
-            sample: scored
-                .samples
-                .get(s.sample as usize)
-                .cloned()
-                .unwrap_or_default(),
-            id: s.id,
-            origin: s.origin,
-            score: s.score,
-            percentile: p,
-        })
+        .map(|s| Arc::from(s.as_str()))
         .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-    Ok(out)
+    let empty: Arc<str> = Arc::from("");
+    Ok(items
+        .iter()
+        .map(|s| {
+            let n = count[&s.sample];
+            let above = seen.entry(s.sample).or_default();
+            // Rank from the bottom: the sample's patches not yet seen, minus this one.
+            let r = n - 1 - *above;
+            *above += 1;
+            RankedPatch {
+                sample: names
+                    .get(s.sample as usize)
+                    .cloned()
+                    .unwrap_or_else(|| empty.clone()),
+                id: s.id,
+                origin: s.origin,
+                score: s.score,
+                percentile: if n > 1 {
+                    100.0 * r as f32 / (n - 1) as f32
+                } else {
+                    100.0
+                },
+            }
+        })
+        .collect())
 }
 
 /// One row of the triage table: how much of a sample resembles the query.
@@ -564,8 +572,8 @@ pub struct TriageRow {
 pub fn triage(ranked: &[RankedPatch], threshold: f32) -> Vec<TriageRow> {
     let mut rows: HashMap<&str, TriageRow> = HashMap::new();
     for p in ranked {
-        let r = rows.entry(p.sample.as_str()).or_insert_with(|| TriageRow {
-            sample: p.sample.clone(),
+        let r = rows.entry(&p.sample).or_insert_with(|| TriageRow {
+            sample: p.sample.to_string(),
             patches: 0,
             mean_score: 0.0,
             max_score: f32::MIN,
@@ -616,7 +624,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(close_matches("erbb", &known), vec!["ERBB2", "ERBB3"]);
+        assert_eq!(close_matches("erbb", &known), vec!["ERBB2", "ERBB3", "GRB7"]);
         assert_eq!(close_matches("GRB8", &known), vec!["GRB7"]);
         assert!(close_matches("XYZ", &known).is_empty());
     }
