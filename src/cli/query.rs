@@ -552,7 +552,13 @@ fn run_patch(a: &PatchArgs, json_out: bool) -> Result<()> {
                     .ok_or_else(|| {
                         Error::bad_input("--sample", format!("sample '{s}' has no stored patches"))
                     })?;
-                let (vec, _) = store.get(&collection, best.id)?.expect("scored id exists");
+                let (vec, _) =
+                    store
+                        .get(&collection, best.id)?
+                        .ok_or_else(|| Error::Corrupted {
+                            path: store.path().to_path_buf(),
+                            message: format!("patch {} is in the index but not in redb", best.id),
+                        })?;
                 (
                     vec,
                     Some(s.clone()),

@@ -624,7 +624,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(close_matches("erbb", &known), vec!["ERBB2", "ERBB3", "GRB7"]);
+        assert_eq!(
+            close_matches("erbb", &known),
+            vec!["ERBB2", "ERBB3", "GRB7"]
+        );
         assert_eq!(close_matches("GRB8", &known), vec!["GRB7"]);
         assert!(close_matches("XYZ", &known).is_empty());
     }
