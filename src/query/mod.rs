@@ -180,6 +180,12 @@ pub fn close_matches(gene: &str, known: &[String]) -> Vec<String> {
     c.into_iter().take(3).map(|(_, k)| k.clone()).collect()
 }
 
+/// `GENE (did you mean A, B?)` when `known` has close matches.
+fn did_you_mean(gene: &str, known: &[String]) -> Option<String> {
+    let m = close_matches(gene, known);
+    (!m.is_empty()).then(|| format!("{gene} (did you mean {}?)", m.join(", ")))
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -221,13 +227,9 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
     if !unknown.is_empty() {
         let detail: Vec<String> = unknown
             .iter()
-            .map(|g| {
-                let m = close_matches(g, &genes);
-                if m.is_empty() {
-                    format!("{g} (no close match)")
-                } else {
-                    format!("{g} (did you mean {}?)", m.join(", "))
-                }
+            .map(|g| match did_you_mean(g, &genes) {
+                Some(hint) => hint,
+                None => format!("{g} (no close match)"),
             })
             .collect();
         return Err(Error::bad_input(
@@ -424,14 +426,7 @@ pub fn profile_embedding(
         let hints: Vec<String> = profile
             .iter()
             .take(5)
-            .map(|(g, _)| {
-                let c = close_matches(g, &known);
-                if c.is_empty() {
-                    g.clone()
-                } else {
-                    format!("{g} (did you mean {}?)", c.join(", "))
-                }
-            })
+            .map(|(g, _)| did_you_mean(g, &known).unwrap_or_else(|| g.clone()))
             .collect();
         return Err(Error::bad_input(
             "--profile",

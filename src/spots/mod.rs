@@ -204,6 +204,30 @@ fn missing_list(v: &[String]) -> String {
     s.join(", ")
 }
 
+/// Every spot of the count matrix must have a row in the positions table.
+fn check_positions(
+    positions: &Path,
+    counts: &Path,
+    ids: &[String],
+    what: &str,
+    has: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let absent: Vec<String> = ids.iter().filter(|id| !has(id)).cloned().collect();
+    if absent.is_empty() {
+        return Ok(());
+    }
+    Err(bad(
+        positions,
+        format!(
+            "does not match the count matrix {}: {} of its {} {what} have no position ({})",
+            counts.display(),
+            absent.len(),
+            ids.len(),
+            missing_list(&absent)
+        ),
+    ))
+}
+
 // --- her2st ---------------------------------------------------------------------
 
 fn read_her2st(counts_path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
@@ -282,23 +306,9 @@ fn read_her2st(counts_path: &Path, positions: Option<&Path>) -> Result<SpotTable
             return Err(bad(&sel_path, format!("spot {key} appears twice")));
         }
     }
-    let absent: Vec<String> = ids
-        .iter()
-        .filter(|id| !pos.contains_key(*id))
-        .cloned()
-        .collect();
-    if !absent.is_empty() {
-        return Err(bad(
-            &sel_path,
-            format!(
-                "does not match the count matrix {}: {} of its {} spots have no position ({})",
-                counts_path.display(),
-                absent.len(),
-                ids.len(),
-                missing_list(&absent)
-            ),
-        ));
-    }
+    check_positions(&sel_path, counts_path, &ids, "spots", |id| {
+        pos.contains_key(id)
+    })?;
     let keep: Vec<usize> = (0..ids.len()).filter(|&i| pos[&ids[i]].2).collect();
     let dropped = ids.len() - keep.len();
     Ok(SpotTable {
@@ -392,23 +402,9 @@ fn read_visium(path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
             })?,
     };
     let pos = read_tissue_positions(&pos_path)?;
-    let absent: Vec<String> = barcodes
-        .iter()
-        .filter(|b| !pos.contains_key(*b))
-        .cloned()
-        .collect();
-    if !absent.is_empty() {
-        return Err(bad(
-            &pos_path,
-            format!(
-                "does not match the count matrix {}: {} of its {} barcodes have no position ({})",
-                matrix.display(),
-                absent.len(),
-                barcodes.len(),
-                missing_list(&absent)
-            ),
-        ));
-    }
+    check_positions(&pos_path, &matrix, &barcodes, "barcodes", |b| {
+        pos.contains_key(b)
+    })?;
     let keep: Vec<usize> = (0..barcodes.len())
         .filter(|&i| pos[&barcodes[i]].in_tissue)
         .collect();
