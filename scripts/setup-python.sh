@@ -12,5 +12,5 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 echo "setup-python: installing training/requirements.txt into .venv (first time: several minutes)" >&2
-.venv/bin/pip install --quiet --disable-pip-version-check -r training/requirements.txt
+.venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -r training/requirements.txt
 echo "$want" > "$stamp"
