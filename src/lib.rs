@@ -29,10 +29,12 @@
 
 pub mod cli;
 pub mod codec;
+pub mod domains;
 pub mod error;
 pub mod expression;
 pub mod index;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod phantom;
 pub mod query;

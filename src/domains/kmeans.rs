@@ -1,0 +1,415 @@
+//! k-means (Lloyd) with greedy k-means++ seeding and restarts, parallel over points with
+//! rayon and deterministic for a seed whatever the thread count: work is cut into
+//! fixed chunks whose partial sums are reduced in chunk order.
+//!
+//! It follows scikit-learn's `KMeans(algorithm="lloyd")` closely enough that the same
+//! settings converge to the same kind of solution: greedy k-means++ with
+//! `2 + ln k` local trials, convergence when the labels stop changing or the total
+//! squared centre shift falls to `tol x mean feature variance`, a last assignment after
+//! the final centres, and an empty cluster moved to the point farthest from its centre.
+//! `benches/kmeans.py` compares the two on 1M x 512 (time and inertia).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Points per parallel work unit (fixed, so results do not depend on the pool size).
+const CHUNK: usize = 2048;
+
+/// Settings of [`kmeans`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KMeansOptions {
+    /// Number of clusters.
+    pub k: usize,
+    /// Independent seedings; the run with the lowest inertia is kept.
+    pub restarts: usize,
+    /// Lloyd iterations at most per restart.
+    pub max_iter: usize,
+    /// Relative tolerance on the squared centre shift (scikit-learn's `tol`).
+    pub tol: f64,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+impl Default for KMeansOptions {
+    fn default() -> Self {
+        KMeansOptions {
+            k: 5,
+            restarts: 10,
+            max_iter: 300,
+            tol: 1e-4,
+            seed: 0,
+        }
+    }
+}
+
+/// A clustering.
+#[derive(Debug, Clone)]
+pub struct KMeans {
+    /// Cluster centres, row-major `k x d`.
+    pub centroids: Vec<f32>,
+    /// Feature dimension.
+    pub dim: usize,
+    /// Cluster of every point.
+    pub labels: Vec<u32>,
+    /// Sum of squared distances of the points to their centres.
+    pub inertia: f64,
+    /// Lloyd iterations of the kept restart.
+    pub iterations: usize,
+    /// Index of the kept restart.
+    pub restart: usize,
+}
+
+#[inline(always)]
+fn sq_dist_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..8 {
+            let t = x[l] - y[l];
+            acc[l] = if FMA {
+                t.mul_add(t, acc[l])
+            } else {
+                acc[l] + t * t
+            };
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += (x - y) * (x - y);
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sq_dist_avx2(a: &[f32], b: &[f32]) -> f32 {
+    sq_dist_lanes::<true>(a, b)
+}
+
+/// Squared Euclidean distance, with AVX2 + FMA where the CPU has them.
+#[inline]
+pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            return unsafe { sq_dist_avx2(a, b) };
+        }
+    }
+    sq_dist_lanes::<false>(a, b)
+}
+
+/// Nearest centre and squared distance for every point in `chunk` (row-major, `d` wide).
+fn nearest(chunk: &[f32], d: usize, centroids: &[f32], labels: &mut [u32], dists: &mut [f32]) {
+    for ((x, l), dd) in chunk.chunks_exact(d).zip(labels).zip(dists) {
+        let mut best = (f32::INFINITY, 0u32);
+        for (j, c) in centroids.chunks_exact(d).enumerate() {
+            let s = sq_dist(x, c);
+            if s < best.0 {
+                best = (s, j as u32);
+            }
+        }
+        *l = best.1;
+        *dd = best.0;
+    }
+}
+
+/// Cluster the `n x d` row-major `data` (`n = data.len() / d`).
+pub fn kmeans(data: &[f32], d: usize, opts: &KMeansOptions) -> Result<KMeans> {
+    if d == 0 || data.len() % d != 0 {
+        return Err(Error::bad_input(
+            "data",
+            format!("{} values are not rows of {d}", data.len()),
+        ));
+    }
+    let n = data.len() / d;
+    if opts.k == 0 {
+        return Err(Error::bad_input("--k", "must be at least 1"));
+    }
+    if opts.k > n {
+        return Err(Error::bad_input(
+            "--k",
+            format!("k = {} is larger than the number of points ({n})", opts.k),
+        ));
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::bad_input(
+            "data",
+            format!("row {} holds a non-finite value", i / d),
+        ));
+    }
+    if opts.restarts == 0 || opts.max_iter == 0 {
+        return Err(Error::bad_input(
+            "--restarts",
+            "restarts and iterations must be at least 1",
+        ));
+    }
+    // Absolute tolerance: tol x mean per-feature variance (as scikit-learn).
+    let mut mean = vec![0f64; d];
+    let mut sq = vec![0f64; d];
+    for row in data.chunks_exact(d) {
+        for ((m, s), &v) in mean.iter_mut().zip(sq.iter_mut()).zip(row) {
+            *m += v as f64;
+            *s += v as f64 * v as f64;
+        }
+    }
+    let var_mean = mean
+        .iter()
+        .zip(&sq)
+        .map(|(m, s)| s / n as f64 - (m / n as f64).powi(2))
+        .sum::<f64>()
+        / d as f64;
+    let tol = opts.tol * var_mean;
+    let mut best: Option<KMeans> = None;
+    for r in 0..opts.restarts {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9).wrapping_add(r as u64));
+        let init = plus_plus(data, d, opts.k, &mut rng);
+        let mut run = lloyd(data, d, init, opts.max_iter, tol);
+        run.restart = r;
+        if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
+            best = Some(run);
+        }
+    }
+    Ok(best.expect("at least one restart"))
+}
+
+/// Greedy k-means++ seeding.
+fn plus_plus(data: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let n = data.len() / d;
+    let trials = 2 + (k as f64).ln() as usize;
+    let mut centres = Vec::with_capacity(k * d);
+    let first = rng.random_range(0..n);
+    centres.extend_from_slice(&data[first * d..(first + 1) * d]);
+    let dist_to = |c: &[f32]| -> Vec<f32> {
+        data.par_chunks(CHUNK * d)
+            .flat_map_iter(|ch| {
+                ch.chunks_exact(d)
+                    .map(|x| sq_dist(x, c))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut closest = dist_to(&data[first * d..(first + 1) * d]);
+    let pot = |v: &[f32]| -> f64 { v.iter().map(|&x| x as f64).sum() };
+    let mut current = pot(&closest);
+    for _ in 1..k {
+        // Candidates drawn with probability proportional to the squared distance.
+        let mut cum = Vec::with_capacity(n);
+        let mut s = 0f64;
+        for &c in &closest {
+            s += c as f64;
+            cum.push(s);
+        }
+        let mut best: Option<(f64, Vec<f32>, usize)> = None;
+        for _ in 0..trials {
+            let u = rng.random::<f64>() * current;
+            let idx = cum.partition_point(|&c| c <= u).min(n - 1);
+            let cand = &data[idx * d..(idx + 1) * d];
+            let dc = dist_to(cand);
+            let merged: Vec<f32> = closest.iter().zip(&dc).map(|(a, b)| a.min(*b)).collect();
+            let p = pot(&merged);
+            if best.as_ref().is_none_or(|b| p < b.0) {
+                best = Some((p, merged, idx));
+            }
+        }
+        let (p, merged, idx) = best.expect("trials >= 2");
+        centres.extend_from_slice(&data[idx * d..(idx + 1) * d]);
+        closest = merged;
+        current = p;
+    }
+    centres
+}
+
+/// Lloyd iterations from `centroids` until the labels stop changing, the squared centre
+/// shift is at most `tol`, or `max_iter`.
+fn lloyd(data: &[f32], d: usize, mut centroids: Vec<f32>, max_iter: usize, tol: f64) -> KMeans {
+    let n = data.len() / d;
+    let k = centroids.len() / d;
+    let mut labels = vec![u32::MAX; n];
+    let mut dists = vec![0f32; n];
+    let mut iterations = 0;
+    let assign = |centroids: &[f32], labels: &mut [u32], dists: &mut [f32]| -> usize {
+        data.par_chunks(CHUNK * d)
+            .zip(labels.par_chunks_mut(CHUNK))
+            .zip(dists.par_chunks_mut(CHUNK))
+            .map(|((ch, l), dd)| {
+                let before: Vec<u32> = l.to_vec();
+                nearest(ch, d, centroids, l, dd);
+                before.iter().zip(l.iter()).filter(|(a, b)| a != b).count()
+            })
+            .sum()
+    };
+    for _ in 0..max_iter {
+        let changed = assign(&centroids, &mut labels, &mut dists);
+        iterations += 1;
+        if changed == 0 && iterations > 1 {
+            break;
+        }
+        // New centres: per-chunk sums in f64, reduced in chunk order.
+        let partial: Vec<(Vec<f64>, Vec<u64>)> = data
+            .par_chunks(CHUNK * d)
+            .zip(labels.par_chunks(CHUNK))
+            .map(|(ch, l)| {
+                let mut sums = vec![0f64; k * d];
+                let mut counts = vec![0u64; k];
+                for (x, &j) in ch.chunks_exact(d).zip(l) {
+                    let j = j as usize;
+                    counts[j] += 1;
+                    for (s, &v) in sums[j * d..(j + 1) * d].iter_mut().zip(x) {
+                        *s += v as f64;
+                    }
+                }
+                (sums, counts)
+            })
+            .collect();
+        let mut sums = vec![0f64; k * d];
+        let mut counts = vec![0u64; k];
+        for (s, c) in partial {
+            for (a, b) in sums.iter_mut().zip(s) {
+                *a += b;
+            }
+            for (a, b) in counts.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        let mut next = vec![0f32; k * d];
+        for j in 0..k {
+            if counts[j] == 0 {
+                // Empty cluster: move it to the point farthest from its centre.
+                let far = dists
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+                    .map(|x| x.0)
+                    .unwrap_or(0);
+                next[j * d..(j + 1) * d].copy_from_slice(&data[far * d..(far + 1) * d]);
+                dists[far] = 0.0;
+            } else {
+                for (o, s) in next[j * d..(j + 1) * d]
+                    .iter_mut()
+                    .zip(&sums[j * d..(j + 1) * d])
+                {
+                    *o = (s / counts[j] as f64) as f32;
+                }
+            }
+        }
+        let shift: f64 = centroids
+            .chunks_exact(d)
+            .zip(next.chunks_exact(d))
+            .map(|(a, b)| sq_dist(a, b) as f64)
+            .sum();
+        centroids = next;
+        if shift <= tol {
+            break;
+        }
+    }
+    // Labels and inertia for the final centres.
+    assign(&centroids, &mut labels, &mut dists);
+    let inertia = dists
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().map(|&x| x as f64).sum::<f64>())
+        .collect::<Vec<_>>()
+        .iter()
+        .sum();
+    KMeans {
+        centroids,
+        dim: d,
+        labels,
+        inertia,
+        iterations,
+        restart: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let centres = [[0.0f32, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 5.0]];
+        let mut data = Vec::new();
+        let mut truth = Vec::new();
+        for i in 0..n {
+            let c = i % 3;
+            for v in centres[c] {
+                data.push(v + rng.random::<f32>() - 0.5);
+            }
+            truth.push(c as u32);
+        }
+        (data, truth)
+    }
+
+    #[test]
+    fn recovers_separated_blobs_and_is_deterministic() {
+        let (data, truth) = blobs(5000, 1);
+        let o = KMeansOptions {
+            k: 3,
+            restarts: 3,
+            seed: 4,
+            ..Default::default()
+        };
+        let a = kmeans(&data, 3, &o).unwrap();
+        let ari = crate::metrics::adjusted_rand_index(&a.labels, &truth).unwrap();
+        assert_eq!(ari, 1.0);
+        let b = kmeans(&data, 3, &o).unwrap();
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.inertia, b.inertia);
+        // Inertia is the sum of squared distances to the centres.
+        let direct: f64 = data
+            .chunks_exact(3)
+            .zip(&a.labels)
+            .map(|(x, &l)| sq_dist(x, &a.centroids[l as usize * 3..l as usize * 3 + 3]) as f64)
+            .sum();
+        assert!((direct - a.inertia).abs() < 1e-6 * direct);
+    }
+
+    #[test]
+    fn rejects_bad_k() {
+        let (data, _) = blobs(4, 1);
+        let e = kmeans(
+            &data,
+            3,
+            &KMeansOptions {
+                k: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("larger than the number of points (4)"),
+            "{e}"
+        );
+        assert!(
+            kmeans(
+                &data,
+                3,
+                &KMeansOptions {
+                    k: 0,
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn avx_and_portable_distances_agree() {
+        let a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..77).map(|i| (i as f32 * 0.11).cos()).collect();
+        let exact: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum();
+        assert!((sq_dist(&a, &b) as f64 - exact).abs() < 1e-4);
+        assert!((sq_dist_lanes::<false>(&a, &b) as f64 - exact).abs() < 1e-4);
+    }
+}
