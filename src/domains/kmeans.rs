@@ -121,7 +121,7 @@ fn nearest(chunk: &[f32], d: usize, centroids: &[f32], labels: &mut [u32], dists
 
 /// Cluster the `n x d` row-major `data` (`n = data.len() / d`).
 pub fn kmeans(data: &[f32], d: usize, opts: &KMeansOptions) -> Result<KMeans> {
-    if d == 0 || data.len() % d != 0 {
+    if d == 0 || !data.len().is_multiple_of(d) {
         return Err(Error::bad_input(
             "data",
             format!("{} values are not rows of {d}", data.len()),

@@ -76,7 +76,7 @@ pub fn nanmean(x: impl IntoIterator<Item = f64>) -> f64 {
 pub fn min_max(x: &[f64]) -> Vec<f64> {
     let lo = x.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![0.0; x.len()];
     }
     x.iter().map(|v| (v - lo) / (hi - lo)).collect()
