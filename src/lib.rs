@@ -37,6 +37,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod phantom;
+pub mod predict;
 pub mod query;
 pub mod spots;
 pub mod store;

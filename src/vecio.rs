@@ -452,6 +452,17 @@ pub fn write_f32_array_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result
     write_npy(path, shape, data.iter().copied())
 }
 
+/// Write a C-ordered uint8 array of any shape (e.g. a label volume) as NPY.
+pub fn write_u8_array_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
+    if shape.iter().product::<usize>() != data.len() {
+        return Err(Error::bad_input(
+            path.display().to_string(),
+            format!("{} values do not fill shape {shape:?}", data.len()),
+        ));
+    }
+    write_npy(path, shape, data.iter().copied())
+}
+
 /// One C-ordered NPY file of `shape` from `values` in row order (npyz).
 fn write_npy<T: npyz::AutoSerialize>(
     path: &Path,

@@ -58,14 +58,15 @@ fn ssim_matches_scikit_image() {
             c["h"].as_u64().unwrap() as usize,
             c["w"].as_u64().unwrap() as usize,
         );
-        let got = ssim(&f64s(&c["a"]), &f64s(&c["b"]), h, w, 1.0).unwrap();
+        let win = c["win"].as_u64().unwrap() as usize;
+        let got = ssim(&f64s(&c["a"]), &f64s(&c["b"]), h, w, 1.0, win).unwrap();
         close(
             got,
             c["ssim"].as_f64().unwrap(),
             &format!("ssim {i} ({h}x{w})"),
         );
     }
-    let e = ssim(&[0.0; 30], &[0.0; 30], 5, 6, 1.0).unwrap_err();
+    let e = ssim(&[0.0; 30], &[0.0; 30], 5, 6, 1.0, 7).unwrap_err();
     assert!(e.to_string().contains("smaller than the 7 x 7"), "{e}");
 }
 

@@ -5,6 +5,7 @@
 //! people. Exit codes: 0 done, 1 bad input (the message names the file or argument),
 //! 2 internal error.
 
+mod analysis;
 mod demo;
 mod ingest;
 mod models;
@@ -62,6 +63,15 @@ pub enum Command {
     /// Queries: genes -> morphology heatmaps, expression profiles, similar patches.
     #[command(subcommand)]
     Query(query::QueryCommand),
+    /// Predicted expression of every patch of a sample (Parquet), and 3D volumes of
+    /// chosen genes; by the model's predictor head or the k-nearest-spots baseline.
+    Predict(analysis::PredictArgs),
+    /// Spatial domains: k-means on the predictor's hidden representation of every
+    /// patch; a 3D label volume, per-domain summaries, ARI against a segmentation.
+    Domains(analysis::DomainsArgs),
+    /// Evaluate predictions against measured spots: PCC (all, top 50, markers), SSIM,
+    /// Spearman of gene variances, Moran's I, Geary's C, domain ARI; JSON + Markdown.
+    Eval(analysis::EvalArgs),
     /// Spots of a sample: export their positions, QC, expression and embeddings.
     #[command(subcommand)]
     Spots(spots::SpotsCommand),
@@ -257,6 +267,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Vectors(cmd) => vectors::run(cmd, cli.json),
         Command::Spots(cmd) => spots::run(cmd, cli.json),
         Command::Query(cmd) => query::run(cmd, cli.json),
+        Command::Predict(a) => analysis::run_predict(&a, cli.json),
+        Command::Domains(a) => analysis::run_domains(&a, cli.json),
+        Command::Eval(a) => analysis::run_eval(&a, cli.json),
         Command::Demo(a) => demo::run(a, cli.json),
         Command::Phantom(a) => phantom::run(a, cli.json),
     }

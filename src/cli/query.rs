@@ -483,7 +483,7 @@ fn write_outputs(
 
 /// Source slice under heatmap slice `z`, resampled (nearest) to the heatmap's grid, as
 /// planar RGB in [0, 1].
-fn underlay(
+pub(super) fn underlay(
     src: &mut dyn crate::volume::VolumeSource,
     rec: &crate::store::SampleRecord,
     h: &crate::query::heatmap::Heatmap,

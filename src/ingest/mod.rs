@@ -150,6 +150,8 @@ struct Batch {
 
 struct Embedded {
     vectors: ndarray::Array2<f32>,
+    /// Predictor output per patch (predicted genes, then hidden), when the model has one.
+    predicted: Option<ndarray::Array2<f32>>,
     records: Vec<PatchRecord>,
     rows_done: u64,
 }
@@ -177,6 +179,13 @@ pub fn ingest_volume(
     // Open the encoder before writing anything: a model or runtime problem must not
     // leave a sample behind.
     let net = model.network("image_3d", &opts.run)?;
+    // With a predictor, every patch's predicted expression and hidden representation
+    // are stored beside its embedding (for `predict` and `domains`).
+    let predictor = if m.networks.contains_key("predictor") {
+        Some(model.network("predictor", &opts.run)?)
+    } else {
+        None
+    };
     let target = [p.slice_um(), p.um_per_px, p.um_per_px];
     let voxel = opts.voxel_um.unwrap_or(target);
     let info = source.info().clone();
@@ -298,7 +307,7 @@ pub fn ingest_volume(
                 tx_b,
             )
         });
-        let infer = scope.spawn(|| infer(model, net, rx_b, tx_e));
+        let infer = scope.spawn(|| infer(model, net, predictor, rx_b, tx_e));
         let write = write_batches(
             store,
             &collection,
@@ -492,6 +501,7 @@ fn produce(
 fn infer(
     model: &Model,
     mut net: crate::model::Network,
+    mut predictor: Option<crate::model::Network>,
     rx: Receiver<Batch>,
     tx: SyncSender<Embedded>,
 ) -> Result<f64> {
@@ -505,11 +515,47 @@ fn infer(
         )
         .map_err(|e| Error::Inference(e.to_string()))?;
         let t = Instant::now();
-        let vectors = net.embed(arr.into_dyn())?;
+        let (vectors, predicted) = match predictor.as_mut() {
+            None => (net.embed(arr.into_dyn())?, None),
+            Some(pred) => {
+                let mut outs = net.run(arr.into_dyn())?;
+                let take = |outs: &mut Vec<(String, ndarray::ArrayD<f32>)>, k: &str| {
+                    outs.iter()
+                        .position(|(n, _)| n == k)
+                        .map(|i| outs.swap_remove(i).1)
+                        .ok_or_else(|| Error::Inference(format!("image_3d: no output '{k}'")))
+                };
+                let emb = take(&mut outs, "embedding")?
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|e| Error::Inference(format!("image_3d embedding: {e}")))?;
+                let tokens = take(&mut outs, "tokens")?;
+                let mut pouts = pred.run(tokens.view())?;
+                let expr = take(&mut pouts, "expression")?;
+                let hidden = take(&mut pouts, "hidden")?;
+                let joined = ndarray::concatenate(
+                    ndarray::Axis(1),
+                    &[
+                        expr.view()
+                            .into_shape_with_order((n, expr.len() / n.max(1)))
+                            .map_err(|e| Error::Inference(e.to_string()))?,
+                        hidden
+                            .view()
+                            .into_shape_with_order((n, hidden.len() / n.max(1)))
+                            .map_err(|e| Error::Inference(e.to_string()))?,
+                    ],
+                )
+                .map_err(|e| Error::Inference(format!("predictor outputs: {e}")))?;
+                (
+                    emb.as_standard_layout().into_owned(),
+                    Some(joined.as_standard_layout().into_owned()),
+                )
+            }
+        };
         secs += t.elapsed().as_secs_f64();
         if tx
             .send(Embedded {
                 vectors,
+                predicted,
                 records: b.records,
                 rows_done: b.rows_done,
             })
@@ -547,9 +593,18 @@ fn write_batches(
                 record: Some(r),
             })
             .collect();
-        store.insert(
+        let predicted: Vec<&[f32]> = match &e.predicted {
+            Some(p) => p
+                .rows()
+                .into_iter()
+                .map(|r| r.to_slice().expect("standard layout"))
+                .collect(),
+            None => Vec::new(),
+        };
+        store.insert_predicted(
             collection,
             &batch,
+            &predicted,
             Some(ImportMark {
                 source: fingerprint,
                 progress: ImportProgress {

@@ -13,6 +13,8 @@
 //! Everything computes in f64. A metric that is undefined for its input (a constant
 //! vector for a correlation) is NaN, as in scipy, and callers skip NaNs when averaging.
 
+pub mod eval;
+
 use crate::error::{Error, Result};
 
 /// Pearson correlation of two equally long vectors; NaN when either is constant or
@@ -95,11 +97,9 @@ pub fn grid_spots(cells: &[(usize, usize)], values: &[f64]) -> (Vec<f64>, usize,
     (img, h, w)
 }
 
-const SSIM_WIN: usize = 7;
-
-/// `scipy.ndimage.uniform_filter1d(size=7, mode="reflect")` along rows or columns.
-fn uniform_1d(img: &[f64], h: usize, w: usize, along_rows: bool) -> Vec<f64> {
-    let half = (SSIM_WIN / 2) as isize;
+/// `scipy.ndimage.uniform_filter1d(size=win, mode="reflect")` along rows or columns.
+fn uniform_1d(img: &[f64], h: usize, w: usize, win: usize, along_rows: bool) -> Vec<f64> {
+    let half = (win / 2) as isize;
     let reflect = |i: isize, n: isize| -> usize {
         // Half-sample symmetric: d c b a | a b c d | d c b a (n >= 4 here).
         let mut i = i;
@@ -123,43 +123,57 @@ fn uniform_1d(img: &[f64], h: usize, w: usize, along_rows: bool) -> Vec<f64> {
                 };
                 s += img[rr * w + cc];
             }
-            out[r * w + c] = s / SSIM_WIN as f64;
+            out[r * w + c] = s / win as f64;
         }
     }
     out
 }
 
-fn uniform_2d(img: &[f64], h: usize, w: usize) -> Vec<f64> {
+fn uniform_2d(img: &[f64], h: usize, w: usize, win: usize) -> Vec<f64> {
     // ndimage.uniform_filter filters axis 0 first, then axis 1.
-    let a = uniform_1d(img, h, w, false);
-    uniform_1d(&a, h, w, true)
+    let a = uniform_1d(img, h, w, win, false);
+    uniform_1d(&a, h, w, win, true)
+}
+
+/// The SSIM window for an `h` x `w` image: 7 (scikit-image's default) when both sides
+/// allow it, else the largest odd size that fits (at least 3).
+pub fn ssim_window(h: usize, w: usize) -> usize {
+    let m = h.min(w).min(7);
+    if m % 2 == 1 { m.max(3) } else { (m - 1).max(3) }
 }
 
 /// Mean structural similarity of two images (row-major, `h` x `w`), as
-/// `skimage.metrics.structural_similarity(a, b, data_range=data_range)`: 7x7 uniform
-/// window, sample covariance, K1 = 0.01, K2 = 0.03, mean over the image less a 3-pixel
-/// border. Both sides must be at least 7 pixels.
-pub fn ssim(a: &[f64], b: &[f64], h: usize, w: usize, data_range: f64) -> Result<f64> {
-    if h < SSIM_WIN || w < SSIM_WIN {
+/// `skimage.metrics.structural_similarity(a, b, data_range=data_range, win_size=win)`:
+/// `win` x `win` uniform window (odd; scikit-image's default is 7), sample covariance,
+/// K1 = 0.01, K2 = 0.03, mean over the image less a `win / 2` border. Both sides must
+/// be at least `win` pixels.
+pub fn ssim(a: &[f64], b: &[f64], h: usize, w: usize, data_range: f64, win: usize) -> Result<f64> {
+    if win < 3 || win.is_multiple_of(2) {
         return Err(Error::bad_input(
             "ssim",
-            format!("images of {h} x {w} pixels are smaller than the 7 x 7 SSIM window"),
+            format!("window {win} is not an odd size >= 3"),
+        ));
+    }
+    if h < win || w < win {
+        return Err(Error::bad_input(
+            "ssim",
+            format!("images of {h} x {w} pixels are smaller than the {win} x {win} SSIM window"),
         ));
     }
     if a.len() != h * w || b.len() != h * w {
         return Err(Error::bad_input("ssim", "image sizes differ"));
     }
-    let np = (SSIM_WIN * SSIM_WIN) as f64;
+    let np = (win * win) as f64;
     let cov_norm = np / (np - 1.0);
     let sq = |x: &[f64], y: &[f64]| -> Vec<f64> { x.iter().zip(y).map(|(p, q)| p * q).collect() };
-    let ux = uniform_2d(a, h, w);
-    let uy = uniform_2d(b, h, w);
-    let uxx = uniform_2d(&sq(a, a), h, w);
-    let uyy = uniform_2d(&sq(b, b), h, w);
-    let uxy = uniform_2d(&sq(a, b), h, w);
+    let ux = uniform_2d(a, h, w, win);
+    let uy = uniform_2d(b, h, w, win);
+    let uxx = uniform_2d(&sq(a, a), h, w, win);
+    let uyy = uniform_2d(&sq(b, b), h, w, win);
+    let uxy = uniform_2d(&sq(a, b), h, w, win);
     let c1 = (0.01 * data_range).powi(2);
     let c2 = (0.03 * data_range).powi(2);
-    let pad = (SSIM_WIN - 1) / 2;
+    let pad = (win - 1) / 2;
     let mut s = 0.0;
     let mut n = 0usize;
     for r in pad..h - pad {

@@ -12,6 +12,7 @@
 //! * one writer process at a time (an OS lock on `LOCK`), any number of readers.
 
 mod catalog;
+mod predictions;
 mod search;
 mod spots;
 mod tables;
@@ -26,6 +27,7 @@ use std::sync::{Mutex, RwLock};
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
 pub use catalog::{MODELS_DIR, ModelRecord, SampleRecord};
+pub use predictions::{DomainRecord, SamplePredictions};
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
@@ -473,6 +475,26 @@ impl Store {
         batch: &[NewVector<'_>],
         mark: Option<ImportMark<'_>>,
     ) -> Result<Range<u64>> {
+        self.insert_predicted(collection, batch, &[], mark)
+    }
+
+    /// [`Store::insert`] with the predictor's output for each vector (`predicted[i]`
+    /// belongs to `batch[i]`; empty = none) written in the same transaction, to the
+    /// `predictions` table.
+    pub fn insert_predicted(
+        &self,
+        collection: &str,
+        batch: &[NewVector<'_>],
+        predicted: &[&[f32]],
+        mark: Option<ImportMark<'_>>,
+    ) -> Result<Range<u64>> {
+        if !predicted.is_empty() && predicted.len() != batch.len() {
+            return Err(Error::Inference(format!(
+                "{} predictions for {} vectors",
+                predicted.len(),
+                batch.len()
+            )));
+        }
         let db = self.writer()?;
         let path = self.db_path();
         let before = self.collection(collection)?;
@@ -484,6 +506,9 @@ impl Store {
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| db_err(&path, e))?;
         let (info, range) = insert_in(&txn, &path, collection, batch, mark.as_ref())?;
+        if !predicted.is_empty() {
+            predictions::put_in(&txn, &path, info.id, range.start, predicted)?;
+        }
         bump_generation(&txn, &path)?;
         txn.commit().map_err(|e| db_err(&path, e))?;
         // Keep a loaded graph in step; otherwise it catches up when next used.

@@ -57,7 +57,13 @@ def main() -> None:
 
     # SSIM: random images, a noisy copy, and two gridded spot maps with empty cells.
     ssim = []
-    for h, w, noise in [(20, 17, 0.3), (9, 7, 1.0), (32, 30, 0.05)]:
+    for h, w, noise, win in [
+        (20, 17, 0.3, 7),
+        (9, 7, 1.0, 7),
+        (32, 30, 0.05, 7),
+        (5, 6, 0.3, 5),
+        (6, 8, 0.2, 3),
+    ]:
         x = rng.random((h, w))
         y = np.clip(x + noise * rng.normal(size=(h, w)), 0, None)
         x = (x - x.min()) / (x.max() - x.min())
@@ -69,7 +75,10 @@ def main() -> None:
                 "w": w,
                 "a": x.ravel().tolist(),
                 "b": y.ravel().tolist(),
-                "ssim": float(structural_similarity(x, y, data_range=1.0)),
+                "win": win,
+                "ssim": float(
+                    structural_similarity(x, y, data_range=1.0, win_size=win)
+                ),
             }
         )
     out["ssim"] = ssim

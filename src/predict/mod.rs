@@ -1,0 +1,334 @@
+//! Expression prediction for every patch of a sample: the model's predictor head (its
+//! output is stored at ingest, beside each embedding) or, as a baseline, the BLEEP-style
+//! similarity-weighted average of the k most similar reference spots' expression; per
+//! gene 3D volumes; and predictions read out at spot positions for evaluation.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::query::close_matches;
+use crate::query::heatmap::{Heatmap, heatmap};
+use crate::store::{SamplePredictions, SampleRecord, SpotRecord, Store};
+
+/// How a prediction was made.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Method {
+    /// The model's predictor head.
+    Predictor,
+    /// Similarity-weighted mean of the `k` most similar reference spots (cosine over
+    /// embeddings), from the named spot samples.
+    Knn {
+        /// Neighbours averaged.
+        k: usize,
+        /// Spot samples used as the reference.
+        reference: Vec<String>,
+    },
+}
+
+/// Predicted expression of every patch of a sample.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    /// The sample.
+    pub sample: SampleRecord,
+    /// Predicted genes (the model's `predicted_genes`), column order of `expression`.
+    pub genes: Vec<String>,
+    /// Patch ids, origins (model voxels) and the predictor's stored output.
+    pub patches: SamplePredictions,
+    /// `patches.ids.len() x genes.len()`, row-major.
+    pub expression: Vec<f32>,
+    /// How `expression` was made.
+    pub method: Method,
+}
+
+/// The sample's record, or a clear error listing the known samples.
+pub fn sample_record(store: &Store, sample: &str) -> Result<SampleRecord> {
+    store.sample(sample)?.ok_or_else(|| {
+        let known: Vec<String> = store
+            .samples()
+            .map(|v| v.into_iter().map(|s| s.id).collect())
+            .unwrap_or_default();
+        Error::bad_input(
+            "--sample",
+            format!(
+                "sample '{sample}' is not in this store (samples: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+    })
+}
+
+impl Predictions {
+    /// The predictor head's output for every patch of `sample`.
+    pub fn load(store: &Store, sample: &str) -> Result<Predictions> {
+        let rec = sample_record(store, sample)?;
+        let model = store.load_model(Some(&rec.model))?;
+        let genes = model.manifest.predicted_genes.clone();
+        let patches = store.sample_predictions(&rec.collection, sample)?;
+        if patches.ids.is_empty() {
+            return Err(Error::bad_input(
+                "--sample",
+                format!("sample '{sample}' has no patches"),
+            ));
+        }
+        let g = genes.len();
+        if patches.width <= g {
+            return Err(Error::Corrupted {
+                path: store.path().to_path_buf(),
+                message: format!(
+                    "predictions of '{sample}' hold {} values, fewer than the model's {g} genes",
+                    patches.width
+                ),
+            });
+        }
+        let expression = (0..patches.ids.len())
+            .flat_map(|i| patches.row(i)[..g].to_vec())
+            .collect();
+        Ok(Predictions {
+            sample: rec,
+            genes,
+            patches,
+            expression,
+            method: Method::Predictor,
+        })
+    }
+
+    /// Number of patches.
+    pub fn len(&self) -> usize {
+        self.patches.ids.len()
+    }
+
+    /// Whether there are no patches.
+    pub fn is_empty(&self) -> bool {
+        self.patches.ids.is_empty()
+    }
+
+    /// Width of the hidden representation.
+    pub fn hidden_dim(&self) -> usize {
+        self.patches.width - self.genes.len()
+    }
+
+    /// The hidden representation of every patch, row-major.
+    pub fn hidden(&self) -> Vec<f32> {
+        let g = self.genes.len();
+        (0..self.len())
+            .flat_map(|i| self.patches.row(i)[g..].to_vec())
+            .collect()
+    }
+
+    /// Column of each requested gene (case-insensitive); genes the model does not
+    /// predict are listed in the error with close matches.
+    pub fn gene_columns(&self, genes: &[String]) -> Result<Vec<usize>> {
+        gene_columns(&self.genes, genes, &self.sample.model)
+    }
+
+    /// Predicted values of column `g` for every patch.
+    pub fn column(&self, g: usize) -> Vec<f32> {
+        let n = self.genes.len();
+        (0..self.len())
+            .map(|i| self.expression[i * n + g])
+            .collect()
+    }
+
+    /// Replace the predictor's values by the BLEEP-style baseline: for every patch, the
+    /// mean expression of the `k` reference spots whose embeddings are most similar to
+    /// the patch's (weights = cosine similarity, floored at 0), over the reference
+    /// samples' kept spots. Genes missing from a reference panel are an error.
+    pub fn use_knn(&mut self, store: &Store, reference: &[String], k: usize) -> Result<()> {
+        if k == 0 {
+            return Err(Error::bad_input("--knn", "k must be at least 1"));
+        }
+        let mut ref_emb: Vec<Vec<f32>> = Vec::new();
+        let mut ref_expr: Vec<Vec<f32>> = Vec::new();
+        for s in reference {
+            let set = store.spot_set(s)?.ok_or_else(|| {
+                Error::bad_input(
+                    "--reference",
+                    format!("sample '{s}' has no spots in this store"),
+                )
+            })?;
+            let cols: HashMap<String, usize> = set
+                .panel
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.to_uppercase(), i))
+                .collect();
+            let idx: Vec<usize> = self
+                .genes
+                .iter()
+                .map(|g| {
+                    cols.get(&g.to_uppercase()).copied().ok_or_else(|| {
+                        Error::bad_input(
+                            "--reference",
+                            format!("gene {g} is not in the panel of spot sample '{s}'"),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?;
+            for (spot, expr) in store.spots(s)? {
+                let (Some(vid), Some(expr)) = (spot.vector_id, expr) else {
+                    continue;
+                };
+                let Some((v, _)) = store.get(&set.collection, vid)? else {
+                    continue;
+                };
+                ref_emb.push(v);
+                ref_expr.push(idx.iter().map(|&i| expr.normalized[i]).collect());
+            }
+        }
+        if ref_emb.len() < k {
+            return Err(Error::bad_input(
+                "--knn",
+                format!(
+                    "k = {k} is larger than the {} reference spots",
+                    ref_emb.len()
+                ),
+            ));
+        }
+        let norm = |v: &[f32]| -> Vec<f32> {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter().map(|x| x / n).collect()
+        };
+        let ref_emb: Vec<Vec<f32>> = ref_emb.iter().map(|v| norm(v)).collect();
+        let mut patch_emb = Vec::with_capacity(self.len());
+        for &id in &self.patches.ids {
+            let (v, _) =
+                store
+                    .get(&self.sample.collection, id)?
+                    .ok_or_else(|| Error::Corrupted {
+                        path: store.path().to_path_buf(),
+                        message: format!("patch {id} has a prediction but no embedding"),
+                    })?;
+            patch_emb.push(norm(&v));
+        }
+        let g = self.genes.len();
+        self.expression = patch_emb
+            .par_iter()
+            .flat_map_iter(|q| {
+                let mut sims: Vec<(f32, usize)> = ref_emb
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| (q.iter().zip(r).map(|(a, b)| a * b).sum::<f32>(), j))
+                    .collect();
+                sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+                let top = &sims[..k];
+                let wsum: f32 = top.iter().map(|t| t.0.max(0.0)).sum();
+                let mut out = vec![0f32; g];
+                for &(s, j) in top {
+                    let w = if wsum > 0.0 {
+                        s.max(0.0) / wsum
+                    } else {
+                        1.0 / k as f32
+                    };
+                    for (o, e) in out.iter_mut().zip(&ref_expr[j]) {
+                        *o += w * e;
+                    }
+                }
+                out
+            })
+            .collect();
+        self.method = Method::Knn {
+            k,
+            reference: reference.to_vec(),
+        };
+        Ok(())
+    }
+
+    /// The overlap-averaged 3D volume of predicted column `g` (model resolution divided
+    /// by `downsample`; NaN where no patch covers).
+    pub fn gene_volume(&self, g: usize, downsample: usize) -> Heatmap {
+        let pts: Vec<([i64; 3], f32)> = self
+            .patches
+            .records
+            .iter()
+            .zip(self.column(g))
+            .map(|(r, v)| (r.origin, v))
+            .collect();
+        heatmap(&self.sample.grid, &pts, downsample)
+    }
+
+    /// Predicted expression at each spot: the mean over the patches that contain the
+    /// spot's centre (converted from source voxels to model voxels); a spot inside no
+    /// patch takes the patch whose centre is nearest. Row-major `spots.len() x genes`.
+    pub fn at_spots(&self, spots: &[&SpotRecord]) -> Vec<f32> {
+        let g = self.genes.len();
+        let r = &self.sample;
+        let centres: Vec<[f64; 3]> = self
+            .patches
+            .records
+            .iter()
+            .map(|p| std::array::from_fn(|a| p.origin[a] as f64 + p.size[a] as f64 / 2.0))
+            .collect();
+        spots
+            .par_iter()
+            .flat_map_iter(|s| {
+                let pos: [f64; 3] =
+                    std::array::from_fn(|a| s.position[a] * r.voxel_um[a] / r.model_voxel_um[a]);
+                let mut out = vec![0f32; g];
+                let mut n = 0usize;
+                for (i, p) in self.patches.records.iter().enumerate() {
+                    let inside = (0..3).all(|a| {
+                        pos[a] >= p.origin[a] as f64
+                            && pos[a] < (p.origin[a] + p.size[a] as i64) as f64
+                    });
+                    if inside {
+                        for (o, v) in out.iter_mut().zip(&self.expression[i * g..(i + 1) * g]) {
+                            *o += v;
+                        }
+                        n += 1;
+                    }
+                }
+                if n == 0 {
+                    let i = centres
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (i, (0..3).map(|a| (c[a] - pos[a]).powi(2)).sum::<f64>()))
+                        .min_by(|a, b| a.1.total_cmp(&b.1))
+                        .map(|x| x.0)
+                        .unwrap_or(0);
+                    out.copy_from_slice(&self.expression[i * g..(i + 1) * g]);
+                } else {
+                    out.iter_mut().for_each(|o| *o /= n as f32);
+                }
+                out
+            })
+            .collect()
+    }
+}
+
+/// Columns of `wanted` in `genes` (case-insensitive); unknown genes are listed with
+/// close matches in the error.
+pub fn gene_columns(genes: &[String], wanted: &[String], model: &str) -> Result<Vec<usize>> {
+    let by: HashMap<String, usize> = genes
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.to_uppercase(), i))
+        .collect();
+    let mut missing = Vec::new();
+    let mut cols = Vec::new();
+    for w in wanted {
+        match by.get(&w.to_uppercase()) {
+            Some(&i) => cols.push(i),
+            None => {
+                let m = close_matches(w, genes);
+                missing.push(if m.is_empty() {
+                    w.clone()
+                } else {
+                    format!("{w} (did you mean {}?)", m.join(", "))
+                });
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::bad_input(
+            "--genes",
+            format!("model '{model}' does not predict {}", missing.join("; ")),
+        ));
+    }
+    Ok(cols)
+}

@@ -1,0 +1,171 @@
+//! Per-patch predictor output (predicted expression, then the hidden representation
+//! used for spatial domains), written with the patch's embedding in one transaction,
+//! and the spatial domains computed from it.
+
+use std::path::Path;
+
+use redb::{TableDefinition, TableError};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{RECORDS, TOMBSTONES};
+use super::{PatchRecord, Store, db_err, decode_or_corrupt};
+use crate::codec;
+use crate::error::{Error, Result};
+
+/// `predictions`: (collection id, patch id) -> f32 values with a CRC: the predicted
+/// genes (manifest order), then the hidden representation.
+pub(crate) const PREDICTIONS: TableDefinition<(u32, u64), &[u8]> =
+    TableDefinition::new("predictions");
+/// `domains`: sample id -> [`DomainRecord`] (the last `domains` run).
+pub(crate) const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
+
+pub(crate) fn put_in(
+    txn: &redb::WriteTransaction,
+    path: &Path,
+    collection: u32,
+    first_id: u64,
+    predicted: &[&[f32]],
+) -> Result<()> {
+    let mut t = txn.open_table(PREDICTIONS).map_err(|e| db_err(path, e))?;
+    let mut buf = Vec::new();
+    for (i, v) in predicted.iter().enumerate() {
+        codec::encode_vector(v, &mut buf);
+        t.insert((collection, first_id + i as u64), buf.as_slice())
+            .map_err(|e| db_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// Every live patch of a sample with its predictor output, in id order.
+#[derive(Debug, Clone)]
+pub struct SamplePredictions {
+    /// Patch ids.
+    pub ids: Vec<u64>,
+    /// Patch records, one per id.
+    pub records: Vec<PatchRecord>,
+    /// Values per patch (`width` each, row-major).
+    pub values: Vec<f32>,
+    /// Values per patch: predicted genes + hidden size.
+    pub width: usize,
+}
+
+impl SamplePredictions {
+    /// The values of patch `i` (index into `ids`).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.width..(i + 1) * self.width]
+    }
+}
+
+/// Spatial domains of a sample: k-means labels of its patches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// Sample id.
+    pub sample: String,
+    /// Number of domains.
+    pub k: usize,
+    /// k-means seed.
+    pub seed: u64,
+    /// k-means restarts.
+    pub restarts: usize,
+    /// Inertia of the kept clustering.
+    pub inertia: f64,
+    /// Patch ids, in the order of `labels`.
+    pub ids: Vec<u64>,
+    /// Domain of each patch (0-based).
+    pub labels: Vec<u32>,
+}
+
+impl Store {
+    /// The predictor output of every live patch of `sample` in `collection`. A sample
+    /// whose patches have none (its model has no predictor) is an error that says so.
+    pub fn sample_predictions(&self, collection: &str, sample: &str) -> Result<SamplePredictions> {
+        let path = self.db_path();
+        let txn = self.read()?;
+        let info = self.collection_in(&txn, collection)?;
+        let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
+        let tomb = txn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
+        let preds = match txn.open_table(PREDICTIONS) {
+            Ok(t) => Some(t),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_err(&path, e)),
+        };
+        let mut out = SamplePredictions {
+            ids: Vec::new(),
+            records: Vec::new(),
+            values: Vec::new(),
+            width: 0,
+        };
+        let mut v = Vec::new();
+        for kv in records
+            .range((info.id, 0)..=(info.id, u64::MAX))
+            .map_err(|e| db_err(&path, e))?
+        {
+            let (k, rv) = kv.map_err(|e| db_err(&path, e))?;
+            let r: PatchRecord = decode_or_corrupt(&path, rv.value(), "patch record")?;
+            if r.sample != sample || tomb.get(k.value()).map_err(|e| db_err(&path, e))?.is_some() {
+                continue;
+            }
+            let id = k.value().1;
+            let bytes = match &preds {
+                Some(t) => t.get((info.id, id)).map_err(|e| db_err(&path, e))?,
+                None => None,
+            };
+            let Some(bytes) = bytes else {
+                return Err(Error::bad_input(
+                    "--sample",
+                    format!(
+                        "sample '{sample}' has no predicted expression: its model has no \
+                         predictor network, or it was ingested by an older vortexdb; \
+                         re-ingest it into a new store with a model that has one"
+                    ),
+                ));
+            };
+            let width = (bytes.value().len().saturating_sub(4)) / 4;
+            if out.width == 0 {
+                out.width = width;
+            }
+            if width != out.width || !codec::decode_vector(bytes.value(), width, &mut v) {
+                return Err(Error::Corrupted {
+                    path: path.clone(),
+                    message: format!("prediction of patch {id} fails its checksum"),
+                });
+            }
+            out.ids.push(id);
+            out.records.push(r);
+            out.values.extend_from_slice(&v);
+        }
+        Ok(out)
+    }
+
+    /// Store a sample's domains (replacing earlier ones) in one durable transaction.
+    pub fn put_domains(&self, rec: &DomainRecord) -> Result<()> {
+        let db = self.writer()?;
+        let path = self.db_path();
+        let _w = self.write_guard.lock().expect("write lock");
+        let mut txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| db_err(&path, e))?;
+        {
+            let mut t = txn.open_table(DOMAINS).map_err(|e| db_err(&path, e))?;
+            t.insert(rec.sample.as_str(), codec::encode(rec).as_slice())
+                .map_err(|e| db_err(&path, e))?;
+        }
+        txn.commit().map_err(|e| db_err(&path, e))?;
+        Ok(())
+    }
+
+    /// The stored domains of a sample, if any.
+    pub fn domains(&self, sample: &str) -> Result<Option<DomainRecord>> {
+        let path = self.db_path();
+        let txn = self.read()?;
+        let t = match txn.open_table(DOMAINS) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(&path, e)),
+        };
+        match t.get(sample).map_err(|e| db_err(&path, e))? {
+            Some(v) => Ok(Some(decode_or_corrupt(&path, v.value(), "domain record")?)),
+            None => Ok(None),
+        }
+    }
+}
