@@ -1,7 +1,8 @@
-//! Queries on the phantom, whose ground truth is known: a molecular query for each
-//! compartment's gene program must rank that compartment's patches on top (AUC) and
-//! its heatmap's high region must overlap the compartment (Dice); outputs are written;
-//! bad queries get clear errors.
+//! Queries and analyses on the phantom, whose ground truth is known: a molecular query
+//! for each compartment's gene program must rank that compartment's patches on top
+//! (AUC) and its heatmap's high region must overlap the compartment (Dice); k-means
+//! domains must recover the compartments (ARI) and predicted expression must follow the
+//! true expression (PCC); outputs are written; bad input gets clear errors.
 //!
 //! Needs the ONNX Runtime library (`bash scripts/setup-ort.sh`, run by scripts/test.sh).
 
@@ -21,7 +22,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Phantom seed 2, 48 x 256 x 256, with its volume and spots ingested.
+/// Phantom seed 2, 48 x 256 x 256, with its volume and spots ingested, made once and
+/// shared by every test of this file (the ingest is the slow part). Tests only read the
+/// store, except `domains`, which writes its own table.
+fn shared() -> &'static (PathBuf, PathBuf) {
+    static SHARED: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        setup(&dir)
+    })
+}
+
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let ph = dir.join("ph");
     vortexdb::phantom::generate(
@@ -98,8 +109,7 @@ fn auc(scores: &[f32], positive: &[bool]) -> f64 {
 
 #[test]
 fn molecular_queries_recover_each_compartment_on_the_phantom() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ph, db) = setup(dir.path());
+    let (ph, db) = shared().clone();
     let (lab, shape) = labels(&ph);
     let store = Store::open_read_only(&db).unwrap();
     let rec = store.sample("ph").unwrap().unwrap();
@@ -165,8 +175,8 @@ fn molecular_queries_recover_each_compartment_on_the_phantom() {
 
 #[test]
 fn query_cli_writes_outputs_and_explains_bad_queries() {
+    let (_ph, db) = shared().clone();
     let dir = tempfile::tempdir().unwrap();
-    let (_ph, db) = setup(dir.path());
     let out = dir.path().join("q");
     let j: serde_json::Value = serde_json::from_str(&expect_ok(&[
         "--json",
@@ -285,4 +295,340 @@ fn query_cli_writes_outputs_and_explains_bad_queries() {
         &["query", "profile", s(&db), "--markers", "ERBB2,GRB7"],
         &["none of the profile's genes"],
     );
+}
+
+/// Truth of the phantom's spots: noise-free expected expression per gene, by spot id.
+fn truth_expression(ph: &Path) -> (Vec<String>, std::collections::HashMap<String, Vec<f64>>) {
+    use arrow::array::{Array, Float64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(ph.join("truth/spots_truth.parquet")).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    let mut genes = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let schema = b.schema();
+        let cols: Vec<(String, &Float64Array)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let g = f.name().strip_prefix("expected_")?;
+                Some((
+                    g.to_string(),
+                    b.column(i).as_any().downcast_ref::<Float64Array>()?,
+                ))
+            })
+            .collect();
+        genes = cols.iter().map(|c| c.0.clone()).collect();
+        let ids = b.column_by_name("spot").unwrap();
+        let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+        for r in 0..b.num_rows() {
+            let raw: Vec<f64> = cols.iter().map(|c| c.1.value(r)).collect();
+            let total: f64 = raw.iter().sum();
+            // The same normalisation as the measured spots: 1e4 per spot, log1p.
+            let v = raw.iter().map(|x| (x / total * 1e4).ln_1p()).collect();
+            assert!(ids.is_valid(r));
+            out.insert(ids.value(r).to_string(), v);
+        }
+    }
+    (genes, out)
+}
+
+#[test]
+fn predicted_expression_and_domains_recover_the_phantom() {
+    use vortexdb::domains::{KMeansOptions, ari_against, compute, read_segmentation};
+    use vortexdb::metrics::{nanmean, pearson};
+    use vortexdb::predict::Predictions;
+    let (ph, db) = shared().clone();
+    let store = Store::open_read_only(&db).unwrap();
+    let pred = Predictions::load(&store, "ph").unwrap();
+    assert_eq!(pred.genes.len(), 60);
+    assert_eq!(
+        pred.len() as u64,
+        store.sample("ph").unwrap().unwrap().patches
+    );
+    assert!(pred.hidden_dim() > 0);
+    // Domains (k = 4 compartments) against the ground-truth labels.
+    let (seg, shape) = read_segmentation(&ph.join("labels.npy")).unwrap();
+    let opts = KMeansOptions {
+        k: 4,
+        restarts: 10,
+        seed: 0,
+        ..Default::default()
+    };
+    let (rec, summaries) = compute(&pred, &opts).unwrap();
+    let (ari, n) = ari_against(&pred, &rec.labels, &seg, shape, &ph.join("labels.npy")).unwrap();
+    println!(
+        "phantom domains k=4: ARI {ari:.3} over {n} patches, inertia {:.1}",
+        rec.inertia
+    );
+    assert!(ari > 0.7, "ARI {ari}");
+    assert_eq!(
+        summaries.iter().map(|s| s.patches).sum::<usize>(),
+        pred.len()
+    );
+    // Each domain's top gene comes from a different compartment program.
+    let mut programs: Vec<String> = summaries
+        .iter()
+        .map(|s| s.top_genes[0].0[..3].to_string())
+        .collect();
+    programs.sort();
+    programs.dedup();
+    assert_eq!(programs.len(), 4, "{summaries:?}");
+    // Same seed, same domains.
+    let (again, _) = compute(&pred, &opts).unwrap();
+    assert_eq!(again.labels, rec.labels);
+
+    // Predicted vs true (noise-free) expression at the spots, per gene.
+    let (tgenes, truth) = truth_expression(&ph);
+    let spots = store.spots("ph").unwrap();
+    let recs: Vec<&vortexdb::store::SpotRecord> = spots.iter().map(|s| &s.0).collect();
+    let at = pred.at_spots(&recs);
+    let g = pred.genes.len();
+    let mut pccs = Vec::new();
+    let mut measured_pccs = Vec::new();
+    for (tj, gene) in tgenes.iter().enumerate() {
+        let j = pred.genes.iter().position(|x| x == gene).unwrap();
+        let p: Vec<f64> = (0..recs.len()).map(|i| at[i * g + j] as f64).collect();
+        let t: Vec<f64> = recs.iter().map(|s| truth[&s.id][tj]).collect();
+        pccs.push(pearson(&p, &t));
+        let m: Vec<f64> = spots
+            .iter()
+            .map(|(_, e)| e.as_ref().unwrap().normalized[j] as f64)
+            .collect();
+        measured_pccs.push(pearson(&p, &m));
+    }
+    let (pt, pm) = (
+        nanmean(pccs.iter().copied()),
+        nanmean(measured_pccs.iter().copied()),
+    );
+    println!(
+        "phantom predicted vs true expression: mean PCC {pt:.3} (vs measured {pm:.3}) over {} genes, {} spots",
+        tgenes.len(),
+        recs.len()
+    );
+    assert!(pt > 0.5, "PCC vs truth {pt}");
+}
+
+#[test]
+fn predict_domains_and_eval_write_their_outputs() {
+    let (ph, db) = shared().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("pred.parquet");
+    let vols = dir.path().join("vol");
+    let o = expect_ok(&[
+        "predict",
+        s(&db),
+        "--sample",
+        "ph",
+        "--out",
+        s(&pq),
+        "--genes",
+        "tum01,GLD01",
+        "--volumes",
+        s(&vols),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let n = v["patches"].as_u64().unwrap();
+    assert!(n > 1000);
+    {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+        let md = r.metadata();
+        assert_eq!(md.file_metadata().num_rows() as u64, n);
+        // patch_id, z, y, x, tissue + 60 genes.
+        assert_eq!(md.file_metadata().schema_descr().num_columns(), 65);
+    }
+    let vol = NpyVolume::open(&vols.join("TUM01.npy"), None);
+    assert!(vol.is_ok() || vols.join("TUM01.npy").metadata().unwrap().len() > 48 * 256 * 256 * 4);
+    for f in ["TUM01.tif", "GLD01.npy", "TUM01_z0024.png"] {
+        assert!(vols.join(f).metadata().unwrap().len() > 100, "{f}");
+    }
+    // The k-nearest-spots baseline predicts the same shape of table.
+    let pk = dir.path().join("knn.parquet");
+    let o = expect_ok(&[
+        "predict",
+        s(&db),
+        "--sample",
+        "ph",
+        "--out",
+        s(&pk),
+        "--knn",
+        "5",
+        "--reference",
+        "ph",
+        "--json",
+    ]);
+    assert!(o.contains("\"Knn\""), "{o}");
+    // Domains with outputs and the ARI against the labels.
+    let dd = dir.path().join("dom");
+    let o = expect_ok(&[
+        "domains",
+        s(&db),
+        "--sample",
+        "ph",
+        "--k",
+        "4",
+        "--segmentation",
+        s(&ph.join("labels.npy")),
+        "--out",
+        s(&dd),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert!(v["ari"].as_f64().unwrap() > 0.7, "{o}");
+    for f in [
+        "domains.npy",
+        "domains.csv",
+        "domains.json",
+        "domains_z0024.png",
+    ] {
+        assert!(dd.join(f).metadata().unwrap().len() > 100, "{f}");
+    }
+    let csv = std::fs::read_to_string(dd.join("domains.csv")).unwrap();
+    assert_eq!(csv.lines().count() as u64, n + 1);
+    // Eval: report files and figures.
+    let ed = dir.path().join("eval");
+    let o = expect_ok(&[
+        "eval",
+        s(&db),
+        "--sample",
+        "ph",
+        "--markers",
+        "TUM01,GLD01,NOTAGENE",
+        "--segmentation",
+        s(&ph.join("labels.npy")),
+        "--out",
+        s(&ed),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let r = &v["report"];
+    assert!(r["pcc_all"].as_f64().unwrap() > 0.5, "{o}");
+    assert!(r["pcc_top50"].as_f64().unwrap() >= r["pcc_all"].as_f64().unwrap());
+    assert!(r["ssim"].as_f64().unwrap().is_finite(), "{o}");
+    assert_eq!(r["markers_missing"][0], "NOTAGENE");
+    assert!(v["ari"].as_f64().unwrap() > 0.7);
+    let md = std::fs::read_to_string(ed.join("eval.md")).unwrap();
+    assert!(
+        md.contains("PCC, all genes") && md.contains("| TUM01 |"),
+        "{md}"
+    );
+    assert!(ed.join("pcc.png").metadata().unwrap().len() > 100);
+}
+
+#[test]
+fn analysis_bad_input_is_explained() {
+    let (ph, db) = shared().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("p.parquet");
+    // Genes the model does not predict, with close matches.
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "ph",
+            "--out",
+            s(&pq),
+            "--genes",
+            "TUM1,ERBB2",
+            "--volumes",
+            s(dir.path()),
+        ],
+        &["does not predict", "TUM1 (did you mean", "ERBB2"],
+    );
+    assert!(!pq.exists(), "nothing written on bad input");
+    // k larger than the number of patches.
+    expect_user_error(
+        &["domains", s(&db), "--sample", "ph", "--k", "1000000"],
+        &["k = 1000000 is larger than the", "patches of sample 'ph'"],
+    );
+    // A segmentation of a different shape.
+    let seg = dir.path().join("seg.npy");
+    common::write_npy(&seg, &vec![vec![1.0; 4]; 3]);
+    expect_user_error(
+        &[
+            "domains",
+            s(&db),
+            "--sample",
+            "ph",
+            "--k",
+            "4",
+            "--segmentation",
+            s(&seg),
+        ],
+        &["seg.npy", "must be 3D"],
+    );
+    let seg3 = dir.path().join("seg3.npy");
+    {
+        use npyz::WriterBuilder;
+        let f = std::fs::File::create(&seg3).unwrap();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[4, 5, 6])
+            .writer(f)
+            .begin_nd()
+            .unwrap();
+        w.extend((0..120).map(|i| (i % 3) as u8)).unwrap();
+        w.finish().unwrap();
+    }
+    expect_user_error(
+        &[
+            "domains",
+            s(&db),
+            "--sample",
+            "ph",
+            "--k",
+            "4",
+            "--segmentation",
+            s(&seg3),
+        ],
+        &[
+            "seg3.npy",
+            "[4, 5, 6]",
+            "differs from sample 'ph'",
+            "[48, 256, 256]",
+        ],
+    );
+    // Unknown sample.
+    expect_user_error(
+        &["eval", s(&db), "--sample", "nope"],
+        &["sample 'nope' is not in this store", "ph"],
+    );
+    // k-nearest spots without a reference, and with too large a k.
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "ph",
+            "--out",
+            s(&pq),
+            "--knn",
+            "5",
+        ],
+        &["--reference"],
+    );
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "ph",
+            "--out",
+            s(&pq),
+            "--knn",
+            "100000",
+            "--reference",
+            "ph",
+        ],
+        &["larger than the", "reference spots"],
+    );
+    let _ = ph;
 }
