@@ -62,22 +62,17 @@ pub struct KMeans {
     pub restart: usize,
 }
 
-#[inline(always)]
-fn sq_dist_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+fn sq_dist_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, ra) = a.as_chunks::<8>();
     let (cb, rb) = b.as_chunks::<8>();
     for (x, y) in ca.iter().zip(cb) {
         for l in 0..8 {
             let t = x[l] - y[l];
-            acc[l] = if FMA {
-                t.mul_add(t, acc[l])
-            } else {
-                acc[l] + t * t
-            };
+            acc[l] += t * t;
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut s: f32 = acc.iter().sum();
     for (x, y) in ra.iter().zip(rb) {
         s += (x - y) * (x - y);
     }
@@ -85,38 +80,116 @@ fn sq_dist_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn sq_dist_avx2(a: &[f32], b: &[f32]) -> f32 {
-    sq_dist_lanes::<true>(a, b)
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Squared distances of `x` to each `d`-wide row of `cents`, into `out`: 8 lanes,
+    /// four centres at a time so four FMA chains run side by side.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dists(x: &[f32], cents: &[f32], d: usize, out: &mut [f32]) {
+        let k = cents.len() / d;
+        let d8 = d / 8 * 8;
+        let xp = x.as_ptr();
+        let mut j = 0;
+        while j + 4 <= k {
+            let c: [*const f32; 4] = std::array::from_fn(|i| cents[(j + i) * d..].as_ptr());
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < d8 {
+                // SAFETY: i + 8 <= d8 <= d, within x and each centre row.
+                unsafe {
+                    let xv = _mm256_loadu_ps(xp.add(i));
+                    for (a, cp) in acc.iter_mut().zip(c) {
+                        let t = _mm256_sub_ps(xv, _mm256_loadu_ps(cp.add(i)));
+                        *a = _mm256_fmadd_ps(t, t, *a);
+                    }
+                }
+                i += 8;
+            }
+            for (q, a) in acc.iter().enumerate() {
+                let row = &cents[(j + q) * d..(j + q + 1) * d];
+                let tail: f32 = x[d8..]
+                    .iter()
+                    .zip(&row[d8..])
+                    .map(|(p, r)| (p - r) * (p - r))
+                    .sum();
+                out[j + q] = hsum(*a) + tail;
+            }
+            j += 4;
+        }
+        while j < k {
+            let cp = cents[j * d..].as_ptr();
+            let mut a0 = _mm256_setzero_ps();
+            let mut a1 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 16 <= d8 {
+                // SAFETY: i + 16 <= d8 <= d.
+                unsafe {
+                    let t0 = _mm256_sub_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(cp.add(i)));
+                    let t1 = _mm256_sub_ps(
+                        _mm256_loadu_ps(xp.add(i + 8)),
+                        _mm256_loadu_ps(cp.add(i + 8)),
+                    );
+                    a0 = _mm256_fmadd_ps(t0, t0, a0);
+                    a1 = _mm256_fmadd_ps(t1, t1, a1);
+                }
+                i += 16;
+            }
+            let row = &cents[j * d..(j + 1) * d];
+            let tail: f32 = x[i..]
+                .iter()
+                .zip(&row[i..])
+                .map(|(p, r)| (p - r) * (p - r))
+                .sum();
+            out[j] = hsum(_mm256_add_ps(a0, a1)) + tail;
+            j += 1;
+        }
+    }
 }
 
-/// Squared Euclidean distance, with AVX2 + FMA where the CPU has them.
-#[inline]
-pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            return unsafe { sq_dist_avx2(a, b) };
-        }
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
     }
-    sq_dist_lanes::<false>(a, b)
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
-/// Nearest centre and squared distance for every point in `chunk` (row-major, `d` wide).
-fn nearest(chunk: &[f32], d: usize, centroids: &[f32], labels: &mut [u32], dists: &mut [f32]) {
-    for ((x, l), dd) in chunk.chunks_exact(d).zip(labels).zip(dists) {
-        let mut best = (f32::INFINITY, 0u32);
-        for (j, c) in centroids.chunks_exact(d).enumerate() {
-            let s = sq_dist(x, c);
-            if s < best.0 {
-                best = (s, j as u32);
-            }
-        }
-        *l = best.1;
-        *dd = best.0;
+/// Squared Euclidean distances of `x` to every `d`-wide row of `cents`, into `out`
+/// (AVX2 + FMA where the CPU has them).
+#[inline]
+pub fn sq_dists(x: &[f32], cents: &[f32], d: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        unsafe { avx2::dists(x, cents, d, out) };
+        return;
     }
+    for (o, c) in out.iter_mut().zip(cents.chunks_exact(d)) {
+        *o = sq_dist_portable(x, c);
+    }
+}
+
+/// Squared Euclidean distance of two equally long vectors.
+#[inline]
+pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    let mut o = [0f32];
+    sq_dists(a, b, a.len(), &mut o);
+    o[0]
 }
 
 /// Cluster the `n x d` row-major `data` (`n = data.len() / d`).
@@ -186,44 +259,119 @@ fn plus_plus(data: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32>
     let mut centres = Vec::with_capacity(k * d);
     let first = rng.random_range(0..n);
     centres.extend_from_slice(&data[first * d..(first + 1) * d]);
-    let dist_to = |c: &[f32]| -> Vec<f32> {
+    // Squared distance of every point to each of `cands` (row-major), in one pass.
+    let dist_to = |cands: &[f32]| -> Vec<f32> {
+        let m = cands.len() / d;
         data.par_chunks(CHUNK * d)
             .flat_map_iter(|ch| {
-                ch.chunks_exact(d)
-                    .map(|x| sq_dist(x, c))
-                    .collect::<Vec<_>>()
+                let mut out = vec![0f32; ch.len() / d * m];
+                for (x, o) in ch.chunks_exact(d).zip(out.chunks_exact_mut(m)) {
+                    sq_dists(x, cands, d, o);
+                }
+                out
             })
             .collect()
     };
     let mut closest = dist_to(&data[first * d..(first + 1) * d]);
-    let pot = |v: &[f32]| -> f64 { v.iter().map(|&x| x as f64).sum() };
-    let mut current = pot(&closest);
+    let mut current: f64 = closest.iter().map(|&x| x as f64).sum();
     for _ in 1..k {
-        // Candidates drawn with probability proportional to the squared distance.
+        // Candidates drawn with probability proportional to the squared distance; the
+        // one that lowers the potential most is kept.
         let mut cum = Vec::with_capacity(n);
         let mut s = 0f64;
         for &c in &closest {
             s += c as f64;
             cum.push(s);
         }
-        let mut best: Option<(f64, Vec<f32>, usize)> = None;
-        for _ in 0..trials {
-            let u = rng.random::<f64>() * current;
-            let idx = cum.partition_point(|&c| c <= u).min(n - 1);
-            let cand = &data[idx * d..(idx + 1) * d];
-            let dc = dist_to(cand);
-            let merged: Vec<f32> = closest.iter().zip(&dc).map(|(a, b)| a.min(*b)).collect();
-            let p = pot(&merged);
-            if best.as_ref().is_none_or(|b| p < b.0) {
-                best = Some((p, merged, idx));
-            }
+        let idx: Vec<usize> = (0..trials)
+            .map(|_| {
+                let u = rng.random::<f64>() * current;
+                cum.partition_point(|&c| c <= u).min(n - 1)
+            })
+            .collect();
+        let cands: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| data[i * d..(i + 1) * d].iter().copied())
+            .collect();
+        let dc = dist_to(&cands);
+        let pots: Vec<f64> = (0..trials)
+            .map(|t| {
+                closest
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| c.min(dc[i * trials + t]) as f64)
+                    .sum()
+            })
+            .collect();
+        let t = (0..trials)
+            .min_by(|&a, &b| pots[a].total_cmp(&pots[b]).then(a.cmp(&b)))
+            .expect("trials >= 2");
+        centres.extend_from_slice(&data[idx[t] * d..(idx[t] + 1) * d]);
+        for (i, c) in closest.iter_mut().enumerate() {
+            *c = c.min(dc[i * trials + t]);
         }
-        let (p, merged, idx) = best.expect("trials >= 2");
-        centres.extend_from_slice(&data[idx * d..(idx + 1) * d]);
-        closest = merged;
-        current = p;
+        current = pots[t];
     }
     centres
+}
+
+/// One pass over the data: nearest centre of every point (labels, squared distances),
+/// how many labels changed, and per-cluster sums (f64) and counts, reduced in chunk
+/// order (f32 within a chunk of 2048 points, f64 across chunks). Assignment and
+/// accumulation share the pass so the data is read once.
+fn pass(
+    data: &[f32],
+    d: usize,
+    centroids: &[f32],
+    labels: &mut [u32],
+    dists: &mut [f32],
+) -> (usize, Vec<f64>, Vec<u64>) {
+    let k = centroids.len() / d;
+    let partial: Vec<(usize, Vec<f32>, Vec<u64>)> = data
+        .par_chunks(CHUNK * d)
+        .zip(labels.par_chunks_mut(CHUNK))
+        .zip(dists.par_chunks_mut(CHUNK))
+        .map(|((ch, l), dd)| {
+            // f32 sums within a chunk (vectorised), f64 across chunks.
+            let mut sums = vec![0f32; k * d];
+            let mut counts = vec![0u64; k];
+            let mut changed = 0usize;
+            let mut dk = vec![0f32; k];
+            for ((x, lab), dist) in ch.chunks_exact(d).zip(l.iter_mut()).zip(dd.iter_mut()) {
+                sq_dists(x, centroids, d, &mut dk);
+                let mut best = (f32::INFINITY, 0u32);
+                for (j, &s) in dk.iter().enumerate() {
+                    if s < best.0 {
+                        best = (s, j as u32);
+                    }
+                }
+                if *lab != best.1 {
+                    changed += 1;
+                    *lab = best.1;
+                }
+                *dist = best.0;
+                let j = best.1 as usize;
+                counts[j] += 1;
+                for (s, &v) in sums[j * d..(j + 1) * d].iter_mut().zip(x) {
+                    *s += v;
+                }
+            }
+            (changed, sums, counts)
+        })
+        .collect();
+    let mut sums = vec![0f64; k * d];
+    let mut counts = vec![0u64; k];
+    let mut changed = 0;
+    for (c, s, n) in partial {
+        changed += c;
+        for (a, b) in sums.iter_mut().zip(s) {
+            *a += b as f64;
+        }
+        for (a, b) in counts.iter_mut().zip(n) {
+            *a += b;
+        }
+    }
+    (changed, sums, counts)
 }
 
 /// Lloyd iterations from `centroids` until the labels stop changing, the squared centre
@@ -234,49 +382,12 @@ fn lloyd(data: &[f32], d: usize, mut centroids: Vec<f32>, max_iter: usize, tol: 
     let mut labels = vec![u32::MAX; n];
     let mut dists = vec![0f32; n];
     let mut iterations = 0;
-    let assign = |centroids: &[f32], labels: &mut [u32], dists: &mut [f32]| -> usize {
-        data.par_chunks(CHUNK * d)
-            .zip(labels.par_chunks_mut(CHUNK))
-            .zip(dists.par_chunks_mut(CHUNK))
-            .map(|((ch, l), dd)| {
-                let before: Vec<u32> = l.to_vec();
-                nearest(ch, d, centroids, l, dd);
-                before.iter().zip(l.iter()).filter(|(a, b)| a != b).count()
-            })
-            .sum()
-    };
     for _ in 0..max_iter {
-        let changed = assign(&centroids, &mut labels, &mut dists);
+        let (changed, sums, counts) = pass(data, d, &centroids, &mut labels, &mut dists);
         iterations += 1;
-        if changed == 0 && iterations > 1 {
+        if changed == 0 {
+            // Same labels as the previous pass: the centres cannot move.
             break;
-        }
-        // New centres: per-chunk sums in f64, reduced in chunk order.
-        let partial: Vec<(Vec<f64>, Vec<u64>)> = data
-            .par_chunks(CHUNK * d)
-            .zip(labels.par_chunks(CHUNK))
-            .map(|(ch, l)| {
-                let mut sums = vec![0f64; k * d];
-                let mut counts = vec![0u64; k];
-                for (x, &j) in ch.chunks_exact(d).zip(l) {
-                    let j = j as usize;
-                    counts[j] += 1;
-                    for (s, &v) in sums[j * d..(j + 1) * d].iter_mut().zip(x) {
-                        *s += v as f64;
-                    }
-                }
-                (sums, counts)
-            })
-            .collect();
-        let mut sums = vec![0f64; k * d];
-        let mut counts = vec![0u64; k];
-        for (s, c) in partial {
-            for (a, b) in sums.iter_mut().zip(s) {
-                *a += b;
-            }
-            for (a, b) in counts.iter_mut().zip(c) {
-                *a += b;
-            }
         }
         let mut next = vec![0f32; k * d];
         for j in 0..k {
@@ -310,7 +421,7 @@ fn lloyd(data: &[f32], d: usize, mut centroids: Vec<f32>, max_iter: usize, tol: 
         }
     }
     // Labels and inertia for the final centres.
-    assign(&centroids, &mut labels, &mut dists);
+    pass(data, d, &centroids, &mut labels, &mut dists);
     let inertia = dists
         .par_chunks(CHUNK)
         .map(|c| c.iter().map(|&x| x as f64).sum::<f64>())
@@ -410,6 +521,15 @@ mod tests {
             .map(|(x, y)| ((x - y) as f64).powi(2))
             .sum();
         assert!((sq_dist(&a, &b) as f64 - exact).abs() < 1e-4);
-        assert!((sq_dist_lanes::<false>(&a, &b) as f64 - exact).abs() < 1e-4);
+        assert!((sq_dist_portable(&a, &b) as f64 - exact).abs() < 1e-4);
+        // Several centres at once (the 4-wide and the single-centre paths).
+        let cents: Vec<f32> = (0..6 * 77).map(|i| (i as f32 * 0.07).cos()).collect();
+        let mut out = [0f32; 6];
+        sq_dists(&a, &cents, 77, &mut out);
+        for (j, o) in out.iter().enumerate() {
+            let c = &cents[j * 77..(j + 1) * 77];
+            let e: f64 = a.iter().zip(c).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+            assert!((*o as f64 - e).abs() < 1e-4, "{j}: {o} vs {e}");
+        }
     }
 }
