@@ -297,7 +297,8 @@ fn query_cli_writes_outputs_and_explains_bad_queries() {
     );
 }
 
-/// Truth of the phantom's spots: noise-free expected expression per gene, by spot id.
+/// Truth of the phantom's spots: noise-free expected expression per gene (log1p of the
+/// profile normalised to 1e4), by spot id.
 fn truth_expression(ph: &Path) -> (Vec<String>, std::collections::HashMap<String, Vec<f64>>) {
     use arrow::array::{Array, Float64Array, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -327,10 +328,9 @@ fn truth_expression(ph: &Path) -> (Vec<String>, std::collections::HashMap<String
         let ids = b.column_by_name("spot").unwrap();
         let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
         for r in 0..b.num_rows() {
-            let raw: Vec<f64> = cols.iter().map(|c| c.1.value(r)).collect();
-            let total: f64 = raw.iter().sum();
-            // The same normalisation as the measured spots: 1e4 per spot, log1p.
-            let v = raw.iter().map(|x| (x / total * 1e4).ln_1p()).collect();
+            // Already log1p of the noise-free profile normalised to 1e4, like the
+            // measured spots.
+            let v: Vec<f64> = cols.iter().map(|c| c.1.value(r)).collect();
             assert!(ids.is_valid(r));
             out.insert(ids.value(r).to_string(), v);
         }

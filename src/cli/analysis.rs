@@ -144,7 +144,7 @@ pub fn run_predict(a: &PredictArgs, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-fn write_predictions_parquet(path: &Path, pred: &Predictions) -> Result<()> {
+pub(super) fn write_predictions_parquet(path: &Path, pred: &Predictions) -> Result<()> {
     let err = |e: String| Error::bad_input(path.display().to_string(), e);
     let r = &pred.patches.records;
     let mut cols: Vec<(String, ArrayRef)> = vec![
@@ -253,7 +253,7 @@ pub struct DomainsArgs {
 }
 
 /// Ten distinct colours (matplotlib's tab10) for domain labels 1..=10.
-const PALETTE: [[u8; 3]; 10] = [
+pub(super) const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [255, 127, 14],
     [44, 160, 44],

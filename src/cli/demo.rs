@@ -1,280 +1,700 @@
-//! `vortexdb demo`: an end-to-end run of what is built so far, on synthetic data the
-//! command generates itself (no downloads): a store with two "samples" of clustered
-//! embeddings carrying patch coordinates, a durable batched import, approximate and
-//! exact search, a filtered search, deletion and compaction, and a reopen from the
-//! snapshot. Writes its files and `summary.json` to `--out`.
-//!
-//! The VORTEX stages (phantom, ONNX encoders, molecular queries, domains) join this
-//! command as they are built.
+//! `vortexdb demo`: the whole VORTEX workflow on data the command makes itself, with
+//! the default model built into the binary: it generates the phantom, registers the
+//! model, ingests the 3D volume and the spots, runs a molecular query per gene program,
+//! a morphology retrieval from one patch, predicted expression and k-means domains, and
+//! writes a static, self-contained HTML report (`report.html`, images inlined) with the
+//! raw outputs and `summary.json` beside it. Progress goes to stderr.
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
 
 use super::out;
+use super::query::underlay;
+use crate::domains::{self, KMeansOptions};
 use crate::error::{Error, Result};
-use crate::index::Metric;
-use crate::store::{CollectionSpec, Filter, NewVector, PatchRecord, Region, SearchOptions, Store};
-use crate::vecio;
+use crate::ingest::{IngestOptions, SpotOptions, ingest_spots, ingest_volume};
+use crate::metrics::{adjusted_rand_index, roc_auc};
+use crate::model::{Device, RunOptions};
+use crate::phantom::{COMPARTMENTS, PhantomParams};
+use crate::predict::Predictions;
+use crate::query::heatmap::{Heatmap, auto_downsample, heatmap, overlay};
+use crate::query::{GeneQuery, gene_profile, rank_patches};
+use crate::spots::{SpotFormat, SpotPaths, read_spots};
+use crate::store::{SearchOptions, Store};
 
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Output directory (created; an earlier demo's store in it is replaced).
+    /// Output directory (created; an earlier demo's files in it are replaced).
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
-    /// Number of embeddings to generate.
-    #[arg(long, default_value_t = 50_000)]
-    pub n: usize,
-    /// Embedding dimension.
-    #[arg(long, default_value_t = 128)]
-    pub dim: usize,
+    /// Phantom seed.
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// Phantom shape Z,Y,X in 4-um voxels.
+    #[arg(long, default_value = "48,256,256")]
+    pub shape: String,
+    /// Execution provider: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
-/// Deterministic xorshift generator (the demo needs no randomness crate).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        (0..4).map(|_| self.next()).sum::<f32>() * 1.732 - 3.464
-    }
+const SAMPLE: &str = "phantom";
+/// One gene per program, with the compartment label it marks (0 = none: immune).
+const QUERIES: [(&str, &str, u8); 5] = [
+    ("GLD01", "gland", 1),
+    ("TUM01", "tumour", 2),
+    ("STR01", "stroma", 3),
+    ("FAT01", "fat", 4),
+    ("IMM01", "immune", 0),
+];
+
+struct Steps {
+    t0: Instant,
+    n: usize,
+    i: usize,
 }
 
-/// Clustered vectors (32 clusters in an 8-d latent space mapped to `dim`) with a
-/// patch grid: sample A and B, origins on a 75%-overlap grid of 112-px patches.
-fn generate(n: usize, dim: usize) -> (Vec<Vec<f32>>, Vec<PatchRecord>) {
-    let mut rng = Rng(0x5EED_0F70_27E5);
-    let latent = 8;
-    let map: Vec<f32> = (0..latent * dim)
-        .map(|_| rng.normal() / (latent as f32).sqrt())
-        .collect();
-    let centres: Vec<Vec<f32>> = (0..32)
-        .map(|_| (0..latent).map(|_| rng.normal() * 3.0).collect())
-        .collect();
-    let mut rows = Vec::with_capacity(n);
-    let mut recs = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = &centres[(rng.next() * 32.0) as usize % 32];
-        let z: Vec<f32> = c.iter().map(|x| x + rng.normal()).collect();
-        rows.push(
-            (0..dim)
-                .map(|j| {
-                    (0..latent).map(|l| z[l] * map[l * dim + j]).sum::<f32>() + 0.05 * rng.normal()
-                })
-                .collect(),
+impl Steps {
+    fn start(&mut self, what: &str) {
+        self.i += 1;
+        eprintln!(
+            "[{}/{}] {what} ({:.1} s)",
+            self.i,
+            self.n,
+            self.t0.elapsed().as_secs_f64()
         );
-        let half = n / 2;
-        let (sample, k) = if i < half {
-            ("sample-A", i)
-        } else {
-            ("sample-B", i - half)
-        };
-        recs.push(PatchRecord {
-            sample: sample.into(),
-            origin: [
-                (k / 4096) as i64 * 5,
-                (k / 64 % 64) as i64 * 28,
-                (k % 64) as i64 * 28,
-            ],
-            size: [21, 112, 112],
-            tissue_fraction: 1.0,
-        });
     }
-    (rows, recs)
 }
 
-pub(super) fn run(a: DemoArgs, json_out: bool) -> Result<()> {
-    if a.n < 100 || a.dim == 0 {
-        return Err(Error::bad_input(
-            "--n/--dim",
-            "need at least 100 vectors of dimension >= 1",
-        ));
-    }
-    let t_all = Instant::now();
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    let store_dir = a.out.join("store");
-    if store_dir.join(crate::store::DB_FILE).exists() {
-        std::fs::remove_dir_all(&store_dir).map_err(|e| Error::io(&store_dir, e))?;
-    }
-    let say = |s: String| {
-        if !json_out {
-            out(&s)
-        }
-    };
-    say(format!(
-        "[1/6] generating {} clustered {}-d embeddings with patch coordinates",
-        a.n, a.dim
-    ));
-    let (rows, recs) = generate(a.n, a.dim);
-    vecio::write_f32_npy(&a.out.join("vectors.npy"), &rows, a.dim)?;
-
-    say(format!(
-        "[2/6] importing into {} in durable batches of 5000",
-        store_dir.display()
-    ));
-    let t = Instant::now();
-    let store = Store::create(&store_dir)?;
-    store.create_collection(&CollectionSpec {
-        model: "demo".into(),
-        modality: "3d".into(),
-        ..CollectionSpec::raw("patches", a.dim, Metric::Cosine)
-    })?;
-    for (chunk, rc) in rows.chunks(5000).zip(recs.chunks(5000)) {
-        let batch: Vec<NewVector> = chunk
-            .iter()
-            .zip(rc)
-            .map(|(v, r)| NewVector {
-                vector: v,
-                record: Some(r.clone()),
-            })
-            .collect();
-        store.insert("patches", &batch, None)?;
-    }
-    let import_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    store.sync_index("patches")?;
-    let index_s = t.elapsed().as_secs_f64();
-    say(format!(
-        "      {import_s:.1}s to redb, {index_s:.1}s to build and snapshot the HNSW graph"
-    ));
-
-    say("[3/6] 200 queries: HNSW (ef 64) vs exact search".into());
-    let queries: Vec<Vec<f32>> = (0..200)
-        .map(|i| rows[(i * 7919) % a.n].iter().map(|x| x + 0.01).collect())
-        .collect();
-    let t = Instant::now();
-    let approx = store.search(
-        "patches",
-        &queries,
-        &SearchOptions {
-            k: 10,
-            ef: 64,
-            ..Default::default()
-        },
-    )?;
-    let approx_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let exact = store.search(
-        "patches",
-        &queries,
-        &SearchOptions {
-            k: 10,
-            exact: true,
-            ..Default::default()
-        },
-    )?;
-    let exact_s = t.elapsed().as_secs_f64();
-    let hit: usize = approx
+/// Label of the phantom at each patch centre (model voxels = phantom voxels here).
+fn centre_labels(pred: &Predictions, labels: &[u8], shape: [usize; 3]) -> Vec<u8> {
+    pred.patches
+        .records
         .iter()
-        .zip(&exact)
-        .map(|(a, e)| a.iter().filter(|h| e.iter().any(|x| x.id == h.id)).count())
-        .sum();
-    let recall = hit as f64 / (10.0 * queries.len() as f64);
-    say(format!(
-        "      recall@10 {recall:.3}; HNSW {:.0} q/s, exact {:.0} q/s",
-        queries.len() as f64 / approx_s,
-        queries.len() as f64 / exact_s
-    ));
+        .map(|p| {
+            let c: [usize; 3] = std::array::from_fn(|a| {
+                ((p.origin[a] as usize) + p.size[a] as usize / 2).min(shape[a] - 1)
+            });
+            labels[(c[0] * shape[1] + c[1]) * shape[2] + c[2]]
+        })
+        .collect()
+}
 
-    say("[4/6] filtered search: only sample-B, only patches with z < 5 and y < 896".into());
-    let filter = Filter {
-        samples: Some(vec!["sample-B".into()]),
-        region: Some(Region {
-            min: [0, 0, 0],
-            max: [5, 896, i64::MAX],
-        }),
+fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
+    img.save(path)
+        .map_err(|e| Error::bad_input(path.display().to_string(), e.to_string()))
+}
+
+/// Run `demo`.
+pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
+    let shape = {
+        let v: Vec<usize> = a
+            .shape
+            .split(',')
+            .map(|x| x.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::bad_input("--shape", format!("'{}' is not Z,Y,X", a.shape)))?;
+        if v.len() != 3 {
+            return Err(Error::bad_input(
+                "--shape",
+                format!("'{}' is not Z,Y,X", a.shape),
+            ));
+        }
+        [v[0], v[1], v[2]]
+    };
+    let device: Device = a.device.parse()?;
+    let run = RunOptions {
+        device,
         ..Default::default()
     };
-    let filtered = store.search(
-        "patches",
-        &queries[..1],
-        &SearchOptions {
-            k: 5,
-            filter,
+    let mut st = Steps {
+        t0: Instant::now(),
+        n: 8,
+        i: 0,
+    };
+    let dir = &a.out;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let figs = dir.join("figures");
+    std::fs::create_dir_all(&figs).map_err(|e| Error::io(&figs, e))?;
+
+    st.start(&format!(
+        "generating the phantom (seed {}, {} x {} x {} voxels of 4 um)",
+        a.seed, shape[0], shape[1], shape[2]
+    ));
+    let ph_dir = dir.join("phantom");
+    let ph = crate::phantom::generate(
+        &PhantomParams {
+            seed: a.seed,
+            shape,
+            plane_step: 16,
+            overwrite: true,
+        },
+        &ph_dir,
+    )?;
+    let labels = {
+        let mut v = crate::volume::NpyVolume::open(&ph.files.labels, None)?;
+        let mut out = Vec::with_capacity(shape.iter().product());
+        for z in 0..shape[0] {
+            out.extend(
+                crate::volume::VolumeSource::read_slice(&mut v, z)?
+                    .data
+                    .iter()
+                    .map(|x| (x * 255.0).round() as u8),
+            );
+        }
+        out
+    };
+
+    st.start("creating the store and registering the built-in default model");
+    let store_dir = dir.join("store");
+    if store_dir.exists() {
+        std::fs::remove_dir_all(&store_dir).map_err(|e| Error::io(&store_dir, e))?;
+    }
+    let store = Store::create(&store_dir)?;
+    let model_dir = crate::model::embedded::write_to(&dir.join("model"))?;
+    store.add_model(&model_dir)?;
+    let model = store.load_model(None)?;
+    let mname = model.manifest.name.clone();
+    let collection = format!("{mname}:3d");
+
+    st.start("ingesting the 3D volume (every 75%-overlapping patch through the 3D encoder and the predictor)");
+    let src = crate::volume::open(&ph.files.volume, None)?;
+    let mut last = 0u64;
+    let ing = ingest_volume(
+        &store,
+        &model,
+        src,
+        &IngestOptions {
+            sample: SAMPLE.into(),
+            run: run.clone(),
             ..Default::default()
         },
+        &mut |p| {
+            let pct = p.positions_done * 4 / p.positions_total.max(1);
+            if pct > last {
+                last = pct;
+                eprintln!(
+                    "      {}% of {} grid positions, {} patches stored",
+                    pct * 25,
+                    p.positions_total,
+                    p.patches_stored
+                );
+            }
+        },
     )?;
-    let mut top = Vec::new();
-    for h in &filtered[0] {
-        let (_, rec) = store.get("patches", h.id)?.expect("hit is stored");
-        let rec = rec.expect("demo rows have records");
-        say(format!(
-            "      id {:>6}  cosine distance {:.4}  {} at z,y,x = {:?}",
-            h.id, h.distance, rec.sample, rec.origin
-        ));
-        top.push(
-            json!({"id": h.id, "distance": h.distance, "sample": rec.sample, "origin": rec.origin}),
+
+    st.start("ingesting the spots (QC, normalisation, smoothing, gene encoder)");
+    let table = read_spots(&ph.files.spots, SpotFormat::Parquet, &SpotPaths::default())?;
+    let mut sopts = SpotOptions::new(SAMPLE);
+    sopts.run = run.clone();
+    let spots = ingest_spots(&store, &model, table, &sopts)?;
+
+    st.start("molecular queries: one gene per program -> spots -> mean embedding -> 3D heatmap");
+    let pred = Predictions::load(&store, SAMPLE)?;
+    let centre = centre_labels(&pred, &labels, shape);
+    let label_of: std::collections::HashMap<u64, u8> = pred
+        .patches
+        .ids
+        .iter()
+        .copied()
+        .zip(centre.iter().copied())
+        .collect();
+    let origin_of: std::collections::HashMap<u64, [i64; 3]> = pred
+        .patches
+        .ids
+        .iter()
+        .copied()
+        .zip(pred.patches.records.iter().map(|r| r.origin))
+        .collect();
+    let rec = pred.sample.clone();
+    let d = auto_downsample(rec.grid.shape, 64 << 20);
+    let mid = rec.grid.shape[0] / 2 / d;
+    let mut under_src = crate::volume::open(Path::new(&rec.source), None).ok();
+    let blank = Heatmap {
+        shape: [
+            rec.grid.shape[0].div_ceil(d),
+            rec.grid.shape[1].div_ceil(d),
+            rec.grid.shape[2].div_ceil(d),
+        ],
+        downsample: d,
+        data: Vec::new(),
+    };
+    let under = under_src
+        .as_mut()
+        .and_then(|s| underlay(s.as_mut(), &rec, &blank, mid));
+    let mut queries = Vec::new();
+    for (gene, program, label) in QUERIES {
+        let prof = gene_profile(&store, &mname, &GeneQuery::new(vec![gene.into()]))?;
+        let ranked = rank_patches(&store, &collection, &prof.embedding, None, Vec::new())?;
+        let auc = (label > 0).then(|| {
+            let scores: Vec<f32> = ranked.iter().map(|r| r.score).collect();
+            let pos: Vec<bool> = ranked
+                .iter()
+                .map(|r| label_of.get(&r.id) == Some(&label))
+                .collect();
+            roc_auc(&scores, &pos)
+        });
+        let pts: Vec<([i64; 3], f32)> = ranked.iter().map(|r| (r.origin, r.score)).collect();
+        let h = heatmap(&rec.grid, &pts, d);
+        let (lo, hi) = (
+            h.percentile(10.0).unwrap_or(0.0),
+            h.percentile(90.0).unwrap_or(1.0),
         );
+        let png = figs.join(format!("query_{gene}.png"));
+        save_png(&overlay(&h, mid, lo, hi, under.as_deref()), &png)?;
+        let top10 = ranked
+            .iter()
+            .take(10)
+            .filter(|r| label_of.get(&r.id) == Some(&label))
+            .count();
+        queries.push(json!({"gene": gene, "program": program, "compartment_label": label,
+            "correlated": prof.correlated.len(), "spots": prof.spots.len(), "spots_total": prof.spots_total,
+            "auc": auc, "top10_in_compartment": if label > 0 { Some(top10) } else { None },
+            "figure": format!("figures/query_{gene}.png")}));
     }
 
-    say("[5/6] deleting the 5 nearest patches of query 0, then compacting".into());
-    let gone: Vec<u64> = exact[0].iter().take(5).map(|h| h.id).collect();
-    store.delete("patches", &gone)?;
-    let after = store.search(
-        "patches",
-        &queries[..1],
+    st.start("morphology retrieval: the patches most similar to one tumour patch");
+    // The query patch: the tumour-centred patch nearest the middle of the volume.
+    let centre_pt: [f64; 3] = std::array::from_fn(|i| rec.grid.shape[i] as f64 / 2.0);
+    let qi = (0..pred.len())
+        .filter(|&i| centre[i] == 2)
+        .min_by(|&x, &y| {
+            let dist = |i: usize| -> f64 {
+                let o = pred.patches.records[i].origin;
+                (0..3).map(|a| (o[a] as f64 - centre_pt[a]).powi(2)).sum()
+            };
+            dist(x).total_cmp(&dist(y))
+        })
+        .unwrap_or(0);
+    let qid = pred.patches.ids[qi];
+    let (qvec, _) = store
+        .get(&collection, qid)?
+        .ok_or_else(|| Error::Corrupted {
+            path: store.path().to_path_buf(),
+            message: format!("patch {qid} has no vector"),
+        })?;
+    let hits = store.search(
+        &collection,
+        &[qvec],
         &SearchOptions {
-            k: 10,
+            k: 11,
             ..Default::default()
         },
     )?;
-    let leaked = after[0].iter().filter(|h| gone.contains(&h.id)).count();
-    store.compact("patches")?;
-    drop(store);
+    let retrieved: Vec<serde_json::Value> = hits[0]
+        .iter()
+        .filter(|h| h.id != qid)
+        .take(10)
+        .map(|h| {
+            let l = label_of.get(&h.id).copied().unwrap_or(0);
+            let o = origin_of.get(&h.id).copied().unwrap_or([0; 3]);
+            json!({"id": h.id, "origin": o, "score": 1.0 - h.distance,
+                "compartment": COMPARTMENTS[l as usize]})
+        })
+        .collect();
+    let same = retrieved
+        .iter()
+        .filter(|r| r["compartment"] == "tumour")
+        .count();
 
-    say("[6/6] reopening read-only from the snapshot".into());
-    let t = Instant::now();
-    let store = Store::open_read_only(&store_dir)?;
-    let again = store.search(
-        "patches",
-        &queries[..1],
-        &SearchOptions {
-            k: 10,
+    st.start("predicted expression and k-means spatial domains (k = 4)");
+    let mut pred_figs = Vec::new();
+    for gene in ["TUM01", "GLD01", "IMM01"] {
+        let c = pred.gene_columns(&[gene.to_string()])?[0];
+        let h = pred.gene_volume(c, d);
+        let (lo, hi) = (
+            h.percentile(10.0).unwrap_or(0.0),
+            h.percentile(90.0).unwrap_or(1.0),
+        );
+        let png = figs.join(format!("predicted_{gene}.png"));
+        save_png(&overlay(&h, mid, lo, hi, under.as_deref()), &png)?;
+        pred_figs.push(json!({"gene": gene, "figure": format!("figures/predicted_{gene}.png")}));
+    }
+    let (drec, summaries) = domains::compute(
+        &pred,
+        &KMeansOptions {
+            k: 4,
+            restarts: 10,
+            seed: 0,
             ..Default::default()
         },
     )?;
-    let reopen_s = t.elapsed().as_secs_f64();
-    let warnings = store.take_warnings();
-    let info = store.info()?;
-    let (c, snap) = &info.collections[0];
-    say(format!(
-        "      {} live vectors, {} tombstones, snapshot fresh: {}, reopen + first query {:.3}s",
-        c.live, c.tombstones, snap.fresh, reopen_s
-    ));
-    let summary = json!({
-        "ok": leaked == 0 && again[0].len() == 10 && warnings.is_empty(),
-        "n": a.n, "dim": a.dim, "import_s": import_s, "index_s": index_s,
-        "recall_at_10": recall, "hnsw_qps": queries.len() as f64 / approx_s,
-        "exact_qps": queries.len() as f64 / exact_s, "filtered_top": top,
-        "deleted_returned": leaked, "reopen_first_query_s": reopen_s,
-        "live": c.live, "snapshot_fresh": snap.fresh, "total_s": t_all.elapsed().as_secs_f64(),
-        "store": store_dir,
+    store.put_domains(&drec)?;
+    let (seg, seg_shape) = domains::read_segmentation(&ph.files.labels)?;
+    let (ari, ari_n) =
+        domains::ari_against(&pred, &drec.labels, &seg, seg_shape, &ph.files.labels)?;
+    let (vol, vshape) = domains::label_volume(&pred, &drec.labels, 4, d);
+    let page = vshape[1] * vshape[2];
+    let dimg = image::RgbImage::from_fn(vshape[2] as u32, vshape[1] as u32, |x, y| {
+        let i = y as usize * vshape[2] + x as usize;
+        let base: [f32; 3] = match &under {
+            Some(u) => [u[i], u[page + i], u[2 * page + i]].map(|v| v * 255.0),
+            None => [128.0; 3],
+        };
+        let l = vol[mid * page + i];
+        let px = if l == 0 {
+            base
+        } else {
+            let c = super::analysis::PALETTE[(l as usize - 1) % 10];
+            [0, 1, 2].map(|j| 0.5 * base[j] + 0.5 * c[j] as f32)
+        };
+        image::Rgb(px.map(|v| v.round().clamp(0.0, 255.0) as u8))
     });
+    save_png(&dimg, &figs.join("domains.png"))?;
+    // Ground truth at the same slice, for the eye.
+    let timg = image::RgbImage::from_fn(vshape[2] as u32, vshape[1] as u32, |x, y| {
+        let (z, yy, xx) = (
+            (mid * d + d / 2).min(shape[0] - 1),
+            (y as usize * d + d / 2).min(shape[1] - 1),
+            (x as usize * d + d / 2).min(shape[2] - 1),
+        );
+        let l = labels[(z * shape[1] + yy) * shape[2] + xx];
+        if l == 0 {
+            image::Rgb([255, 255, 255])
+        } else {
+            image::Rgb(super::analysis::PALETTE[(l as usize + 5) % 10])
+        }
+    });
+    save_png(&timg, &figs.join("truth.png"))?;
+    let hne = ph
+        .files
+        .planes
+        .iter()
+        .min_by_key(|p| {
+            let z: usize = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.strip_prefix("plane_"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            z.abs_diff(mid * d)
+        })
+        .cloned();
+    // Domain purity against the truth, for the table: each domain's majority compartment.
+    let mut by_domain = [[0usize; 5]; 4];
+    for (l, &c) in drec.labels.iter().zip(&centre) {
+        by_domain[*l as usize][c as usize] += 1;
+    }
+    let dom_rows: Vec<serde_json::Value> = summaries
+        .iter()
+        .map(|s| {
+            let counts = by_domain[s.domain as usize];
+            let (best, n) = counts
+                .iter()
+                .enumerate()
+                .skip(1)
+                .max_by_key(|x| x.1)
+                .map(|(i, n)| (i, *n))
+                .unwrap_or((0, 0));
+            json!({"domain": s.domain + 1, "patches": s.patches, "fraction": s.fraction,
+                "top_genes": s.top_genes, "majority_compartment": COMPARTMENTS[best],
+                "majority_share": n as f64 / s.patches.max(1) as f64})
+        })
+        .collect();
+    // Sanity: labels of the same partition give ARI 1 (keeps the import honest).
+    debug_assert_eq!(
+        adjusted_rand_index(&drec.labels, &drec.labels).ok(),
+        Some(1.0)
+    );
+
+    st.start("evaluating predicted against measured expression at the spots; writing the report");
+    let cmp = super::analysis::compare(
+        &store,
+        &pred,
+        SAMPLE,
+        &[],
+        &QUERIES.iter().map(|q| q.0.to_string()).collect::<Vec<_>>(),
+        false,
+    )?;
+    let pq = dir.join("predictions.parquet");
+    super::analysis::write_predictions_parquet(&pq, &pred)?;
+    let r = &cmp.report;
+    let secs = st.t0.elapsed().as_secs_f64();
+    let summary = json!({
+        "ok": true,
+        "seconds": secs,
+        "phantom": {"seed": a.seed, "shape": shape, "spots": ph.n_spots,
+            "compartment_fractions": ph.compartment_fractions},
+        "ingest": {"patches": ing.patches_total, "grid_positions": ing.grid_positions,
+            "seconds": ing.seconds, "patches_per_second": ing.patches_per_second,
+            "spots_kept": spots.qc.kept},
+        "model": mname,
+        "queries": queries,
+        "retrieval": {"query_id": qid, "query_origin": pred.patches.records[qi].origin,
+            "query_compartment": "tumour", "top10_same_compartment": same, "hits": retrieved},
+        "prediction": {"pcc_all": r.pcc_all, "pcc_top50": r.pcc_top50, "pcc_markers": r.pcc_markers,
+            "ssim": r.ssim, "variance_spearman": r.variance_spearman,
+            "moran_predicted": r.moran_predicted, "moran_measured": r.moran_measured,
+            "geary_predicted": r.geary_predicted, "geary_measured": r.geary_measured,
+            "spots": r.spots, "genes": r.genes, "figures": pred_figs},
+        "domains": {"k": 4, "ari": ari, "ari_patches": ari_n, "inertia": drec.inertia, "domains": dom_rows},
+        "files": {"report": "report.html", "store": "store", "phantom": "phantom",
+            "predictions": "predictions.parquet", "figures": "figures"},
+    });
+    let sj = dir.join("summary.json");
     std::fs::write(
-        a.out.join("summary.json"),
-        serde_json::to_string_pretty(&summary).expect("json"),
+        &sj,
+        serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )
-    .map_err(|e| Error::io(a.out.join("summary.json"), e))?;
+    .map_err(|e| Error::io(&sj, e))?;
+    let html = report_html(dir, &summary, hne.as_deref())?;
+    let rp = dir.join("report.html");
+    std::fs::write(&rp, html).map_err(|e| Error::io(&rp, e))?;
+    eprintln!("done in {secs:.1} s");
     if json_out {
         out(&summary.to_string());
     } else {
         out(&format!(
-            "done in {:.1}s; outputs in {} (summary.json, vectors.npy, store/)",
-            t_all.elapsed().as_secs_f64(),
-            a.out.display()
+            "demo: phantom {}x{}x{} (seed {}), {} patches and {} spots ingested",
+            shape[0], shape[1], shape[2], a.seed, ing.patches_total, spots.qc.kept
         ));
-    }
-    if leaked > 0 {
-        return Err(Error::Index(format!(
-            "{leaked} deleted vectors were returned"
-        )));
+        for q in &queries {
+            out(&format!(
+                "  query {} ({}): {} spots, AUC {}",
+                q["gene"].as_str().unwrap_or(""),
+                q["program"].as_str().unwrap_or(""),
+                q["spots"],
+                q["auc"]
+                    .as_f64()
+                    .map(|v| format!("{v:.3}"))
+                    .unwrap_or_else(|| "- (no compartment)".into())
+            ));
+        }
+        out(&format!(
+            "  retrieval from a tumour patch: {same}/10 of the nearest patches are tumour"
+        ));
+        out(&format!(
+            "  predicted vs measured: PCC all {:.3}, top 50 {:.3}, SSIM {:.3}",
+            r.pcc_all, r.pcc_top50, r.ssim
+        ));
+        out(&format!(
+            "  domains (k = 4): ARI {ari:.3} against the phantom's compartments"
+        ));
+        out(&format!("  report: {}", rp.display()));
+        out(&format!("  total {secs:.1} s"));
     }
     Ok(())
+}
+
+/// Standard base64 (RFC 4648) of `bytes`.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn img_tag(dir: &Path, rel: &str, alt: &str) -> Result<String> {
+    let p = dir.join(rel);
+    let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+    Ok(format!(
+        "<figure><img alt=\"{alt}\" src=\"data:image/png;base64,{}\"><figcaption>{alt}</figcaption></figure>",
+        base64(&bytes)
+    ))
+}
+
+fn f3(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.3}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn report_html(dir: &Path, s: &serde_json::Value, hne: Option<&Path>) -> Result<String> {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vortexdb demo report</title>\
+         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
+         table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
+         th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}\
+         figure{{display:inline-block;margin:4px;text-align:center}}img{{width:256px;image-rendering:pixelated;border:1px solid #ddd}}\
+         figcaption{{font-size:.85em}}.num{{font-weight:bold}}</style></head><body>"
+    );
+    let ph = &s["phantom"];
+    let _ = write!(
+        h,
+        "<h1>vortexdb demo report</h1><p>Synthetic phantom (seed {}, {} voxels of 4 um, {} spots), the built-in model \
+         <code>{}</code>. Everything below was computed by <code>vortexdb demo</code> in <span class=\"num\" id=\"total-seconds\">{:.1}</span> s.</p>",
+        ph["seed"],
+        ph["shape"]
+            .as_array()
+            .map(|v| v
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(" x "))
+            .unwrap_or_default(),
+        ph["spots"],
+        s["model"].as_str().unwrap_or(""),
+        s["seconds"].as_f64().unwrap_or(0.0)
+    );
+    let ing = &s["ingest"];
+    let _ = write!(
+        h,
+        "<h2>Ingest</h2><p><span class=\"num\" id=\"patches\">{}</span> patches stored of {} grid positions in {:.1} s ({:.0} patches/s); {} spots kept.</p>",
+        ing["patches"],
+        ing["grid_positions"],
+        ing["seconds"].as_f64().unwrap_or(0.0),
+        ing["patches_per_second"].as_f64().unwrap_or(0.0),
+        ing["spots_kept"]
+    );
+    h.push_str("<p>");
+    if let Some(p) = hne {
+        let rel = p
+            .strip_prefix(dir)
+            .map(|r| r.display().to_string())
+            .unwrap_or_default();
+        h.push_str(&img_tag(dir, &rel, "H&amp;E plane near the middle slice")?);
+    }
+    h.push_str(&img_tag(
+        dir,
+        "figures/truth.png",
+        "ground-truth compartments (middle slice)",
+    )?);
+    h.push_str("</p><h2>Molecular queries (gene &rarr; morphology)</h2><p>Each query: the gene, genes correlated with it (PCC &gt; 0.5), spots above the 75th percentile, their mean transcriptomic embedding, cosine similarity with every 3D patch, overlap-averaged into a heatmap (coolwarm, 10th&ndash;90th percentile, middle slice). AUC: similarity against the patch-centre compartment.</p>\
+        <table id=\"queries\"><tr><th>gene</th><th>program</th><th>correlated genes</th><th>spots used</th><th>AUC</th><th>top 10 in compartment</th></tr>");
+    let mut figs = String::new();
+    for q in s["queries"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
+            q["gene"].as_str().unwrap_or(""),
+            q["program"].as_str().unwrap_or(""),
+            q["correlated"],
+            q["spots"],
+            q["spots_total"],
+            f3(&q["auc"]),
+            q["top10_in_compartment"]
+                .as_u64()
+                .map(|v| format!("{v}/10"))
+                .unwrap_or_else(|| "-".into())
+        );
+        figs.push_str(&img_tag(
+            dir,
+            q["figure"].as_str().unwrap_or(""),
+            &format!(
+                "{} ({})",
+                q["gene"].as_str().unwrap_or(""),
+                q["program"].as_str().unwrap_or("")
+            ),
+        )?);
+    }
+    h.push_str("</table><p>");
+    h.push_str(&figs);
+    let rt = &s["retrieval"];
+    let _ = write!(
+        h,
+        "</p><h2>Morphology retrieval</h2><p>Query: the tumour patch at origin {} (z, y, x). <span class=\"num\" id=\"retrieval-same\">{}</span>/10 of its nearest patches are tumour.</p>\
+         <table id=\"retrieval\"><tr><th>rank</th><th>patch</th><th>origin (z, y, x)</th><th>similarity</th><th>compartment</th></tr>",
+        rt["query_origin"], rt["top10_same_compartment"]
+    );
+    for (i, hit) in rt["hits"].as_array().into_iter().flatten().enumerate() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            i + 1,
+            hit["id"],
+            hit["origin"],
+            f3(&hit["score"]),
+            hit["compartment"].as_str().unwrap_or("")
+        );
+    }
+    let p = &s["prediction"];
+    let _ = write!(
+        h,
+        "</table><h2>Predicted expression</h2><p>The predictor head on every patch, read out at the {} spots and compared with their measured expression over {} genes.</p>\
+         <table id=\"metrics\"><tr><th>metric</th><th>value</th></tr>\
+         <tr><td>PCC, all genes</td><td>{}</td></tr><tr><td>PCC, 50 best-predicted genes</td><td>{}</td></tr>\
+         <tr><td>PCC, one marker per program</td><td>{}</td></tr><tr><td>SSIM (gridded spots)</td><td>{}</td></tr>\
+         <tr><td>Spearman of per-gene variances</td><td>{}</td></tr><tr><td>Moran's I predicted / measured</td><td>{} / {}</td></tr>\
+         <tr><td>Geary's C predicted / measured</td><td>{} / {}</td></tr></table><p>",
+        p["spots"],
+        p["genes"],
+        f3(&p["pcc_all"]),
+        f3(&p["pcc_top50"]),
+        f3(&p["pcc_markers"]),
+        f3(&p["ssim"]),
+        f3(&p["variance_spearman"]),
+        f3(&p["moran_predicted"]),
+        f3(&p["moran_measured"]),
+        f3(&p["geary_predicted"]),
+        f3(&p["geary_measured"])
+    );
+    for f in p["figures"].as_array().into_iter().flatten() {
+        h.push_str(&img_tag(
+            dir,
+            f["figure"].as_str().unwrap_or(""),
+            &format!("predicted {}", f["gene"].as_str().unwrap_or("")),
+        )?);
+    }
+    let dm = &s["domains"];
+    let _ = write!(
+        h,
+        "</p><h2>Spatial domains</h2><p>k-means (k = 4, 10 restarts) on the predictor's hidden representation of every patch. ARI against the phantom's compartments: <span class=\"num\" id=\"ari\">{}</span> ({} patches).</p>\
+         <table id=\"domains\"><tr><th>domain</th><th>patches</th><th>share</th><th>top predicted genes</th><th>majority compartment</th></tr>",
+        f3(&dm["ari"]),
+        dm["ari_patches"]
+    );
+    for d in dm["domains"].as_array().into_iter().flatten() {
+        let genes: Vec<String> = d["top_genes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(3)
+            .filter_map(|g| g[0].as_str().map(String::from))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{} ({:.0}%)</td></tr>",
+            d["domain"],
+            d["patches"],
+            100.0 * d["fraction"].as_f64().unwrap_or(0.0),
+            genes.join(", "),
+            d["majority_compartment"].as_str().unwrap_or(""),
+            100.0 * d["majority_share"].as_f64().unwrap_or(0.0)
+        );
+    }
+    h.push_str("</table><p>");
+    h.push_str(&img_tag(
+        dir,
+        "figures/domains.png",
+        "domains (middle slice)",
+    )?);
+    h.push_str(&img_tag(
+        dir,
+        "figures/truth.png",
+        "ground truth (middle slice)",
+    )?);
+    h.push_str("</p><h2>Files</h2><ul><li><code>store/</code>: the vortexdb store (open it with any command)</li>\
+        <li><code>phantom/</code>: the generated volume, labels, H&amp;E planes and spots</li>\
+        <li><code>predictions.parquet</code>: predicted expression of every patch</li>\
+        <li><code>figures/</code>: the PNGs above</li><li><code>summary.json</code>: every figure of this report</li></ul></body></html>\n");
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
 }

@@ -20,7 +20,8 @@ pub enum ModelsCommand {
     Add {
         /// Store directory.
         store: PathBuf,
-        /// Model directory (manifest.json + .onnx files), e.g. models/default.
+        /// Model directory (manifest.json + .onnx files), e.g. models/default; the bare
+        /// name `default` (with no such directory here) uses the copy built into vortexdb.
         model_dir: PathBuf,
     },
     /// List the store's models.
@@ -69,7 +70,12 @@ pub fn run(cmd: ModelsCommand, json_out: bool) -> Result<()> {
     match cmd {
         ModelsCommand::Add { store, model_dir } => {
             let s = Store::open(&store)?;
-            let rec = s.add_model(&model_dir)?;
+            let (dir, tmp) = crate::model::embedded::resolve(&model_dir)?;
+            let rec = s.add_model(&dir);
+            if let Some(t) = tmp {
+                let _ = std::fs::remove_dir_all(t);
+            }
+            let rec = rec?;
             if json_out {
                 out(&json!({"ok": true, "model": rec.name, "files": rec.files}).to_string());
             } else {

@@ -224,6 +224,25 @@ pub fn adjusted_rand_index(a: &[u32], b: &[u32]) -> Result<f64> {
     Ok(2.0 * (tp * tn - fn_ * fp) / ((tp + fn_) * (fn_ + tn) + (tp + fp) * (fp + tn)))
 }
 
+/// Area under the ROC curve of `scores` for the `positive` items (ties counted half,
+/// as `sklearn.metrics.roc_auc_score`); NaN when either class is empty.
+pub fn roc_auc(scores: &[f32], positive: &[bool]) -> f64 {
+    let x: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
+    let ranks = average_ranks(&x);
+    let np = positive.iter().filter(|&&p| p).count() as f64;
+    let nn = positive.len() as f64 - np;
+    if np == 0.0 || nn == 0.0 {
+        return f64::NAN;
+    }
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
+    (rank_sum - np * (np + 1.0) / 2.0) / (np * nn)
+}
+
 /// Sparse spatial weights, row-standardised (each row sums to 1), as libpysal's
 /// `W` after `transform = "r"`.
 #[derive(Debug, Clone)]
@@ -352,6 +371,13 @@ mod tests {
         let v = adjusted_rand_index(&[0, 0, 1, 1], &[0, 1, 0, 1]).unwrap();
         assert!(v < 0.0, "{v}");
         assert!(adjusted_rand_index(&[0, 1], &[0]).is_err());
+    }
+
+    #[test]
+    fn auc_counts_ties_half() {
+        assert_eq!(roc_auc(&[0.1, 0.9, 0.5], &[false, true, false]), 1.0);
+        assert_eq!(roc_auc(&[0.5, 0.5], &[true, false]), 0.5);
+        assert!(roc_auc(&[0.5], &[true]).is_nan());
     }
 
     #[test]

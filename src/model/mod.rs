@@ -11,6 +11,7 @@
 //! assert_eq!(emb.shape(), &[2, model.manifest.embedding_dim]);
 //! ```
 
+pub mod embedded;
 pub mod runtime;
 
 use std::collections::BTreeMap;
