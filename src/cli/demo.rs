@@ -566,6 +566,16 @@ fn report_html(dir: &Path, s: &serde_json::Value, hne: Option<&Path>) -> Result<
         "figures/truth.png",
         "ground-truth compartments (middle slice)",
     )?);
+    let legend: String = (1..=4)
+        .map(|l| {
+            let c = super::analysis::PALETTE[(l + 5) % 10];
+            format!(
+                "<span style=\"display:inline-block;width:1em;height:1em;background:rgb({},{},{});vertical-align:middle\"></span> {} ",
+                c[0], c[1], c[2], COMPARTMENTS[l]
+            )
+        })
+        .collect();
+    let _ = write!(h, "</p><p id=\"legend\">Ground truth: {legend}");
     h.push_str("</p><h2>Molecular queries (gene &rarr; morphology)</h2><p>Each query: the gene, genes correlated with it (PCC &gt; 0.5), spots above the 75th percentile, their mean transcriptomic embedding, cosine similarity with every 3D patch, overlap-averaged into a heatmap (coolwarm, 10th&ndash;90th percentile, middle slice). AUC: similarity against the patch-centre compartment.</p>\
         <table id=\"queries\"><tr><th>gene</th><th>program</th><th>correlated genes</th><th>spots used</th><th>AUC</th><th>top 10 in compartment</th></tr>");
     let mut figs = String::new();

@@ -98,7 +98,7 @@ pub fn run(cmd: ModelsCommand, json_out: bool) -> Result<()> {
                     .collect();
                 out(&json!({"ok": true, "models": list}).to_string());
             } else if models.is_empty() {
-                out("no models; add one with `vortexdb models add STORE models/default`");
+                out("no models; add the built-in one with `vortexdb models add STORE default`");
             } else {
                 for m in models {
                     let names: Vec<&str> = m.files.iter().map(|f| f.0.as_str()).collect();

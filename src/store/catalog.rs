@@ -241,7 +241,7 @@ impl Store {
                         return Err(Error::bad_input(
                             "--model",
                             format!(
-                                "this store has no model; add one with `vortexdb models add {} models/default` or pass --model DIR",
+                                "this store has no model; add the built-in one with `vortexdb models add {} default` (or a model directory), or pass --model DIR",
                                 self.dir.display()
                             ),
                         ));
