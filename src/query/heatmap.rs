@@ -32,14 +32,16 @@ impl Heatmap {
 
     /// The `p`th percentile of the covered voxels (numpy linear), or None if empty.
     pub fn percentile(&self, p: f64) -> Option<f32> {
-        let mut v: Vec<f32> = self.data.iter().copied().filter(|x| !x.is_nan()).collect();
+        let mut v: Vec<f64> = self
+            .data
+            .iter()
+            .filter(|x| !x.is_nan())
+            .map(|&x| x as f64)
+            .collect();
         if v.is_empty() {
             return None;
         }
-        v.sort_by(|a, b| a.total_cmp(b));
-        let pos = (v.len() - 1) as f64 * p / 100.0;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64) as f32)
+        Some(super::percentile(&mut v, p) as f32)
     }
 }
 

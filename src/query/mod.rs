@@ -201,7 +201,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// numpy's default percentile (linear interpolation) of `v` (sorted in place).
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let pos = (v.len() - 1) as f64 * p / 100.0;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
