@@ -6,11 +6,18 @@
 //! holds HNSW snapshots derived from it. The modules:
 //!
 //! * [`store`]: the source of truth, transactions, locking, the HNSW life cycle, search;
-//! * [`index`]: the HNSW graph (`hnsw_rs`), its snapshots and exact search;
+//! * [`index`]: the HNSW graph (hand-written in hnswlib's layout), its snapshots and exact search;
 //! * [`vecio`]: NPY / Parquet vector files;
 //! * [`codec`]: byte encodings and the schema version;
 //! * [`spots`]: spot readers (her2st, Visium MTX / `.h5`, Parquet);
 //! * [`expression`]: spot QC, normalisation, highly variable genes, smoothing, panels;
+//! * [`model`]: model directories, the ONNX Runtime sessions, the built-in default model;
+//! * [`volume`]: volume readers, resampling, tissue mask and the patch grid;
+//! * [`ingest`]: streaming, resumable volume ingest and spot ingest;
+//! * [`query`]: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
+//! * [`predict`]: predicted expression per patch (predictor head or k nearest spots);
+//! * [`domains`]: k-means spatial domains, label volumes, ARI against a segmentation;
+//! * [`metrics`]: PCC, Spearman, SSIM, ARI, Moran's I, Geary's C and the eval report;
 //! * [`phantom`]: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
 //! * [`cli`]: the `vortexdb` command line, a thin layer over the above.
 //!

@@ -105,7 +105,7 @@ pub fn run_predict(a: &PredictArgs, json_out: bool) -> Result<()> {
         let d = a
             .downsample
             .unwrap_or_else(|| auto_downsample(pred.sample.grid.shape, 64 << 20));
-        for (&c, g) in cols.iter().zip(&genes) {
+        for &c in &cols {
             let h = pred.gene_volume(c, d);
             let name = &pred.genes[c];
             let npy = dir.join(format!("{name}.npy"));
@@ -115,7 +115,6 @@ pub fn run_predict(a: &PredictArgs, json_out: bool) -> Result<()> {
             files.push(npy.display().to_string());
             files.push(tif.display().to_string());
             files.extend(write_slices(dir, name, &pred.sample, &h, a.slices)?);
-            let _ = g;
         }
     }
     let method = serde_json::to_value(&pred.method).unwrap_or_default();

@@ -182,6 +182,15 @@ pub fn ingest_volume(
     // With a predictor, every patch's predicted expression and hidden representation
     // are stored beside its embedding (for `predict` and `domains`).
     let predictor = if m.networks.contains_key("predictor") {
+        if !m.network("image_3d")?.outputs.contains_key("tokens") {
+            return Err(Error::bad_input(
+                "manifest.json",
+                format!(
+                    "model '{}' has a predictor but its image_3d network lists no 'tokens' output to feed it",
+                    m.name
+                ),
+            ));
+        }
         Some(model.network("predictor", &opts.run)?)
     } else {
         None
