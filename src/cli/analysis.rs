@@ -379,33 +379,44 @@ fn write_domain_outputs(
     };
     let mut src = crate::volume::open(Path::new(&pred.sample.source), None).ok();
     let n = slices.min(shape[0]);
-    let page = shape[1] * shape[2];
     for k in 0..n {
         let z = (2 * k + 1) * shape[0] / (2 * n);
         let under = src
             .as_mut()
             .and_then(|s| underlay(s.as_mut(), &pred.sample, &h, z));
-        let img = image::RgbImage::from_fn(shape[2] as u32, shape[1] as u32, |x, y| {
-            let i = y as usize * shape[2] + x as usize;
-            let base: [f32; 3] = match &under {
-                Some(u) => [u[i], u[page + i], u[2 * page + i]].map(|v| v * 255.0),
-                None => [128.0; 3],
-            };
-            let l = vol[z * page + i];
-            let px = if l == 0 {
-                base
-            } else {
-                let c = PALETTE[(l as usize - 1) % PALETTE.len()];
-                [0, 1, 2].map(|j| 0.5 * base[j] + 0.5 * c[j] as f32)
-            };
-            image::Rgb(px.map(|v| v.round().clamp(0.0, 255.0) as u8))
-        });
+        let img = domain_slice(&vol, shape, z, under.as_deref());
         let png = dir.join(format!("domains_z{:04}.png", z * d + d / 2));
         img.save(&png)
             .map_err(|e| Error::bad_input(png.display().to_string(), e.to_string()))?;
         files.push(png.display().to_string());
     }
     Ok(files)
+}
+
+/// Slice `z` of a domain label volume (`shape`, labels domain + 1, 0 = none): domain
+/// colours blended half and half onto `under` (planar RGB in [0, 1]) or mid-gray.
+pub(super) fn domain_slice(
+    vol: &[u8],
+    shape: [usize; 3],
+    z: usize,
+    under: Option<&[f32]>,
+) -> image::RgbImage {
+    let page = shape[1] * shape[2];
+    image::RgbImage::from_fn(shape[2] as u32, shape[1] as u32, |x, y| {
+        let i = y as usize * shape[2] + x as usize;
+        let base: [f32; 3] = match under {
+            Some(u) => [u[i], u[page + i], u[2 * page + i]].map(|v| v * 255.0),
+            None => [128.0; 3],
+        };
+        let l = vol[z * page + i];
+        let px = if l == 0 {
+            base
+        } else {
+            let c = PALETTE[(l as usize - 1) % PALETTE.len()];
+            [0, 1, 2].map(|j| 0.5 * base[j] + 0.5 * c[j] as f32)
+        };
+        image::Rgb(px.map(|v| v.round().clamp(0.0, 255.0) as u8))
+    })
 }
 
 /// Arguments of `eval`.

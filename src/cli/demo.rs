@@ -329,22 +329,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
     let (ari, ari_n) =
         domains::ari_against(&pred, &drec.labels, &seg, seg_shape, &ph.files.labels)?;
     let (vol, vshape) = domains::label_volume(&pred, &drec.labels, 4, d);
-    let page = vshape[1] * vshape[2];
-    let dimg = image::RgbImage::from_fn(vshape[2] as u32, vshape[1] as u32, |x, y| {
-        let i = y as usize * vshape[2] + x as usize;
-        let base: [f32; 3] = match &under {
-            Some(u) => [u[i], u[page + i], u[2 * page + i]].map(|v| v * 255.0),
-            None => [128.0; 3],
-        };
-        let l = vol[mid * page + i];
-        let px = if l == 0 {
-            base
-        } else {
-            let c = super::analysis::PALETTE[(l as usize - 1) % 10];
-            [0, 1, 2].map(|j| 0.5 * base[j] + 0.5 * c[j] as f32)
-        };
-        image::Rgb(px.map(|v| v.round().clamp(0.0, 255.0) as u8))
-    });
+    let dimg = super::analysis::domain_slice(&vol, vshape, mid, under.as_deref());
     save_png(&dimg, &figs.join("domains.png"))?;
     // Ground truth at the same slice, for the eye.
     let timg = image::RgbImage::from_fn(vshape[2] as u32, vshape[1] as u32, |x, y| {

@@ -94,7 +94,8 @@ fn valid_id(id: &str, what: &str) -> Result<()> {
 }
 
 impl Store {
-    fn put(
+    /// Write one value of a `&str`-keyed table in its own durable transaction.
+    pub(super) fn put(
         &self,
         t: TableDefinition<'static, &'static str, &'static [u8]>,
         key: &str,

@@ -139,33 +139,11 @@ impl Store {
 
     /// Store a sample's domains (replacing earlier ones) in one durable transaction.
     pub fn put_domains(&self, rec: &DomainRecord) -> Result<()> {
-        let db = self.writer()?;
-        let path = self.db_path();
-        let _w = self.write_guard.lock().expect("write lock");
-        let mut txn = db.begin_write().map_err(|e| db_err(&path, e))?;
-        txn.set_durability(redb::Durability::Immediate)
-            .map_err(|e| db_err(&path, e))?;
-        {
-            let mut t = txn.open_table(DOMAINS).map_err(|e| db_err(&path, e))?;
-            t.insert(rec.sample.as_str(), codec::encode(rec).as_slice())
-                .map_err(|e| db_err(&path, e))?;
-        }
-        txn.commit().map_err(|e| db_err(&path, e))?;
-        Ok(())
+        self.put(DOMAINS, &rec.sample, &codec::encode(rec))
     }
 
     /// The stored domains of a sample, if any.
     pub fn domains(&self, sample: &str) -> Result<Option<DomainRecord>> {
-        let path = self.db_path();
-        let txn = self.read()?;
-        let t = match txn.open_table(DOMAINS) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_err(&path, e)),
-        };
-        match t.get(sample).map_err(|e| db_err(&path, e))? {
-            Some(v) => Ok(Some(decode_or_corrupt(&path, v.value(), "domain record")?)),
-            None => Ok(None),
-        }
+        self.get_raw(DOMAINS, sample, "domain record")
     }
 }
