@@ -532,11 +532,17 @@ pub fn compare(
         }
     }
     let positions: Vec<[f64; 3]> = kept.iter().map(|x| x.0.position).collect();
+    // Array (row, column) coordinates grid the spots exactly, whatever the registration.
+    let grid: Option<Vec<[f64; 2]>> = kept
+        .iter()
+        .map(|x| x.0.array.map(|a| [a[1], a[0]]))
+        .collect();
     let report = evaluate(&EvalInput {
         genes: &wanted,
         predicted: &predicted,
         measured: &measured,
         positions: &positions,
+        grid: grid.as_deref(),
         markers,
     })?;
     Ok(Comparison {

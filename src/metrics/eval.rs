@@ -25,6 +25,11 @@ pub struct EvalInput<'a> {
     pub measured: &'a [f32],
     /// Spot positions (z, y, x), any consistent unit.
     pub positions: &'a [[f64; 3]],
+    /// Array (grid) coordinates (row, column) of every spot, when known: the spots'
+    /// grid for SSIM and the spatial weights. Without them the grid is inferred from the
+    /// (y, x) positions, which suits axis-aligned spot layouts; registered (rotated)
+    /// positions need these.
+    pub grid: Option<&'a [[f64; 2]]>,
     /// Marker genes to report separately (those absent from `genes` are listed).
     pub markers: &'a [String],
 }
@@ -86,8 +91,28 @@ pub struct EvalReport {
 }
 
 /// Grid cell (row, column) of every position within one section: coordinates divided
-/// by the smallest spacing between distinct values along each axis.
+/// by the smallest spacing between distinct values along each axis. Spacings under a
+/// third of the median nearest-neighbour distance (the pitch) are jitter, not grid steps,
+/// and an axis without a clean step uses the pitch, so a rotated or noisy layout still
+/// gets a grid about as large as its spot count (with neighbouring spots sharing a cell
+/// now and then) instead of one cell per jitter.
 pub fn grid_cells(pos: &[[f64; 2]]) -> Vec<(usize, usize)> {
+    let mut nn: Vec<f64> = pos
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            pos.iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, q)| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt())
+                .filter(|&d| d > 1e-6)
+                .fold(f64::INFINITY, f64::min)
+        })
+        .filter(|d| d.is_finite())
+        .collect();
+    nn.sort_by(|a, b| a.total_cmp(b));
+    let pitch = nn.get(nn.len() / 2).copied().unwrap_or(1.0).max(1e-6);
+    let min_step = pitch / 3.0;
     let step = |a: usize| -> (f64, f64) {
         let mut v: Vec<f64> = pos.iter().map(|p| p[a]).collect();
         v.sort_by(|x, y| x.total_cmp(y));
@@ -95,9 +120,10 @@ pub fn grid_cells(pos: &[[f64; 2]]) -> Vec<(usize, usize)> {
         let d = v
             .windows(2)
             .map(|w| w[1] - w[0])
-            .filter(|&d| d > 1e-6)
+            .filter(|&d| d >= min_step)
             .fold(f64::INFINITY, f64::min);
-        (lo, if d.is_finite() { d } else { 1.0 })
+        // No clean gap along this axis (a rotated layout): one cell per spot pitch.
+        (lo, if d.is_finite() { d } else { pitch })
     };
     let (y0, dy) = step(0);
     let (x0, dx) = step(1);
@@ -119,6 +145,12 @@ pub fn evaluate(inp: &EvalInput<'_>) -> Result<EvalReport> {
         return Err(Error::bad_input(
             "eval",
             "predicted and measured values do not match spots x genes",
+        ));
+    }
+    if inp.grid.is_some_and(|g| g.len() != n) {
+        return Err(Error::bad_input(
+            "eval",
+            "grid coordinates do not match the spots",
         ));
     }
     if n < 3 {
@@ -144,7 +176,10 @@ pub fn evaluate(inp: &EvalInput<'_>) -> Result<EvalReport> {
         .map(|idx| {
             let yx: Vec<[f64; 2]> = idx
                 .iter()
-                .map(|&i| [inp.positions[i][1], inp.positions[i][2]])
+                .map(|&i| match inp.grid {
+                    Some(g) => g[i],
+                    None => [inp.positions[i][1], inp.positions[i][2]],
+                })
                 .collect();
             let cells = grid_cells(&yx);
             let cf: Vec<[f64; 2]> = cells.iter().map(|&(r, c)| [r as f64, c as f64]).collect();
@@ -258,6 +293,7 @@ mod tests {
             predicted: &vals,
             measured: &vals,
             positions: &pos,
+            grid: None,
             markers: &["G1".into(), "NOPE".into()],
         })
         .unwrap();
@@ -271,5 +307,63 @@ mod tests {
             grid_cells(&[[0.0, 0.0], [50.0, 100.0]]),
             vec![(0, 0), (1, 1)]
         );
+    }
+
+    /// Registered sections have rotated, non-integer spot positions: with the array
+    /// coordinates the scores equal the axis-aligned layout's, and without them the
+    /// inferred grid stays small (it once had one cell per jitter step).
+    #[test]
+    fn rotated_positions_use_the_array_grid() {
+        let genes: Vec<String> = (0..2).map(|i| format!("G{i}")).collect();
+        let (mut straight, mut rotated, mut grid, mut pred, mut meas) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (c, s) = (0.2f64.cos(), 0.2f64.sin());
+        for y in 0..9 {
+            for x in 0..10 {
+                let (py, px) = (y as f64 * 255.6, x as f64 * 255.6);
+                straight.push([2.0, py, px]);
+                rotated.push([2.0, c * py - s * px + 900.0, s * py + c * px + 17.3]);
+                grid.push([y as f64, x as f64]);
+                for j in 0..2 {
+                    meas.push(((y * (j + 2) + x) as f32 * 0.4).sin());
+                    pred.push(((y * (j + 2) + x) as f32 * 0.4 + 0.3).sin());
+                }
+            }
+        }
+        let run = |pos: &[[f64; 3]], grid: Option<&[[f64; 2]]>| {
+            evaluate(&EvalInput {
+                genes: &genes,
+                predicted: &pred,
+                measured: &meas,
+                positions: pos,
+                grid,
+                markers: &[],
+            })
+            .unwrap()
+        };
+        let a = run(&straight, None);
+        let b = run(&rotated, Some(&grid));
+        assert!(
+            (a.ssim - b.ssim).abs() < 1e-12
+                && (a.moran_predicted - b.moran_predicted).abs() < 1e-12
+        );
+        let yx: Vec<[f64; 2]> = rotated.iter().map(|p| [p[1], p[2]]).collect();
+        let cells = grid_cells(&yx);
+        let (h, w) = cells
+            .iter()
+            .fold((0, 0), |m, c| (m.0.max(c.0), m.1.max(c.1)));
+        assert!(h * w < 90 * 16, "inferred grid {h}x{w} for 90 spots");
+        assert!(run(&rotated, None).ssim.is_finite());
+        let bad = [[0.0, 0.0]];
+        let err = evaluate(&EvalInput {
+            genes: &genes,
+            predicted: &pred,
+            measured: &meas,
+            positions: &rotated,
+            grid: Some(&bad),
+            markers: &[],
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("grid coordinates"), "{err}");
     }
 }

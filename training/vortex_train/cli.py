@@ -162,6 +162,17 @@ def cmd_her2st(args) -> int:
     run_stage(model, "I", tr25, _stage_cfg(args, "I"), work, _log)
     e_te, e_tr = embed(model, te25, False), embed(model, tr25, False)
     results["vortex_2d"] = pcc_summary(e_te["pred"], truth, panel, MARKERS)
+    patch = {"size_px": [cfg.image_size, cfg.image_size], "um_per_px": 112.0 / cfg.image_size,
+             "z_um": args.spacing_um, "channels": 3}  # fmt: skip
+    data_info = {"dataset": str(root), "train": train_names, "holdout": args.holdout, "seed": args.seed}
+    if args.export:
+        # The 2D model: the stage-I 2D encoder in the 3D slot with depth 1, so vortexdb
+        # ingests each section on its own (baseline (b) of the evaluation).
+        m2 = _as_2d_model(model)
+        training = {"data": data_info, "stages": ["I"], "metrics": {"holdout": results["vortex_2d"]}}
+        export_model(m2, Path(args.export) / "2d", f"vortex-her2st-2d-no{args.holdout}", {**patch, "depth": 1},
+                     {**training, "um_per_px_2d": patch["um_per_px"]})  # fmt: skip
+        _log(f"exported {args.export}/2d: ONNX parity {max(parity(m2, Path(args.export) / '2d').values()):.2e}")
     results["bleep_knn_2d"] = pcc_summary(
         bleep_predict(e_te["image"], e_tr["image"], tr25.select_genes(panel), args.k), truth, panel, MARKERS
     )
@@ -175,6 +186,12 @@ def cmd_her2st(args) -> int:
     mean_pred = np.broadcast_to(tr25.select_genes(panel).mean(0), truth.shape)
     results["mean_expression"] = {"mse": float(((mean_pred - truth) ** 2).mean()), "pcc_all": None,
                                   "note": "constant prediction: PCC undefined"}  # fmt: skip
+    if args.export:
+        training = {"data": data_info, "stages": ["I", "II"], "metrics": {"holdout": results["vortex_2_5d"]},
+                    "um_per_px_2d": patch["um_per_px"]}  # fmt: skip
+        export_model(model, Path(args.export) / "2_5d", f"vortex-her2st-2.5d-no{args.holdout}",
+                     {**patch, "depth": 3}, training)  # fmt: skip
+        _log(f"exported {args.export}/2_5d: ONNX parity {max(parity(model, Path(args.export) / '2_5d').values()):.2e}")
     results["seconds"] = round(time.time() - t0, 1)
     for k, v in results.items():
         _log(f"{k}: {json.dumps(v)}")
@@ -182,6 +199,40 @@ def cmd_her2st(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_json(results, out)
     return 0
+
+
+def _as_2d_model(model: Vortex) -> Vortex:
+    """A copy of `model` whose 3D encoder is its 2D one (depth 1, RGB), for export."""
+    import copy
+
+    cfg = copy.deepcopy(model.cfg)
+    cfg.max_depth, cfg.channels_3d = 1, cfg.channels_2d
+    m2 = Vortex(cfg)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("image_3d.")}
+    m2.load_state_dict(state, strict=False)
+    m2.image_3d.load_state_dict(model.image_2d.state_dict())
+    return m2
+
+
+def cmd_her2st_volume(args) -> int:
+    """Register the her2st sections into one 2.5D volume for `vortexdb ingest sections`."""
+    from .her2st_volume import build_volume
+
+    t0 = time.time()
+    meta = build_volume(Path(args.data), Path(args.out), args.um_per_px)
+    _log(f"{args.out}: {len(meta['stack'])} sections {meta['stack']} of {meta['size_px']} px at "
+         f"{args.um_per_px} um/px; max registration residual per section (um) "
+         f"{meta['registration_max_residual_um']} ({time.time() - t0:.1f}s)")  # fmt: skip
+    return 0
+
+
+def cmd_her2st_report(args) -> int:
+    """Tables and figures of the her2st evaluation from `scripts/her2st-eval.sh`'s work directory."""
+    from .her2st_report import report
+
+    res = report(Path(args.work), args.holdouts, Path(args.out), args.seconds)
+    _log((Path(args.out) / "results.md").read_text())
+    return 0 if res["prediction"] else 1
 
 
 def cmd_report(args) -> int:
@@ -237,8 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth-k", type=int, default=0, help="smooth targets over k nearest spots (0 = off)")
     p.add_argument("--k", type=int, default=50, help="neighbours of the BLEEP-style baseline")
     p.add_argument("--out", default="training/work/her2st.json")
+    p.add_argument("--export", help="write the 2D and 2.5D models here (DIR/2d, DIR/2_5d) for vortexdb")
+    p.add_argument("--spacing-um", type=float, default=32.0, help="distance between sections")
     _common(p, (20, 15, 0))
     p.set_defaults(func=cmd_her2st)
+    p = sub.add_parser("her2st-volume", help="register the her2st sections into one 2.5D volume + spot tables")
+    p.add_argument("--data", default="../shared/data/her2st")
+    p.add_argument("--out", required=True, help="directory to write (sections/, spots_*.parquet, labels.csv)")
+    p.add_argument("--um-per-px", type=float, default=3.5, help="pixel size of the registered images")
+    p.set_defaults(func=cmd_her2st_volume)
+    p = sub.add_parser("her2st-report", help="tables and figures of scripts/her2st-eval.sh")
+    p.add_argument("--work", default="eval-work", help="the evaluation's work directory")
+    p.add_argument("--holdouts", nargs="+", default=["C3", "C4", "C5"])
+    p.add_argument("--out", default="docs/eval", help="where results.md/json and the PNGs go")
+    p.add_argument("--seconds", type=float, help="wall time of the whole evaluation, for the report")
+    p.set_defaults(func=cmd_her2st_report)
     p = sub.add_parser("report", help="print a model's recorded metrics as a Markdown table")
     p.add_argument("model", help="model directory (manifest.json)")
     p.set_defaults(func=cmd_report)
