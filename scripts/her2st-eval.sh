@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real-data evaluation on ../shared/data/her2st (patient C), one command:
 #   bash scripts/her2st-eval.sh [WORK_DIR]          (default: eval-work)
+# Environment: HER2ST (data), HOLDOUTS, VARIANTS, TRAIN_WORK, REPORT (see below).
 # 1. registers sections C2..C6 into one 2.5D volume (python -m vortex_train her2st-volume);
 # 2. for each held-out section (HOLDOUTS, default C3 C4 C5) trains the 2D and 2.5D models
 #    on the other sections (python -m vortex_train her2st; checkpoints are reused from
@@ -16,6 +17,8 @@ W=${1:-eval-work}
 DATA=${HER2ST:-../shared/data/her2st}
 HOLDOUTS=${HOLDOUTS:-C3 C4 C5}
 VARIANTS=${VARIANTS:-2_5d 2d}
+TRAIN_WORK=${TRAIN_WORK:-training/work}   # checkpoints: TRAIN_WORK/her2st-<S>
+REPORT=${REPORT:-docs/eval}               # results.md/json and figures
 MARKERS=RRM2,FGFR4,BAG1,PHGDH,MLPH,MYC,CDH1,ERBB3,ESR1,KMT2C,MAP2K4,MDM2,PTEN,ARID1A,ERBB2,FGFR1,GATA3,KMT2D,MAP3K1,TP53
 IMMUNE=${IMMUNE:-IGKC,IGHG3,IGLC2,CD74}
 if [ ! -d "$DATA/counts" ]; then
@@ -36,7 +39,7 @@ mkdir -p "$W"
 SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
 for H in $HOLDOUTS; do
   [ -f "$W/models/$H/2_5d/manifest.json" ] && [ -f "$W/$H.json" ] ||
-    $PY -m vortex_train her2st --data "$DATA" --holdout "$H" --work "training/work/her2st-$H" \
+    $PY -m vortex_train her2st --data "$DATA" --holdout "$H" --work "$TRAIN_WORK/her2st-$H" \
       --out "$W/$H.json" --export "$W/models/$H" > "$W/train-$H.log" 2>&1
   REF=$(for s in $SECTIONS; do [ "$s" != "$H" ] && printf '%s,' "$s"; done | sed 's/,$//')
   FROM=$(for s in $SECTIONS; do [ "$s" != "$H" ] && printf -- '--spots-from %s ' "$s"; done)
@@ -65,4 +68,6 @@ for H in $HOLDOUTS; do
     echo "$H $VAR: done ($(( $(date +%s) - t0 )) s)"
   done
 done
-$PY -m vortex_train her2st-report --work "$W" --holdouts $HOLDOUTS --seconds $(( $(date +%s) - t0 ))
+# shellcheck disable=SC2086
+$PY -m vortex_train her2st-report --work "$W" --holdouts $HOLDOUTS --out "$REPORT" \
+  --seconds $(( $(date +%s) - t0 ))

@@ -59,7 +59,7 @@ def test_registered_sections_overlap(tmp_path):
     assert meta["stack"] == ["C2", "C3", "C4", "C5", "C6"]
     masks = [np.asarray(Image.open(tmp_path / "sections" / f"{s}.png").convert("L")) < 200 for s in meta["stack"]]
     assert len({m.shape for m in masks}) == 1
-    for a, b in zip(masks, masks[1:]):
+    for a, b in zip(masks, masks[1:], strict=False):
         dice = 2 * (a & b).sum() / (a.sum() + b.sum())
         assert dice > 0.8, f"neighbouring sections overlap only {dice:.2f} after registration"
     # A section shifted by a quarter of the frame no longer overlaps: the check can fail.

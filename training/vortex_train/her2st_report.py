@@ -109,7 +109,7 @@ def _overlay(he: np.ndarray, heat: np.ndarray, spots, mark: np.ndarray, path: Pa
     d = ImageDraw.Draw(im)
     for (x, y), m in zip(spots, mark, strict=True):
         d.ellipse([x - 14, y - 14, x + 14, y + 14], outline=(0, 0, 0) if m else (255, 255, 255), width=3)
-    im.resize((width, round(width * im.height / im.width)), Image.LANCZOS).save(path)
+    im.resize((width, round(width * im.height / im.width)), Image.LANCZOS).quantize(128).save(path)
 
 
 def _label_map(he: np.ndarray, labels: np.ndarray, spots, clusters, path: Path, width: int = 480) -> None:
@@ -141,7 +141,20 @@ def _label_map(he: np.ndarray, labels: np.ndarray, spots, clusters, path: Path, 
             outline=(0, 0, 0),
             width=2,
         )
-    im.resize((width, round(width * im.height / im.width)), Image.LANCZOS).save(path)
+    im.resize((width, round(width * im.height / im.width)), Image.LANCZOS).quantize(128).save(path)
+
+
+def _montage(imgs: list[np.ndarray], names: list[str], path: Path, width: int = 300) -> None:
+    """The registered sections side by side."""
+    from PIL import Image, ImageDraw
+
+    small = [Image.fromarray(i).resize((width, round(width * i.shape[0] / i.shape[1])), Image.LANCZOS) for i in imgs]
+    m = Image.new("RGB", (width * len(small), small[0].height + 16), "white")
+    d = ImageDraw.Draw(m)
+    for k, (im, n) in enumerate(zip(small, names, strict=True)):
+        m.paste(im, (k * width, 16))
+        d.text((k * width + 4, 2), n, fill="black")
+    m.save(path)
 
 
 def _bars(rows: list[tuple[str, list[float]]], series: list[str], path: Path, title: str) -> None:
@@ -187,6 +200,13 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
     immune_genes = json.loads((work / "out" / f"{holdouts[0]}-2_5d" / "q_immune" / "query.json").read_text())
     immune_genes = immune_genes["query"]["genes"]
     progs = {"ERBB2+GRB7": (["ERBB2", "GRB7"], "q_erbb2"), "immune": (immune_genes, "q_immune")}
+    sec_imgs = {s: np.asarray(Image.open(work / "volume" / "sections" / f"{s}.png").convert("RGB")) for s in stack}
+    masks = [sec_imgs[s].mean(2) < 200 for s in stack]
+    meta["tissue_dice_neighbours"] = {
+        f"{a}-{b}": round(float(2 * (m & n).sum() / (m.sum() + n.sum())), 3)
+        for a, b, m, n in zip(stack, stack[1:], masks, masks[1:], strict=False)
+    }
+    _montage([sec_imgs[s] for s in stack], stack, out / "sections.png")
     res: dict = {"volume": meta, "holdouts": holdouts, "prediction": {}, "queries": {}, "domains": {}, "programs": {}}
     # Which clusters carry each program (over all spots of C1-C6).
     for pname, (genes, _) in progs.items():
@@ -203,7 +223,7 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
     for h in holdouts:
         z = stack.index(h)
         sp = labels[(labels["section"] == h) & (labels["cluster"] >= 0)]
-        he = np.asarray(Image.open(work / "volume" / "sections" / f"{h}.png").convert("RGB"))
+        he = sec_imgs[h]
         tr = json.loads((work / f"{h}.json").read_text())
         pred = {}
         for var, kind, name in METHODS:
@@ -222,6 +242,10 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
                     "genes",
                 )
             }
+        for var, kind, name in METHODS:
+            e = json.loads((work / "out" / f"{h}-{var}" / kind / "eval.json").read_text())["report"]
+            found = set(e["markers_found"])
+            pred[name]["marker_pcc"] = {g["gene"]: g["pcc"] for g in e["per_gene"] if g["gene"] in found}
         pred["mean expression"] = {"mse": tr["mean_expression"]["mse"]}
         mse = {
             "vortexdb 2.5D (depth 3, +-32 um)": "vortex_2_5d",
@@ -372,6 +396,20 @@ def _markdown(res: dict) -> str:
             f"| {h} | {var} | {k[1:]} | {_f(d['ari_all_sections'])} ({d['spots_all']}) | "
             f"{_f(d['ari_holdout'])} | {_f(d.get('ari_c1_pathologist_via_c2'))} |"
         )
+    lines += ["", "## Marker genes: PCC on the held-out section (mean over held-out sections)", "",
+              "| gene | " + " | ".join(m[2] for m in METHODS) + " |", "|---|" + "---:|" * len(METHODS)]  # fmt: skip
+    genes = list(res["prediction"][hs[0]][METHODS[0][2]]["marker_pcc"])
+    for g in genes:
+        cells = []
+        for m in METHODS:
+            v = [res["prediction"][h][m[2]]["marker_pcc"].get(g, np.nan) for h in hs]
+            cells.append(_f(float(np.nanmean(v))) if np.isfinite(v).any() else "-")
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    reg = res["volume"]
+    lines += [
+        "",
+        f"Registration: tissue-mask Dice of neighbouring registered sections {reg['tissue_dice_neighbours']}.",
+    ]
     if res.get("seconds") is not None:
         lines += ["", f"Wall time of `bash scripts/her2st-eval.sh`: {res['seconds'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
