@@ -351,3 +351,62 @@ fn parquet_import_with_provenance_and_filters() {
         &["--region"],
     );
 }
+
+/// Retrieval against patches that were never ingested says what to ingest; a bad image
+/// for `ingest image` names the file and leaves no sample behind.
+#[test]
+fn retrieval_target_missing_and_bad_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    expect_ok(&["models", "add", s(&store), "default"]);
+    let img = dir.path().join("q.png");
+    image::RgbImage::from_pixel(40, 40, image::Rgb([200, 120, 180]))
+        .save(&img)
+        .unwrap();
+    expect_user_error(
+        &[
+            "query",
+            "patch",
+            s(&store),
+            "--image",
+            s(&img),
+            "--target",
+            "2d",
+        ],
+        &["--target", "no 2d patches", "vortexdb ingest image"],
+    );
+    expect_user_error(
+        &["query", "patch", s(&store), "--image", s(&img)],
+        &["--target", "no 3d patches"],
+    );
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\n not really").unwrap();
+    expect_user_error(
+        &[
+            "ingest",
+            "image",
+            s(&store),
+            "--sample",
+            "b",
+            "--um-per-px",
+            "4",
+            s(&bad),
+        ],
+        &["broken.png"],
+    );
+    expect_user_error(
+        &[
+            "ingest",
+            "image",
+            s(&store),
+            "--sample",
+            "b",
+            "--um-per-px",
+            "0",
+            s(&img),
+        ],
+        &["--um-per-px", "must be positive"],
+    );
+    let st = Store::open_read_only(&store).unwrap();
+    assert!(st.sample("b").unwrap().is_none(), "no half-written sample");
+}

@@ -64,6 +64,17 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
         "ph",
         s(&ph.join("spots.parquet")),
     ]);
+    // The H&E plane at z = 24 as a 2D image sample (the 3D -> 2D retrieval target).
+    expect_ok(&[
+        "ingest",
+        "image",
+        s(&db),
+        "--sample",
+        "he24",
+        "--um-per-px",
+        "4",
+        s(&ph.join("planes").join("plane_024.png")),
+    ]);
     (ph, db)
 }
 
@@ -171,6 +182,134 @@ fn molecular_queries_recover_each_compartment_on_the_phantom() {
         assert!(a > 0.8, "{name}: AUC {a}");
         assert!(dice > 0.5, "{name}: Dice {dice}");
     }
+}
+
+/// Cross-modal retrieval: a 3D patch of the volume finds the 2D H&E patches of the same
+/// compartment (`query patch --target 2d`), and the 2D patches come back to the volume.
+#[test]
+fn cross_modal_3d_to_2d_retrieval_finds_the_compartment() {
+    let (ph, db) = shared().clone();
+    let (lab, shape) = labels(&ph);
+    let at = |z: usize, y: usize, x: usize| lab[(z * shape[1] + y) * shape[2] + x];
+    let mut report = Vec::new();
+    let mut precisions = Vec::new();
+    for (label, name) in [(1u8, "gland"), (2, "tumour"), (3, "stroma")] {
+        // Five query positions of the compartment around the plane, spread over the volume.
+        let pos: Vec<(usize, usize, usize)> = (0..shape[0] * shape[1] * shape[2])
+            .step_by(7919)
+            .map(|i| {
+                (
+                    i / (shape[1] * shape[2]),
+                    i / shape[2] % shape[1],
+                    i % shape[2],
+                )
+            })
+            .filter(|&(z, y, x)| {
+                (16..32).contains(&z)
+                    && (32..224).contains(&y)
+                    && (32..224).contains(&x)
+                    && at(z, y, x) == label
+            })
+            .take(5)
+            .collect();
+        assert_eq!(pos.len(), 5, "{name}: not enough query positions");
+        let mut hits_in = 0;
+        for &(z, y, x) in &pos {
+            let j: serde_json::Value = serde_json::from_str(&expect_ok(&[
+                "--json",
+                "query",
+                "patch",
+                s(&db),
+                "--sample",
+                "ph",
+                "--at",
+                &format!("{z},{y},{x}"),
+                "--target",
+                "2d",
+                "--top",
+                "10",
+            ]))
+            .unwrap();
+            let hits = j["hits"].as_array().unwrap();
+            assert_eq!(hits.len(), 10);
+            for h in hits {
+                assert_eq!(h["sample"], "he24", "a 2D search returns 2D patches only");
+                let o = h["origin"].as_array().unwrap();
+                let (hy, hx) = (
+                    o[1].as_u64().unwrap() as usize,
+                    o[2].as_u64().unwrap() as usize,
+                );
+                hits_in += usize::from(at(24, hy + 16, hx + 16) == label);
+            }
+        }
+        let precision = hits_in as f64 / 50.0;
+        let chance = (0..shape[1] * shape[2])
+            .filter(|&i| lab[24 * shape[1] * shape[2] + i] == label)
+            .count() as f64
+            / (shape[1] * shape[2]) as f64;
+        report.push(format!(
+            "{name}: top-10 precision {precision:.2} (plane fraction {chance:.2})"
+        ));
+        precisions.push((name, precision, chance));
+    }
+    println!(
+        "3D -> 2D retrieval on the phantom:\n  {}",
+        report.join("\n  ")
+    );
+    for (name, p, chance) in precisions {
+        assert!(
+            p > 0.6 && p > 2.0 * chance,
+            "{name}: precision {p}, chance {chance}"
+        );
+    }
+    // 2D -> 3D: a 2D patch queries the volume.
+    let j: serde_json::Value = serde_json::from_str(&expect_ok(&[
+        "--json",
+        "query",
+        "patch",
+        s(&db),
+        "--sample",
+        "he24",
+        "--at",
+        "0,100,100",
+        "--top",
+        "5",
+    ]))
+    .unwrap();
+    assert!(
+        j["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["sample"] == "ph")
+    );
+    // Bad input: an unknown target, and a 2D sample where 3D predictions are needed.
+    expect_user_error(
+        &[
+            "query",
+            "patch",
+            s(&db),
+            "--sample",
+            "ph",
+            "--at",
+            "1,1,1",
+            "--target",
+            "4d",
+        ],
+        &["--target", "'4d' is not 3d or 2d"],
+    );
+    let out = tempfile::tempdir().unwrap();
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "he24",
+            "--out",
+            s(&out.path().join("p.parquet")),
+        ],
+        &["'he24' is a 2D image", "3D volume or a 2.5D section stack"],
+    );
 }
 
 #[test]

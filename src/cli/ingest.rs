@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{flush_warnings, out};
 use crate::error::{Error, Result};
 use crate::ingest::{
-    IngestOptions, IngestReport, Progress, SpotOptions, ingest_spots, ingest_volume,
+    Encoder, IngestOptions, IngestReport, Progress, SpotOptions, ingest_spots, ingest_volume,
 };
 use crate::model::{Device, Model, RunOptions};
 use crate::spots::{SpotFormat, SpotPaths, read_spots};
@@ -27,6 +27,9 @@ pub enum IngestCommand {
     Volume(VolumeArgs),
     /// Embed serial H&E sections stacked into a 2.5D volume.
     Sections(SectionsArgs),
+    /// Embed one 2D H&E image with the model's 2D encoder (collection `<model>:2d`), the
+    /// target of 3D -> 2D retrieval (`query patch --target 2d`).
+    Image(ImageArgs),
     /// Read spot expression (her2st, Visium MTX/.h5, Parquet), QC, normalise, and embed
     /// the kept spots with the model's gene encoder.
     Spots(SpotsArgs),
@@ -239,6 +242,18 @@ pub struct SectionsArgs {
     pub images: Vec<PathBuf>,
 }
 
+/// Arguments of `ingest image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Pixel size of the image in micrometres (resampled to the model's 2D patch pixels).
+    #[arg(long)]
+    pub um_per_px: f64,
+    /// The image (PNG/JPEG/TIFF).
+    pub image: PathBuf,
+}
+
 fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
     let v: Vec<f64> = s
         .split(',')
@@ -262,6 +277,7 @@ fn resolve_model(store: &Store, model: Option<&str>) -> Result<Model> {
 fn run_ingest(
     c: &CommonArgs,
     kind: &str,
+    encoder: Encoder,
     source: Box<dyn VolumeSource>,
     voxel_um: Option<[f64; 3]>,
     default_polarity: Polarity,
@@ -269,10 +285,16 @@ fn run_ingest(
 ) -> Result<()> {
     let store = Store::open(&c.store)?;
     let model = resolve_model(&store, c.model.as_deref())?;
+    let mut voxel_um = voxel_um;
+    if let (Encoder::Image2d, Some(v)) = (encoder, voxel_um.as_mut()) {
+        // One image: its z size is the model's, so nothing is resampled along z.
+        v[0] = encoder.patch(&model.manifest)?.slice_um();
+    }
     let device: Device = c.device.parse()?;
     let opts = IngestOptions {
         sample: c.sample.clone(),
         kind: kind.into(),
+        encoder,
         voxel_um,
         overlap: c.overlap,
         min_tissue: c.min_tissue,
@@ -383,7 +405,43 @@ pub fn run(cmd: IngestCommand, json_out: bool) -> Result<()> {
                 None => None,
             };
             let src = volume::open(&a.path, range(&a.common)?)?;
-            run_ingest(&a.common, "3d", src, voxel, Polarity::Bright, json_out)
+            run_ingest(
+                &a.common,
+                "3d",
+                Encoder::Image3d,
+                src,
+                voxel,
+                Polarity::Bright,
+                json_out,
+            )
+        }
+        IngestCommand::Image(a) => {
+            if !(a.um_per_px.is_finite() && a.um_per_px > 0.0) {
+                return Err(Error::bad_input(
+                    "--um-per-px",
+                    format!("{} must be positive", a.um_per_px),
+                ));
+            }
+            if !a.image.is_file() {
+                return Err(Error::bad_input(
+                    a.image.display().to_string(),
+                    "no such image file",
+                ));
+            }
+            let src = ImageStack::open_files(
+                vec![a.image.clone()],
+                a.image.display().to_string(),
+                range(&a.common)?,
+            )?;
+            run_ingest(
+                &a.common,
+                "2d",
+                Encoder::Image2d,
+                Box::new(src),
+                Some([0.0, a.um_per_px, a.um_per_px]),
+                Polarity::Dark,
+                json_out,
+            )
         }
         IngestCommand::Sections(a) => {
             for (v, what) in [(a.spacing_um, "--spacing-um"), (a.um_per_px, "--um-per-px")] {
@@ -407,6 +465,7 @@ pub fn run(cmd: IngestCommand, json_out: bool) -> Result<()> {
             run_ingest(
                 &a.common,
                 "2.5d",
+                Encoder::Image3d,
                 Box::new(src),
                 Some([a.spacing_um, a.um_per_px, a.um_per_px]),
                 Polarity::Dark,

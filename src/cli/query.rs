@@ -134,6 +134,10 @@ pub struct PatchArgs {
     /// Exact search instead of HNSW.
     #[arg(long)]
     pub exact: bool,
+    /// What to search: `3d` (volume and section-stack patches) or `2d` (images ingested
+    /// with `ingest image`). A 3D query patch with `--target 2d` is 3D -> 2D retrieval.
+    #[arg(long, default_value = "3d")]
+    pub target: String,
 }
 
 /// Run a `query` subcommand.
@@ -514,7 +518,28 @@ pub(super) fn underlay(
 fn run_patch(a: &PatchArgs, json_out: bool) -> Result<()> {
     let store = Store::open_read_only(&a.store)?;
     let model = store.load_model(a.model.as_deref())?;
-    let collection = format!("{}:3d", model.manifest.name);
+    if a.target != "3d" && a.target != "2d" {
+        return Err(Error::bad_input(
+            "--target",
+            format!("'{}' is not 3d or 2d", a.target),
+        ));
+    }
+    let target = format!("{}:{}", model.manifest.name, a.target);
+    if store.collection(&target).is_err() {
+        return Err(Error::bad_input(
+            "--target",
+            format!(
+                "no {} patches of model '{}' in this store{}",
+                a.target,
+                model.manifest.name,
+                if a.target == "2d" {
+                    "; add images with `vortexdb ingest image`"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     let (query, own_sample, source): (Vec<f32>, Option<String>, String) =
         match (&a.sample, &a.at, &a.image) {
             (Some(s), Some(at), None) => {
@@ -530,6 +555,8 @@ fn run_patch(a: &PatchArgs, json_out: bool) -> Result<()> {
                     return Err(Error::bad_input("--at", format!("'{at}' is not Z,Y,X")));
                 }
                 let patch = rec.grid.patch;
+                // The query patch lives in its sample's own collection (3D or 2D).
+                let collection = rec.collection.clone();
                 let scored = store.similarities(
                     &collection,
                     &vec![1.0; model.manifest.embedding_dim],
@@ -589,10 +616,10 @@ fn run_patch(a: &PatchArgs, json_out: bool) -> Result<()> {
             region: None,
         },
     };
-    let hits = store.search(&collection, &[query], &opts)?;
+    let hits = store.search(&target, &[query], &opts)?;
     let mut rows = Vec::new();
     for h in &hits[0] {
-        let (_, rec) = store.get(&collection, h.id)?.unwrap_or_default();
+        let (_, rec) = store.get(&target, h.id)?.unwrap_or_default();
         let (sample, origin) = rec.map(|r| (r.sample, r.origin)).unwrap_or_default();
         rows.push(json!({"id": h.id, "sample": sample, "origin": origin,
                          "similarity": 1.0 - h.distance}));

@@ -37,13 +37,57 @@ use crate::volume::grid::{
     Grid, OTSU_BINS, Polarity, Resampled, box_count, histogram_add, mask_integral, otsu,
 };
 
+/// Which image encoder embeds the patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoder {
+    /// `image_3d` on `patch` (3D volumes, 2.5D section stacks): collection `<model>:3d`.
+    #[default]
+    Image3d,
+    /// `image_2d` on `patch_2d` (single H&E images): collection `<model>:2d`, the target
+    /// of cross-modal 3D -> 2D retrieval. No predictions are stored.
+    Image2d,
+}
+
+impl Encoder {
+    /// The network name in the manifest.
+    pub fn network(self) -> &'static str {
+        match self {
+            Encoder::Image3d => "image_3d",
+            Encoder::Image2d => "image_2d",
+        }
+    }
+
+    /// The collection kind (`3d` or `2d`): the collection is `<model>:<kind>`.
+    pub fn collection_kind(self) -> &'static str {
+        match self {
+            Encoder::Image3d => "3d",
+            Encoder::Image2d => "2d",
+        }
+    }
+
+    /// The patch geometry this encoder reads.
+    pub fn patch(self, m: &crate::model::Manifest) -> Result<&crate::model::PatchSpec> {
+        match self {
+            Encoder::Image3d => Ok(&m.patch),
+            Encoder::Image2d => m.patch_2d.as_ref().ok_or_else(|| {
+                Error::bad_input(
+                    "manifest.json",
+                    format!("model '{}' has no 2D encoder (no patch_2d)", m.name),
+                )
+            }),
+        }
+    }
+}
+
 /// Settings of one ingest.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// Sample id (letters, digits, - _ .).
     pub sample: String,
-    /// `3d` for a volume, `2.5d` for serial sections.
+    /// `3d` for a volume, `2.5d` for serial sections, `2d` for one image.
     pub kind: String,
+    /// The encoder (3D by default).
+    pub encoder: Encoder,
     /// Source voxel size (z, y, x) in micrometres; `None` = the model's.
     pub voxel_um: Option<[f64; 3]>,
     /// Overlap between neighbouring patches on every axis (method: 0.75).
@@ -63,6 +107,7 @@ impl Default for IngestOptions {
         IngestOptions {
             sample: String::new(),
             kind: "3d".into(),
+            encoder: Encoder::Image3d,
             voxel_um: None,
             overlap: 0.75,
             min_tissue: 0.25,
@@ -169,7 +214,7 @@ pub fn ingest_volume(
 ) -> Result<IngestReport> {
     let t0 = Instant::now();
     let m = &model.manifest;
-    let p = &m.patch;
+    let p = opts.encoder.patch(m)?;
     if opts.batch == 0 {
         return Err(Error::bad_input("--batch", "must be at least 1"));
     }
@@ -178,10 +223,10 @@ pub fn ingest_volume(
     }
     // Open the encoder before writing anything: a model or runtime problem must not
     // leave a sample behind.
-    let net = model.network("image_3d", &opts.run)?;
-    // With a predictor, every patch's predicted expression and hidden representation
+    let net = model.network(opts.encoder.network(), &opts.run)?;
+    // With a predictor, every 3D patch's predicted expression and hidden representation
     // are stored beside its embedding (for `predict` and `domains`).
-    let predictor = if m.networks.contains_key("predictor") {
+    let predictor = if opts.encoder == Encoder::Image3d && m.networks.contains_key("predictor") {
         if !m.network("image_3d")?.outputs.contains_key("tokens") {
             return Err(Error::bad_input(
                 "manifest.json",
@@ -213,6 +258,7 @@ pub fn ingest_volume(
         "kind": opts.kind, "shape": info.shape, "dtype": info.dtype, "voxel": voxel,
         "overlap": opts.overlap, "min_tissue": opts.min_tissue, "polarity": opts.polarity,
         "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),
+        "encoder": opts.encoder.network(),
     });
     h.update(settings.to_string().as_bytes());
     let fingerprint: String = h.finalize()[..16]
@@ -220,11 +266,12 @@ pub fn ingest_volume(
         .map(|b| format!("{b:02x}"))
         .collect();
 
-    let collection = format!("{}:3d", m.name);
+    let kind = opts.encoder.collection_kind();
+    let collection = format!("{}:{kind}", m.name);
     if store.collection(&collection).is_err() {
         store.create_collection(&CollectionSpec::for_model(
             &m.name,
-            "3d",
+            kind,
             m.embedding_dim,
             Metric::Cosine,
         ))?;
@@ -308,7 +355,7 @@ pub fn ingest_volume(
             produce(
                 &mut vol,
                 &grid,
-                model,
+                p,
                 opts,
                 threshold,
                 resumed_from,
@@ -316,7 +363,7 @@ pub fn ingest_volume(
                 tx_b,
             )
         });
-        let infer = scope.spawn(|| infer(model, net, predictor, rx_b, tx_e));
+        let infer = scope.spawn(|| infer(p, opts.encoder, net, predictor, rx_b, tx_e));
         let write = write_batches(
             store,
             &collection,
@@ -387,14 +434,13 @@ struct Window {
 fn produce(
     vol: &mut Resampled,
     grid: &Grid,
-    model: &Model,
+    p: &crate::model::PatchSpec,
     opts: &IngestOptions,
     threshold: f32,
     start: u64,
     sample: &str,
     tx: SyncSender<Batch>,
 ) -> Result<()> {
-    let p = &model.manifest.patch;
     let [nz, ny, nx] = vol.shape();
     let _ = nz;
     let (d, ph, pw, c) = (p.depth, p.size_px[0], p.size_px[1], p.channels);
@@ -508,26 +554,28 @@ fn produce(
 }
 
 fn infer(
-    model: &Model,
+    p: &crate::model::PatchSpec,
+    encoder: Encoder,
     mut net: crate::model::Network,
     mut predictor: Option<crate::model::Network>,
     rx: Receiver<Batch>,
     tx: SyncSender<Embedded>,
 ) -> Result<f64> {
-    let p = &model.manifest.patch;
     let mut secs = 0f64;
     for b in rx {
         let n = b.records.len();
-        let arr = ndarray::ArrayView::from_shape(
-            (n, p.depth, p.channels, p.size_px[0], p.size_px[1]),
-            &b.input,
-        )
-        .map_err(|e| Error::Inference(e.to_string()))?;
+        // image_3d takes (B, D, C, H, W); image_2d (B, C, H, W), the same bytes at depth 1.
+        let dims: Vec<usize> = match encoder {
+            Encoder::Image3d => vec![n, p.depth, p.channels, p.size_px[0], p.size_px[1]],
+            Encoder::Image2d => vec![n, p.channels, p.size_px[0], p.size_px[1]],
+        };
+        let arr = ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&dims), &b.input)
+            .map_err(|e| Error::Inference(e.to_string()))?;
         let t = Instant::now();
         let (vectors, predicted) = match predictor.as_mut() {
-            None => (net.embed(arr.into_dyn())?, None),
+            None => (net.embed(arr)?, None),
             Some(pred) => {
-                let mut outs = net.run(arr.into_dyn())?;
+                let mut outs = net.run(arr)?;
                 let take = |outs: &mut Vec<(String, ndarray::ArrayD<f32>)>, k: &str| {
                     outs.iter()
                         .position(|(n, _)| n == k)

@@ -67,6 +67,15 @@ impl Predictions {
     /// The predictor head's output for every patch of `sample`.
     pub fn load(store: &Store, sample: &str) -> Result<Predictions> {
         let rec = sample_record(store, sample)?;
+        if rec.kind == "2d" {
+            return Err(Error::bad_input(
+                "--sample",
+                format!(
+                    "sample '{sample}' is a 2D image (`ingest image`): prediction and domains \
+                     need a 3D volume or a 2.5D section stack"
+                ),
+            ));
+        }
         let model = store.load_model(Some(&rec.model))?;
         let genes = model.manifest.predicted_genes.clone();
         let patches = store.sample_predictions(&rec.collection, sample)?;
