@@ -20,25 +20,17 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "training"))
+from vortex_train.her2st_report import auc  # the same AUC as the her2st report
+
 QUERIES = [("GLD01", "gland", 1), ("TUM01", "tumour", 2), ("STR01", "stroma", 3), ("FAT01", "fat", 4)]
-
-
-def auc(score: np.ndarray, label: np.ndarray) -> float:
-    """ROC AUC (Mann-Whitney, ties share their average rank)."""
-    order = np.argsort(score, kind="stable")
-    r = np.empty(len(score))
-    r[order] = np.arange(1, len(score) + 1)
-    vals, counts = np.unique(score, return_counts=True)
-    for v in vals[counts > 1]:
-        r[score == v] = r[score == v].mean()
-    p, n = label.sum(), (~label).sum()
-    return float((r[label].sum() - p * (p + 1) / 2) / (p * n))
 
 
 def main() -> None:
