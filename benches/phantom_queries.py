@@ -30,7 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
 from vortex_train.her2st_report import auc  # the same AUC as the her2st report
 
-QUERIES = [("GLD01", "gland", 1), ("TUM01", "tumour", 2), ("STR01", "stroma", 3), ("FAT01", "fat", 4)]
+QUERIES = [
+    ("GLD01", "gland", 1),
+    ("TUM01", "tumour", 2),
+    ("STR01", "stroma", 3),
+    ("FAT01", "fat", 4),
+]
 
 
 def main() -> None:
@@ -41,10 +46,14 @@ def main() -> None:
     work = Path(args.work)
     exe = str(ROOT / "target" / "release" / "vortexdb")
     env = dict(os.environ)
-    env.setdefault("ORT_DYLIB_PATH", str(next((ROOT / ".ort" / "lib").glob("libonnxruntime.so*"))))
+    env.setdefault(
+        "ORT_DYLIB_PATH", str(next((ROOT / ".ort" / "lib").glob("libonnxruntime.so*")))
+    )
 
     def run(*a: str) -> str:
-        return subprocess.run([exe, *a], check=True, capture_output=True, text=True, env=env).stdout
+        return subprocess.run(
+            [exe, *a], check=True, capture_output=True, text=True, env=env
+        ).stdout
 
     ph, st = work / "phantom", work / "store"
     if not (work / "ingested").exists():
@@ -61,10 +70,24 @@ def main() -> None:
     rows = []
     for gene, name, label in QUERIES:
         out = work / f"q_{gene}"
-        run("query", "genes", str(st), "--genes", gene, "--out", str(out), "--downsample", "1")
+        run(
+            "query",
+            "genes",
+            str(st),
+            "--genes",
+            gene,
+            "--out",
+            str(out),
+            "--downsample",
+            "1",
+        )
         t = pq.read_table(out / "patches.parquet").to_pandas()
         patch = [16, 32, 32]
-        centre = lab[t["z"].to_numpy() + patch[0] // 2, t["y"].to_numpy() + patch[1] // 2, t["x"].to_numpy() + patch[2] // 2]
+        centre = lab[
+            t["z"].to_numpy() + patch[0] // 2,
+            t["y"].to_numpy() + patch[1] // 2,
+            t["x"].to_numpy() + patch[2] // 2,
+        ]
         a = auc(t["score"].to_numpy(), centre == label)
         heat = np.load(out / "heatmap_ph.npy")
         cov = np.isfinite(heat)
@@ -74,9 +97,21 @@ def main() -> None:
         high = vals >= cut
         dice = 2 * (high & truth).sum() / (high.sum() + truth.sum())
         q = json.loads((out / "query.json").read_text())["query"]
-        rows.append((name, gene, a, float(dice), q["spots_selected"], q["spots_total"], len(q["correlated"])))
+        rows.append(
+            (
+                name,
+                gene,
+                a,
+                float(dice),
+                q["spots_selected"],
+                q["spots_total"],
+                len(q["correlated"]),
+            )
+        )
     patches = sum(s.get("patches", 0) for s in info.get("samples", []))
-    print(f"phantom seed {args.seed}, {lab.shape[0]}x{lab.shape[1]}x{lab.shape[2]}, {patches} patches, default model")
+    print(
+        f"phantom seed {args.seed}, {lab.shape[0]}x{lab.shape[1]}x{lab.shape[2]}, {patches} patches, default model"
+    )
     print("| program | gene | AUC | Dice | spots selected / total | correlated genes |")
     print("|---|---|---:|---:|---:|---:|")
     for name, gene, a, d, s, n, c in rows:
