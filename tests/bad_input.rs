@@ -410,3 +410,54 @@ fn retrieval_target_missing_and_bad_image() {
     let st = Store::open_read_only(&store).unwrap();
     assert!(st.sample("b").unwrap().is_none(), "no half-written sample");
 }
+
+/// `ingest sections --transforms`: a file that does not fit the images is refused before
+/// anything is written, naming the file.
+#[test]
+fn sections_transforms_must_fit_the_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    expect_ok(&["models", "add", s(&store), "default"]);
+    let imgs: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| {
+            let p = dir.path().join(format!("s{i}.png"));
+            image::RgbImage::from_pixel(40 + i * 10, 40, image::Rgb([200, 120, 180]))
+                .save(&p)
+                .unwrap();
+            p
+        })
+        .collect();
+    let tf = dir.path().join("t.json");
+    std::fs::write(&tf, r#"{"frame": [40, 40], "sections": [[1,0,0,0,1,0]]}"#).unwrap();
+    let mut args = vec![
+        "ingest",
+        "sections",
+        s(&store),
+        "--sample",
+        "x",
+        "--spacing-um",
+        "64",
+        "--um-per-px",
+        "4",
+        "--transforms",
+        s(&tf),
+    ];
+    args.extend(imgs.iter().map(|p| s(p)));
+    expect_user_error(&args, &["t.json", "1 transforms for 2 section images"]);
+    // Without transforms, images of different sizes are refused as unregistered.
+    let mut plain = vec![
+        "ingest",
+        "sections",
+        s(&store),
+        "--sample",
+        "x",
+        "--spacing-um",
+        "64",
+        "--um-per-px",
+        "4",
+    ];
+    plain.extend(imgs.iter().map(|p| s(p)));
+    expect_user_error(&plain, &["s1.png", "different sizes"]);
+    let st = Store::open_read_only(&store).unwrap();
+    assert!(st.sample("x").unwrap().is_none(), "no half-written sample");
+}

@@ -18,6 +18,7 @@ use crate::model::{Device, Model, RunOptions};
 use crate::spots::{SpotFormat, SpotPaths, read_spots};
 use crate::store::Store;
 use crate::volume::grid::Polarity;
+use crate::volume::register::{Registered, Transforms};
 use crate::volume::{self, ImageStack, IntensityRange, VolumeSource};
 
 /// Subcommands of `ingest`.
@@ -237,7 +238,13 @@ pub struct SectionsArgs {
     /// Pixel size of the section images in micrometres.
     #[arg(long)]
     pub um_per_px: f64,
-    /// Section images (PNG/JPEG/TIFF), in stacking order, all of one size (registered).
+    /// Registration: a JSON file with the frame size and one affine per image (image
+    /// pixel -> frame pixel), `{"frame": [h, w], "sections": [[a, b, c, d, e, f], ...]}`;
+    /// the images may then differ in size and orientation. Without it the images must
+    /// be registered already (all of one size).
+    #[arg(long, value_name = "JSON")]
+    pub transforms: Option<PathBuf>,
+    /// Section images (PNG/JPEG/TIFF), in stacking order.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }
@@ -457,16 +464,25 @@ pub fn run(cmd: IngestCommand, json_out: bool) -> Result<()> {
                     ));
                 }
             }
-            let src = ImageStack::open_files(
-                a.images.clone(),
-                format!("{} sections", a.images.len()),
-                range(&a.common)?,
-            )?;
+            let name = format!("{} sections", a.images.len());
+            let src: Box<dyn VolumeSource> = match &a.transforms {
+                None => Box::new(ImageStack::open_files(
+                    a.images.clone(),
+                    name,
+                    range(&a.common)?,
+                )?),
+                Some(path) => {
+                    let t = Transforms::read(path, a.images.len())?;
+                    let stack =
+                        ImageStack::open_files_any_size(a.images.clone(), name, range(&a.common)?)?;
+                    Box::new(Registered::new(stack, &t, path))
+                }
+            };
             run_ingest(
                 &a.common,
                 "2.5d",
                 Encoder::Image3d,
-                Box::new(src),
+                src,
                 Some([a.spacing_um, a.um_per_px, a.um_per_px]),
                 Polarity::Dark,
                 json_out,

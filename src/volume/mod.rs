@@ -7,6 +7,7 @@
 //! (or linearly from a caller-given range).
 
 pub mod grid;
+pub mod register;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -500,11 +501,15 @@ impl VolumeSource for TiffVolume {
 // ---------------------------------------------------------------------------------
 // image stacks: a directory of slices, or serial sections
 
-/// A stack of 2D image files (TIFF, PNG, JPEG), one per slice, all of one size.
+/// A stack of 2D image files (TIFF, PNG, JPEG), one per slice, all of one size (or,
+/// opened with [`ImageStack::open_files_any_size`], each of its own size, for
+/// [`register::Registered`] to bring into one frame).
 pub struct ImageStack {
     info: VolumeInfo,
     files: Vec<PathBuf>,
     range: IntensityRange,
+    /// (height, width) of every file.
+    sizes: Vec<(usize, usize)>,
 }
 
 fn natural_key(p: &Path) -> Vec<(String, u64)> {
@@ -558,12 +563,33 @@ impl ImageStack {
         source: String,
         range: IntensityRange,
     ) -> Result<ImageStack> {
+        Self::open_checked(files, source, range, true)
+    }
+
+    /// The given image files, which may differ in size (the stack's shape is the first
+    /// file's); channels and pixel type must agree.
+    pub fn open_files_any_size(
+        files: Vec<PathBuf>,
+        source: String,
+        range: IntensityRange,
+    ) -> Result<ImageStack> {
+        Self::open_checked(files, source, range, false)
+    }
+
+    fn open_checked(
+        files: Vec<PathBuf>,
+        source: String,
+        range: IntensityRange,
+        same_size: bool,
+    ) -> Result<ImageStack> {
         let mut first: Option<(u32, u32, usize, Dtype, PathBuf)> = None;
+        let mut sizes = Vec::with_capacity(files.len());
         for f in &files {
             let (w, h, c, dt) = image_header(f)?;
+            sizes.push((h as usize, w as usize));
             match &first {
                 None => first = Some((w, h, c, dt, f.clone())),
-                Some((w0, h0, c0, d0, f0)) if (*w0, *h0) != (w, h) => {
+                Some((w0, h0, c0, d0, f0)) if same_size && (*w0, *h0) != (w, h) => {
                     return Err(Error::bad_input(
                         f.display().to_string(),
                         format!(
@@ -595,7 +621,13 @@ impl ImageStack {
             },
             files,
             range,
+            sizes,
         })
+    }
+
+    /// (height, width) of every slice file.
+    pub fn sizes(&self) -> &[(usize, usize)] {
+        &self.sizes
     }
 
     /// The slice files in order.
@@ -650,7 +682,7 @@ impl VolumeSource for ImageStack {
             .map_err(|e| Error::io(f, e))?
             .decode()
             .map_err(|e| Error::bad_input(&p, format!("cannot decode image: {e}")))?;
-        let [_, h, w] = self.info.shape;
+        let (h, w) = self.sizes[z];
         if (img.width() as usize, img.height() as usize) != (w, h) {
             return Err(Error::bad_input(&p, "image changed size while reading"));
         }

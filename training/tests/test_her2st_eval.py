@@ -71,3 +71,18 @@ def test_registered_sections_overlap(tmp_path):
     inside = lab[lab["z"] >= 0]
     h, w = meta["size_px"]
     assert inside["x"].between(0, w).all() and inside["y"].between(0, h).all()
+    # transforms.json (for `vortexdb ingest sections --transforms`) sends every spot's
+    # pixel in its own JPEG to the same place, on a frame 4x finer.
+    import json
+
+    from vortex_train.data import read_her2st_section
+
+    tf = json.loads((tmp_path / "transforms.json").read_text())
+    assert tf["frame"] == [h * 4, w * 4] and len(tf["sections"]) == len(meta["stack"])
+    for name, m in zip(meta["stack"], tf["sections"], strict=True):
+        sec = read_her2st_section(HER2ST, name)
+        fx = m[0] * sec.pixel[:, 0] + m[1] * sec.pixel[:, 1] + m[2]
+        fy = m[3] * sec.pixel[:, 0] + m[4] * sec.pixel[:, 1] + m[5]
+        ref = lab[lab["section"] == name].set_index("spot").loc[sec.spot_ids]
+        assert np.abs(fx - 4 * ref["x"].to_numpy()).max() < 1e-6
+        assert np.abs(fy - 4 * ref["y"].to_numpy()).max() < 1e-6

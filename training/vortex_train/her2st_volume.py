@@ -15,7 +15,9 @@ writes:
 - `labels.csv`: section, spot, x, y, z, expression-cluster label (and C1's pathologist
   label, C1 placed at z = -1 as it has no image);
 - `volume.json`: the frame (origin, scale), the stack order and the per-section
-  registration residuals in micrometres.
+  registration residuals in micrometres;
+- `transforms.json`: the same registration for `vortexdb ingest sections --transforms`
+  on the original JPEGs (frame 4x finer than the PNGs, its `um_per_px` and `images`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,26 @@ def build_volume(root: Path, out: Path, um_per_px: float = 3.5, margin_um: float
             (int(size[0]), int(size[1])), Image.AFFINE, data, resample=Image.BILINEAR, fillcolor=(255, 255, 255)
         )
         reg.save(out / "sections" / f"{s}.png", optimize=False)
+    # The same registration for `vortexdb ingest sections --transforms`, which resamples
+    # the original JPEGs itself: a frame 4x finer than the PNGs (so that the ingest's
+    # area-weighted resampling, not the warp, does the shrinking), image px -> frame px.
+    fine = 4
+    kf = k / fine
+    tf = []
+    for s in stack:
+        m = to_ref[s]
+        tf.append([m[0, 0] / kf, m[1, 0] / kf, (m[2, 0] - origin[0]) / kf,
+                   m[0, 1] / kf, m[1, 1] / kf, (m[2, 1] - origin[1]) / kf])  # fmt: skip
+    (out / "transforms.json").write_text(
+        json.dumps(
+            {
+                "frame": [int(size[1]) * fine, int(size[0]) * fine],
+                "sections": tf,
+                "um_per_px": um_per_px / fine,
+                "images": [str(secs[s].image_path) for s in stack],
+            }
+        )  # fmt: skip
+    )
     rows = []
     for s, sec in secs.items():
         frame = np.hstack([sec.pixel, np.ones((len(sec.pixel), 1))]) @ to_ref[s]
