@@ -625,11 +625,6 @@ impl ImageStack {
         })
     }
 
-    /// (height, width) of every slice file.
-    pub fn sizes(&self) -> &[(usize, usize)] {
-        &self.sizes
-    }
-
     /// The slice files in order.
     pub fn files(&self) -> &[PathBuf] {
         &self.files

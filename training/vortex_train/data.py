@@ -188,6 +188,11 @@ class Her2stSection:
     um_per_px: float
 
 
+def apply_affine(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Points (N, 2) through a (3, 2) affine as fitted by `_affine`: [pts, 1] @ m."""
+    return np.hstack([pts, np.ones((len(pts), 1))]) @ m
+
+
 def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     a = np.hstack([src, np.ones((len(src), 1))])
     m, *_ = np.linalg.lstsq(a, dst, rcond=None)
@@ -297,9 +302,9 @@ def load_her2st(root: Path, names: list[str], genes: list[str], image_size: int 
             if nimg is None or nsec.to_ref is None or sec.to_ref is None:
                 nsec, nimg, centres = sec, img, sec.pixel
             else:
-                ref = np.hstack([sec.pixel, np.ones((n, 1))]) @ sec.to_ref
-                inv = _affine(np.hstack([nsec.pixel, np.ones((len(nsec.pixel), 1))]) @ nsec.to_ref, nsec.pixel)
-                centres = np.hstack([ref, np.ones((n, 1))]) @ inv
+                ref = apply_affine(sec.pixel, sec.to_ref)
+                inv = _affine(apply_affine(nsec.pixel, nsec.to_ref), nsec.pixel)
+                centres = apply_affine(ref, inv)
             for k in range(n):
                 crop = _crop(nimg.transpose(2, 0, 1), centres[k, 1], centres[k, 0], half_px, 255)
                 pil = Image.fromarray(crop.transpose(1, 2, 0)).resize((image_size, image_size), Image.BILINEAR)

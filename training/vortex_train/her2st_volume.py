@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import _affine, read_her2st_section
+from .data import _affine, apply_affine, read_her2st_section
 
 ORDER = ["C1", "C2", "C3", "C4", "C5", "C6"]
 
@@ -67,18 +67,19 @@ def build_volume(root: Path, out: Path, um_per_px: float = 3.5, margin_um: float
         dst = t[["warped_x", "warped_y"]].to_numpy(float)
         m = _affine(src, dst)
         to_ref[s] = m
-        err = np.hstack([src, np.ones((len(src), 1))]) @ m - dst
+        err = apply_affine(src, m) - dst
         resid[s] = float(np.sqrt((err**2).sum(1)).max())
         labels[s] = t
+    # Every spot in the common frame, once per section.
+    in_frame = {s: apply_affine(sec.pixel, to_ref[s]) for s, sec in secs.items()}
     # Scale of the common frame: micrometres per frame unit, from array (200 um grid) -> frame.
     ref_units = []
     for s in stack:
-        sec = secs[s]
-        frame = np.hstack([sec.pixel, np.ones((len(sec.pixel), 1))]) @ to_ref[s]
+        sec, frame = secs[s], in_frame[s]
         ref_units.append(np.linalg.norm(_affine(sec.array, frame)[0]))
     um_per_unit = 200.0 / float(np.median(ref_units))
     k = um_per_px / um_per_unit  # frame units per output pixel
-    allpts = np.vstack([np.hstack([secs[s].pixel, np.ones((len(secs[s].pixel), 1))]) @ to_ref[s] for s in stack])
+    allpts = np.vstack([in_frame[s] for s in stack])
     margin = margin_um / um_per_unit
     origin = allpts.min(0) - margin
     size = np.ceil((allpts.max(0) + margin - origin) / k).astype(int)  # (W, H)
@@ -90,9 +91,7 @@ def build_volume(root: Path, out: Path, um_per_px: float = 3.5, margin_um: float
         small = img.resize((max(1, round(img.width / f)), max(1, round(img.height / f))), Image.BOX)
         fx, fy = img.width / small.width, img.height / small.height
         # output (u, v) -> frame w = origin + k (u, v) -> section pixel p -> small pixel p / f
-        inv = _affine(
-            np.hstack([sec.pixel, np.ones((len(sec.pixel), 1))]) @ to_ref[s], sec.pixel
-        )  # frame -> pixel, (3, 2)
+        inv = _affine(in_frame[s], sec.pixel)  # frame -> pixel, (3, 2)
         a = inv[0:2].T  # 2x2: pixel = a @ w + b
         b = inv[2]
         lin = a * k
@@ -124,8 +123,7 @@ def build_volume(root: Path, out: Path, um_per_px: float = 3.5, margin_um: float
     )
     rows = []
     for s, sec in secs.items():
-        frame = np.hstack([sec.pixel, np.ones((len(sec.pixel), 1))]) @ to_ref[s]
-        xy = (frame - origin) / k
+        xy = (in_frame[s] - origin) / k
         z = stack.index(s) if s in stack else -1
         nz = np.nonzero(sec.counts)
         tbl = pa.table(
