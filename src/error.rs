@@ -46,7 +46,7 @@ pub enum Error {
         known: String,
     },
     /// Stored data failed a checksum or could not be decoded.
-    #[error("{}: store is damaged: {message}", path.display())]
+    #[error("{}: store is damaged: {message}; run `vortexdb check` and restore from a backup (`vortexdb backup`) if it fails", path.display())]
     Corrupted {
         /// The damaged file.
         path: PathBuf,

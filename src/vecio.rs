@@ -115,9 +115,17 @@ impl VectorReader {
         if rows == 0 || dim == 0 {
             return Err(bad(path, format!("contains no vectors (shape {shape:?})")));
         }
+        if dim > 65_536 {
+            return Err(bad(
+                path,
+                format!("dimension {dim} is larger than 65536 (shape {shape:?})"),
+            ));
+        }
         let reader = npy.into_inner();
-        let header_len = file_len.saturating_sub(rows * dim as u64 * 4);
-        if file_len < rows * dim as u64 * 4 || header_len < 10 {
+        let data_len =
+            crate::limits::checked_bytes(&path.display().to_string(), &[rows, dim as u64], 4)?;
+        let header_len = file_len.saturating_sub(data_len);
+        if file_len < data_len || header_len < 10 {
             return Err(bad(
                 path,
                 format!(
@@ -191,6 +199,9 @@ impl VectorReader {
         };
         if dim == 0 {
             return Err(bad(path, "first vector is empty"));
+        }
+        if dim > 65_536 {
+            return Err(bad(path, format!("dimension {dim} is larger than 65536")));
         }
         Ok(VectorReader {
             path: path.to_path_buf(),
@@ -415,7 +426,8 @@ fn parquet_record(
 pub fn read_all(path: &Path, column: Option<&str>) -> Result<(Vec<Vec<f32>>, usize)> {
     let mut r = VectorReader::open(path, column)?;
     let dim = r.dim();
-    let mut out = Vec::with_capacity(r.rows() as usize);
+    // The row count is the file's claim: reserve no more than a bounded amount up front.
+    let mut out = Vec::with_capacity((r.rows() as usize).min(1 << 16));
     while let Some(b) = r.next_batch(8192)? {
         out.extend(b.values.chunks_exact(dim).map(|c| c.to_vec()));
     }
@@ -528,6 +540,18 @@ pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let need = crate::limits::checked_bytes(&p, npy.shape(), 4)?;
+    if need > file_len {
+        return Err(Error::bad_input(
+            &p,
+            format!(
+                "truncated: shape {shape:?} of float32 needs {need} bytes, the file has {file_len}"
+            ),
+        ));
+    }
     match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {}
         other => {

@@ -105,9 +105,10 @@ pub fn run_predict(a: &PredictArgs, json_out: bool) -> Result<()> {
         let d = a
             .downsample
             .unwrap_or_else(|| auto_downsample(pred.sample.grid.shape, 64 << 20));
-        for &c in &cols {
+        let names: Vec<&str> = cols.iter().map(|&c| pred.genes[c].as_str()).collect();
+        let stems = crate::names::unique_stems(&names);
+        for (&c, name) in cols.iter().zip(&stems) {
             let h = pred.gene_volume(c, d);
-            let name = &pred.genes[c];
             let npy = dir.join(format!("{name}.npy"));
             write_f32_array_npy(&npy, &h.shape, &h.data)?;
             let tif = dir.join(format!("{name}.tif"));
@@ -614,7 +615,7 @@ pub fn run_eval(a: &EvalArgs, json_out: bool) -> Result<()> {
         files.push(png.display().to_string());
         for e in r.per_gene.iter().take(3) {
             let j = cmp.genes.iter().position(|g| *g == e.gene).expect("gene");
-            let png = dir.join(format!("map_{}.png", e.gene));
+            let png = dir.join(format!("map_{}.png", crate::names::file_stem(&e.gene)));
             spot_maps(&cmp, j)
                 .save(&png)
                 .map_err(|e| Error::bad_input(png.display().to_string(), e.to_string()))?;

@@ -26,6 +26,9 @@ use crate::query::{GeneQuery, gene_profile, rank_patches};
 use crate::spots::{SpotFormat, SpotPaths, read_spots};
 use crate::store::{SearchOptions, Store};
 
+/// File inside a store the demo made: only such a store is replaced by the next run.
+const DEMO_MARKER: &str = "DEMO_STORE";
+
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -152,10 +155,23 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
 
     st.start("creating the store and registering the built-in default model");
     let store_dir = dir.join("store");
+    // Only a store an earlier demo made (it carries DEMO_MARKER) is ever replaced.
     if store_dir.exists() {
+        if !store_dir.join(DEMO_MARKER).is_file() {
+            return Err(Error::bad_input(
+                store_dir.display().to_string(),
+                "exists and was not made by `vortexdb demo`; it is left alone: choose another --out",
+            ));
+        }
         std::fs::remove_dir_all(&store_dir).map_err(|e| Error::io(&store_dir, e))?;
     }
     let store = Store::create(&store_dir)?;
+    let marker = store_dir.join(DEMO_MARKER);
+    std::fs::write(
+        &marker,
+        "made by `vortexdb demo`; the next demo run replaces this store\n",
+    )
+    .map_err(|e| Error::io(&marker, e))?;
     let model_dir = crate::model::embedded::write_to(&dir.join("model"))?;
     store.add_model(&model_dir)?;
     let model = store.load_model(None)?;
@@ -245,7 +261,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
             h.percentile(10.0).unwrap_or(0.0),
             h.percentile(90.0).unwrap_or(1.0),
         );
-        let png = figs.join(format!("query_{gene}.png"));
+        let png = figs.join(format!("query_{}.png", crate::names::file_stem(gene)));
         save_png(&overlay(&h, mid, lo, hi, under.as_deref()), &png)?;
         let top10 = ranked
             .iter()
@@ -255,7 +271,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
         queries.push(json!({"gene": gene, "program": program, "compartment_label": label,
             "correlated": prof.correlated.len(), "spots": prof.spots.len(), "spots_total": prof.spots_total,
             "auc": auc, "top10_in_compartment": if label > 0 { Some(top10) } else { None },
-            "figure": format!("figures/query_{gene}.png")}));
+            "figure": format!("figures/query_{}.png", crate::names::file_stem(gene))}));
     }
 
     st.start("morphology retrieval: the patches most similar to one tumour patch");
@@ -311,9 +327,9 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
             h.percentile(10.0).unwrap_or(0.0),
             h.percentile(90.0).unwrap_or(1.0),
         );
-        let png = figs.join(format!("predicted_{gene}.png"));
+        let png = figs.join(format!("predicted_{}.png", crate::names::file_stem(gene)));
         save_png(&overlay(&h, mid, lo, hi, under.as_deref()), &png)?;
-        pred_figs.push(json!({"gene": gene, "figure": format!("figures/predicted_{gene}.png")}));
+        pred_figs.push(json!({"gene": gene, "figure": format!("figures/predicted_{}.png", crate::names::file_stem(gene))}));
     }
     let (drec, summaries) = domains::compute(
         &pred,

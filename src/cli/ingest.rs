@@ -267,6 +267,12 @@ fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
         .map(|x| x.trim().parse::<f64>())
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| Error::bad_input(what, format!("'{s}' is not {N} comma-separated numbers")))?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::bad_input(
+            what,
+            format!("'{s}': every number must be finite"),
+        ));
+    }
     v.try_into()
         .map_err(|_| Error::bad_input(what, format!("'{s}' must have exactly {N} numbers")))
 }

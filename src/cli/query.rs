@@ -141,7 +141,32 @@ pub struct PatchArgs {
 }
 
 /// Run a `query` subcommand.
+impl ScoreArgs {
+    /// Range checks before anything is read or printed.
+    fn validate(&self) -> Result<()> {
+        crate::limits::int_arg("--top", self.top, 0, crate::limits::MAX_K)?;
+        crate::limits::int_arg("--slices", self.slices, 0, 1000)?;
+        if let Some(d) = self.downsample {
+            crate::limits::int_arg("--downsample", d, 1, 1 << 20)?;
+        }
+        crate::limits::float_arg(
+            "--threshold-percentile",
+            self.threshold_percentile,
+            0.0,
+            100.0,
+        )?;
+        Ok(())
+    }
+}
+
 pub fn run(cmd: QueryCommand, json_out: bool) -> Result<()> {
+    match &cmd {
+        QueryCommand::Genes(a) => a.score.validate()?,
+        QueryCommand::Profile(a) => a.score.validate()?,
+        QueryCommand::Patch(a) => {
+            crate::limits::int_arg("--top", a.top, 1, crate::limits::MAX_K)?;
+        }
+    }
     match cmd {
         QueryCommand::Genes(a) => {
             let store = Store::open_read_only(&a.score.store)?;
@@ -649,14 +674,7 @@ fn embed_image(model: &Model, path: &Path) -> Result<Vec<f32>> {
             format!("model '{}' has no 2D encoder", model.manifest.name),
         )
     })?;
-    let img = image::open(path)
-        .map_err(|e| {
-            Error::bad_input(
-                path.display().to_string(),
-                format!("cannot read image: {e}"),
-            )
-        })?
-        .to_rgb8();
+    let img = crate::volume::decode_image(path)?.to_rgb8();
     let [h, w] = spec.size_px;
     let r = image::imageops::resize(
         &img,

@@ -32,6 +32,10 @@ pub fn compute(
     pred: &Predictions,
     opts: &KMeansOptions,
 ) -> Result<(DomainRecord, Vec<DomainSummary>)> {
+    // Label volumes are uint8 (0 = no patch), so at most 255 domains.
+    crate::limits::int_arg("--k", opts.k, 1, crate::limits::MAX_DOMAINS)?;
+    crate::limits::int_arg("--restarts", opts.restarts, 1, crate::limits::MAX_RESTARTS)?;
+    crate::limits::int_arg("--max-iter", opts.max_iter, 1, 100_000)?;
     if opts.k > pred.len() {
         return Err(Error::bad_input(
             "--k",

@@ -221,6 +221,20 @@ pub fn ingest_volume(
     if !(0.0..=1.0).contains(&opts.min_tissue) {
         return Err(Error::bad_input("--min-tissue", "must be in [0, 1]"));
     }
+    crate::names::valid_id(&opts.sample, "--sample")?;
+    crate::limits::threads_arg("--threads", opts.run.threads)?;
+    crate::limits::int_arg("--batch", opts.batch, 1, 65_536)?;
+    if !(0.0..1.0).contains(&opts.overlap) {
+        return Err(Error::bad_input(
+            "--overlap",
+            format!("{} must be in [0, 1)", opts.overlap),
+        ));
+    }
+    if let Some(v) = opts.voxel_um {
+        for x in v {
+            crate::limits::um_arg("--um-per-voxel", x)?;
+        }
+    }
     // Open the encoder before writing anything: a model or runtime problem must not
     // leave a sample behind.
     let net = model.network(opts.encoder.network(), &opts.run)?;
@@ -254,7 +268,10 @@ pub fn ingest_volume(
     // Fingerprint: source content samples + everything that shapes the grid.
     let mut h = Sha256::new();
     file_fingerprint(&mut h, &info.files)?;
+    // The sample id is part of it: the same file ingested as another sample is new
+    // data, not a resume (import progress is keyed by this fingerprint).
     let settings = serde_json::json!({
+        "sample": opts.sample, "intensity_range": info.intensity_range,
         "kind": opts.kind, "shape": info.shape, "dtype": info.dtype, "voxel": voxel,
         "overlap": opts.overlap, "min_tissue": opts.min_tissue, "polarity": opts.polarity,
         "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),

@@ -120,6 +120,13 @@ pub fn ingest_spots(
     opts: &SpotOptions,
 ) -> Result<SpotReport> {
     let t0 = Instant::now();
+    crate::names::valid_id(&opts.sample, "--sample")?;
+    if opts.affine.iter().any(|x| !x.is_finite()) || !opts.z.is_finite() {
+        return Err(Error::bad_input(
+            "--affine/--z",
+            "every number must be finite",
+        ));
+    }
     let m = &model.manifest;
     let files: Vec<PathBuf> = table.files.clone();
     let mut h = Sha256::new();

@@ -182,15 +182,29 @@ pub fn evaluate(inp: &EvalInput<'_>) -> Result<EvalReport> {
                 })
                 .collect();
             let cells = grid_cells(&yx);
+            // The SSIM image is sized from the cells: one far-off spot must not make it
+            // enormous. A real section's grid has a few cells per spot.
+            let h = cells.iter().map(|c| c.0 as u64 + 1).max().unwrap_or(0);
+            let w = cells.iter().map(|c| c.1 as u64 + 1).max().unwrap_or(0);
+            let limit = (idx.len() as u64 * 64).max(1 << 16);
+            if h.saturating_mul(w) > limit {
+                return Err(Error::bad_input(
+                    "spots",
+                    format!(
+                        "the {} spots of one section span a {h} x {w} grid: some spot's coordinates lie far outside the others",
+                        idx.len()
+                    ),
+                ));
+            }
             let cf: Vec<[f64; 2]> = cells.iter().map(|&(r, c)| [r as f64, c as f64]).collect();
             let weights = SpatialWeights::distance_band(&cf, 1.5);
-            Section {
+            Ok(Section {
                 idx,
                 cells,
                 weights,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let per_section = |x: &[f64], f: &dyn Fn(&[f64], &Section) -> f64| -> f64 {
         nanmean(secs.iter().map(|s| {
             let v: Vec<f64> = s.idx.iter().map(|&i| x[i]).collect();

@@ -240,23 +240,56 @@ impl Manifest {
                 ),
             ));
         }
-        if m.name.is_empty() || m.name.contains(':') || m.name.contains('/') {
+        // The name becomes `STORE/models/<name>/` and collection names.
+        crate::names::valid_id(&m.name, &format!("{path}: name"))?;
+        if m.embedding_dim == 0 || m.embedding_dim > 65_536 {
+            return Err(Error::bad_input(
+                path,
+                format!("embedding_dim {} is not in 1..=65536", m.embedding_dim),
+            ));
+        }
+        if !m.networks.contains_key("image_3d") && !m.networks.contains_key("image_2d") {
             return Err(Error::bad_input(
                 path,
                 format!(
-                    "model name '{}' must be non-empty without ':' or '/'",
-                    m.name
+                    "networks lists no image encoder (image_3d or image_2d); found: {}",
+                    if m.networks.is_empty() {
+                        "none".to_string()
+                    } else {
+                        m.networks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
                 ),
             ));
         }
-        if m.embedding_dim == 0 {
-            return Err(Error::bad_input(path, "embedding_dim is 0"));
+        let mut seen = std::collections::HashSet::new();
+        for g in &m.predicted_genes {
+            if g.is_empty() || g.len() > 256 || g.chars().any(|c| c.is_control()) {
+                return Err(Error::bad_input(
+                    path,
+                    format!("predicted_genes: {g:?} is not a gene name"),
+                ));
+            }
+            if !seen.insert(g.as_str()) {
+                return Err(Error::bad_input(
+                    path,
+                    format!("predicted_genes: {g:?} is listed twice"),
+                ));
+            }
         }
         for (what, p) in
             std::iter::once(("patch", &m.patch)).chain(m.patch_2d.as_ref().map(|p| ("patch_2d", p)))
         {
             if p.size_px[0] == 0 || p.size_px[1] == 0 || p.depth == 0 || p.channels == 0 {
                 return Err(Error::bad_input(path, format!("{what}: zero-sized patch")));
+            }
+            if p.size_px[0] > 4096 || p.size_px[1] > 4096 || p.depth > 1024 || p.channels > 4 {
+                return Err(Error::bad_input(
+                    path,
+                    format!(
+                        "{what}: patch {} x {} x {} with {} channels is out of range (at most 1024 x 4096 x 4096, 4 channels)",
+                        p.depth, p.size_px[0], p.size_px[1], p.channels
+                    ),
+                ));
             }
             if p.mean.len() != p.channels || p.std.len() != p.channels {
                 return Err(Error::bad_input(
@@ -275,17 +308,19 @@ impl Manifest {
                     format!("{what}: std must be positive"),
                 ));
             }
-            if !(p.um_per_px.is_finite() && p.um_per_px > 0.0)
-                || p.z_um.is_some_and(|z| !(z.is_finite() && z > 0.0))
+            let (lo, hi) = crate::limits::UM_RANGE;
+            if !(p.um_per_px.is_finite() && (lo..=hi).contains(&p.um_per_px))
+                || p.z_um
+                    .is_some_and(|z| !(z.is_finite() && (lo..=hi).contains(&z)))
             {
                 return Err(Error::bad_input(
                     path,
-                    format!("{what}: pixel size must be positive"),
+                    format!("{what}: pixel sizes must be finite, from {lo} to {hi} um"),
                 ));
             }
         }
         for (role, n) in &m.networks {
-            if n.file.contains('/') || n.file.contains("..") {
+            if crate::names::valid_id(&n.file, "file").is_err() || n.file == MANIFEST_FILE {
                 return Err(Error::bad_input(
                     path,
                     format!(
@@ -360,6 +395,7 @@ impl Model {
     /// Open an ONNX Runtime session for network `role` and check that the ONNX graph's
     /// inputs and outputs agree with the manifest.
     pub fn network(&self, role: &str, opts: &RunOptions) -> Result<Network> {
+        crate::limits::threads_arg("--threads", opts.threads)?;
         let spec = self.manifest.network(role)?.clone();
         let file = self.dir.join(&spec.file);
         let fname = file.display().to_string();

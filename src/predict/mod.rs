@@ -149,9 +149,7 @@ impl Predictions {
     /// the patch's (weights = cosine similarity, floored at 0), over the reference
     /// samples' kept spots. Genes missing from a reference panel are an error.
     pub fn use_knn(&mut self, store: &Store, reference: &[String], k: usize) -> Result<()> {
-        if k == 0 {
-            return Err(Error::bad_input("--knn", "k must be at least 1"));
-        }
+        crate::limits::int_arg("--knn", k, 1, 100_000)?;
         let mut ref_emb: Vec<Vec<f32>> = Vec::new();
         let mut ref_expr: Vec<Vec<f32>> = Vec::new();
         for s in reference {

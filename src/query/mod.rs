@@ -173,7 +173,8 @@ pub fn close_matches(gene: &str, known: &[String]) -> Vec<String> {
         .filter_map(|k| {
             let u = k.to_uppercase();
             let d = edit_distance(&g, &u);
-            (d <= 2 || (g.len() >= 3 && u.starts_with(&g[..3]))).then_some((d, k))
+            let prefix: String = g.chars().take(3).collect();
+            (d <= 2 || (g.chars().count() >= 3 && u.starts_with(&prefix))).then_some((d, k))
         })
         .collect();
     c.sort();
@@ -214,6 +215,9 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
     if q.genes.is_empty() {
         return Err(Error::bad_input("--genes", "no gene given"));
     }
+    crate::limits::float_arg("--min-pcc", q.min_pcc, -1.0, 1.0)?;
+    crate::limits::float_arg("--threshold-percentile", q.percentile, 0.0, 100.0)?;
+    crate::limits::float_arg("--min-fraction", q.min_fraction, 0.0, 1.0)?;
     let (genes, pool) = spot_pool(store, model, q.spot_samples.as_deref())?;
     let index = GeneIndex::new(&genes);
     let mut cols = Vec::new();
@@ -625,6 +629,9 @@ mod tests {
         );
         assert_eq!(close_matches("GRB8", &known), vec!["GRB7"]);
         assert!(close_matches("XYZ", &known).is_empty());
+        // Multi-byte characters are compared as characters, never sliced.
+        assert!(close_matches("💥", &known).is_empty());
+        assert!(close_matches("ÉRBB💥", &known).is_empty());
     }
 
     #[test]

@@ -112,7 +112,46 @@ pub fn read_spots(path: &Path, format: SpotFormat, extra: &SpotPaths) -> Result<
             "no spots to ingest",
         ));
     }
+    check_coordinates(path, &t)?;
     Ok(t)
+}
+
+/// Largest absolute spot coordinate accepted (pixels, array steps or sections): a
+/// whole slide at 0.1 um/px is ~10^6 px across.
+pub const MAX_COORDINATE: f64 = 1e7;
+
+/// Every spot position, array coordinate and section index must be finite and within
+/// [`MAX_COORDINATE`] (spot grids and maps are sized from them).
+fn check_coordinates(path: &Path, t: &SpotTable) -> Result<()> {
+    let bad_at = |what: &str, i: usize, v: &[f64]| {
+        bad(
+            path,
+            format!(
+                "spot {:?}: {what} {v:?} is not a finite coordinate within +-{MAX_COORDINATE:e}",
+                t.ids.get(i).map(String::as_str).unwrap_or("?")
+            ),
+        )
+    };
+    let ok = |v: &f64| v.is_finite() && v.abs() <= MAX_COORDINATE;
+    if let Some(i) = t.pixel.iter().position(|p| !p.iter().all(ok)) {
+        return Err(bad_at("position", i, &t.pixel[i]));
+    }
+    if let Some(a) = &t.array {
+        if let Some(i) = a.iter().position(|p| !p.iter().all(ok)) {
+            return Err(bad_at("array coordinate", i, &a[i]));
+        }
+    }
+    if let Some(z) = &t.z {
+        if let Some(i) = z.iter().position(|v| !ok(v)) {
+            return Err(bad_at("section", i, &[z[i]]));
+        }
+    }
+    if t.spot_diameter_px
+        .is_some_and(|d| !(d.is_finite() && d > 0.0))
+    {
+        return Err(bad(path, "spot diameter must be a positive finite number"));
+    }
+    Ok(())
 }
 
 pub(crate) fn bad(path: &Path, msg: impl Into<String>) -> Error {

@@ -78,20 +78,7 @@ fn open_read(
     }
 }
 
-fn valid_id(id: &str, what: &str) -> Result<()> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(Error::bad_input(
-            what,
-            format!("'{id}' is not a valid name (1-128 letters, digits, - _ .)"),
-        ));
-    }
-    Ok(())
-}
+pub(crate) use crate::names::valid_id;
 
 impl Store {
     /// Write one value of a `&str`-keyed table in its own durable transaction.
@@ -177,8 +164,14 @@ impl Store {
             manifest_json: model.manifest_json.clone(),
             files,
         };
+        let dest = self.dir.join(MODELS_DIR).join(&name);
         if let Some(old) = self.model_record(&name)? {
             if old.files == rec.files {
+                if self.model_files_intact(&old)? {
+                    return Ok(old);
+                }
+                // The same model, but the store's copy is damaged or gone: restore it.
+                self.copy_model_files(dir, &rec, &dest)?;
                 return Ok(old);
             }
             return Err(Error::bad_input(
@@ -189,8 +182,18 @@ impl Store {
                 ),
             ));
         }
-        let dest = self.dir.join(MODELS_DIR).join(&name);
-        let tmp = self.dir.join(MODELS_DIR).join(format!(".{name}.tmp"));
+        self.copy_model_files(dir, &rec, &dest)?;
+        self.put(MODELS, &name, &codec::encode(&rec))?;
+        Ok(rec)
+    }
+
+    /// Copy a model's files into `dest` (`models/<name>`, the name validated) through a
+    /// temporary directory; only directories under `models/` are ever removed.
+    fn copy_model_files(&self, dir: &Path, rec: &ModelRecord, dest: &Path) -> Result<()> {
+        valid_id(&rec.name, "manifest.json name")?;
+        let root = self.dir.join(MODELS_DIR);
+        debug_assert_eq!(dest.parent(), Some(root.as_path()));
+        let tmp = root.join(format!(".{}.tmp", rec.name));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut names: Vec<&str> = rec.files.iter().map(|f| f.0.as_str()).collect();
@@ -198,11 +201,24 @@ impl Store {
         for f in names {
             std::fs::copy(dir.join(f), tmp.join(f)).map_err(|e| Error::io(dir.join(f), e))?;
         }
-        let _ = std::fs::remove_dir_all(&dest);
-        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-        crate::index::sync_dir(&self.dir.join(MODELS_DIR))?;
-        self.put(MODELS, &name, &codec::encode(&rec))?;
-        Ok(rec)
+        if dest.exists() {
+            std::fs::remove_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+        }
+        std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))?;
+        crate::index::sync_dir(&root)
+    }
+
+    /// True when every file of a registered model is present in the store's copy with
+    /// the checksum recorded when it was added.
+    pub fn model_files_intact(&self, rec: &ModelRecord) -> Result<bool> {
+        let dir = self.model_dir(&rec.name);
+        for (f, sum) in &rec.files {
+            let p = dir.join(f);
+            if !p.is_file() || sha256_file(&p)? != *sum {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The record of a registered model.

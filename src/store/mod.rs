@@ -12,6 +12,7 @@
 //! * one writer process at a time (an OS lock on `LOCK`), any number of readers.
 
 mod catalog;
+mod migrate;
 mod predictions;
 mod search;
 mod spots;
@@ -136,7 +137,7 @@ fn guard<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
                 .unwrap_or_default();
             Err(Error::Corrupted {
                 path: path.to_path_buf(),
-                message: format!("{what} failed on damaged data ({msg}); run `vortexdb check`"),
+                message: format!("{what} failed on damaged data ({msg})"),
             })
         }
     }
@@ -244,9 +245,22 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let store = Store::assemble(dir, Db::Read(db), None);
-        store.check_meta()?;
-        Ok(store)
+        let store = Store::assemble(dir.clone(), Db::Read(db), None);
+        match store.check_meta() {
+            Err(Error::Version { found, .. })
+                if found == codec::SCHEMA_V1 && lock_is_free(&dir) =>
+            {
+                drop(store);
+                let w = Store::open(&dir)?;
+                let warnings = w.take_warnings();
+                drop(w);
+                let s = Store::open_read_only(&dir)?;
+                s.warnings.lock().expect("warnings lock").extend(warnings);
+                Ok(s)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(store),
+        }
     }
 
     fn assemble(dir: PathBuf, db: Db, lock: Option<File>) -> Store {
@@ -299,18 +313,23 @@ impl Store {
         let path = self.db_path();
         guard(&path, "reading store metadata", || {
             let txn = self.read()?;
-            let meta = txn.open_table(META).map_err(|_| Error::NotAStore {
-                path: self.dir.clone(),
-                reason: format!("{DB_FILE} has no vortexdb metadata"),
+            let meta = txn.open_table(META).map_err(|_| Error::Corrupted {
+                path: path.clone(),
+                message: "no vortexdb metadata table (the file is damaged, or was not written by \
+                          vortexdb)"
+                    .into(),
             })?;
             let format = meta
                 .get(META_FORMAT)
                 .map_err(|e| db_err(&path, e))?
                 .map(|v| v.value().to_vec());
             if format.as_deref() != Some(FORMAT_NAME) {
-                return Err(Error::NotAStore {
-                    path: self.dir.clone(),
-                    reason: format!("{DB_FILE} is not a vortexdb database"),
+                return Err(Error::Corrupted {
+                    path: path.clone(),
+                    message:
+                        "the vortexdb format marker is missing or wrong (the file is damaged, \
+                              or was not written by vortexdb)"
+                            .into(),
                 });
             }
             let version = meta
@@ -321,6 +340,17 @@ impl Store {
                     path: path.clone(),
                     message: "schema version missing".into(),
                 })?;
+            if version == codec::SCHEMA_V1 {
+                if let Db::Write(db) = &self.db {
+                    let n = migrate::v1_to_v2(db, &path)?;
+                    self.warn(format!(
+                        "{}: migrated from schema 1 to schema {} (a CRC-32 on each of {n} records)",
+                        path.display(),
+                        codec::SCHEMA_VERSION
+                    ));
+                    return Ok(());
+                }
+            }
             if version != codec::SCHEMA_VERSION {
                 return Err(Error::Version {
                     path: path.clone(),
@@ -354,6 +384,9 @@ impl Store {
                 format!("invalid dimension {}", spec.dim),
             ));
         }
+        let (lo, hi) = crate::limits::M_RANGE;
+        crate::limits::int_arg("--m", spec.hnsw.m, lo, hi)?;
+        crate::limits::int_arg("--ef-construction", spec.hnsw.ef_construction, 1, 100_000)?;
         let db = self.writer()?;
         let path = self.db_path();
         let _w = self.write_guard.lock().expect("write lock");
@@ -682,6 +715,35 @@ impl Store {
             // Loading the graph verifies its snapshot; a writer rebuilds a bad one.
             self.sync_index(&c.name)?;
         }
+        // Every structured record carries a CRC-32 (schema 2): verify them all.
+        let txn = self.read()?;
+        let str_tables = [
+            (COLLECTIONS, "collection"),
+            (catalog::MODELS, "model"),
+            (catalog::SAMPLES, "sample"),
+            (spots::SPOT_SETS, "spot set"),
+            (predictions::DOMAINS, "domains"),
+        ];
+        for (def, what) in str_tables {
+            check_table(&txn, def, &path, what)?;
+        }
+        check_table(&txn, RECORDS, &path, "patch record")?;
+        check_table(&txn, SNAPSHOTS, &path, "snapshot")?;
+        check_table(&txn, IMPORTS, &path, "import progress")?;
+        check_table(&txn, spots::SPOTS, &path, "spot")?;
+        check_table(&txn, spots::EXPRESSION, &path, "expression")?;
+        drop(txn);
+        for m in self.models()? {
+            if !self.model_files_intact(&m)? {
+                return Err(Error::Corrupted {
+                    path: self.model_dir(&m.name),
+                    message: format!(
+                        "model '{}': a file is missing or differs from the checksum recorded when it was added (re-add the model to restore it)",
+                        m.name
+                    ),
+                });
+            }
+        }
         Ok(checked)
     }
 }
@@ -748,6 +810,32 @@ fn bump_generation(txn: &redb::WriteTransaction, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Verify the CRC-32 of every value of one record table.
+fn check_table<K: redb::Key + 'static>(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<'static, K, &'static [u8]>,
+    path: &Path,
+    what: &str,
+) -> Result<u64> {
+    let t = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(db_err(path, e)),
+    };
+    let mut n = 0;
+    for kv in t.iter().map_err(|e| db_err(path, e))? {
+        let (_, v) = kv.map_err(|e| db_err(path, e))?;
+        if codec::strip_crc(v.value()).is_none() {
+            return Err(Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!("a {what} record fails its checksum"),
+            });
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub(crate) fn decode_or_corrupt<T: serde::de::DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
@@ -755,7 +843,7 @@ pub(crate) fn decode_or_corrupt<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     codec::decode(bytes).ok_or_else(|| Error::Corrupted {
         path: path.to_path_buf(),
-        message: format!("cannot decode {what} record"),
+        message: format!("a {what} record fails its checksum or cannot be decoded"),
     })
 }
 

@@ -114,6 +114,24 @@ impl Resampled {
             ));
         }
         let s: Vec<f64> = (0..3).map(|a| voxel_um[a] / target_um[a]).collect();
+        // The resampled size is bounded before any weight table or slice is allocated:
+        // ingest holds a patch depth of resampled slices (~200 bytes per slice pixel).
+        let out: Vec<f64> = (0..3).map(|a| info.shape[a] as f64 * s[a]).collect();
+        if out.iter().any(|n| !n.is_finite() || *n > 1e9) {
+            return Err(Error::bad_input(
+                "--um-per-voxel",
+                format!(
+                    "{} at {voxel_um:?} um per voxel resamples to {:.3e} x {:.3e} x {:.3e} voxels at the model's {target_um:?} um; the voxel size is wrong",
+                    info.source, out[0], out[1], out[2]
+                ),
+            ));
+        }
+        crate::limits::alloc_bytes(
+            &info.source,
+            &[out[1].ceil() as u64, out[2].ceil() as u64],
+            200,
+            "resampling its slices to the model's voxel size",
+        )?;
         let wz = weights(info.shape[0], s[0]);
         let wy = weights(info.shape[1], s[1]);
         let wx = weights(info.shape[2], s[2]);

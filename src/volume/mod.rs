@@ -49,6 +49,9 @@ pub struct VolumeInfo {
     pub source: String,
     /// The files read, for the ingest fingerprint.
     pub files: Vec<PathBuf>,
+    /// The intensity window the reader applies (part of the ingest fingerprint).
+    #[serde(default)]
+    pub intensity_range: IntensityRange,
 }
 
 /// One slice: `channels` planes of `h * w` intensities in [0, 1], planar (C, H, W).
@@ -212,12 +215,15 @@ impl NpyVolume {
                 format!("empty volume, shape {shape:?}"),
             ));
         }
-        let need = dims
-            .iter()
-            .product::<usize>()
-            .checked_mul(channels * dtype.bytes())
-            .ok_or_else(|| Error::bad_input(&p, "shape too large"))? as u64;
-        let have = file.metadata().map_err(|e| Error::io(path, e))?.len() - data_offset;
+        let dims64: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+        let need = crate::limits::checked_bytes(&p, &dims64, (channels * dtype.bytes()) as u64)?;
+        // One slice, as f32, is what a reader allocates.
+        crate::limits::alloc_bytes(&p, &dims64[1..], (channels * 4) as u64, "one slice")?;
+        let have = file
+            .metadata()
+            .map_err(|e| Error::io(path, e))?
+            .len()
+            .saturating_sub(data_offset);
         if have < need {
             return Err(Error::bad_input(
                 &p,
@@ -233,6 +239,7 @@ impl NpyVolume {
                 dtype,
                 source: p,
                 files: vec![path.to_path_buf()],
+                intensity_range: range,
             },
             file,
             data_offset,
@@ -325,6 +332,17 @@ pub struct TiffVolume {
     range: IntensityRange,
 }
 
+/// Decoder limits from the memory budget (an IFD value, e.g. a strip-offset list, is
+/// bounded by the file it comes from, at most 256 MiB).
+pub(crate) fn tiff_limits() -> tiff::decoder::Limits {
+    let budget = usize::try_from(crate::limits::memory_budget()).unwrap_or(usize::MAX);
+    let mut l = tiff::decoder::Limits::default();
+    l.decoding_buffer_size = budget;
+    l.intermediate_buffer_size = budget;
+    l.ifd_value_size = 256 << 20;
+    l
+}
+
 fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> Error {
     Error::bad_input(
         path.display().to_string(),
@@ -361,13 +379,32 @@ impl TiffVolume {
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut d = tiff::decoder::Decoder::new(BufReader::new(f))
             .map_err(|e| tiff_err(path, 0, e))?
-            .with_limits(tiff::decoder::Limits::unlimited());
+            .with_limits(tiff_limits());
         let mut page = 0usize;
         let mut first: Option<((u32, u32), usize, Dtype)> = None;
         loop {
             let dims = d.dimensions().map_err(|e| tiff_err(path, page, e))?;
             let ct = d.colortype().map_err(|e| tiff_err(path, page, e))?;
             let (c, dt) = tiff_kind(path, page, ct)?;
+            // A page is decoded whole (its samples, then as f32): bound it first.
+            crate::limits::alloc_bytes(
+                &path.display().to_string(),
+                &[dims.0 as u64, dims.1 as u64],
+                (c * (dt.bytes() + 8)) as u64,
+                &format!("TIFF page {page} ({} x {} pixels)", dims.0, dims.1),
+            )?;
+            if dims.0 == 0 || dims.1 == 0 {
+                return Err(Error::bad_input(
+                    path.display().to_string(),
+                    format!("TIFF page {page} is empty ({} x {})", dims.0, dims.1),
+                ));
+            }
+            if page >= 1 << 20 {
+                return Err(Error::bad_input(
+                    path.display().to_string(),
+                    "more than 2^20 pages",
+                ));
+            }
             match first {
                 None => first = Some((dims, c, dt)),
                 Some((d0, c0, t0)) if (d0, c0, t0) != (dims, c, dt) => {
@@ -396,15 +433,25 @@ impl TiffVolume {
             );
             if let (Some(off), Some(cnt)) = (off, cnt) {
                 for (o, n) in off.iter().zip(&cnt) {
-                    if o + n > len {
+                    if o.checked_add(*n).is_none_or(|end| end > len) {
                         return Err(Error::bad_input(
                             path.display().to_string(),
                             format!(
                                 "truncated: page {page} has data at bytes {o}..{} but the file is {len} bytes",
-                                o + n
+                                o.saturating_add(*n)
                             ),
                         ));
                     }
+                }
+                if off.len() != cnt.len() {
+                    return Err(Error::bad_input(
+                        path.display().to_string(),
+                        format!(
+                            "TIFF page {page}: {} data offsets but {} byte counts",
+                            off.len(),
+                            cnt.len()
+                        ),
+                    ));
                 }
             } else {
                 return Err(Error::bad_input(
@@ -427,6 +474,7 @@ impl TiffVolume {
                 dtype,
                 source: path.display().to_string(),
                 files: vec![path.to_path_buf()],
+                intensity_range: range,
             },
             path: path.to_path_buf(),
             decoder: d,
@@ -618,6 +666,7 @@ impl ImageStack {
                 dtype,
                 source,
                 files: files.clone(),
+                intensity_range: range,
             },
             files,
             range,
@@ -631,6 +680,55 @@ impl ImageStack {
     }
 }
 
+/// Decode a whole PNG, JPEG or TIFF image with its size checked against the memory
+/// budget before any pixel buffer is allocated, and a JPEG's end-of-image marker
+/// required (a truncated JPEG is refused, not decoded with grey rows).
+pub fn decode_image(f: &Path) -> Result<image::DynamicImage> {
+    let p = f.display().to_string();
+    let (w, h, c, dt) = image_header(f)?;
+    let r = image::ImageReader::open(f)
+        .map_err(|e| Error::io(f, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(f, e))?;
+    if r.format() == Some(image::ImageFormat::Jpeg) {
+        check_jpeg_end(f)?;
+    }
+    let mut r = r;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(crate::limits::memory_budget());
+    r.limits(limits);
+    let img = r
+        .decode()
+        .map_err(|e| Error::bad_input(&p, format!("cannot decode image: {e}")))?;
+    if (img.width(), img.height()) != (w, h) || c == 0 || dt.bytes() == 0 {
+        return Err(Error::bad_input(&p, "image changed size while reading"));
+    }
+    Ok(img)
+}
+
+/// A JPEG must end with its end-of-image marker (FF D9), trailing zero padding aside.
+fn check_jpeg_end(f: &Path) -> Result<()> {
+    let mut file = File::open(f).map_err(|e| Error::io(f, e))?;
+    let len = file.metadata().map_err(|e| Error::io(f, e))?.len();
+    let tail = len.min(4096);
+    file.seek(SeekFrom::Start(len - tail))
+        .map_err(|e| Error::io(f, e))?;
+    let mut buf = vec![0u8; tail as usize];
+    file.read_exact(&mut buf).map_err(|e| Error::io(f, e))?;
+    let end = buf
+        .iter()
+        .rposition(|&b| b != 0)
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    if end < 2 || buf[end - 2..end] != [0xFF, 0xD9] {
+        return Err(Error::bad_input(
+            f.display().to_string(),
+            "truncated JPEG: no end-of-image marker at the end of the file",
+        ));
+    }
+    Ok(())
+}
+
 fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
     let p = f.display().to_string();
     let r = image::ImageReader::open(f)
@@ -642,6 +740,13 @@ fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
         .map_err(|e| Error::bad_input(&p, format!("cannot read image: {e}")))?;
     use image::ImageDecoder;
     let (w, h) = dec.dimensions();
+    // Decoded as 16-bit RGBA at most, then converted to f32 planes.
+    crate::limits::alloc_bytes(
+        &p,
+        &[w as u64, h as u64],
+        8 + 12,
+        &format!("decoding this {w} x {h} image"),
+    )?;
     let (c, dt) = match dec.color_type() {
         image::ColorType::L8 | image::ColorType::La8 => (1, Dtype::U8),
         image::ColorType::L16 | image::ColorType::La16 => (1, Dtype::U16),
@@ -671,12 +776,7 @@ impl VolumeSource for ImageStack {
             Error::bad_input(&self.info.source, format!("slice {z} out of range"))
         })?;
         let p = f.display().to_string();
-        let img = image::ImageReader::open(f)
-            .map_err(|e| Error::io(f, e))?
-            .with_guessed_format()
-            .map_err(|e| Error::io(f, e))?
-            .decode()
-            .map_err(|e| Error::bad_input(&p, format!("cannot decode image: {e}")))?;
+        let img = decode_image(f)?;
         let (h, w) = self.sizes[z];
         if (img.width() as usize, img.height() as usize) != (w, h) {
             return Err(Error::bad_input(&p, "image changed size while reading"));

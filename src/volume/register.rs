@@ -49,7 +49,12 @@ impl Transforms {
                 format!("{} transforms for {n} section images", t.sections.len()),
             ));
         }
-        if t.frame[0] == 0 || t.frame[1] == 0 || t.frame[0] * t.frame[1] > 1 << 30 {
+        if t.frame[0] == 0
+            || t.frame[1] == 0
+            || t.frame[0]
+                .checked_mul(t.frame[1])
+                .is_none_or(|n| n > 1 << 30)
+        {
             return Err(Error::bad_input(
                 &p,
                 format!(

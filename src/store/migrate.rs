@@ -1,0 +1,88 @@
+//! In-place migration of schema-1 stores (records without a CRC) to schema 2 (every
+//! bincode record followed by a CRC-32): one write transaction rewrites every record
+//! table and the schema version, so a crash leaves either the old or the new store.
+
+use std::path::Path;
+
+use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
+
+use super::catalog::{MODELS, SAMPLES};
+use super::predictions::DOMAINS;
+use super::spots::{EXPRESSION, SPOT_SETS, SPOTS};
+use super::tables::{COLLECTIONS, IMPORTS, META, META_SCHEMA, RECORDS, SNAPSHOTS};
+use super::{db_err, guard};
+use crate::codec;
+use crate::error::{Error, Result};
+
+/// Rewrite every value of one table with [`codec::add_crc`]. `owned` turns a borrowed
+/// key into an owned one and `borrow` back, so the table can be rewritten after it was
+/// read.
+macro_rules! migrate_table {
+    ($txn:expr, $path:expr, $def:expr, |$k:ident| $owned:expr, |$o:ident| $borrow:expr) => {{
+        match $txn.open_table($def) {
+            Ok(mut t) => {
+                let mut rows = Vec::new();
+                for kv in t.iter().map_err(|e| db_err($path, e))? {
+                    let (key, v) = kv.map_err(|e| db_err($path, e))?;
+                    let $k = key.value();
+                    rows.push(($owned, codec::add_crc(v.value())));
+                }
+                for ($o, v) in &rows {
+                    t.insert($borrow, v.as_slice())
+                        .map_err(|e| db_err($path, e))?;
+                }
+                rows.len() as u64
+            }
+            Err(TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(db_err($path, e)),
+        }
+    }};
+}
+
+fn str_table(
+    txn: &WriteTransaction,
+    path: &Path,
+    def: TableDefinition<'static, &'static str, &'static [u8]>,
+) -> Result<u64> {
+    Ok(migrate_table!(txn, path, def, |k| k.to_string(), |o| o.as_str()))
+}
+
+/// Migrate a schema-1 database to the current schema in one transaction; returns the
+/// number of records rewritten.
+pub(crate) fn v1_to_v2(db: &redb::Database, path: &Path) -> Result<u64> {
+    guard(path, "migrating the store to schema 2", || {
+        let mut txn = db.begin_write().map_err(|e| db_err(path, e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| db_err(path, e))?;
+        let mut n = 0;
+        for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
+            n += str_table(&txn, path, def)?;
+        }
+        n += migrate_table!(txn, path, RECORDS, |k| k, |o| *o);
+        n += migrate_table!(txn, path, SNAPSHOTS, |k| k, |o| *o);
+        n += migrate_table!(txn, path, IMPORTS, |k| (k.0, k.1.to_string()), |o| (
+            o.0,
+            o.1.as_str()
+        ));
+        for def in [SPOTS, EXPRESSION] {
+            n += migrate_table!(txn, path, def, |k| (k.0.to_string(), k.1), |o| (
+                o.0.as_str(),
+                o.1
+            ));
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
+            meta.insert(META_SCHEMA, &codec::SCHEMA_VERSION.to_le_bytes()[..])
+                .map_err(|e| db_err(path, e))?;
+        }
+        txn.commit().map_err(|e| db_err(path, e))?;
+        Ok(n)
+    })
+    .map_err(|e| match e {
+        Error::Corrupted { path, message } => Error::Corrupted {
+            path,
+            message: format!("schema-1 store could not be migrated: {message}"),
+        },
+        other => other,
+    })
+}
