@@ -74,11 +74,15 @@ pub fn checked_bytes(path: &str, dims: &[u64], elem: u64) -> Result<u64> {
 pub fn within_budget(path: &str, bytes: u64, what: &str) -> Result<usize> {
     let budget = memory_budget();
     if bytes > budget {
+        let from = if std::env::var_os(BUDGET_ENV).is_some() {
+            format!("set by {BUDGET_ENV}")
+        } else {
+            format!("half of this machine's memory; set {BUDGET_ENV} to change it")
+        };
         return Err(Error::bad_input(
             path,
             format!(
-                "{what} would need {} of memory, more than the budget of {} \
-                 (half of this machine's memory; set {BUDGET_ENV} to change it)",
+                "{what} would need {} of memory, more than the budget of {} ({from})",
                 human(bytes),
                 human(budget)
             ),

@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn gene_stems_stay_in_their_directory() {
         assert_eq!(file_stem("ERBB2"), "ERBB2");
-        assert_eq!(file_stem("../../x"), "_.._x");
+        assert_eq!(file_stem("../../x"), "_.._.._x");
         assert_eq!(file_stem("/abs/path/x"), "_abs_path_x");
         assert_eq!(file_stem(".."), "_..");
         assert_eq!(file_stem("💥"), "_");

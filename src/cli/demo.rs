@@ -121,6 +121,14 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
         i: 0,
     };
     let dir = &a.out;
+    // Refuse before any work: only a store an earlier demo made is ever replaced.
+    let store_dir = dir.join("store");
+    if store_dir.exists() && !store_dir.join(DEMO_MARKER).is_file() {
+        return Err(Error::bad_input(
+            store_dir.display().to_string(),
+            "exists and was not made by `vortexdb demo`; it is left alone: choose another --out",
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let figs = dir.join("figures");
     std::fs::create_dir_all(&figs).map_err(|e| Error::io(&figs, e))?;
@@ -154,15 +162,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
     };
 
     st.start("creating the store and registering the built-in default model");
-    let store_dir = dir.join("store");
-    // Only a store an earlier demo made (it carries DEMO_MARKER) is ever replaced.
     if store_dir.exists() {
-        if !store_dir.join(DEMO_MARKER).is_file() {
-            return Err(Error::bad_input(
-                store_dir.display().to_string(),
-                "exists and was not made by `vortexdb demo`; it is left alone: choose another --out",
-            ));
-        }
         std::fs::remove_dir_all(&store_dir).map_err(|e| Error::io(&store_dir, e))?;
     }
     let store = Store::create(&store_dir)?;

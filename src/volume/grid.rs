@@ -130,7 +130,9 @@ impl Resampled {
             &info.source,
             &[out[1].ceil() as u64, out[2].ceil() as u64],
             200,
-            "resampling its slices to the model's voxel size",
+            &format!(
+                "resampling its slices from {voxel_um:?} um voxels (--um-per-voxel) to the model's {target_um:?} um"
+            ),
         )?;
         let wz = weights(info.shape[0], s[0]);
         let wy = weights(info.shape[1], s[1]);

@@ -71,9 +71,57 @@ pub fn vortexdb(args: &[&str]) -> Output {
         .expect("spawn vortexdb")
 }
 
-/// Run and expect failure with exit code 1 and a message containing every needle.
+/// Address-space limit of bad-input runs: an attempted huge allocation aborts the
+/// process (and fails the test) instead of succeeding by luck on a big machine.
+pub const BAD_INPUT_AS_LIMIT: u64 = 3 << 30;
+
+/// Run the CLI under `prlimit --as` ([`BAD_INPUT_AS_LIMIT`]) with a 1 GiB memory
+/// budget (`VORTEX_MEMORY_BUDGET`), so sizes read from files are checked against it.
+pub fn vortexdb_limited(args: &[&str]) -> Output {
+    Command::new("prlimit")
+        .arg(format!("--as={BAD_INPUT_AS_LIMIT}"))
+        .arg("--")
+        .arg(bin())
+        .args(args)
+        .env("VORTEX_MEMORY_BUDGET", "1G")
+        .output()
+        .expect("spawn prlimit (util-linux)")
+}
+
+/// Write rows as a Parquet vector file with a `sample` column (and z, y, x = row).
+pub fn write_vector_parquet(path: &Path, rows: &[Vec<f32>], samples: &[String]) {
+    use arrow::array::{Array, Float32Builder, Int64Array, ListBuilder, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let mut lb = ListBuilder::new(Float32Builder::new());
+    for r in rows {
+        lb.values().append_slice(r);
+        lb.append(true);
+    }
+    let list = Arc::new(lb.finish());
+    let mut fields = vec![
+        Field::new("vector", list.data_type().clone(), true),
+        Field::new("sample", DataType::Utf8, false),
+    ];
+    let mut cols: Vec<arrow::array::ArrayRef> = vec![
+        list,
+        Arc::new(StringArray::from_iter_values(samples.iter())),
+    ];
+    for axis in ["z", "y", "x"] {
+        fields.push(Field::new(axis, DataType::Int64, false));
+        cols.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Run (under the address-space limit of [`vortexdb_limited`]) and expect failure
+/// with exit code 1 and a message containing every needle.
 pub fn expect_user_error(args: &[&str], needles: &[&str]) -> String {
-    let o = vortexdb(args);
+    let o = vortexdb_limited(args);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(
         o.status.code(),
