@@ -54,6 +54,14 @@ pub enum Command {
         /// Store directory.
         store: PathBuf,
     },
+    /// Online backup: a consistent copy of the store from one read snapshot (works while
+    /// another process writes), every record verified; restore by opening the copy.
+    Backup {
+        /// Store directory.
+        store: PathBuf,
+        /// New directory for the copy (must not exist).
+        dest: PathBuf,
+    },
     /// Models: register a model directory in a store, list, run a network on an array.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -259,6 +267,28 @@ fn run(cli: Cli) -> Result<()> {
                 out(&json!({"ok": true, "vectors_checked": n}).to_string());
             } else {
                 out(&format!("ok: {n} vectors verified"));
+            }
+            Ok(())
+        }
+        Command::Backup { store, dest } => {
+            let s = Store::open_read_only(&store)?;
+            let r = s.backup(&dest)?;
+            flush_warnings(&s);
+            if cli.json {
+                let mut v = serde_json::to_value(&r).unwrap_or_default();
+                v["ok"] = json!(true);
+                out(&v.to_string());
+            } else {
+                out(&format!(
+                    "backup of {} at generation {} written to {} ({} entries, {} model files, {} bytes) in {:.1} s",
+                    store.display(),
+                    r.generation,
+                    r.dest.display(),
+                    r.entries,
+                    r.model_files,
+                    r.db_bytes,
+                    r.seconds
+                ));
             }
             Ok(())
         }

@@ -9,8 +9,10 @@
 //!   stale or damaged snapshot is rebuilt (with a warning);
 //! * every search result is re-checked against redb's tombstones and the caller's
 //!   filter, and an HNSW search that cannot fill `k` falls back to exact search;
-//! * one writer process at a time (an OS lock on `LOCK`), any number of readers.
+//! * one writer process at a time (an OS lock on `LOCK`), any number of readers;
+//! * [`Store::backup`] copies the store from one read snapshot beside an active writer.
 
+mod backup;
 mod catalog;
 mod migrate;
 mod predictions;
@@ -27,6 +29,7 @@ use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
+pub use backup::BackupReport;
 pub use catalog::{MODELS_DIR, ModelRecord, SampleRecord};
 pub use predictions::{DomainRecord, SamplePredictions};
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};

@@ -1,0 +1,219 @@
+//! Online backup: a consistent copy of a store taken from one read transaction (a
+//! snapshot of redb at one generation), while a writer may keep writing.
+//!
+//! Every record and vector is checksum-verified as it is copied (a backup never
+//! carries damage silently), the copy is built in `DEST.partial-<pid>` and renamed to
+//! `DEST` only when complete and synced, and registered models are copied with their
+//! checksums verified. HNSW snapshots are not copied: they are derived from redb and
+//! the copy rebuilds them on first use. Restoring is opening the copy.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTransaction};
+
+use super::catalog::{MODELS, MODELS_DIR, SAMPLES};
+use super::predictions::{DOMAINS, PREDICTIONS};
+use super::spots::{EXPRESSION, SPOT_SETS, SPOTS};
+use super::tables::*;
+use super::{DB_FILE, INDEX_DIR, Store, db_err};
+use crate::codec;
+use crate::error::{Error, Result};
+
+/// What a backup copied.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupReport {
+    /// The new store.
+    pub dest: PathBuf,
+    /// Generation of the source the copy reflects.
+    pub generation: u64,
+    /// Records and vectors copied (all tables).
+    pub entries: u64,
+    /// Model files copied.
+    pub model_files: usize,
+    /// Size of the copy's `vortex.redb`.
+    pub db_bytes: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// How a table's values are verified while copying.
+#[derive(Clone, Copy)]
+enum Check {
+    /// bincode record + CRC-32 ([`codec::strip_crc`]).
+    Record,
+    /// f32 values + CRC-32 (vectors, predictions): the CRC covers all but 4 bytes.
+    Floats,
+    /// Nothing to verify (tombstones, meta).
+    None,
+}
+
+fn verify(bytes: &[u8], check: Check) -> bool {
+    match check {
+        Check::Record => codec::strip_crc(bytes).is_some(),
+        Check::Floats => codec::strip_crc(bytes).is_some() && (bytes.len() - 4) % 4 == 0,
+        Check::None => true,
+    }
+}
+
+/// Copy every entry of one table from `src` to `dst`, verifying values.
+fn copy_table<K: redb::Key + 'static>(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    def: TableDefinition<'static, K, &'static [u8]>,
+    check: Check,
+    path: &Path,
+) -> Result<u64> {
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(db_err(path, e)),
+    };
+    let mut to = dst.open_table(def).map_err(|e| db_err(path, e))?;
+    let mut n = 0;
+    for kv in from.iter().map_err(|e| db_err(path, e))? {
+        let (k, v) = kv.map_err(|e| db_err(path, e))?;
+        if !verify(v.value(), check) {
+            return Err(Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!(
+                    "a value of table '{}' fails its checksum; the backup was not written",
+                    redb::TableHandle::name(&def)
+                ),
+            });
+        }
+        to.insert(k.value(), v.value())
+            .map_err(|e| db_err(path, e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+impl Store {
+    /// Write a consistent copy of this store to `dest` (which must not exist) from one
+    /// read snapshot, verified as it is copied. Works beside an active writer.
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        let t0 = Instant::now();
+        let dest = dest.as_ref().to_path_buf();
+        if dest.exists() {
+            return Err(Error::bad_input(
+                dest.display().to_string(),
+                "already exists; a backup is written to a new directory",
+            ));
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Error::bad_input(dest.display().to_string(), "not a directory name"))?;
+        let partial = parent.join(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&partial);
+        let result = self.backup_into(&partial);
+        let (generation, entries, model_files) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
+        crate::index::sync_dir(&parent)?;
+        let db_bytes = std::fs::metadata(dest.join(DB_FILE))
+            .map_err(|e| Error::io(dest.join(DB_FILE), e))?
+            .len();
+        Ok(BackupReport {
+            dest,
+            generation,
+            entries,
+            model_files,
+            db_bytes,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn backup_into(&self, partial: &Path) -> Result<(u64, u64, usize)> {
+        let src_path = self.db_path();
+        let dst_path = partial.join(DB_FILE);
+        std::fs::create_dir_all(partial.join(INDEX_DIR)).map_err(|e| Error::io(partial, e))?;
+        let db = super::builder()
+            .create(&dst_path)
+            .map_err(|e| super::map_open_error(&dst_path, e))?;
+        // One read transaction: everything below is the source at one generation.
+        let src = self.read()?;
+        let mut dst = db.begin_write().map_err(|e| db_err(&dst_path, e))?;
+        dst.set_durability(redb::Durability::Immediate)
+            .map_err(|e| db_err(&dst_path, e))?;
+        let mut n = 0;
+        n += copy_table(&src, &dst, META, Check::None, &src_path)?;
+        for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
+            n += copy_table(&src, &dst, def, Check::Record, &src_path)?;
+        }
+        n += copy_table(&src, &dst, VECTORS, Check::Floats, &src_path)?;
+        n += copy_table(&src, &dst, PREDICTIONS, Check::Floats, &src_path)?;
+        n += copy_table(&src, &dst, RECORDS, Check::Record, &src_path)?;
+        n += copy_table(&src, &dst, IMPORTS, Check::Record, &src_path)?;
+        for def in [SPOTS, EXPRESSION] {
+            n += copy_table(&src, &dst, def, Check::Record, &src_path)?;
+        }
+        {
+            let from = src
+                .open_table(TOMBSTONES)
+                .map_err(|e| db_err(&src_path, e))?;
+            let mut to = dst
+                .open_table(TOMBSTONES)
+                .map_err(|e| db_err(&dst_path, e))?;
+            for kv in from.iter().map_err(|e| db_err(&src_path, e))? {
+                let (k, _) = kv.map_err(|e| db_err(&src_path, e))?;
+                to.insert(k.value(), ()).map_err(|e| db_err(&dst_path, e))?;
+                n += 1;
+            }
+        }
+        // No snapshot rows: the copy rebuilds its HNSW graphs from redb on first use.
+        dst.open_table(SNAPSHOTS)
+            .map_err(|e| db_err(&dst_path, e))?;
+        let generation = {
+            let meta = src.open_table(META).map_err(|e| db_err(&src_path, e))?;
+            meta.get(META_GENERATION)
+                .map_err(|e| db_err(&src_path, e))?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+                .unwrap_or(0)
+        };
+        // Models: their files, checked against the checksums in the snapshot.
+        let mut model_files = 0;
+        let models = src.open_table(MODELS).map_err(|e| db_err(&src_path, e))?;
+        for kv in models.iter().map_err(|e| db_err(&src_path, e))? {
+            let (_, v) = kv.map_err(|e| db_err(&src_path, e))?;
+            let rec: super::ModelRecord = super::decode_or_corrupt(&src_path, v.value(), "model")?;
+            if !self.model_files_intact(&rec)? {
+                return Err(Error::Corrupted {
+                    path: self.model_dir(&rec.name),
+                    message: format!(
+                        "model '{}' files differ from their recorded checksums; the backup was not written",
+                        rec.name
+                    ),
+                });
+            }
+            let to = partial.join(MODELS_DIR).join(&rec.name);
+            std::fs::create_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+            let from = self.model_dir(&rec.name);
+            let mut names: Vec<&str> = rec.files.iter().map(|f| f.0.as_str()).collect();
+            names.push(crate::model::MANIFEST_FILE);
+            for f in names {
+                std::fs::copy(from.join(f), to.join(f)).map_err(|e| Error::io(from.join(f), e))?;
+                model_files += 1;
+            }
+        }
+        drop(models);
+        drop(src);
+        dst.commit().map_err(|e| db_err(&dst_path, e))?;
+        drop(db);
+        crate::index::sync_dir(partial)?;
+        Ok((generation, n, model_files))
+    }
+}
