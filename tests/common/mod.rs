@@ -58,9 +58,12 @@ pub fn write_npy(path: &Path, rows: &[Vec<f32>]) {
     vortexdb::vecio::write_f32_npy(path, rows, rows[0].len()).unwrap();
 }
 
-/// Path of the built CLI.
+/// Path of the built CLI (`VORTEXDB_BIN` overrides it, e.g. for a long soak run on a
+/// copy of the binary while the tree is rebuilt).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vortexdb"))
+    std::env::var_os("VORTEXDB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vortexdb")))
 }
 
 /// Run the CLI with arguments.
