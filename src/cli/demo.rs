@@ -35,8 +35,9 @@ pub struct DemoArgs {
     /// Output directory (created; an earlier demo's files in it are replaced).
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
-    /// Phantom seed.
-    #[arg(long, default_value_t = 2)]
+    /// Phantom seed. The default, 7, is one the built-in model never saw (it was trained
+    /// on seeds 1 and 3 and tuned on seed 2), so the demo's figures are held out.
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Phantom shape Z,Y,X in 4-um voxels.
     #[arg(long, default_value = "48,256,256")]

@@ -271,6 +271,23 @@ impl Predictions {
             .iter()
             .map(|p| std::array::from_fn(|a| p.origin[a] as f64 + p.size[a] as f64 / 2.0))
             .collect();
+        // Patches bucketed by origin in cells of the largest patch size: the patches
+        // containing a point have their origin in at most 2 x 2 x 2 cells around it, so
+        // matching is O(spots x patches per cell), not O(spots x patches).
+        let cell: [i64; 3] = std::array::from_fn(|a| {
+            self.patches
+                .records
+                .iter()
+                .map(|p| p.size[a] as i64)
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        });
+        let mut buckets: HashMap<[i64; 3], Vec<usize>> = HashMap::new();
+        for (i, p) in self.patches.records.iter().enumerate() {
+            let k: [i64; 3] = std::array::from_fn(|a| p.origin[a].div_euclid(cell[a]));
+            buckets.entry(k).or_default().push(i);
+        }
         spots
             .par_iter()
             .flat_map_iter(|s| {
@@ -278,7 +295,22 @@ impl Predictions {
                     std::array::from_fn(|a| s.position[a] * r.voxel_um[a] / r.model_voxel_um[a]);
                 let mut out = vec![0f32; g];
                 let mut n = 0usize;
-                for (i, p) in self.patches.records.iter().enumerate() {
+                let lo: [i64; 3] = std::array::from_fn(|a| {
+                    ((pos[a] - cell[a] as f64).floor() as i64).div_euclid(cell[a])
+                });
+                let hi: [i64; 3] =
+                    std::array::from_fn(|a| (pos[a].floor() as i64).div_euclid(cell[a]));
+                let near = (lo[0]..=hi[0]).flat_map(|z| {
+                    (lo[1]..=hi[1]).flat_map(move |y| (lo[2]..=hi[2]).map(move |x| [z, y, x]))
+                });
+                let mut candidates: Vec<usize> = near
+                    .filter_map(|k| buckets.get(&k))
+                    .flatten()
+                    .copied()
+                    .collect();
+                candidates.sort_unstable();
+                for i in candidates {
+                    let p = &self.patches.records[i];
                     let inside = (0..3).all(|a| {
                         pos[a] >= p.origin[a] as f64
                             && pos[a] < (p.origin[a] + p.size[a] as i64) as f64
