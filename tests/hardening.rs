@@ -150,7 +150,8 @@ fn manifest_without_networks_or_with_bad_fields_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("db");
     expect_ok(&["init", s(&store)]);
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "none",
             Box::new(|v| v["networks"] = serde_json::json!({})),

@@ -76,15 +76,12 @@ struct World {
     collections: Vec<String>,
 }
 
+/// (largest acknowledged rows or patches, acknowledgements seen) of a running child.
+type Acks = Arc<Mutex<(u64, u64)>>;
+
 /// Start a CLI child; a thread counts acknowledgements on stdout (`--ack` lines) or
 /// stderr (`ingest:` progress lines) and keeps the largest acknowledged number.
-fn start(
-    args: &[&str],
-) -> (
-    Child,
-    Arc<Mutex<(u64, u64)>>,
-    Vec<std::thread::JoinHandle<()>>,
-) {
+fn start(args: &[&str]) -> (Child, Acks, Vec<std::thread::JoinHandle<()>>) {
     let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::piped())

@@ -51,7 +51,7 @@ enum Check {
 fn verify(bytes: &[u8], check: Check) -> bool {
     match check {
         Check::Record => codec::strip_crc(bytes).is_some(),
-        Check::Floats => codec::strip_crc(bytes).is_some() && (bytes.len() - 4) % 4 == 0,
+        Check::Floats => codec::strip_crc(bytes).is_some() && (bytes.len() - 4).is_multiple_of(4),
         Check::None => true,
     }
 }

@@ -343,16 +343,16 @@ impl Store {
                     path: path.clone(),
                     message: "schema version missing".into(),
                 })?;
-            if version == codec::SCHEMA_V1 {
-                if let Db::Write(db) = &self.db {
-                    let n = migrate::v1_to_v2(db, &path)?;
-                    self.warn(format!(
-                        "{}: migrated from schema 1 to schema {} (a CRC-32 on each of {n} records)",
-                        path.display(),
-                        codec::SCHEMA_VERSION
-                    ));
-                    return Ok(());
-                }
+            if version == codec::SCHEMA_V1
+                && let Db::Write(db) = &self.db
+            {
+                let n = migrate::v1_to_v2(db, &path)?;
+                self.warn(format!(
+                    "{}: migrated from schema 1 to schema {} (a CRC-32 on each of {n} records)",
+                    path.display(),
+                    codec::SCHEMA_VERSION
+                ));
+                return Ok(());
             }
             if version != codec::SCHEMA_VERSION {
                 return Err(Error::Version {
