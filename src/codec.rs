@@ -6,8 +6,10 @@
 //!   those bytes (schema 2; schema-1 stores had no record CRC and are migrated when
 //!   opened for writing), so a damaged record is reported, never decoded into a wrong
 //!   value.
-//! * Vectors are raw little-endian `f32` followed by a CRC-32 of those bytes, so a
-//!   damaged page is reported instead of silently returning a wrong vector.
+//! * Vectors (and predictions) are raw little-endian `f32` followed by a CRC-32 of
+//!   their `(collection, id)` key and those bytes, and patch records are bincode with
+//!   the same keyed CRC, so a damaged value, or a value found under a damaged key, is
+//!   reported instead of silently returning a wrong vector or id.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -60,28 +62,71 @@ pub fn decode_unchecked<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     }
 }
 
-/// Encode a vector as little-endian f32 bytes plus a CRC-32 trailer.
-pub fn encode_vector(v: &[f32], out: &mut Vec<u8>) {
+/// A `(collection id, vector id)` key as the bytes its value's CRC-32 covers, so a value
+/// found under another key (a damaged key, a misdirected page) fails its check.
+pub type Key = (u32, u64);
+
+fn keyed_crc(key: Key, body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&key.0.to_le_bytes());
+    h.update(&key.1.to_le_bytes());
+    h.update(body);
+    h.finalize()
+}
+
+/// True when `bytes` is a body followed by the CRC-32 of `key` and that body.
+pub fn keyed_crc_ok(key: Key, bytes: &[u8]) -> bool {
+    if bytes.len() < 4 {
+        return false;
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 4);
+    u32::from_le_bytes(trailer.try_into().expect("4 bytes")) == keyed_crc(key, body)
+}
+
+/// Encode a record stored under `key` (patch records): bincode + CRC-32 of key and body.
+pub fn encode_at<T: Serialize>(key: Key, value: &T) -> Vec<u8> {
+    let mut out = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("bincode encoding of in-memory values cannot fail");
+    let crc = keyed_crc(key, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decode a record written by [`encode_at`] under `key`.
+pub fn decode_at<T: DeserializeOwned>(key: Key, bytes: &[u8]) -> Option<T> {
+    if !keyed_crc_ok(key, bytes) {
+        return None;
+    }
+    decode_unchecked(&bytes[..bytes.len() - 4])
+}
+
+/// A schema-1 value under `key` rewritten for schema 2: `body` (without any old CRC)
+/// followed by the keyed CRC-32.
+pub fn add_keyed_crc(key: Key, body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&keyed_crc(key, body).to_le_bytes());
+    out
+}
+
+/// Encode the vector stored under `key` as little-endian f32 bytes plus a CRC-32 of
+/// the key and those bytes.
+pub fn encode_vector(key: Key, v: &[f32], out: &mut Vec<u8>) {
     out.clear();
     out.reserve(v.len() * 4 + 4);
     for x in v {
         out.extend_from_slice(&x.to_le_bytes());
     }
-    let crc = crc32fast::hash(out);
+    let crc = keyed_crc(key, out);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// Decode a vector written by [`encode_vector`] into `out`; `false` when the length
-/// or checksum is wrong.
-pub fn decode_vector(bytes: &[u8], dim: usize, out: &mut Vec<f32>) -> bool {
-    if bytes.len() != dim * 4 + 4 {
+/// Decode the vector written by [`encode_vector`] under `key` into `out`; `false` when
+/// the length or checksum is wrong (or the value belongs to another key).
+pub fn decode_vector(key: Key, bytes: &[u8], dim: usize, out: &mut Vec<f32>) -> bool {
+    if bytes.len() != dim * 4 + 4 || !keyed_crc_ok(key, bytes) {
         return false;
     }
-    let (body, trailer) = bytes.split_at(dim * 4);
-    let crc = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
-    if crc32fast::hash(body) != crc {
-        return false;
-    }
+    let body = &bytes[..dim * 4];
     out.clear();
     out.extend(
         body.chunks_exact(4)
@@ -98,13 +143,31 @@ mod tests {
     fn vector_roundtrip_and_damage_detection() {
         let v = vec![1.0f32, -2.5, 3.25];
         let mut bytes = Vec::new();
-        encode_vector(&v, &mut bytes);
+        encode_vector((1, 7), &v, &mut bytes);
         let mut back = Vec::new();
-        assert!(decode_vector(&bytes, 3, &mut back));
+        assert!(decode_vector((1, 7), &bytes, 3, &mut back));
         assert_eq!(back, v);
-        assert!(!decode_vector(&bytes, 2, &mut back), "wrong dim accepted");
+        assert!(
+            !decode_vector((1, 7), &bytes, 2, &mut back),
+            "wrong dim accepted"
+        );
+        assert!(
+            !decode_vector((1, 8), &bytes, 3, &mut back),
+            "other key accepted"
+        );
+        assert!(
+            !decode_vector((2, 7), &bytes, 3, &mut back),
+            "other collection accepted"
+        );
         bytes[5] ^= 0x40;
-        assert!(!decode_vector(&bytes, 3, &mut back), "flipped bit accepted");
+        assert!(
+            !decode_vector((1, 7), &bytes, 3, &mut back),
+            "flipped bit accepted"
+        );
+        // Keyed records: the same value under another key fails.
+        let r = encode_at((3, 9), &("s".to_string(), [1i64, 2, 3]));
+        assert!(decode_at::<(String, [i64; 3])>((3, 9), &r).is_some());
+        assert!(decode_at::<(String, [i64; 3])>((3, 10), &r).is_none());
     }
 
     #[test]

@@ -1012,6 +1012,34 @@ fn damaged_records_are_reported_never_answered() {
     let args = search(&["--sample", "samplezzqq"]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     expect_ok(&refs);
+    // A value under the wrong key (two vectors swapped, as a damaged key or a
+    // misdirected page would do) is detected: each CRC covers its key.
+    let swapped = dir.path().join("swapped");
+    copy_dir(&store, &swapped);
+    {
+        let db = redb::Database::open(swapped.join("vortex.redb")).unwrap();
+        let t = redb::TableDefinition::<(u32, u64), &[u8]>::new("vectors");
+        let txn = db.begin_write().unwrap();
+        {
+            use redb::ReadableTable;
+            let mut tab = txn.open_table(t).unwrap();
+            let a = tab.get((0, 3)).unwrap().unwrap().value().to_vec();
+            let b = tab.get((0, 4)).unwrap().unwrap().value().to_vec();
+            tab.insert((0, 3), b.as_slice()).unwrap();
+            tab.insert((0, 4), a.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let sargs: Vec<String> = refs
+        .iter()
+        .map(|a| a.replace(s(&store), s(&swapped)))
+        .collect();
+    let sargs: Vec<&str> = sargs.iter().map(String::as_str).collect();
+    expect_user_error(
+        &sargs[..sargs.len() - 2],
+        &["vortex.redb", "damaged", "vector"],
+    );
+    expect_user_error(&["check", s(&swapped)], &["vortex.redb", "damaged"]);
     let n = damage_all(&store.join("vortex.redb"), b"samplezzqq");
     assert!(n >= 1, "sample name not found in vortex.redb");
     let err = expect_user_error(&refs, &["vortex.redb", "damaged", "checksum"]);

@@ -42,8 +42,6 @@ pub struct BackupReport {
 enum Check {
     /// bincode record + CRC-32 ([`codec::strip_crc`]).
     Record,
-    /// f32 values + CRC-32 (vectors, predictions): the CRC covers all but 4 bytes.
-    Floats,
     /// Nothing to verify (tombstones, meta).
     None,
 }
@@ -51,7 +49,6 @@ enum Check {
 fn verify(bytes: &[u8], check: Check) -> bool {
     match check {
         Check::Record => codec::strip_crc(bytes).is_some(),
-        Check::Floats => codec::strip_crc(bytes).is_some() && (bytes.len() - 4).is_multiple_of(4),
         Check::None => true,
     }
 }
@@ -78,6 +75,40 @@ fn copy_table<K: redb::Key + 'static>(
                 path: path.to_path_buf(),
                 message: format!(
                     "a value of table '{}' fails its checksum; the backup was not written",
+                    redb::TableHandle::name(&def)
+                ),
+            });
+        }
+        to.insert(k.value(), v.value())
+            .map_err(|e| db_err(path, e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Copy a `(collection, id)`-keyed table, verifying each value's keyed CRC-32.
+fn copy_keyed(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    def: TableDefinition<'static, (u32, u64), &'static [u8]>,
+    path: &Path,
+) -> Result<u64> {
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(db_err(path, e)),
+    };
+    let mut to = dst.open_table(def).map_err(|e| db_err(path, e))?;
+    let mut n = 0;
+    for kv in from.iter().map_err(|e| db_err(path, e))? {
+        let (k, v) = kv.map_err(|e| db_err(path, e))?;
+        if !codec::keyed_crc_ok(k.value(), v.value()) {
+            return Err(Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!(
+                    "vector {} of collection {} in table '{}' fails its checksum; the backup was not written",
+                    k.value().1,
+                    k.value().0,
                     redb::TableHandle::name(&def)
                 ),
             });
@@ -154,9 +185,9 @@ impl Store {
         for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
             n += copy_table(&src, &dst, def, Check::Record, &src_path)?;
         }
-        n += copy_table(&src, &dst, VECTORS, Check::Floats, &src_path)?;
-        n += copy_table(&src, &dst, PREDICTIONS, Check::Floats, &src_path)?;
-        n += copy_table(&src, &dst, RECORDS, Check::Record, &src_path)?;
+        for def in [VECTORS, PREDICTIONS, RECORDS] {
+            n += copy_keyed(&src, &dst, def, &src_path)?;
+        }
         n += copy_table(&src, &dst, IMPORTS, Check::Record, &src_path)?;
         for def in [SPOTS, EXPRESSION] {
             n += copy_table(&src, &dst, def, Check::Record, &src_path)?;

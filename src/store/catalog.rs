@@ -339,7 +339,8 @@ impl Store {
             .map_err(|e| db_err(&path, e))?
         {
             let (k, v) = kv.map_err(|e| db_err(&path, e))?;
-            let r: crate::store::PatchRecord = decode_or_corrupt(&path, v.value(), "patch record")?;
+            let r: crate::store::PatchRecord =
+                super::decode_record_at(&path, k.value(), v.value())?;
             if r.sample == sample && tomb.get(k.value()).map_err(|e| db_err(&path, e))?.is_none() {
                 n += 1;
             }

@@ -1,6 +1,7 @@
 //! In-place migration of schema-1 stores (records without a CRC) to schema 2 (every
-//! bincode record followed by a CRC-32): one write transaction rewrites every record
-//! table and the schema version, so a crash leaves either the old or the new store.
+//! bincode record followed by a CRC-32; vectors, predictions and patch records by a
+//! CRC-32 of their key and bytes): one write transaction rewrites every table and the
+//! schema version, so a crash leaves either the old or the new store.
 
 use std::path::Path;
 
@@ -8,8 +9,9 @@ use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
 
 use super::catalog::{MODELS, SAMPLES};
 use super::predictions::DOMAINS;
+use super::predictions::PREDICTIONS;
 use super::spots::{EXPRESSION, SPOT_SETS, SPOTS};
-use super::tables::{COLLECTIONS, IMPORTS, META, META_SCHEMA, RECORDS, SNAPSHOTS};
+use super::tables::{COLLECTIONS, IMPORTS, META, META_SCHEMA, RECORDS, SNAPSHOTS, VECTORS};
 use super::{db_err, guard};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -47,6 +49,43 @@ fn str_table(
     Ok(migrate_table!(txn, path, def, |k| k.to_string(), |o| o.as_str()))
 }
 
+/// Rewrite a `(collection, id)`-keyed table with the keyed CRC-32 of schema 2. With
+/// `had_crc` the schema-1 values end in a CRC-32 of their body (vectors, predictions),
+/// which is verified and replaced; otherwise (patch records) they had none.
+fn migrate_keyed(
+    txn: &WriteTransaction,
+    path: &Path,
+    def: TableDefinition<'static, (u32, u64), &'static [u8]>,
+    had_crc: bool,
+) -> Result<u64> {
+    let mut t = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(db_err(path, e)),
+    };
+    let mut rows = Vec::new();
+    for kv in t.iter().map_err(|e| db_err(path, e))? {
+        let (k, v) = kv.map_err(|e| db_err(path, e))?;
+        let key = k.value();
+        let body = if had_crc {
+            codec::strip_crc(v.value()).ok_or_else(|| Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!(
+                    "vector {} of collection {} fails its schema-1 checksum",
+                    key.1, key.0
+                ),
+            })?
+        } else {
+            v.value()
+        };
+        rows.push((key, codec::add_keyed_crc(key, body)));
+    }
+    for (k, v) in &rows {
+        t.insert(*k, v.as_slice()).map_err(|e| db_err(path, e))?;
+    }
+    Ok(rows.len() as u64)
+}
+
 /// Migrate a schema-1 database to the current schema in one transaction; returns the
 /// number of records rewritten.
 pub(crate) fn v1_to_v2(db: &redb::Database, path: &Path) -> Result<u64> {
@@ -58,7 +97,9 @@ pub(crate) fn v1_to_v2(db: &redb::Database, path: &Path) -> Result<u64> {
         for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
             n += str_table(&txn, path, def)?;
         }
-        n += migrate_table!(txn, path, RECORDS, |k| k, |o| *o);
+        n += migrate_keyed(&txn, path, RECORDS, false)?;
+        n += migrate_keyed(&txn, path, VECTORS, true)?;
+        n += migrate_keyed(&txn, path, PREDICTIONS, true)?;
         n += migrate_table!(txn, path, SNAPSHOTS, |k| k, |o| *o);
         n += migrate_table!(txn, path, IMPORTS, |k| (k.0, k.1.to_string()), |o| (
             o.0,

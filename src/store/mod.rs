@@ -576,7 +576,7 @@ impl Store {
             return Ok(None);
         };
         let mut v = Vec::new();
-        if !codec::decode_vector(bytes.value(), info.dim, &mut v) {
+        if !codec::decode_vector((info.id, id), bytes.value(), info.dim, &mut v) {
             return Err(Error::Corrupted {
                 path,
                 message: format!("vector {id} of collection '{collection}' fails its checksum"),
@@ -584,7 +584,7 @@ impl Store {
         }
         let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
         let rec = match records.get((info.id, id)).map_err(|e| db_err(&path, e))? {
-            Some(r) => Some(decode_or_corrupt(&path, r.value(), "patch record")?),
+            Some(r) => Some(decode_record_at(&path, (info.id, id), r.value())?),
             None => None,
         };
         Ok(Some((v, rec)))
@@ -701,7 +701,7 @@ impl Store {
                 .map_err(|e| db_err(&path, e))?
             {
                 let (k, val) = entry.map_err(|e| db_err(&path, e))?;
-                if !codec::decode_vector(val.value(), c.dim, &mut v) {
+                if !codec::decode_vector(k.value(), val.value(), c.dim, &mut v) {
                     return Err(Error::Corrupted {
                         path,
                         message: format!(
@@ -730,7 +730,8 @@ impl Store {
         for (def, what) in str_tables {
             check_table(&txn, def, &path, what)?;
         }
-        check_table(&txn, RECORDS, &path, "patch record")?;
+        check_keyed_table(&txn, RECORDS, &path, "patch record")?;
+        check_keyed_table(&txn, predictions::PREDICTIONS, &path, "prediction")?;
         check_table(&txn, SNAPSHOTS, &path, "snapshot")?;
         check_table(&txn, IMPORTS, &path, "import progress")?;
         check_table(&txn, spots::SPOTS, &path, "spot")?;
@@ -777,13 +778,13 @@ pub(crate) fn insert_in(
     let mut buf = Vec::new();
     for (i, nv) in batch.iter().enumerate() {
         let id = start + i as u64;
-        codec::encode_vector(nv.vector, &mut buf);
+        codec::encode_vector((info.id, id), nv.vector, &mut buf);
         vectors
             .insert((info.id, id), buf.as_slice())
             .map_err(|e| db_err(&path, e))?;
         if let Some(r) = &nv.record {
             records
-                .insert((info.id, id), codec::encode(r).as_slice())
+                .insert((info.id, id), codec::encode_at((info.id, id), r).as_slice())
                 .map_err(|e| db_err(&path, e))?;
         }
     }
@@ -837,6 +838,47 @@ fn check_table<K: redb::Key + 'static>(
         n += 1;
     }
     Ok(n)
+}
+
+/// Decode the patch record stored under `key` (its CRC-32 covers the key too).
+/// Verify the keyed CRC-32 of every value of a `(collection, id)`-keyed table.
+fn check_keyed_table(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<'static, (u32, u64), &'static [u8]>,
+    path: &Path,
+    what: &str,
+) -> Result<u64> {
+    let t = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(db_err(path, e)),
+    };
+    let mut n = 0;
+    for kv in t.iter().map_err(|e| db_err(path, e))? {
+        let (k, v) = kv.map_err(|e| db_err(path, e))?;
+        if !codec::keyed_crc_ok(k.value(), v.value()) {
+            return Err(Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the {what} of vector {} in collection {} fails its checksum",
+                    k.value().1,
+                    k.value().0
+                ),
+            });
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub(crate) fn decode_record_at(path: &Path, key: codec::Key, bytes: &[u8]) -> Result<PatchRecord> {
+    codec::decode_at(key, bytes).ok_or_else(|| Error::Corrupted {
+        path: path.to_path_buf(),
+        message: format!(
+            "the patch record of vector {} in collection {} fails its checksum",
+            key.1, key.0
+        ),
+    })
 }
 
 pub(crate) fn decode_or_corrupt<T: serde::de::DeserializeOwned>(

@@ -8,7 +8,7 @@ use redb::{TableDefinition, TableError};
 use serde::{Deserialize, Serialize};
 
 use super::tables::{RECORDS, TOMBSTONES};
-use super::{PatchRecord, Store, db_err, decode_or_corrupt};
+use super::{PatchRecord, Store, db_err};
 use crate::codec;
 use crate::error::{Error, Result};
 
@@ -29,7 +29,7 @@ pub(crate) fn put_in(
     let mut t = txn.open_table(PREDICTIONS).map_err(|e| db_err(path, e))?;
     let mut buf = Vec::new();
     for (i, v) in predicted.iter().enumerate() {
-        codec::encode_vector(v, &mut buf);
+        codec::encode_vector((collection, first_id + i as u64), v, &mut buf);
         t.insert((collection, first_id + i as u64), buf.as_slice())
             .map_err(|e| db_err(path, e))?;
     }
@@ -101,7 +101,7 @@ impl Store {
             .map_err(|e| db_err(&path, e))?
         {
             let (k, rv) = kv.map_err(|e| db_err(&path, e))?;
-            let r: PatchRecord = decode_or_corrupt(&path, rv.value(), "patch record")?;
+            let r: PatchRecord = super::decode_record_at(&path, k.value(), rv.value())?;
             if r.sample != sample || tomb.get(k.value()).map_err(|e| db_err(&path, e))?.is_some() {
                 continue;
             }
@@ -124,7 +124,9 @@ impl Store {
             if out.width == 0 {
                 out.width = width;
             }
-            if width != out.width || !codec::decode_vector(bytes.value(), width, &mut v) {
+            if width != out.width
+                || !codec::decode_vector((info.id, id), bytes.value(), width, &mut v)
+            {
                 return Err(Error::Corrupted {
                     path: path.clone(),
                     message: format!("prediction of patch {id} fails its checksum"),

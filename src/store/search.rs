@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use redb::ReadTransaction;
 
 use super::tables::*;
-use super::{Store, db_err, decode_or_corrupt, load_snapshot, read_tombstones};
+use super::{Store, db_err, decode_record_at, load_snapshot, read_tombstones};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::index::{self, ExactTopK, VectorIndex};
@@ -209,7 +209,7 @@ impl Store {
         {
             let (k, v) = entry.map_err(|e| db_err(&path, e))?;
             let id = k.value().1;
-            if !codec::decode_vector(v.value(), info.dim, &mut buf) {
+            if !codec::decode_vector((info.id, id), v.value(), info.dim, &mut buf) {
                 return Err(Error::Corrupted {
                     path,
                     message: format!("vector {id} of '{}' fails its checksum", info.name),
@@ -361,7 +361,7 @@ impl Store {
             .map_err(|e| db_err(&path, e))?
         {
             let (k, v) = entry.map_err(|e| db_err(&path, e))?;
-            let r: PatchRecord = decode_or_corrupt(&path, v.value(), "patch record")?;
+            let r: PatchRecord = decode_record_at(&path, k.value(), v.value())?;
             let ix = *sample_ix.entry(r.sample.clone()).or_insert_with(|| {
                 samples.push(r.sample.clone());
                 (samples.len() - 1) as u32
@@ -543,7 +543,7 @@ impl Store {
         };
         let mut buf = Vec::new();
         let mut visit = |id: u64, bytes: &[u8], chunk: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
-            if !codec::decode_vector(bytes, info.dim, &mut buf) {
+            if !codec::decode_vector((info.id, id), bytes, info.dim, &mut buf) {
                 return Err(Error::Corrupted {
                     path: path.clone(),
                     message: format!("vector {id} of '{}' fails its checksum", info.name),
