@@ -37,29 +37,14 @@ pub struct BackupReport {
     pub seconds: f64,
 }
 
-/// How a table's values are verified while copying.
-#[derive(Clone, Copy)]
-enum Check {
-    /// bincode record + CRC-32 ([`codec::strip_crc`]).
-    Record,
-    /// Nothing to verify (tombstones, meta).
-    None,
-}
-
-fn verify(bytes: &[u8], check: Check) -> bool {
-    match check {
-        Check::Record => codec::strip_crc(bytes).is_some(),
-        Check::None => true,
-    }
-}
-
-/// Copy every entry of one table from `src` to `dst`, verifying values.
+/// Copy every entry of one table from `src` to `dst`, each value verified by `ok`
+/// (given the key and the value bytes) first.
 fn copy_table<K: redb::Key + 'static>(
     src: &ReadTransaction,
     dst: &WriteTransaction,
     def: TableDefinition<'static, K, &'static [u8]>,
-    check: Check,
     path: &Path,
+    ok: impl Fn(&redb::AccessGuard<'_, K>, &[u8]) -> bool,
 ) -> Result<u64> {
     let from = match src.open_table(def) {
         Ok(t) => t,
@@ -70,45 +55,11 @@ fn copy_table<K: redb::Key + 'static>(
     let mut n = 0;
     for kv in from.iter().map_err(|e| db_err(path, e))? {
         let (k, v) = kv.map_err(|e| db_err(path, e))?;
-        if !verify(v.value(), check) {
+        if !ok(&k, v.value()) {
             return Err(Error::Corrupted {
                 path: path.to_path_buf(),
                 message: format!(
                     "a value of table '{}' fails its checksum; the backup was not written",
-                    redb::TableHandle::name(&def)
-                ),
-            });
-        }
-        to.insert(k.value(), v.value())
-            .map_err(|e| db_err(path, e))?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Copy a `(collection, id)`-keyed table, verifying each value's keyed CRC-32.
-fn copy_keyed(
-    src: &ReadTransaction,
-    dst: &WriteTransaction,
-    def: TableDefinition<'static, (u32, u64), &'static [u8]>,
-    path: &Path,
-) -> Result<u64> {
-    let from = match src.open_table(def) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(db_err(path, e)),
-    };
-    let mut to = dst.open_table(def).map_err(|e| db_err(path, e))?;
-    let mut n = 0;
-    for kv in from.iter().map_err(|e| db_err(path, e))? {
-        let (k, v) = kv.map_err(|e| db_err(path, e))?;
-        if !codec::keyed_crc_ok(k.value(), v.value()) {
-            return Err(Error::Corrupted {
-                path: path.to_path_buf(),
-                message: format!(
-                    "vector {} of collection {} in table '{}' fails its checksum; the backup was not written",
-                    k.value().1,
-                    k.value().0,
                     redb::TableHandle::name(&def)
                 ),
             });
@@ -181,16 +132,24 @@ impl Store {
         dst.set_durability(redb::Durability::Immediate)
             .map_err(|e| db_err(&dst_path, e))?;
         let mut n = 0;
-        n += copy_table(&src, &dst, META, Check::None, &src_path)?;
+        n += copy_table(&src, &dst, META, &src_path, |_, _| true)?;
         for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
-            n += copy_table(&src, &dst, def, Check::Record, &src_path)?;
+            n += copy_table(&src, &dst, def, &src_path, |_, v| {
+                codec::strip_crc(v).is_some()
+            })?;
         }
         for def in [VECTORS, PREDICTIONS, RECORDS] {
-            n += copy_keyed(&src, &dst, def, &src_path)?;
+            n += copy_table(&src, &dst, def, &src_path, |k, v| {
+                codec::keyed_crc_ok(k.value(), v)
+            })?;
         }
-        n += copy_table(&src, &dst, IMPORTS, Check::Record, &src_path)?;
+        n += copy_table(&src, &dst, IMPORTS, &src_path, |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
         for def in [SPOTS, EXPRESSION] {
-            n += copy_table(&src, &dst, def, Check::Record, &src_path)?;
+            n += copy_table(&src, &dst, def, &src_path, |_, v| {
+                codec::strip_crc(v).is_some()
+            })?;
         }
         {
             let from = src

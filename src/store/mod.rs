@@ -728,14 +728,24 @@ impl Store {
             (predictions::DOMAINS, "domains"),
         ];
         for (def, what) in str_tables {
-            check_table(&txn, def, &path, what)?;
+            check_table(&txn, def, &path, what, |_, v| codec::strip_crc(v).is_some())?;
         }
-        check_keyed_table(&txn, RECORDS, &path, "patch record")?;
-        check_keyed_table(&txn, predictions::PREDICTIONS, &path, "prediction")?;
-        check_table(&txn, SNAPSHOTS, &path, "snapshot")?;
-        check_table(&txn, IMPORTS, &path, "import progress")?;
-        check_table(&txn, spots::SPOTS, &path, "spot")?;
-        check_table(&txn, spots::EXPRESSION, &path, "expression")?;
+        let keyed =
+            |k: &redb::AccessGuard<'_, (u32, u64)>, v: &[u8]| codec::keyed_crc_ok(k.value(), v);
+        check_table(&txn, RECORDS, &path, "patch record", keyed)?;
+        check_table(&txn, predictions::PREDICTIONS, &path, "prediction", keyed)?;
+        check_table(&txn, SNAPSHOTS, &path, "snapshot", |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
+        check_table(&txn, IMPORTS, &path, "import progress", |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
+        check_table(&txn, spots::SPOTS, &path, "spot", |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
+        check_table(&txn, spots::EXPRESSION, &path, "expression", |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
         drop(txn);
         for m in self.models()? {
             if !self.model_files_intact(&m)? {
@@ -814,12 +824,14 @@ fn bump_generation(txn: &redb::WriteTransaction, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Verify the CRC-32 of every value of one record table.
+/// Verify every value of one table with `ok` (given the key and the value bytes);
+/// `what` names the record in the error.
 fn check_table<K: redb::Key + 'static>(
     txn: &ReadTransaction,
     def: redb::TableDefinition<'static, K, &'static [u8]>,
     path: &Path,
     what: &str,
+    ok: impl Fn(&redb::AccessGuard<'_, K>, &[u8]) -> bool,
 ) -> Result<u64> {
     let t = match txn.open_table(def) {
         Ok(t) => t,
@@ -828,8 +840,8 @@ fn check_table<K: redb::Key + 'static>(
     };
     let mut n = 0;
     for kv in t.iter().map_err(|e| db_err(path, e))? {
-        let (_, v) = kv.map_err(|e| db_err(path, e))?;
-        if codec::strip_crc(v.value()).is_none() {
+        let (k, v) = kv.map_err(|e| db_err(path, e))?;
+        if !ok(&k, v.value()) {
             return Err(Error::Corrupted {
                 path: path.to_path_buf(),
                 message: format!("a {what} record fails its checksum"),
@@ -841,36 +853,6 @@ fn check_table<K: redb::Key + 'static>(
 }
 
 /// Decode the patch record stored under `key` (its CRC-32 covers the key too).
-/// Verify the keyed CRC-32 of every value of a `(collection, id)`-keyed table.
-fn check_keyed_table(
-    txn: &ReadTransaction,
-    def: redb::TableDefinition<'static, (u32, u64), &'static [u8]>,
-    path: &Path,
-    what: &str,
-) -> Result<u64> {
-    let t = match txn.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(db_err(path, e)),
-    };
-    let mut n = 0;
-    for kv in t.iter().map_err(|e| db_err(path, e))? {
-        let (k, v) = kv.map_err(|e| db_err(path, e))?;
-        if !codec::keyed_crc_ok(k.value(), v.value()) {
-            return Err(Error::Corrupted {
-                path: path.to_path_buf(),
-                message: format!(
-                    "the {what} of vector {} in collection {} fails its checksum",
-                    k.value().1,
-                    k.value().0
-                ),
-            });
-        }
-        n += 1;
-    }
-    Ok(n)
-}
-
 pub(crate) fn decode_record_at(path: &Path, key: codec::Key, bytes: &[u8]) -> Result<PatchRecord> {
     codec::decode_at(key, bytes).ok_or_else(|| Error::Corrupted {
         path: path.to_path_buf(),
