@@ -18,6 +18,8 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use crate::error::{Error, Result};
 use crate::store::PatchRecord;
 
+mod parquet_footer;
+
 /// A batch of rows read from a vector file.
 #[derive(Debug, Clone, Default)]
 pub struct VectorBatch {
@@ -86,6 +88,7 @@ impl VectorReader {
     }
 
     fn open_npy(path: &Path, file_len: u64) -> Result<VectorReader> {
+        check_npy_header_len(path, file_len)?;
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, f))
             .map_err(|e| bad(path, format!("invalid NPY header: {e}")))?;
@@ -143,9 +146,15 @@ impl VectorReader {
     }
 
     fn open_parquet(path: &Path, column: &str) -> Result<VectorReader> {
+        guard_parquet(path, || Self::open_parquet_inner(path, column))
+    }
+
+    fn open_parquet_inner(path: &Path, column: &str) -> Result<VectorReader> {
+        check_parquet_footer(path)?;
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(f)
             .map_err(|e| bad(path, format!("invalid Parquet file: {e}")))?;
+        check_parquet_chunks(path, builder.metadata())?;
         let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let schema = builder.schema().clone();
         let field = schema.field_with_name(column).map_err(|_| {
@@ -274,7 +283,7 @@ impl VectorReader {
                 while batch.len() < want {
                     let (rb, offset) = match pending.take() {
                         Some(p) => p,
-                        None => match reader.next() {
+                        None => match guard_parquet(&self.path, || Ok(reader.next()))? {
                             Some(Ok(rb)) => (rb, 0),
                             Some(Err(e)) => {
                                 return Err(bad(
@@ -422,6 +431,95 @@ fn parquet_record(
     }))
 }
 
+/// Run `f`, which reads a Parquet file with the parquet crate, turning a panic inside
+/// the crate into an error naming the file: parquet 60 panics on some damaged pages
+/// (dictionary-encoded data without a dictionary, a zero-width byte-stream split, ...)
+/// that no check of the footer can foresee.
+pub(crate) fn guard_parquet<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(bad(
+            path,
+            format!("damaged Parquet file (the reader failed: {what})"),
+        ))
+    })
+}
+
+/// Check a Parquet footer before the parquet crate parses it (see `parquet_footer`).
+pub(crate) fn check_parquet_footer(path: &Path) -> Result<()> {
+    parquet_footer::check(path)
+}
+
+/// Every column chunk the footer lists must lie inside the file: the parquet crate
+/// panics on a negative offset or length, and reads (allocates) what a chunk claims.
+pub(crate) fn check_parquet_chunks(
+    path: &Path,
+    meta: &parquet::file::metadata::ParquetMetaData,
+) -> Result<()> {
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let len = c.compressed_size();
+            let inside = start >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(bad(
+                    path,
+                    format!(
+                        "damaged Parquet footer: row group {g}, column {}: chunk at {start} of {len} bytes is outside the file ({file_len} bytes)",
+                        c.column_path()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Longest NPY header accepted (numpy writes well under 1 KiB).
+const MAX_NPY_HEADER: u64 = 1 << 20;
+
+/// The header length an NPY file declares must fit in the file (and be sane) before
+/// npyz reads it: npyz allocates the declared length (up to 4 GiB) up front.
+fn check_npy_header_len(path: &Path, file_len: u64) -> Result<()> {
+    let mut pre = [0u8; 12];
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = f.read(&mut pre).map_err(|e| Error::io(path, e))?;
+    if n < 10 || &pre[..6] != b"\x93NUMPY" {
+        return Err(bad(path, "not an NPY file (bad magic or too short)"));
+    }
+    let (hlen, start) = match pre[6] {
+        1 => (u16::from_le_bytes([pre[8], pre[9]]) as u64, 10),
+        2 | 3 if n == 12 => (
+            u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64,
+            12,
+        ),
+        v => {
+            return Err(bad(
+                path,
+                format!("unsupported or truncated NPY version {v}"),
+            ));
+        }
+    };
+    if hlen > MAX_NPY_HEADER || start + hlen > file_len {
+        return Err(bad(
+            path,
+            format!("NPY header of {hlen} bytes does not fit in the file ({file_len} bytes)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Read every row of a (small) vector file, e.g. a query file.
 pub fn read_all(path: &Path, column: Option<&str>) -> Result<(Vec<Vec<f32>>, usize)> {
     let mut r = VectorReader::open(path, column)?;
@@ -530,6 +628,10 @@ pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
 /// Read a float32 NPY array of any shape (C order): its shape and values.
 pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let p = path.display().to_string();
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    check_npy_header_len(path, file_len)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .map_err(|e| Error::bad_input(&p, format!("not an NPY file: {e}")))?;
@@ -540,9 +642,6 @@ pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let file_len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
     let need = crate::limits::checked_bytes(&p, npy.shape(), 4)?;
     if need > file_len {
         return Err(Error::bad_input(

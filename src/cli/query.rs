@@ -140,7 +140,6 @@ pub struct PatchArgs {
     pub target: String,
 }
 
-/// Run a `query` subcommand.
 impl ScoreArgs {
     /// Range checks before anything is read or printed.
     fn validate(&self) -> Result<()> {
@@ -159,6 +158,7 @@ impl ScoreArgs {
     }
 }
 
+/// Run a `query` subcommand.
 pub fn run(cmd: QueryCommand, json_out: bool) -> Result<()> {
     match &cmd {
         QueryCommand::Genes(a) => a.score.validate()?,

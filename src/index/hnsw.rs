@@ -856,14 +856,28 @@ impl Graph {
         let n = read_u64(&mut h)? as usize;
         let seed = read_u64(&mut h)?;
         let entry = read_u64(&mut h)?;
-        if dim == 0 || m < 2 || m0 != 2 * m || n > u32::MAX as usize {
+        // The ranges a store accepts for M and ef_construction: a larger ef would size
+        // every insert's candidate heaps by it.
+        let (m_lo, m_hi) = crate::limits::M_RANGE;
+        if dim == 0
+            || !(m_lo..=m_hi).contains(&m)
+            || m0 != 2 * m
+            || !(1..=100_000).contains(&efc)
+            || n > u32::MAX as usize
+        {
             return Err(format!(
-                "impossible header (dim {dim}, m {m}, m0 {m0}, n {n})"
+                "impossible header (dim {dim}, m {m}, m0 {m0}, ef_construction {efc}, n {n})"
             ));
         }
-        // Sizes must fit the file before anything large is allocated.
-        let fixed = 8 + 16 + 24 + n as u64 * (8 + 1 + 4 * (m0 as u64 + 1) + 4 * dim as u64) + 4;
-        if fixed > file_len {
+        // Sizes must fit the file before anything large is allocated (checked: a
+        // damaged header must not wrap the product).
+        let per_node = (4 * (m0 as u64 + 1))
+            .checked_add(4 * dim as u64)
+            .and_then(|b| b.checked_add(8 + 1));
+        let fixed = per_node
+            .and_then(|b| b.checked_mul(n as u64))
+            .and_then(|b| b.checked_add(8 + 16 + 24 + 4));
+        if fixed.is_none_or(|f| f > file_len) {
             return Err(format!("file too short for {n} nodes ({file_len} bytes)"));
         }
         let mut ids = vec![0u64; n];

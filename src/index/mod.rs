@@ -238,7 +238,8 @@ impl VectorIndex {
                 f.crc32
             )));
         }
-        if graph.len() != info.len || (graph.len() > 0 && graph.dim() != dim) {
+        // The dimension must match even for an empty graph: later inserts use it.
+        if graph.len() != info.len || graph.dim() != dim {
             return Err(corrupt(format!(
                 "snapshot holds {} points, expected {} of dimension {dim}",
                 graph.len(),

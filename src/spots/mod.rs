@@ -136,15 +136,15 @@ fn check_coordinates(path: &Path, t: &SpotTable) -> Result<()> {
     if let Some(i) = t.pixel.iter().position(|p| !p.iter().all(ok)) {
         return Err(bad_at("position", i, &t.pixel[i]));
     }
-    if let Some(a) = &t.array {
-        if let Some(i) = a.iter().position(|p| !p.iter().all(ok)) {
-            return Err(bad_at("array coordinate", i, &a[i]));
-        }
+    if let Some(a) = &t.array
+        && let Some(i) = a.iter().position(|p| !p.iter().all(ok))
+    {
+        return Err(bad_at("array coordinate", i, &a[i]));
     }
-    if let Some(z) = &t.z {
-        if let Some(i) = z.iter().position(|v| !ok(v)) {
-            return Err(bad_at("section", i, &[z[i]]));
-        }
+    if let Some(z) = &t.z
+        && let Some(i) = z.iter().position(|v| !ok(v))
+    {
+        return Err(bad_at("section", i, &[z[i]]));
     }
     if t.spot_diameter_px
         .is_some_and(|d| !(d.is_finite() && d > 0.0))
@@ -203,6 +203,15 @@ pub(crate) fn check_count(path: &Path, v: f64, spot: &str, gene: &str) -> Result
             path,
             format!(
                 "spot '{spot}', gene '{gene}': count {v} is negative or not finite; raw counts expected"
+            ),
+        ));
+    }
+    if v > f32::MAX as f64 {
+        return Err(bad(
+            path,
+            format!(
+                "spot '{spot}', gene '{gene}': count {v} is too large (over {:e})",
+                f32::MAX
             ),
         ));
     }

@@ -41,9 +41,15 @@ const RESERVED: [&str; 15] = [
 ];
 
 pub(super) fn read(path: &Path) -> Result<SpotTable> {
+    crate::vecio::guard_parquet(path, || read_inner(path))
+}
+
+fn read_inner(path: &Path) -> Result<SpotTable> {
+    crate::vecio::check_parquet_footer(path)?;
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f)
         .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;
+    crate::vecio::check_parquet_chunks(path, builder.metadata())?;
     let schema = builder.schema().clone();
     let reader = builder
         .with_batch_size(8192)

@@ -697,13 +697,29 @@ pub fn decode_image(f: &Path) -> Result<image::DynamicImage> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(crate::limits::memory_budget());
     r.limits(limits);
-    let img = r
-        .decode()
+    let img = guard_decoder(&p, || r.decode())?
         .map_err(|e| Error::bad_input(&p, format!("cannot decode image: {e}")))?;
     if (img.width(), img.height()) != (w, h) || c == 0 || dt.bytes() == 0 {
         return Err(Error::bad_input(&p, "image changed size while reading"));
     }
     Ok(img)
+}
+
+/// Run an image decoder, turning a panic inside it into an error naming the file:
+/// zune-jpeg 0.5 (the image crate's JPEG decoder) panics on some damaged progressive
+/// JPEGs (an upsampling assertion) that no check of the headers can foresee.
+fn guard_decoder<T>(p: &str, f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
+        let what = e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Error::bad_input(
+            p,
+            format!("cannot decode image (the decoder failed: {what})"),
+        )
+    })
 }
 
 /// A JPEG must end with its end-of-image marker (FF D9), trailing zero padding aside.
@@ -729,14 +745,46 @@ fn check_jpeg_end(f: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A PNG palette (PLTE) must hold 1 to 256 whole RGB entries: png 0.18 panics while
+/// expanding one of another length, so it is refused before decoding.
+fn check_png_palette(f: &Path) -> Result<()> {
+    let mut r = BufReader::new(File::open(f).map_err(|e| Error::io(f, e))?);
+    let mut sig = [0u8; 8];
+    if r.read_exact(&mut sig).is_err() || &sig[1..4] != b"PNG" {
+        return Ok(());
+    }
+    // Chunks before the image data (where PLTE must be); a damaged chain ends the walk
+    // and is left to the decoder.
+    let mut head = [0u8; 8];
+    while r.read_exact(&mut head).is_ok() {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        match &head[4..8] {
+            b"PLTE" if len == 0 || !len.is_multiple_of(3) || len > 768 => {
+                return Err(Error::bad_input(
+                    f.display().to_string(),
+                    format!("PNG palette of {len} bytes (must be 1 to 256 RGB entries)"),
+                ));
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => {}
+        }
+        if r.seek_relative(len as i64 + 4).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
     let p = f.display().to_string();
     let r = image::ImageReader::open(f)
         .map_err(|e| Error::io(f, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(f, e))?;
-    let dec = r
-        .into_decoder()
+    if r.format() == Some(image::ImageFormat::Png) {
+        check_png_palette(f)?;
+    }
+    let dec = guard_decoder(&p, || r.into_decoder())?
         .map_err(|e| Error::bad_input(&p, format!("cannot read image: {e}")))?;
     use image::ImageDecoder;
     let (w, h) = dec.dimensions();

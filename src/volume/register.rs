@@ -63,6 +63,16 @@ impl Transforms {
                 ),
             ));
         }
+        // Each registered slice is allocated whole: up to 3 channels of f32 per pixel.
+        crate::limits::alloc_bytes(
+            &p,
+            &[t.frame[0] as u64, t.frame[1] as u64],
+            3 * 4,
+            &format!(
+                "a registered slice of {} x {} pixels",
+                t.frame[0], t.frame[1]
+            ),
+        )?;
         for (i, m) in t.sections.iter().enumerate() {
             let det = m[0] * m[4] - m[1] * m[3];
             if m.iter().any(|v| !v.is_finite()) || det.abs() < 1e-9 {
