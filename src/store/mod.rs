@@ -14,6 +14,7 @@
 
 mod backup;
 mod catalog;
+mod check;
 mod migrate;
 mod predictions;
 mod search;
@@ -675,91 +676,6 @@ impl Store {
             collections,
         })
     }
-
-    /// Verify the whole store: redb's page checksums (writers only) and the CRC of
-    /// every stored vector. Returns the number of vectors checked.
-    pub fn check(&mut self) -> Result<u64> {
-        let path = self.db_path();
-        if let Db::Write(db) = &mut self.db {
-            let ok = guard(&path, "integrity check", || {
-                db.check_integrity().map_err(|e| db_err(&path, e))
-            })?;
-            if !ok {
-                self.warn(format!(
-                    "{}: redb repaired its allocator state",
-                    path.display()
-                ));
-            }
-        }
-        let mut checked = 0u64;
-        for c in self.collections()? {
-            let txn = self.read()?;
-            let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
-            let mut v = Vec::new();
-            for entry in vectors
-                .range((c.id, 0)..=(c.id, u64::MAX))
-                .map_err(|e| db_err(&path, e))?
-            {
-                let (k, val) = entry.map_err(|e| db_err(&path, e))?;
-                if !codec::decode_vector(k.value(), val.value(), c.dim, &mut v) {
-                    return Err(Error::Corrupted {
-                        path,
-                        message: format!(
-                            "vector {} of '{}' fails its checksum",
-                            k.value().1,
-                            c.name
-                        ),
-                    });
-                }
-                checked += 1;
-            }
-            drop(vectors);
-            drop(txn);
-            // Loading the graph verifies its snapshot; a writer rebuilds a bad one.
-            self.sync_index(&c.name)?;
-        }
-        // Every structured record carries a CRC-32 (schema 2): verify them all.
-        let txn = self.read()?;
-        let str_tables = [
-            (COLLECTIONS, "collection"),
-            (catalog::MODELS, "model"),
-            (catalog::SAMPLES, "sample"),
-            (spots::SPOT_SETS, "spot set"),
-            (predictions::DOMAINS, "domains"),
-        ];
-        for (def, what) in str_tables {
-            check_table(&txn, def, &path, what, |_, v| codec::strip_crc(v).is_some())?;
-        }
-        let keyed =
-            |k: &redb::AccessGuard<'_, (u32, u64)>, v: &[u8]| codec::keyed_crc_ok(k.value(), v);
-        check_table(&txn, RECORDS, &path, "patch record", keyed)?;
-        check_table(&txn, predictions::PREDICTIONS, &path, "prediction", keyed)?;
-        check_table(&txn, SNAPSHOTS, &path, "snapshot", |_, v| {
-            codec::strip_crc(v).is_some()
-        })?;
-        check_table(&txn, IMPORTS, &path, "import progress", |_, v| {
-            codec::strip_crc(v).is_some()
-        })?;
-        check_table(&txn, spots::SPOTS, &path, "spot", |_, v| {
-            codec::strip_crc(v).is_some()
-        })?;
-        check_table(&txn, spots::EXPRESSION, &path, "expression", |_, v| {
-            codec::strip_crc(v).is_some()
-        })?;
-        drop(txn);
-        for m in self.models()? {
-            if !self.model_files_intact(&m)? {
-                return Err(Error::Corrupted {
-                    path: self.model_dir(&m.name),
-                    message: format!(
-                        "model '{}': a file is missing or differs from the checksum recorded when it was added (re-add the model to restore it)",
-                        m.name
-                    ),
-                });
-            }
-        }
-        Ok(checked)
-    }
 }
 
 /// The body of [`Store::insert`] inside a caller's write transaction (vectors already
@@ -822,34 +738,6 @@ fn bump_generation(txn: &redb::WriteTransaction, path: &Path) -> Result<()> {
     meta.insert(META_GENERATION, &(g + 1).to_le_bytes()[..])
         .map_err(|e| db_err(path, e))?;
     Ok(())
-}
-
-/// Verify every value of one table with `ok` (given the key and the value bytes);
-/// `what` names the record in the error.
-fn check_table<K: redb::Key + 'static>(
-    txn: &ReadTransaction,
-    def: redb::TableDefinition<'static, K, &'static [u8]>,
-    path: &Path,
-    what: &str,
-    ok: impl Fn(&redb::AccessGuard<'_, K>, &[u8]) -> bool,
-) -> Result<u64> {
-    let t = match txn.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(db_err(path, e)),
-    };
-    let mut n = 0;
-    for kv in t.iter().map_err(|e| db_err(path, e))? {
-        let (k, v) = kv.map_err(|e| db_err(path, e))?;
-        if !ok(&k, v.value()) {
-            return Err(Error::Corrupted {
-                path: path.to_path_buf(),
-                message: format!("a {what} record fails its checksum"),
-            });
-        }
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// Decode the patch record stored under `key` (its CRC-32 covers the key too).

@@ -2,6 +2,8 @@
 //! vectors (like learned embeddings), NPY writing, and running the CLI.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
