@@ -463,6 +463,7 @@ pub(crate) fn check_parquet_chunks(
     let file_len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     for (g, rg) in meta.row_groups().iter().enumerate() {
         for c in rg.columns() {
             let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
@@ -481,6 +482,7 @@ pub(crate) fn check_parquet_chunks(
                     ),
                 ));
             }
+            parquet_footer::check_first_page(path, &mut file, start as u64)?;
         }
     }
     Ok(())

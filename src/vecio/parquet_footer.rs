@@ -293,3 +293,99 @@ pub(crate) fn check(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The sizes a page header declares: (page type, uncompressed size, dictionary values).
+fn page_header(s: &mut Skim) -> Option<(i64, i64, Option<i64>)> {
+    let (mut kind, mut size, mut dict) = (None, None, None);
+    let mut last = 0i16;
+    loop {
+        let h = s.byte()?;
+        if h == 0 {
+            return Some((kind?, size?, dict));
+        }
+        let t = h & 0x0f;
+        let id = match h >> 4 {
+            0 => i16::try_from(s.zigzag()?).ok()?,
+            d => last.checked_add(d as i16)?,
+        };
+        last = id;
+        match (id, t) {
+            (1, I32) => kind = Some(s.zigzag()?),
+            (2, I32) => size = Some(s.zigzag()?),
+            // DictionaryPageHeader: field 1 is num_values.
+            (7, STRUCT) => {
+                let mut inner_last = 0i16;
+                loop {
+                    let h = s.byte()?;
+                    if h == 0 {
+                        break;
+                    }
+                    let t = h & 0x0f;
+                    let id = match h >> 4 {
+                        0 => i16::try_from(s.zigzag()?).ok()?,
+                        d => inner_last.checked_add(d as i16)?,
+                    };
+                    inner_last = id;
+                    if (id, t) == (1, I32) {
+                        dict = Some(s.zigzag()?);
+                    } else {
+                        s.value(t)?;
+                    }
+                }
+            }
+            _ => s.value(t)?,
+        }
+    }
+}
+
+/// Check the first page header of a column chunk at `offset` (a dictionary page, when
+/// the chunk has one): parquet 60 reserves room for as many dictionary entries as the
+/// header claims and reads as many bytes as its uncompressed size says, so both are
+/// bounded here: the size by the memory budget, the entries by the size (a PLAIN
+/// dictionary entry takes at least one byte). A header that cannot be decoded is
+/// refused.
+pub(crate) fn check_first_page(path: &Path, f: &mut std::fs::File, offset: u64) -> Result<()> {
+    let p = path.display().to_string();
+    let mut buf = vec![0u8; 4096];
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(path, e))?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]).map_err(|e| Error::io(path, e))? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let mut s = Skim {
+        b: &buf[..n],
+        depth: 0,
+        children: Vec::new(),
+    };
+    // A header this strict decoder cannot read is refused: the parquet crate's own
+    // reader is laxer (it accepts over-long varints, for one) and would read sizes from it.
+    let Some((kind, size, dict)) = page_header(&mut s) else {
+        return Err(Error::bad_input(
+            &p,
+            format!("damaged Parquet page header at byte {offset}"),
+        ));
+    };
+    if size < 0 {
+        return Err(Error::bad_input(
+            &p,
+            format!("damaged Parquet page at byte {offset}: negative size {size}"),
+        ));
+    }
+    crate::limits::within_budget(&p, size as u64, "a Parquet page")?;
+    // Page type 2 is DICTIONARY_PAGE.
+    if let (2, Some(values)) = (kind, dict)
+        && (values < 0 || values > size.max(1))
+    {
+        return Err(Error::bad_input(
+            &p,
+            format!(
+                "damaged Parquet dictionary page at byte {offset}: {values} entries in {size} bytes"
+            ),
+        ));
+    }
+    Ok(())
+}
