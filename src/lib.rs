@@ -21,7 +21,6 @@
 //! * [`domains`]: k-means spatial domains, label volumes, ARI against a segmentation;
 //! * [`metrics`]: PCC, Spearman, SSIM, ARI, Moran's I, Geary's C and the eval report;
 //! * [`phantom`]: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
-//! * [`cli`]: the `vortexdb` command line, a thin layer over the above.
 //!
 //! ```
 //! use vortexdb::{CollectionSpec, Metric, NewVector, SearchOptions, Store};
@@ -36,7 +35,6 @@
 //! assert_eq!(hits[0][1].id, 2);
 //! ```
 
-pub mod cli;
 pub mod codec;
 pub mod domains;
 pub mod error;

@@ -12,13 +12,13 @@ use serde_json::json;
 
 use super::out;
 use super::query::underlay;
-use crate::domains::{self, KMeansOptions};
-use crate::error::{Error, Result};
-use crate::metrics::eval::{EvalInput, EvalReport, evaluate};
-use crate::predict::{Predictions, gene_columns};
-use crate::query::heatmap::{Heatmap, auto_downsample, coolwarm, overlay, write_tiff};
-use crate::store::{DomainRecord, SampleRecord, Store};
-use crate::vecio::{write_f32_array_npy, write_u8_array_npy};
+use vortexdb::domains::{self, KMeansOptions};
+use vortexdb::error::{Error, Result};
+use vortexdb::metrics::eval::{EvalInput, EvalReport, evaluate};
+use vortexdb::predict::{Predictions, gene_columns};
+use vortexdb::query::heatmap::{Heatmap, auto_downsample, coolwarm, overlay, write_tiff};
+use vortexdb::store::{DomainRecord, SampleRecord, Store};
+use vortexdb::vecio::{write_f32_array_npy, write_u8_array_npy};
 
 fn split_list(s: &Option<String>) -> Vec<String> {
     s.as_deref()
@@ -106,7 +106,7 @@ pub fn run_predict(a: &PredictArgs, json_out: bool) -> Result<()> {
             .downsample
             .unwrap_or_else(|| auto_downsample(pred.sample.grid.shape, 64 << 20));
         let names: Vec<&str> = cols.iter().map(|&c| pred.genes[c].as_str()).collect();
-        let stems = crate::names::unique_stems(&names);
+        let stems = vortexdb::names::unique_stems(&names);
         for (&c, name) in cols.iter().zip(&stems) {
             let h = pred.gene_volume(c, d);
             let npy = dir.join(format!("{name}.npy"));
@@ -132,8 +132,8 @@ pub fn run_predict(a: &PredictArgs, json_out: bool) -> Result<()> {
             pred.len(),
             a.sample,
             match &pred.method {
-                crate::predict::Method::Predictor => "predictor head".to_string(),
-                crate::predict::Method::Knn { k, reference } =>
+                vortexdb::predict::Method::Predictor => "predictor head".to_string(),
+                vortexdb::predict::Method::Knn { k, reference } =>
                     format!("{k} nearest spots of {}", reference.join(", ")),
             }
         ));
@@ -198,7 +198,7 @@ fn write_slices(
         h.percentile(10.0).unwrap_or(0.0),
         h.percentile(90.0).unwrap_or(1.0),
     );
-    let mut src = crate::volume::open(Path::new(&rec.source), None).ok();
+    let mut src = vortexdb::volume::open(Path::new(&rec.source), None).ok();
     let n = n.min(h.shape[0]);
     let mut files = Vec::new();
     for k in 0..n {
@@ -378,7 +378,7 @@ fn write_domain_outputs(
         downsample: d,
         data: vec![0.0; vol.len()],
     };
-    let mut src = crate::volume::open(Path::new(&pred.sample.source), None).ok();
+    let mut src = vortexdb::volume::open(Path::new(&pred.sample.source), None).ok();
     let n = slices.min(shape[0]);
     for k in 0..n {
         let z = (2 * k + 1) * shape[0] / (2 * n);
@@ -516,11 +516,11 @@ pub fn compare(
         ));
     }
     let rows = store.spots(spots)?;
-    let kept: Vec<(&crate::store::SpotRecord, &crate::store::ExpressionRecord)> = rows
+    let kept: Vec<(&vortexdb::store::SpotRecord, &vortexdb::store::ExpressionRecord)> = rows
         .iter()
         .filter_map(|(s, e)| e.as_ref().map(|e| (s, e)))
         .collect();
-    let spot_refs: Vec<&crate::store::SpotRecord> = kept.iter().map(|x| x.0).collect();
+    let spot_refs: Vec<&vortexdb::store::SpotRecord> = kept.iter().map(|x| x.0).collect();
     let at = pred.at_spots(&spot_refs);
     let g_all = pred.genes.len();
     let mut predicted = Vec::with_capacity(kept.len() * wanted.len());
@@ -615,7 +615,7 @@ pub fn run_eval(a: &EvalArgs, json_out: bool) -> Result<()> {
         files.push(png.display().to_string());
         for e in r.per_gene.iter().take(3) {
             let j = cmp.genes.iter().position(|g| *g == e.gene).expect("gene");
-            let png = dir.join(format!("map_{}.png", crate::names::file_stem(&e.gene)));
+            let png = dir.join(format!("map_{}.png", vortexdb::names::file_stem(&e.gene)));
             spot_maps(&cmp, j)
                 .save(&png)
                 .map_err(|e| Error::bad_input(png.display().to_string(), e.to_string()))?;
@@ -766,7 +766,7 @@ fn spot_maps(c: &Comparison, j: usize) -> image::RgbImage {
         .iter()
         .map(|&i| [c.positions[i][1], c.positions[i][2]])
         .collect();
-    let cells = crate::metrics::eval::grid_cells(&yx);
+    let cells = vortexdb::metrics::eval::grid_cells(&yx);
     let rows = cells.iter().map(|x| x.0 + 1).max().unwrap_or(1);
     let cols = cells.iter().map(|x| x.1 + 1).max().unwrap_or(1);
     let s = 8u32;
@@ -775,7 +775,7 @@ fn spot_maps(c: &Comparison, j: usize) -> image::RgbImage {
         image::RgbImage::from_pixel(2 * pw + s, rows as u32 * s, image::Rgb([255, 255, 255]));
     for (side, m) in [(0u32, &c.predicted), (pw + s, &c.measured)] {
         let v: Vec<f64> = idx.iter().map(|&i| m[i * g + j] as f64).collect();
-        let scaled = crate::metrics::min_max(&v);
+        let scaled = vortexdb::metrics::min_max(&v);
         for (&(r, cc), t) in cells.iter().zip(scaled) {
             let col = coolwarm(t as f32);
             for dy in 0..s - 1 {

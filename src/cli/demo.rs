@@ -14,17 +14,17 @@ use serde_json::json;
 
 use super::out;
 use super::query::underlay;
-use crate::domains::{self, KMeansOptions};
-use crate::error::{Error, Result};
-use crate::ingest::{IngestOptions, SpotOptions, ingest_spots, ingest_volume};
-use crate::metrics::{adjusted_rand_index, roc_auc};
-use crate::model::{Device, RunOptions};
-use crate::phantom::{COMPARTMENTS, PhantomParams};
-use crate::predict::Predictions;
-use crate::query::heatmap::{Heatmap, auto_downsample, heatmap, overlay};
-use crate::query::{GeneQuery, gene_profile, rank_patches};
-use crate::spots::{SpotFormat, SpotPaths, read_spots};
-use crate::store::{SearchOptions, Store};
+use vortexdb::domains::{self, KMeansOptions};
+use vortexdb::error::{Error, Result};
+use vortexdb::ingest::{IngestOptions, SpotOptions, ingest_spots, ingest_volume};
+use vortexdb::metrics::{adjusted_rand_index, roc_auc};
+use vortexdb::model::{Device, RunOptions};
+use vortexdb::phantom::{COMPARTMENTS, PhantomParams};
+use vortexdb::predict::Predictions;
+use vortexdb::query::heatmap::{Heatmap, auto_downsample, heatmap, overlay};
+use vortexdb::query::{GeneQuery, gene_profile, rank_patches};
+use vortexdb::spots::{SpotFormat, SpotPaths, read_spots};
+use vortexdb::store::{SearchOptions, Store};
 
 /// File inside a store the demo made: only such a store is replaced by the next run.
 const DEMO_MARKER: &str = "DEMO_STORE";
@@ -139,7 +139,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
         a.seed, shape[0], shape[1], shape[2]
     ));
     let ph_dir = dir.join("phantom");
-    let ph = crate::phantom::generate(
+    let ph = vortexdb::phantom::generate(
         &PhantomParams {
             seed: a.seed,
             shape,
@@ -149,11 +149,11 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
         &ph_dir,
     )?;
     let labels = {
-        let mut v = crate::volume::NpyVolume::open(&ph.files.labels, None)?;
+        let mut v = vortexdb::volume::NpyVolume::open(&ph.files.labels, None)?;
         let mut out = Vec::with_capacity(shape.iter().product());
         for z in 0..shape[0] {
             out.extend(
-                crate::volume::VolumeSource::read_slice(&mut v, z)?
+                vortexdb::volume::VolumeSource::read_slice(&mut v, z)?
                     .data
                     .iter()
                     .map(|x| (x * 255.0).round() as u8),
@@ -173,14 +173,14 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
         "made by `vortexdb demo`; the next demo run replaces this store\n",
     )
     .map_err(|e| Error::io(&marker, e))?;
-    let model_dir = crate::model::embedded::write_to(&dir.join("model"))?;
+    let model_dir = vortexdb::model::embedded::write_to(&dir.join("model"))?;
     store.add_model(&model_dir)?;
     let model = store.load_model(None)?;
     let mname = model.manifest.name.clone();
     let collection = format!("{mname}:3d");
 
     st.start("ingesting the 3D volume (every 75%-overlapping patch through the 3D encoder and the predictor)");
-    let src = crate::volume::open(&ph.files.volume, None)?;
+    let src = vortexdb::volume::open(&ph.files.volume, None)?;
     let mut last = 0u64;
     let ing = ingest_volume(
         &store,
@@ -231,7 +231,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
     let rec = pred.sample.clone();
     let d = auto_downsample(rec.grid.shape, 64 << 20);
     let mid = rec.grid.shape[0] / 2 / d;
-    let mut under_src = crate::volume::open(Path::new(&rec.source), None).ok();
+    let mut under_src = vortexdb::volume::open(Path::new(&rec.source), None).ok();
     let blank = Heatmap {
         shape: [
             rec.grid.shape[0].div_ceil(d),
@@ -262,7 +262,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
             h.percentile(10.0).unwrap_or(0.0),
             h.percentile(90.0).unwrap_or(1.0),
         );
-        let png = figs.join(format!("query_{}.png", crate::names::file_stem(gene)));
+        let png = figs.join(format!("query_{}.png", vortexdb::names::file_stem(gene)));
         save_png(&overlay(&h, mid, lo, hi, under.as_deref()), &png)?;
         let top10 = ranked
             .iter()
@@ -272,7 +272,7 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
         queries.push(json!({"gene": gene, "program": program, "compartment_label": label,
             "correlated": prof.correlated.len(), "spots": prof.spots.len(), "spots_total": prof.spots_total,
             "auc": auc, "top10_in_compartment": if label > 0 { Some(top10) } else { None },
-            "figure": format!("figures/query_{}.png", crate::names::file_stem(gene))}));
+            "figure": format!("figures/query_{}.png", vortexdb::names::file_stem(gene))}));
     }
 
     st.start("morphology retrieval: the patches most similar to one tumour patch");
@@ -328,9 +328,9 @@ pub fn run(a: DemoArgs, json_out: bool) -> Result<()> {
             h.percentile(10.0).unwrap_or(0.0),
             h.percentile(90.0).unwrap_or(1.0),
         );
-        let png = figs.join(format!("predicted_{}.png", crate::names::file_stem(gene)));
+        let png = figs.join(format!("predicted_{}.png", vortexdb::names::file_stem(gene)));
         save_png(&overlay(&h, mid, lo, hi, under.as_deref()), &png)?;
-        pred_figs.push(json!({"gene": gene, "figure": format!("figures/predicted_{}.png", crate::names::file_stem(gene))}));
+        pred_figs.push(json!({"gene": gene, "figure": format!("figures/predicted_{}.png", vortexdb::names::file_stem(gene))}));
     }
     let (drec, summaries) = domains::compute(
         &pred,

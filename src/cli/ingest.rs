@@ -1,6 +1,6 @@
 //! `vortexdb ingest volume|sections|spots`: stream a 3D volume or a 2.5D stack of
 //! serial sections through the model's 3D encoder into the store, or ingest a
-//! sample's spot expression through its gene encoder (see [`crate::ingest`]).
+//! sample's spot expression through its gene encoder (see [`vortexdb::ingest`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,16 +10,16 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::{flush_warnings, out};
-use crate::error::{Error, Result};
-use crate::ingest::{
+use vortexdb::error::{Error, Result};
+use vortexdb::ingest::{
     Encoder, IngestOptions, IngestReport, Progress, SpotOptions, ingest_spots, ingest_volume,
 };
-use crate::model::{Device, Model, RunOptions};
-use crate::spots::{SpotFormat, SpotPaths, read_spots};
-use crate::store::Store;
-use crate::volume::grid::Polarity;
-use crate::volume::register::{Registered, Transforms};
-use crate::volume::{self, ImageStack, IntensityRange, VolumeSource};
+use vortexdb::model::{Device, Model, RunOptions};
+use vortexdb::spots::{SpotFormat, SpotPaths, read_spots};
+use vortexdb::store::Store;
+use vortexdb::volume::grid::Polarity;
+use vortexdb::volume::register::{Registered, Transforms};
+use vortexdb::volume::{self, ImageStack, IntensityRange, VolumeSource};
 
 /// Subcommands of `ingest`.
 #[derive(Debug, Subcommand)]
@@ -279,7 +279,7 @@ fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
 
 fn resolve_model(store: &Store, model: Option<&str>) -> Result<Model> {
     match model {
-        Some(m) if Path::new(m).join(crate::model::MANIFEST_FILE).is_file() => {
+        Some(m) if Path::new(m).join(vortexdb::model::MANIFEST_FILE).is_file() => {
             let rec = store.add_model(Path::new(m))?;
             store.load_model(Some(&rec.name))
         }

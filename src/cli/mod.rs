@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::error::{Error, Result};
-use crate::store::Store;
+use vortexdb::error::{Error, Result};
+use vortexdb::store::Store;
 
 /// vortexdb: an embedded morphology-transcriptome vector database (VORTEX method).
 #[derive(Debug, Parser)]

@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::out;
-use crate::error::{Error, Result};
-use crate::model::{Device, Model, RunOptions};
-use crate::store::Store;
+use vortexdb::error::{Error, Result};
+use vortexdb::model::{Device, Model, RunOptions};
+use vortexdb::store::Store;
 
 /// Subcommands of `models`.
 #[derive(Debug, Subcommand)]
@@ -70,7 +70,7 @@ pub fn run(cmd: ModelsCommand, json_out: bool) -> Result<()> {
     match cmd {
         ModelsCommand::Add { store, model_dir } => {
             let s = Store::open(&store)?;
-            let (dir, tmp) = crate::model::embedded::resolve(&model_dir)?;
+            let (dir, tmp) = vortexdb::model::embedded::resolve(&model_dir)?;
             let rec = s.add_model(&dir);
             if let Some(t) = tmp {
                 let _ = std::fs::remove_dir_all(t);
@@ -122,7 +122,7 @@ fn embed(a: EmbedArgs, json_out: bool) -> Result<()> {
         threads: a.threads,
     };
     let mut net = model.network(&a.network, &opts)?;
-    let (shape, values) = crate::vecio::read_f32_nd(&a.input)?;
+    let (shape, values) = vortexdb::vecio::read_f32_nd(&a.input)?;
     if shape.is_empty() || shape[0] == 0 {
         return Err(Error::bad_input(
             a.input.display().to_string(),
@@ -162,12 +162,12 @@ fn embed(a: EmbedArgs, json_out: bool) -> Result<()> {
         }
         best = best.min(t.elapsed().as_secs_f64());
     }
-    crate::vecio::write_f32_npy(&a.out, &rows, dim)?;
+    vortexdb::vecio::write_f32_npy(&a.out, &rows, dim)?;
     let rate = n as f64 / best;
     if json_out {
         out(&json!({"ok": true, "rows": n, "dim": dim, "seconds": best,
                     "rows_per_second": rate, "device": device.to_string(),
-                    "library": crate::model::runtime::loaded_library()})
+                    "library": vortexdb::model::runtime::loaded_library()})
         .to_string());
     } else {
         out(&format!(

@@ -1,5 +1,5 @@
 //! `vortexdb phantom`: write a deterministic synthetic tissue phantom (see
-//! [`crate::phantom`]): `volume.npy`, `labels.npy`, `planes/plane_ZZZ.png`,
+//! [`vortexdb::phantom`]): `volume.npy`, `labels.npy`, `planes/plane_ZZZ.png`,
 //! `spots.parquet`, `truth/spots_truth.parquet` and `phantom.json`.
 
 use std::path::PathBuf;
@@ -9,8 +9,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::out;
-use crate::error::{Error, Result};
-use crate::phantom::{self, PhantomParams};
+use vortexdb::error::{Error, Result};
+use vortexdb::phantom::{self, PhantomParams};
 
 /// Arguments of `phantom`.
 #[derive(Debug, Args)]

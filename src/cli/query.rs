@@ -1,5 +1,5 @@
 //! `vortexdb query genes|profile|patch`: molecular queries, profile queries and
-//! morphology retrieval over the 3D patches of a store (see [`crate::query`]).
+//! morphology retrieval over the 3D patches of a store (see [`vortexdb::query`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,14 +10,14 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::out;
-use crate::error::{Error, Result};
-use crate::model::{Model, RunOptions};
-use crate::query::heatmap::{auto_downsample, heatmap, overlay, write_tiff};
-use crate::query::{
+use vortexdb::error::{Error, Result};
+use vortexdb::model::{Model, RunOptions};
+use vortexdb::query::heatmap::{auto_downsample, heatmap, overlay, write_tiff};
+use vortexdb::query::{
     GeneQuery, RankedPatch, gene_profile, profile_embedding, rank_patches, score_percentile, triage,
 };
-use crate::store::{Filter, SearchOptions, Store};
-use crate::vecio::write_f32_array_npy;
+use vortexdb::store::{Filter, SearchOptions, Store};
+use vortexdb::vecio::write_f32_array_npy;
 
 /// Subcommands of `query`.
 #[derive(Debug, Subcommand)]
@@ -143,12 +143,12 @@ pub struct PatchArgs {
 impl ScoreArgs {
     /// Range checks before anything is read or printed.
     fn validate(&self) -> Result<()> {
-        crate::limits::int_arg("--top", self.top, 0, crate::limits::MAX_K)?;
-        crate::limits::int_arg("--slices", self.slices, 0, 1000)?;
+        vortexdb::limits::int_arg("--top", self.top, 0, vortexdb::limits::MAX_K)?;
+        vortexdb::limits::int_arg("--slices", self.slices, 0, 1000)?;
         if let Some(d) = self.downsample {
-            crate::limits::int_arg("--downsample", d, 1, 1 << 20)?;
+            vortexdb::limits::int_arg("--downsample", d, 1, 1 << 20)?;
         }
-        crate::limits::float_arg(
+        vortexdb::limits::float_arg(
             "--threshold-percentile",
             self.threshold_percentile,
             0.0,
@@ -164,7 +164,7 @@ pub fn run(cmd: QueryCommand, json_out: bool) -> Result<()> {
         QueryCommand::Genes(a) => a.score.validate()?,
         QueryCommand::Profile(a) => a.score.validate()?,
         QueryCommand::Patch(a) => {
-            crate::limits::int_arg("--top", a.top, 1, crate::limits::MAX_K)?;
+            vortexdb::limits::int_arg("--top", a.top, 1, vortexdb::limits::MAX_K)?;
         }
     }
     match cmd {
@@ -395,7 +395,7 @@ fn write_outputs(
     store: &Store,
     dir: &Path,
     ranked: &[RankedPatch],
-    tri: &[crate::query::TriageRow],
+    tri: &[vortexdb::query::TriageRow],
     a: &ScoreArgs,
 ) -> Result<Vec<String>> {
     let mut files = Vec::new();
@@ -493,7 +493,7 @@ fn write_outputs(
             h.percentile(90.0).unwrap_or(1.0),
         );
         let n = a.slices.min(h.shape[0]);
-        let mut under_src = crate::volume::open(Path::new(&rec.source), None).ok();
+        let mut under_src = vortexdb::volume::open(Path::new(&rec.source), None).ok();
         for k in 0..n {
             let z = (2 * k + 1) * h.shape[0] / (2 * n);
             let under = under_src
@@ -513,9 +513,9 @@ fn write_outputs(
 /// Source slice under heatmap slice `z`, resampled (nearest) to the heatmap's grid, as
 /// planar RGB in [0, 1].
 pub(super) fn underlay(
-    src: &mut dyn crate::volume::VolumeSource,
-    rec: &crate::store::SampleRecord,
-    h: &crate::query::heatmap::Heatmap,
+    src: &mut dyn vortexdb::volume::VolumeSource,
+    rec: &vortexdb::store::SampleRecord,
+    h: &vortexdb::query::heatmap::Heatmap,
     z: usize,
 ) -> Option<Vec<f32>> {
     let d = h.downsample as f64;
@@ -674,7 +674,7 @@ fn embed_image(model: &Model, path: &Path) -> Result<Vec<f32>> {
             format!("model '{}' has no 2D encoder", model.manifest.name),
         )
     })?;
-    let img = crate::volume::decode_image(path)?.to_rgb8();
+    let img = vortexdb::volume::decode_image(path)?.to_rgb8();
     let [h, w] = spec.size_px;
     let r = image::imageops::resize(
         &img,

@@ -7,9 +7,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::out;
-use crate::error::{Error, Result};
-use crate::store::Store;
-use crate::vecio::write_f32_npy;
+use vortexdb::error::{Error, Result};
+use vortexdb::store::Store;
+use vortexdb::vecio::write_f32_npy;
 
 /// Subcommands of `spots`.
 #[derive(Debug, Subcommand)]

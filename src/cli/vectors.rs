@@ -8,13 +8,13 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{flush_warnings, out};
-use crate::error::{Error, Result};
-use crate::index::{HnswParams, Metric};
-use crate::store::{
+use vortexdb::error::{Error, Result};
+use vortexdb::index::{HnswParams, Metric};
+use vortexdb::store::{
     CollectionSpec, Filter, ImportMark, ImportProgress, NewVector, PatchRecord, Region,
     SearchOptions, Store,
 };
-use crate::vecio::{self, VectorReader};
+use vortexdb::vecio::{self, VectorReader};
 
 /// Raw-vector subcommands.
 #[derive(Debug, Subcommand)]
