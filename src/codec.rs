@@ -13,9 +13,14 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// Version of the on-disk schema written by this build. Bump on any change to the
-/// tables or encodings below; the store refuses to open other versions.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version of the on-disk format written by this build. Bump on any change to the
+/// tables or encodings below (and add a migration and an old-store test fixture).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build opens (older and newer ones are refused with
+/// [`crate::Error::Version`]); stores older than [`FORMAT_VERSION`] are migrated in
+/// place by the first writer that opens them.
+pub const OLDEST_SUPPORTED: u32 = SCHEMA_V1;
 
 /// The schema before record checksums; such stores are migrated in place by a writer.
 pub const SCHEMA_V1: u32 = 1;

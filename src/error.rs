@@ -1,28 +1,161 @@
 //! Typed errors of the library.
 //!
-//! One enum for the whole crate keeps the public surface small; every variant says
-//! which file or argument is at fault so the CLI can print it unchanged. `anyhow` is
-//! used only at the binary edge (`main.rs`).
+//! One `#[non_exhaustive]` enum, [`Error`], whose variants carry structured fields a
+//! caller can match on (the unknown sample and the known ones, the unknown genes with
+//! their close matches, both dimensions of a mismatch, the file and what is wrong with
+//! it, the pid holding a lock). Messages name files and library parameters, never a
+//! command-line flag, and carry no "next step" advice: the faces (the `vortexdb` binary,
+//! the Python package) add their own hints. [`Error::layer`] groups the variants by the
+//! layer that raises them (see docs/ARCHITECTURE.md for why this is one enum).
 
 use std::path::PathBuf;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An unknown gene and the known genes closest to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownGene {
+    /// The gene asked for.
+    pub gene: String,
+    /// Close matches among the known genes (edit distance <= 2 or a shared prefix),
+    /// best first, at most 3.
+    pub suggestions: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownGene {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.suggestions.is_empty() {
+            write!(f, "{} (no close match)", self.gene)
+        } else {
+            write!(
+                f,
+                "{} (did you mean {}?)",
+                self.gene,
+                self.suggestions.join(", ")
+            )
+        }
+    }
+}
+
+/// The layer an error comes from (for grouping; the variant says what happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layer {
+    /// The caller's input: an argument, a file, a name.
+    Input,
+    /// The store: opening, locking, versions, damage, transactions.
+    Store,
+    /// The model runtime: ONNX Runtime, execution providers, inference.
+    Model,
+    /// The vector index.
+    Index,
+}
+
 /// Everything that can go wrong in vortexdb.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The caller supplied bad input (a file, an argument); the message names it.
-    #[error("{path}: {message}")]
-    BadInput {
-        /// The file or argument at fault.
-        path: String,
+    /// A parameter of a library call is out of range or malformed. `name` is the
+    /// parameter's name in the library (`k`, `min_pcc`, `um_per_voxel`, ...).
+    #[error("{name}: {message}")]
+    InvalidArgument {
+        /// The parameter at fault.
+        name: String,
         /// What is wrong with it.
         message: String,
     },
+    /// A file's content is malformed, inconsistent or too large.
+    #[error("{}: {message}", path.display())]
+    BadFile {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Other bad input (a row of a batch, a record, a combination of inputs); `what`
+    /// names it.
+    #[error("{what}: {message}")]
+    BadInput {
+        /// The input at fault.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A filter left nothing to work on; `stage` says which: `spot_qc` (no spot passed
+    /// QC), `gene_filter` (no spot passed the molecular query's gene filter), `spots`
+    /// (no spots of the model), `patches` / `images` (no 3D / 2D patches of the model),
+    /// `patch_grid` (the volume is smaller than one patch), `domains` (no stored domains
+    /// of these patches).
+    #[error("{message}")]
+    NothingSelected {
+        /// The stage that selected nothing.
+        stage: &'static str,
+        /// What was asked and what was found.
+        message: String,
+    },
+    /// A sample id that the store does not hold (for the purpose at hand).
+    #[error("{name}: sample '{sample}' {}", unknown_sample_detail(.known, .purpose))]
+    UnknownSample {
+        /// Parameter that named it (`sample`, `reference`, `spots`, `samples`, ...).
+        name: String,
+        /// The id asked for.
+        sample: String,
+        /// What the sample lacks (`"is not in this store"`, `"has no spots in this store"`).
+        purpose: String,
+        /// Ids that would have been accepted.
+        known: Vec<String>,
+    },
+    /// Genes that are not in the panel searched.
+    #[error("{name}: unknown gene(s) in {within}: {}", .genes.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("; "))]
+    UnknownGenes {
+        /// Parameter that named them.
+        name: String,
+        /// The genes and their close matches.
+        genes: Vec<UnknownGene>,
+        /// The panel searched (`"the stored spots of model 'm'"`, ...).
+        within: String,
+    },
+    /// Two things that must have the same dimension do not.
+    #[error("{}: {what} have dimension {found} but {against} has dimension {expected}", path.display())]
+    DimensionMismatch {
+        /// The file (or input) holding the vectors.
+        path: PathBuf,
+        /// What was checked (`"vectors"`, `"queries"`).
+        what: String,
+        /// Dimension found.
+        found: usize,
+        /// What it is compared with (`"collection 'c'"`).
+        against: String,
+        /// Dimension required.
+        expected: usize,
+    },
+    /// No model of that name is registered in the store.
+    #[error("no model '{name}' in this store (models: {})", list_or_none(.known))]
+    UnknownModel {
+        /// The store.
+        store: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// Registered models.
+        known: Vec<String>,
+    },
+    /// The store has no model, and the call needs one.
+    #[error("this store has no model")]
+    NoModel {
+        /// The store.
+        store: PathBuf,
+    },
+    /// The store has several models, and the call did not say which.
+    #[error("this store has several models ({})", .known.join(", "))]
+    AmbiguousModel {
+        /// The store.
+        store: PathBuf,
+        /// Registered models.
+        known: Vec<String>,
+    },
     /// The directory is not a vortexdb store (or does not exist).
-    #[error("{}: not a vortexdb store ({reason}); create one with `vortexdb init {}`", path.display(), path.display())]
+    #[error("{}: not a vortexdb store ({reason})", path.display())]
     NotAStore {
         /// The directory given.
         path: PathBuf,
@@ -38,15 +171,15 @@ pub enum Error {
         pid: String,
     },
     /// A named collection does not exist.
-    #[error("unknown collection '{name}' (collections in this store: {known})")]
+    #[error("unknown collection '{name}' (collections in this store: {})", list_or_none(.known))]
     UnknownCollection {
         /// The requested name.
         name: String,
-        /// Comma-separated list of existing collections.
-        known: String,
+        /// Existing collections.
+        known: Vec<String>,
     },
     /// Stored data failed a checksum or could not be decoded.
-    #[error("{}: store is damaged: {message}; run `vortexdb check` and restore from a backup (`vortexdb backup`) if it fails", path.display())]
+    #[error("{}: store is damaged: {message}", path.display())]
     Corrupted {
         /// The damaged file.
         path: PathBuf,
@@ -54,13 +187,15 @@ pub enum Error {
         message: String,
     },
     /// The store was written by an incompatible version of vortexdb.
-    #[error("{}: schema version {found} is not supported (this build reads {supported})", path.display())]
+    #[error("{}: schema version {found} is not supported (this build reads {oldest} to {supported})", path.display())]
     Version {
         /// The store file.
         path: PathBuf,
         /// Version found on disk.
         found: u32,
-        /// Version this build understands.
+        /// Oldest version this build opens (older ones are refused).
+        oldest: u32,
+        /// Version this build writes.
         supported: u32,
     },
     /// The store was opened read-only and a write was attempted.
@@ -83,8 +218,8 @@ pub enum Error {
         /// The redb message.
         message: String,
     },
-    /// The ONNX Runtime library cannot be found or loaded; the message says how to
-    /// provision it.
+    /// The ONNX Runtime library cannot be found or loaded; the message says where it
+    /// was looked for.
     #[error("ONNX Runtime unavailable: {0}")]
     MissingRuntime(String),
     /// The requested execution provider (e.g. CUDA) could not be registered.
@@ -98,11 +233,39 @@ pub enum Error {
     Index(String),
 }
 
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn unknown_sample_detail(known: &[String], purpose: &str) -> String {
+    format!("{purpose} (samples: {})", list_or_none(known))
+}
+
 impl Error {
-    /// Shorthand for [`Error::BadInput`].
-    pub fn bad_input(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::BadInput {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn arg(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::BadFile`].
+    pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::BadFile {
             path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::BadInput`].
+    pub fn bad_input(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::BadInput {
+            what: what.into(),
             message: message.into(),
         }
     }
@@ -115,21 +278,48 @@ impl Error {
         }
     }
 
-    /// True when the error is the user's input rather than an internal failure
-    /// (the CLI maps this to exit code 1, everything else to 2).
+    /// Shorthand for [`Error::UnknownSample`] of a sample missing from the store.
+    pub fn unknown_sample(name: &str, sample: &str, known: Vec<String>) -> Self {
+        Error::UnknownSample {
+            name: name.into(),
+            sample: sample.into(),
+            purpose: "is not in this store".into(),
+            known,
+        }
+    }
+
+    /// The layer that raised the error.
+    pub fn layer(&self) -> Layer {
+        match self {
+            Error::InvalidArgument { .. }
+            | Error::BadFile { .. }
+            | Error::BadInput { .. }
+            | Error::UnknownSample { .. }
+            | Error::NothingSelected { .. }
+            | Error::UnknownGenes { .. }
+            | Error::DimensionMismatch { .. }
+            | Error::Io { .. } => Layer::Input,
+            Error::UnknownModel { .. }
+            | Error::NoModel { .. }
+            | Error::AmbiguousModel { .. }
+            | Error::NotAStore { .. }
+            | Error::Locked { .. }
+            | Error::UnknownCollection { .. }
+            | Error::Corrupted { .. }
+            | Error::Version { .. }
+            | Error::ReadOnly(_)
+            | Error::Database { .. } => Layer::Store,
+            Error::MissingRuntime(_) | Error::Device(_) | Error::Inference(_) => Layer::Model,
+            Error::Index(_) => Layer::Index,
+        }
+    }
+
+    /// True when the error is the user's input or environment rather than an internal
+    /// failure (the CLI maps this to exit code 1, everything else to 2).
     pub fn is_user_error(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Error::BadInput { .. }
-                | Error::NotAStore { .. }
-                | Error::Locked { .. }
-                | Error::UnknownCollection { .. }
-                | Error::Corrupted { .. }
-                | Error::Version { .. }
-                | Error::ReadOnly(_)
-                | Error::Io { .. }
-                | Error::MissingRuntime(_)
-                | Error::Device(_)
+            Error::Database { .. } | Error::Inference(_) | Error::Index(_)
         )
     }
 }

@@ -2,25 +2,35 @@
 //! method (3D spatial transcriptomics predicted from 3D tissue images).
 //!
 //! A [`Store`] is a directory: `vortex.redb` holds everything (collections, vectors as
-//! raw f32 with a CRC, patch provenance, tombstones, import progress) and `index/`
-//! holds HNSW snapshots derived from it. The modules:
+//! raw f32 with a CRC, patch provenance, tombstones, import progress, models, samples,
+//! spots, predictions, domains) and `index/` holds HNSW snapshots derived from it.
 //!
-//! * [`store`]: the source of truth, transactions, locking, the HNSW life cycle, search;
-//! * [`index`]: the HNSW graph (hand-written in hnswlib's layout), its snapshots and exact search;
-//! * [`vecio`]: NPY / Parquet vector files;
-//! * [`codec`]: byte encodings (every record with a CRC-32) and the schema version;
-//! * [`limits`]: bounds on sizes read from files and on numeric arguments;
-//! * [`names`]: sample ids and model names validated, gene names mapped to file names;
-//! * [`spots`]: spot readers (her2st, Visium MTX / `.h5`, Parquet);
-//! * [`expression`]: spot QC, normalisation, highly variable genes, smoothing, panels;
-//! * [`model`]: model directories, the ONNX Runtime sessions, the built-in default model;
-//! * [`volume`]: volume readers, resampling, tissue mask and the patch grid;
-//! * [`ingest`]: streaming, resumable volume ingest and spot ingest;
-//! * [`query`]: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
-//! * [`predict`]: predicted expression per patch (predictor head or k nearest spots);
-//! * [`domains`]: k-means spatial domains, label volumes, ARI against a segmentation;
-//! * [`metrics`]: PCC, Spearman, SSIM, ARI, Moran's I, Geary's C and the eval report;
-//! * [`phantom`]: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
+//! This file is the table of contents: the modules are private and the `pub use`
+//! list below is the whole API. Each user operation is one call returning typed values
+//! ([`ingest_volume`], [`ingest_spots`], [`query_genes`], [`query_patch`], [`predict`],
+//! [`find_domains`], [`evaluate_sample`], [`run_demo`], ...); files are written only
+//! by the `write_*` calls. Errors are [`Error`] variants with structured fields. The
+//! `vortexdb` binary (feature `cli`) is a thin face over these calls. The modules:
+//!
+//! * `store`: the source of truth, transactions, locking, the HNSW life cycle, search,
+//!   and the catalog (models, samples, spots, predictions, domains);
+//! * `index`: the HNSW graph (hand-written in hnswlib's layout), its snapshots and exact search;
+//! * `vecio`: NPY / Parquet vector files;
+//! * `codec`: byte encodings (every record with a CRC-32) and the schema version;
+//! * `limits`: bounds on sizes read from files and on numeric arguments;
+//! * `names`: sample ids and model names validated, gene names mapped to file names;
+//! * `spots`: spot readers (her2st, Visium MTX / `.h5`, Parquet);
+//! * `expression`: spot QC, normalisation, highly variable genes, smoothing, panels;
+//! * `model`: model directories, the ONNX Runtime sessions, the built-in default model;
+//! * `volume`: volume readers, resampling, tissue mask and the patch grid;
+//! * `ingest`: streaming, resumable volume ingest and spot ingest;
+//! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
+//! * `predict`: predicted expression per patch (predictor head or k nearest spots);
+//! * `domains`: k-means spatial domains, label volumes, ARI against a segmentation;
+//! * `metrics`: PCC, Spearman, SSIM, ARI, Moran's I, Geary's C and the eval report;
+//! * `phantom`: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
+//! * `demo`: the whole workflow on a phantom, as a typed report;
+//! * `export`: every file the library writes on request; `render`: images, reports;
 //!
 //! ```
 //! use vortexdb::{CollectionSpec, Metric, NewVector, SearchOptions, Store};
@@ -35,28 +45,126 @@
 //! assert_eq!(hits[0][1].id, 2);
 //! ```
 
-pub mod codec;
-pub mod domains;
-pub mod error;
-pub mod expression;
-pub mod index;
-pub mod ingest;
-pub mod limits;
-pub mod metrics;
-pub mod model;
-pub mod names;
-pub mod phantom;
-pub mod predict;
-pub mod query;
-pub mod spots;
-pub mod store;
-pub mod vecio;
-pub mod volume;
+#![warn(missing_docs)]
 
-pub use error::{Error, Result};
-pub use index::{HnswParams, Metric};
-pub use phantom::{PhantomParams, PhantomSummary};
+mod codec;
+mod demo;
+mod domains;
+mod error;
+mod export;
+mod expression;
+mod index;
+mod ingest;
+mod limits;
+mod metrics;
+mod model;
+mod names;
+mod phantom;
+mod predict;
+mod query;
+mod render;
+mod spots;
+mod store;
+mod vecio;
+mod volume;
+
+// Errors.
+pub use error::{Error, Layer, Result, UnknownGene};
+
+// The store: vector engine (collections, vectors, tombstones, import marks, snapshots,
+// search) and catalog (models, samples, spots, predictions, domains).
+pub use codec::{FORMAT_VERSION, OLDEST_SUPPORTED};
 pub use store::{
-    CollectionInfo, CollectionSpec, Filter, Hit, ImportMark, ImportProgress, NewVector,
-    PatchRecord, Region, SearchOptions, Store, StoreInfo,
+    BackupReport, CollectionInfo, CollectionSpec, DB_FILE, DomainRecord, ExpressionRecord, Filter,
+    Hit, INDEX_DIR, ImportMark, ImportProgress, IngestStatus, LOCK_FILE, MODELS_DIR, Modality,
+    ModelRecord, NewVector, PatchRecord, Region, SampleKind, SamplePredictions, SampleRecord,
+    Scored, ScoredPatch, SearchOptions, SnapshotState, SpotBatch, SpotRecord, SpotSetRecord, Store,
+    StoreInfo, collection_name,
 };
+
+// The HNSW index.
+pub use index::{HnswParams, Metric, SnapshotFile, SnapshotInfo, VectorIndex};
+
+// Models and ONNX Runtime.
+pub use model::embedded::{resolve as resolve_default_model, write_to as write_default_model};
+pub use model::runtime::{ORT_VERSION, loaded_library as loaded_runtime_library};
+pub use model::{
+    Device, EmbedFileOptions, EmbedFileOutput, MANIFEST_FILE, Manifest, Model, Network, PatchSpec,
+    RunOptions,
+};
+
+// Volumes, images, the patch grid, registration.
+pub use volume::grid::{Grid, Polarity};
+pub use volume::register::{Registered, Transforms};
+pub use volume::{
+    Dtype, ImageStack, IntensityRange, NpyVolume, Slice, TiffVolume, VolumeInfo, VolumeSource,
+    decode_image, open as open_volume,
+};
+
+// Spot files and expression processing.
+pub use expression::{
+    CountMatrix, GeneIndex, QcSettings, QcSummary, SpotQc, dense_panel, highly_variable_genes,
+    normalize_log1p, quality_control, smooth_knn, top_expressed,
+};
+pub use spots::{SpotFormat, SpotPaths, SpotTable, read_spots};
+
+// Vector files.
+pub use vecio::{
+    VectorBatch, VectorReader, read_all as read_vectors, read_f32_nd, write_f32_array_npy,
+    write_f32_npy, write_ids_npy, write_u8_array_npy, write_u8_npy,
+};
+
+// Ingest.
+pub use ingest::{
+    Encoder, ImportAck, ImportOptions, ImportReport, IngestOptions, IngestReport, Progress,
+    Sections, SpotOptions, SpotReport, default_polarity, import_vectors, ingest_image,
+    ingest_sections, ingest_spots, ingest_volume, resolve_model,
+};
+
+// Queries.
+pub use query::heatmap::{Heatmap, auto_downsample, heatmap};
+pub use query::{
+    GeneProfile, GeneQuery, PatchHit, PatchQuery, PatchResult, PatchSource, Profile, QueryResult,
+    QuerySummary, RankedPatch, ScoreOptions, TriageRow, close_matches, gene_profile,
+    profile_embedding, query_genes, query_patch, query_profile, rank_patches, read_profile,
+    score_percentile, triage,
+};
+
+// Prediction, domains, evaluation.
+pub use domains::{
+    DomainSummary, Domains, KMeans, KMeansOptions, ari_against, compute as cluster_patches,
+    find_domains, kmeans, label_volume, read_segmentation,
+};
+pub use metrics::compare::{
+    Comparison, EvalOptions, EvalSummary, Evaluation, compare, evaluate_sample,
+};
+pub use metrics::eval::{EvalInput, EvalReport, GeneEval, evaluate};
+pub use metrics::{
+    SpatialWeights, adjusted_rand_index, average_ranks, gearys_c, grid_spots, min_max, morans_i,
+    nanmean, pearson, roc_auc, spearman, ssim, ssim_window,
+};
+pub use predict::{Method, Predictions, predict};
+
+// Files written on request, and what they are drawn from.
+pub use export::{
+    QueryExport, SpotsExport, write_domains, write_eval, write_gene_volumes, write_json, write_png,
+    write_predictions_parquet, write_query, write_spots, write_tiff,
+};
+pub use render::{
+    PALETTE, coolwarm, domain_slice, eval_markdown, overlay, pcc_chart, report_html, spot_maps,
+    underlay,
+};
+
+// The demo and the phantom.
+pub use demo::{
+    DEMO_MARKER, DemoDomain, DemoDomains, DemoFigure, DemoFiles, DemoHit, DemoIngest, DemoOptions,
+    DemoPhantom, DemoPrediction, DemoQuery, DemoReport, DemoRetrieval, run_demo,
+};
+pub use phantom::{
+    COMPARTMENTS, PROGRAMS, PhantomFiles, PhantomParams, PhantomSummary, VOXEL_UM, gene_names,
+    generate as generate_phantom,
+};
+
+// Limits and names.
+pub use limits::{BUDGET_ENV, MAX_DOMAINS, MAX_EF, MAX_K, memory_budget};
+pub use names::{file_stem, unique_stems, valid_id};

@@ -17,7 +17,7 @@ pub fn valid_id(id: &str, what: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !ok {
-        return Err(Error::bad_input(
+        return Err(Error::arg(
             what,
             format!(
                 "{id:?} is not a valid name (1-128 letters, digits, - _ ., starting with a letter or digit)"
@@ -77,10 +77,10 @@ mod tests {
         for bad in [
             "", ".", "..", ".hidden", "a/b", "../../x", "/abs", "a\nb", "💥", "-x",
         ] {
-            assert!(valid_id(bad, "--sample").is_err(), "{bad:?} accepted");
+            assert!(valid_id(bad, "sample").is_err(), "{bad:?} accepted");
         }
         for good in ["C1", "ph2", "vortex-tiny-phantom", "a.b_c-1"] {
-            assert!(valid_id(good, "--sample").is_ok(), "{good:?} refused");
+            assert!(valid_id(good, "sample").is_ok(), "{good:?} refused");
         }
     }
 

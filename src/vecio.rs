@@ -60,7 +60,7 @@ pub struct VectorReader {
 }
 
 fn bad(path: &Path, msg: impl Into<String>) -> Error {
-    Error::bad_input(path.display().to_string(), msg)
+    Error::bad_file(path, msg)
 }
 
 impl VectorReader {
@@ -545,8 +545,8 @@ pub fn write_ids_npy(path: &Path, rows: &[Vec<u64>], k: usize) -> Result<()> {
 /// Write an `n x d` float32 matrix as NPY.
 pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
     if let Some(r) = rows.iter().find(|r| r.len() != d) {
-        return Err(Error::bad_input(
-            path.display().to_string(),
+        return Err(Error::bad_file(
+            path,
             format!("a row of {} values where {d} were expected", r.len()),
         ));
     }
@@ -556,8 +556,8 @@ pub fn write_f32_npy(path: &Path, rows: &[Vec<f32>], d: usize) -> Result<()> {
 /// Write a C-ordered float32 array of any shape (e.g. a Z, Y, X heatmap) as NPY.
 pub fn write_f32_array_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     if shape.iter().product::<usize>() != data.len() {
-        return Err(Error::bad_input(
-            path.display().to_string(),
+        return Err(Error::bad_file(
+            path,
             format!("{} values do not fill shape {shape:?}", data.len()),
         ));
     }
@@ -567,8 +567,8 @@ pub fn write_f32_array_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result
 /// Write a C-ordered uint8 array of any shape (e.g. a label volume) as NPY.
 pub fn write_u8_array_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
     if shape.iter().product::<usize>() != data.len() {
-        return Err(Error::bad_input(
-            path.display().to_string(),
+        return Err(Error::bad_file(
+            path,
             format!("{} values do not fill shape {shape:?}", data.len()),
         ));
     }
@@ -600,8 +600,8 @@ fn write_npy<T: npyz::AutoSerialize>(
 pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
     use std::io::Write;
     if shape.iter().product::<usize>() != data.len() {
-        return Err(Error::bad_input(
-            path.display().to_string(),
+        return Err(Error::bad_file(
+            path,
             format!("{} bytes do not fill shape {shape:?}", data.len()),
         ));
     }
@@ -617,8 +617,8 @@ pub fn write_u8_npy(path: &Path, shape: &[usize], data: &[u8]) -> Result<()> {
     header.push('\n');
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let len = u16::try_from(header.len())
-        .map_err(|_| Error::bad_input(path.display().to_string(), "NPY header too long"))?;
+    let len =
+        u16::try_from(header.len()).map_err(|_| Error::bad_file(path, "NPY header too long"))?;
     w.write_all(b"\x93NUMPY\x01\x00")
         .and_then(|_| w.write_all(&len.to_le_bytes()))
         .and_then(|_| w.write_all(header.as_bytes()))
@@ -636,9 +636,9 @@ pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     check_npy_header_len(path, file_len)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::bad_input(&p, format!("not an NPY file: {e}")))?;
+        .map_err(|e| Error::bad_file(&p, format!("not an NPY file: {e}")))?;
     if npy.order() != npyz::Order::C {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             "Fortran-ordered arrays are not supported",
         ));
@@ -646,7 +646,7 @@ pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let need = crate::limits::checked_bytes(&p, npy.shape(), 4)?;
     if need > file_len {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             format!(
                 "truncated: shape {shape:?} of float32 needs {need} bytes, the file has {file_len}"
@@ -656,7 +656,7 @@ pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {}
         other => {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 format!("dtype {} is not float32", other.descr()),
             ));
@@ -664,6 +664,6 @@ pub fn read_f32_nd(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     }
     let values: Vec<f32> = npy
         .into_vec()
-        .map_err(|e| Error::bad_input(&p, format!("cannot read values (truncated?): {e}")))?;
+        .map_err(|e| Error::bad_file(&p, format!("cannot read values (truncated?): {e}")))?;
     Ok((shape, values))
 }

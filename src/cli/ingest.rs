@@ -1,25 +1,20 @@
-//! `vortexdb ingest volume|sections|spots`: stream a 3D volume or a 2.5D stack of
-//! serial sections through the model's 3D encoder into the store, or ingest a
-//! sample's spot expression through its gene encoder (see [`vortexdb::ingest`]).
+//! `vortexdb ingest volume|sections|image|spots`: a 3D volume, a 2.5D stack of serial
+//! sections or one image through the model's image encoder, or a sample's spot
+//! expression through its gene encoder (see the library's `ingest_*` calls).
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 
-use super::{flush_warnings, out};
-use vortexdb::error::{Error, Result};
-use vortexdb::ingest::{
-    Encoder, IngestOptions, IngestReport, Progress, SpotOptions, ingest_spots, ingest_volume,
+use super::args::{RunArgs, floats};
+use super::{flush_warnings, out, out_json};
+use vortexdb::{
+    Error, IngestOptions, IngestReport, IntensityRange, Progress, Result, SampleKind, Sections,
+    SpotFormat, SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections,
+    ingest_spots, ingest_volume, open_volume, read_spots, resolve_model,
 };
-use vortexdb::model::{Device, Model, RunOptions};
-use vortexdb::spots::{SpotFormat, SpotPaths, read_spots};
-use vortexdb::store::Store;
-use vortexdb::volume::grid::Polarity;
-use vortexdb::volume::register::{Registered, Transforms};
-use vortexdb::volume::{self, ImageStack, IntensityRange, VolumeSource};
 
 /// Subcommands of `ingest`.
 #[derive(Debug, Subcommand)]
@@ -83,22 +78,19 @@ pub struct SpotsArgs {
     /// Spots per gene-encoder batch.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
-    /// ONNX Runtime intra-op threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Execution provider and threads.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
-fn run_spots(a: &SpotsArgs, json_out: bool) -> Result<()> {
+fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
     let format = match &a.format {
         Some(f) => SpotFormat::parse(f)?,
         None => SpotFormat::detect(&a.path)?,
     };
     if !(a.max_mito > 0.0 && a.max_mito <= 1.0) {
-        return Err(Error::bad_input(
-            "--max-mito",
+        return Err(Error::arg(
+            "max_mito",
             format!("{} is not a fraction in (0, 1]", a.max_mito),
         ));
     }
@@ -111,27 +103,19 @@ fn run_spots(a: &SpotsArgs, json_out: bool) -> Result<()> {
     opts.z = a.z;
     opts.batch = a.batch.max(1);
     if let Some(s) = &a.affine {
-        opts.affine = parse_floats::<6>(s, "--affine")?;
+        opts.affine = floats::<6>(s, "affine")?;
     }
-    opts.run = RunOptions {
-        device: a.device.parse()?,
-        threads: a.threads,
-    };
+    opts.run = a.run.options()?;
     let store = Store::open(&a.store)?;
     let model = resolve_model(&store, a.model.as_deref())?;
-    let table = read_spots(
-        &a.path,
-        format,
-        &SpotPaths {
-            positions: a.positions.clone(),
-        },
-    )?;
+    let paths = SpotPaths {
+        positions: a.positions.clone(),
+    };
+    let table = read_spots(&a.path, format, &paths)?;
     let r = ingest_spots(&store, &model, table, &opts)?;
     flush_warnings(&store);
-    if json_out {
-        let mut v = serde_json::to_value(&r).unwrap_or_default();
-        v["ok"] = json!(true);
-        out(&v.to_string());
+    if json {
+        out_json(&r);
     } else if r.already_present {
         out(&format!(
             "sample {} already has these spots ({} kept of {}); nothing to do",
@@ -206,12 +190,9 @@ pub struct CommonArgs {
     /// Patches per inference batch and per store transaction.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// ONNX Runtime intra-op threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Execution provider and threads (CUDA needs a build with `--features cuda`).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Arguments of `ingest volume`.
@@ -261,105 +242,70 @@ pub struct ImageArgs {
     pub image: PathBuf,
 }
 
-fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|x| x.trim().parse::<f64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::bad_input(what, format!("'{s}' is not {N} comma-separated numbers")))?;
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(Error::bad_input(
-            what,
-            format!("'{s}': every number must be finite"),
-        ));
+impl CommonArgs {
+    fn options(&self, kind: SampleKind) -> Result<IngestOptions> {
+        Ok(IngestOptions {
+            sample: self.sample.clone(),
+            kind,
+            overlap: self.overlap,
+            min_tissue: self.min_tissue,
+            polarity: match &self.tissue {
+                Some(t) => t.parse()?,
+                None => default_polarity(kind),
+            },
+            batch: self.batch,
+            run: self.run.options()?,
+            ..Default::default()
+        })
     }
-    v.try_into()
-        .map_err(|_| Error::bad_input(what, format!("'{s}' must have exactly {N} numbers")))
-}
 
-fn resolve_model(store: &Store, model: Option<&str>) -> Result<Model> {
-    match model {
-        Some(m) if Path::new(m).join(vortexdb::model::MANIFEST_FILE).is_file() => {
-            let rec = store.add_model(Path::new(m))?;
-            store.load_model(Some(&rec.name))
+    fn range(&self) -> Result<IntensityRange> {
+        let Some(s) = &self.intensity_range else {
+            return Ok(None);
+        };
+        let [lo, hi] = floats::<2>(s, "intensity_range")?;
+        if hi <= lo {
+            return Err(Error::arg(
+                "intensity_range",
+                format!("high {hi} must exceed low {lo}"),
+            ));
         }
-        other => store.load_model(other),
+        Ok(Some((lo as f32, hi as f32)))
     }
 }
 
-fn run_ingest(
-    c: &CommonArgs,
-    kind: &str,
-    encoder: Encoder,
-    source: Box<dyn VolumeSource>,
-    voxel_um: Option<[f64; 3]>,
-    default_polarity: Polarity,
-    json_out: bool,
-) -> Result<()> {
-    let store = Store::open(&c.store)?;
-    let model = resolve_model(&store, c.model.as_deref())?;
-    let mut voxel_um = voxel_um;
-    if let (Encoder::Image2d, Some(v)) = (encoder, voxel_um.as_mut()) {
-        // One image: its z size is the model's, so nothing is resampled along z.
-        v[0] = encoder.patch(&model.manifest)?.slice_um();
-    }
-    let device: Device = c.device.parse()?;
-    let opts = IngestOptions {
-        sample: c.sample.clone(),
-        kind: kind.into(),
-        encoder,
-        voxel_um,
-        overlap: c.overlap,
-        min_tissue: c.min_tissue,
-        polarity: match &c.tissue {
-            Some(t) => t.parse()?,
-            None => default_polarity,
-        },
-        batch: c.batch,
-        run: RunOptions {
-            device,
-            threads: c.threads,
-        },
-    };
+/// A progress bar on a terminal, one line per durable batch otherwise.
+fn progress() -> (ProgressBar, impl FnMut(Progress)) {
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     if tty {
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} grid positions, {msg} ETA {eta}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
-        );
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} grid positions, {msg} ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
     }
-    let t0 = std::time::Instant::now();
-    let mut on_progress = |p: Progress| {
+    let (b, t0) = (bar.clone(), std::time::Instant::now());
+    let f = move |p: Progress| {
         if tty {
-            bar.set_length(p.positions_total);
-            bar.set_position(p.positions_done);
+            b.set_length(p.positions_total);
+            b.set_position(p.positions_done);
             let rate = p.patches_stored as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("{} patches ({rate:.0}/s)", p.patches_stored));
+            b.set_message(format!("{} patches ({rate:.0}/s)", p.patches_stored));
         } else {
-            // Plain lines for logs: one per durable batch.
             eprintln!(
                 "ingest: {}/{} grid positions, {} patches stored",
                 p.positions_done, p.positions_total, p.patches_stored
             );
         }
     };
-    let report = ingest_volume(&store, &model, source, &opts, &mut on_progress)?;
-    bar.finish_and_clear();
-    flush_warnings(&store);
-    print_report(&report, json_out);
-    Ok(())
+    (bar, f)
 }
 
-fn print_report(r: &IngestReport, json_out: bool) {
-    if json_out {
-        let mut v = serde_json::to_value(r).unwrap_or_default();
-        v["ok"] = json!(true);
-        out(&v.to_string());
+fn print_report(r: &IngestReport, json: bool) {
+    if json {
+        out_json(r);
     } else if r.patches_new == 0 && r.resumed_from == r.grid_positions {
         out(&format!(
             "sample {} is already complete: {} patches in {}; nothing to do",
@@ -392,107 +338,54 @@ fn print_report(r: &IngestReport, json_out: bool) {
     }
 }
 
-fn range(c: &CommonArgs) -> Result<IntensityRange> {
-    match &c.intensity_range {
-        None => Ok(None),
-        Some(s) => {
-            let [lo, hi] = parse_floats::<2>(s, "--intensity-range")?;
-            if hi <= lo {
-                return Err(Error::bad_input(
-                    "--intensity-range",
-                    format!("high {hi} must exceed low {lo}"),
-                ));
-            }
-            Ok(Some((lo as f32, hi as f32)))
-        }
-    }
-}
-
 /// Run an `ingest` subcommand.
-pub fn run(cmd: IngestCommand, json_out: bool) -> Result<()> {
-    match cmd {
-        IngestCommand::Spots(a) => run_spots(&a, json_out),
+pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
+    let c = match &cmd {
+        IngestCommand::Spots(a) => return run_spots(a, json),
+        IngestCommand::Volume(a) => &a.common,
+        IngestCommand::Sections(a) => &a.common,
+        IngestCommand::Image(a) => &a.common,
+    };
+    let range = c.range()?;
+    let store = Store::open(&c.store)?;
+    let model = resolve_model(&store, c.model.as_deref())?;
+    let (bar, mut on_progress) = progress();
+    let report = match &cmd {
         IngestCommand::Volume(a) => {
-            let voxel = match &a.um_per_voxel {
-                Some(s) => Some(parse_floats::<3>(s, "--um-per-voxel")?),
-                None => None,
-            };
-            let src = volume::open(&a.path, range(&a.common)?)?;
-            run_ingest(
-                &a.common,
-                "3d",
-                Encoder::Image3d,
-                src,
-                voxel,
-                Polarity::Bright,
-                json_out,
-            )
-        }
-        IngestCommand::Image(a) => {
-            if !(a.um_per_px.is_finite() && a.um_per_px > 0.0) {
-                return Err(Error::bad_input(
-                    "--um-per-px",
-                    format!("{} must be positive", a.um_per_px),
-                ));
+            let mut opts = c.options(SampleKind::Volume)?;
+            if let Some(s) = &a.um_per_voxel {
+                opts.voxel_um = Some(floats::<3>(s, "um_per_voxel")?);
             }
-            if !a.image.is_file() {
-                return Err(Error::bad_input(
-                    a.image.display().to_string(),
-                    "no such image file",
-                ));
-            }
-            let src = ImageStack::open_files(
-                vec![a.image.clone()],
-                a.image.display().to_string(),
-                range(&a.common)?,
-            )?;
-            run_ingest(
-                &a.common,
-                "2d",
-                Encoder::Image2d,
-                Box::new(src),
-                Some([0.0, a.um_per_px, a.um_per_px]),
-                Polarity::Dark,
-                json_out,
-            )
+            let src = open_volume(&a.path, range)?;
+            ingest_volume(&store, &model, src, &opts, &mut on_progress)
         }
         IngestCommand::Sections(a) => {
-            for (v, what) in [(a.spacing_um, "--spacing-um"), (a.um_per_px, "--um-per-px")] {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(Error::bad_input(what, format!("{v} must be positive")));
-                }
-            }
-            for f in &a.images {
-                if !f.is_file() {
-                    return Err(Error::bad_input(
-                        f.display().to_string(),
-                        "no such image file",
-                    ));
-                }
-            }
-            let name = format!("{} sections", a.images.len());
-            let src: Box<dyn VolumeSource> = match &a.transforms {
-                None => Box::new(ImageStack::open_files(
-                    a.images.clone(),
-                    name,
-                    range(&a.common)?,
-                )?),
-                Some(path) => {
-                    let t = Transforms::read(path, a.images.len())?;
-                    let stack =
-                        ImageStack::open_files_any_size(a.images.clone(), name, range(&a.common)?)?;
-                    Box::new(Registered::new(stack, &t, path))
-                }
+            let s = Sections {
+                images: a.images.clone(),
+                spacing_um: a.spacing_um,
+                um_per_px: a.um_per_px,
+                transforms: a.transforms.clone(),
+                intensity: range,
             };
-            run_ingest(
-                &a.common,
-                "2.5d",
-                Encoder::Image3d,
-                src,
-                Some([a.spacing_um, a.um_per_px, a.um_per_px]),
-                Polarity::Dark,
-                json_out,
+            let opts = c.options(SampleKind::Sections)?;
+            ingest_sections(&store, &model, &s, &opts, &mut on_progress)
+        }
+        IngestCommand::Image(a) => {
+            let opts = c.options(SampleKind::Image)?;
+            ingest_image(
+                &store,
+                &model,
+                &a.image,
+                a.um_per_px,
+                range,
+                &opts,
+                &mut on_progress,
             )
         }
-    }
+        IngestCommand::Spots(_) => unreachable!("handled above"),
+    };
+    bar.finish_and_clear();
+    flush_warnings(&store);
+    print_report(&report?, json);
+    Ok(())
 }

@@ -2,15 +2,16 @@
 //! network on an NPY array (used for parity checks and benchmarks).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::out;
-use vortexdb::error::{Error, Result};
-use vortexdb::model::{Device, Model, RunOptions};
-use vortexdb::store::Store;
+use super::args::RunArgs;
+use super::{out, out_json};
+use vortexdb::{
+    EmbedFileOptions, Model, Result, Store, loaded_runtime_library, resolve_default_model,
+    write_f32_npy,
+};
 
 /// Subcommands of `models`.
 #[derive(Debug, Subcommand)]
@@ -54,30 +55,27 @@ pub struct EmbedArgs {
     /// Rows per inference call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Intra-op threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Execution provider and threads.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Run the whole input this many times and report the best patches/s.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
 }
 
 /// Run a `models` subcommand.
-pub fn run(cmd: ModelsCommand, json_out: bool) -> Result<()> {
+pub fn run(cmd: ModelsCommand, json: bool) -> Result<()> {
     match cmd {
         ModelsCommand::Add { store, model_dir } => {
             let s = Store::open(&store)?;
-            let (dir, tmp) = vortexdb::model::embedded::resolve(&model_dir)?;
+            let (dir, tmp) = resolve_default_model(&model_dir)?;
             let rec = s.add_model(&dir);
             if let Some(t) = tmp {
                 let _ = std::fs::remove_dir_all(t);
             }
             let rec = rec?;
-            if json_out {
-                out(&json!({"ok": true, "model": rec.name, "files": rec.files}).to_string());
+            if json {
+                out_json(&json!({"model": rec.name, "files": rec.files}));
             } else {
                 out(&format!(
                     "registered model '{}' ({} networks) in {}",
@@ -86,94 +84,49 @@ pub fn run(cmd: ModelsCommand, json_out: bool) -> Result<()> {
                     store.display()
                 ));
             }
-            Ok(())
         }
         ModelsCommand::List { store } => {
-            let s = Store::open_read_only(&store)?;
-            let models = s.models()?;
-            if json_out {
+            let models = Store::open_read_only(&store)?.models()?;
+            if json {
                 let list: Vec<_> = models
                     .iter()
                     .map(|m| json!({"name": m.name, "files": m.files}))
                     .collect();
-                out(&json!({"ok": true, "models": list}).to_string());
+                out_json(&json!({"models": list}));
             } else if models.is_empty() {
                 out("no models; add the built-in one with `vortexdb models add STORE default`");
-            } else {
-                for m in models {
-                    let names: Vec<&str> = m.files.iter().map(|f| f.0.as_str()).collect();
-                    out(&format!("{}  ({})", m.name, names.join(", ")));
-                }
             }
-            Ok(())
+            for m in models.iter().filter(|_| !json) {
+                let names: Vec<&str> = m.files.iter().map(|f| f.0.as_str()).collect();
+                out(&format!("{}  ({})", m.name, names.join(", ")));
+            }
         }
-        ModelsCommand::Embed(a) => embed(a, json_out),
-    }
-}
-
-fn embed(a: EmbedArgs, json_out: bool) -> Result<()> {
-    if a.batch == 0 || a.repeat == 0 {
-        return Err(Error::bad_input("--batch/--repeat", "must be at least 1"));
-    }
-    let model = Model::load(&a.model_dir)?;
-    let device: Device = a.device.parse()?;
-    let opts = RunOptions {
-        device,
-        threads: a.threads,
-    };
-    let mut net = model.network(&a.network, &opts)?;
-    let (shape, values) = vortexdb::vecio::read_f32_nd(&a.input)?;
-    if shape.is_empty() || shape[0] == 0 {
-        return Err(Error::bad_input(
-            a.input.display().to_string(),
-            "empty input",
-        ));
-    }
-    let n = shape[0];
-    let per: usize = shape[1..].iter().product();
-    let mut best = f64::INFINITY;
-    let mut rows: Vec<Vec<f32>> = Vec::new();
-    let mut dim = 0;
-    for _ in 0..a.repeat {
-        rows.clear();
-        let t = Instant::now();
-        for start in (0..n).step_by(a.batch) {
-            let end = (start + a.batch).min(n);
-            let mut s = shape.clone();
-            s[0] = end - start;
-            let view = ndarray::ArrayViewD::from_shape(s, &values[start * per..end * per])
-                .map_err(|e| Error::bad_input(a.input.display().to_string(), e.to_string()))?;
-            let outs = net.run(view)?;
-            let (_, o) = outs
-                .into_iter()
-                .find(|(k, _)| *k == a.output)
-                .ok_or_else(|| {
-                    Error::bad_input(
-                        "--output",
-                        format!("network {} has no output '{}'", a.network, a.output),
-                    )
-                })?;
-            // Rows = batch; any further axes are flattened (e.g. tokens B,Q,E).
-            let b = o.shape()[0];
-            dim = o.len() / b.max(1);
-            let flat = o.as_standard_layout();
-            let flat = flat.as_slice().expect("standard layout");
-            rows.extend(flat.chunks(dim.max(1)).map(|r| r.to_vec()));
-        }
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    vortexdb::vecio::write_f32_npy(&a.out, &rows, dim)?;
-    let rate = n as f64 / best;
-    if json_out {
-        out(&json!({"ok": true, "rows": n, "dim": dim, "seconds": best,
+        ModelsCommand::Embed(a) => {
+            let model = Model::load(&a.model_dir)?;
+            let run = a.run.options()?;
+            let device = run.device;
+            let opts = EmbedFileOptions {
+                network: a.network.clone(),
+                output: a.output.clone(),
+                batch: a.batch,
+                repeat: a.repeat,
+                run,
+            };
+            let r = model.embed_file(&a.input, &opts)?;
+            write_f32_npy(&a.out, &r.rows, r.dim)?;
+            let (n, dim, best) = (r.rows.len(), r.dim, r.seconds);
+            let rate = n as f64 / best;
+            if json {
+                out_json(&json!({"rows": n, "dim": dim, "seconds": best,
                     "rows_per_second": rate, "device": device.to_string(),
-                    "library": vortexdb::model::runtime::loaded_library()})
-        .to_string());
-    } else {
-        out(&format!(
-            "{n} rows -> {} ({dim} values each) in {best:.3} s ({rate:.1} rows/s on {device})",
-            a.out.display()
-        ));
+                    "library": loaded_runtime_library()}));
+            } else {
+                out(&format!(
+                    "{n} rows -> {} ({dim} values each) in {best:.3} s ({rate:.1} rows/s on {device})",
+                    a.out.display()
+                ));
+            }
+        }
     }
     Ok(())
 }

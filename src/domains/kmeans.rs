@@ -202,11 +202,11 @@ pub fn kmeans(data: &[f32], d: usize, opts: &KMeansOptions) -> Result<KMeans> {
     }
     let n = data.len() / d;
     if opts.k == 0 {
-        return Err(Error::bad_input("--k", "must be at least 1"));
+        return Err(Error::arg("k", "must be at least 1"));
     }
     if opts.k > n {
-        return Err(Error::bad_input(
-            "--k",
+        return Err(Error::arg(
+            "k",
             format!("k = {} is larger than the number of points ({n})", opts.k),
         ));
     }
@@ -217,8 +217,8 @@ pub fn kmeans(data: &[f32], d: usize, opts: &KMeansOptions) -> Result<KMeans> {
         ));
     }
     if opts.restarts == 0 || opts.max_iter == 0 {
-        return Err(Error::bad_input(
-            "--restarts",
+        return Err(Error::arg(
+            "restarts",
             "restarts and iterations must be at least 1",
         ));
     }

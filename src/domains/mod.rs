@@ -27,18 +27,79 @@ pub struct DomainSummary {
     pub top_genes: Vec<(String, f32)>,
 }
 
+/// Spatial domains of one sample: the clustering (as stored), per-domain summaries and
+/// the ARI against a segmentation when one was given.
+#[derive(Debug, Clone)]
+pub struct Domains {
+    /// The predictions clustered (patches, hidden representation).
+    pub predictions: Predictions,
+    /// The clustering as stored in the store.
+    pub record: DomainRecord,
+    /// Size and top genes of each domain.
+    pub summaries: Vec<DomainSummary>,
+    /// Adjusted Rand index against the segmentation and the patches it was computed
+    /// over.
+    pub ari: Option<(f64, usize)>,
+    /// Seconds the clustering took.
+    pub seconds: f64,
+}
+
+impl Domains {
+    /// The label volume at `downsample` model voxels per voxel (domain + 1, 0 = no
+    /// patch) and its shape.
+    pub fn label_volume(&self, downsample: usize) -> (Vec<u8>, [usize; 3]) {
+        label_volume(
+            &self.predictions,
+            &self.record.labels,
+            self.record.k,
+            downsample,
+        )
+    }
+}
+
+/// Spatial domains of `sample`: k-means on the predictor's hidden representation of
+/// every patch, stored in the store (replacing earlier domains of the sample, read by
+/// evaluation), with the ARI against `segmentation` (an NPY of integer labels of the
+/// source volume) when given. The segmentation is read before anything is computed.
+pub fn find_domains(
+    store: &crate::store::Store,
+    sample: &str,
+    opts: &KMeansOptions,
+    segmentation: Option<&Path>,
+) -> Result<Domains> {
+    let seg = segmentation.map(read_segmentation).transpose()?;
+    let predictions = Predictions::load(store, sample)?;
+    let t = std::time::Instant::now();
+    let (record, summaries) = compute(&predictions, opts)?;
+    let seconds = t.elapsed().as_secs_f64();
+    let ari = match (&seg, segmentation) {
+        (Some((lab, shape)), Some(p)) => {
+            Some(ari_against(&predictions, &record.labels, lab, *shape, p)?)
+        }
+        _ => None,
+    };
+    store.put_domains(&record)?;
+    Ok(Domains {
+        predictions,
+        record,
+        summaries,
+        ari,
+        seconds,
+    })
+}
+
 /// k-means over the hidden representation of every patch of `pred`.
 pub fn compute(
     pred: &Predictions,
     opts: &KMeansOptions,
 ) -> Result<(DomainRecord, Vec<DomainSummary>)> {
     // Label volumes are uint8 (0 = no patch), so at most 255 domains.
-    crate::limits::int_arg("--k", opts.k, 1, crate::limits::MAX_DOMAINS)?;
-    crate::limits::int_arg("--restarts", opts.restarts, 1, crate::limits::MAX_RESTARTS)?;
-    crate::limits::int_arg("--max-iter", opts.max_iter, 1, 100_000)?;
+    crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_DOMAINS)?;
+    crate::limits::int_arg("restarts", opts.restarts, 1, crate::limits::MAX_RESTARTS)?;
+    crate::limits::int_arg("max_iter", opts.max_iter, 1, 100_000)?;
     if opts.k > pred.len() {
-        return Err(Error::bad_input(
-            "--k",
+        return Err(Error::arg(
+            "k",
             format!(
                 "k = {} is larger than the {} patches of sample '{}'",
                 opts.k,
@@ -138,21 +199,21 @@ pub fn read_segmentation(path: &Path) -> Result<(Vec<u32>, [usize; 3])> {
     let p = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(&bytes[..])
-        .map_err(|e| Error::bad_input(&p, format!("not an NPY file: {e}")))?;
+        .map_err(|e| Error::bad_file(&p, format!("not an NPY file: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
     if shape.len() != 3 {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             format!("a segmentation must be 3D (Z, Y, X); this one has shape {shape:?}"),
         ));
     }
     if npy.order() != npyz::Order::C {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             "Fortran-order arrays are not supported",
         ));
     }
-    let bad = |e: std::io::Error| Error::bad_input(&p, format!("cannot read labels: {e}"));
+    let bad = |e: std::io::Error| Error::bad_file(&p, format!("cannot read labels: {e}"));
     let data: Vec<u32> = match npy.dtype() {
         npyz::DType::Plain(t) => match (t.type_char(), t.size_field()) {
             (npyz::TypeChar::Uint, 1) => npy
@@ -181,18 +242,18 @@ pub fn read_segmentation(path: &Path) -> Result<(Vec<u32>, [usize; 3])> {
                 .map(|v| v.max(0) as u32)
                 .collect(),
             (c, s) => {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     &p,
                     format!("labels must be integers; dtype is {c:?}{s}"),
                 ));
             }
         },
         other => {
-            return Err(Error::bad_input(&p, format!("unsupported dtype {other:?}")));
+            return Err(Error::bad_file(&p, format!("unsupported dtype {other:?}")));
         }
     };
     if data.len() != shape.iter().product::<usize>() {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             "the file is shorter than its header says",
         ));
@@ -213,8 +274,8 @@ pub fn ari_against(
 ) -> Result<(f64, usize)> {
     let r = &pred.sample;
     if seg_shape != r.source_shape {
-        return Err(Error::bad_input(
-            seg_path.display().to_string(),
+        return Err(Error::bad_file(
+            seg_path,
             format!(
                 "segmentation shape {:?} differs from sample '{}''s volume {:?}",
                 seg_shape, r.id, r.source_shape
@@ -235,8 +296,8 @@ pub fn ari_against(
         }
     }
     if a.is_empty() {
-        return Err(Error::bad_input(
-            seg_path.display().to_string(),
+        return Err(Error::bad_file(
+            seg_path,
             "no patch centre falls on a labelled (non-zero) voxel",
         ));
     }

@@ -13,7 +13,9 @@
 //! Memory is bounded by the patch depth (a window of model-resolution slices), a few
 //! source slices and two batches in flight per channel, never by the volume size.
 
+mod sources;
 pub mod spots;
+mod vectors;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -24,7 +26,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+pub use sources::{Sections, default_polarity, ingest_image, ingest_sections, resolve_model};
 pub use spots::{SpotOptions, SpotReport, ingest_spots};
+pub use vectors::{ImportAck, ImportOptions, ImportReport, import_vectors};
 
 use crate::error::{Error, Result};
 use crate::index::Metric;
@@ -32,6 +36,7 @@ use crate::model::{Model, RunOptions};
 use crate::store::{
     CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, SampleRecord, Store,
 };
+use crate::store::{IngestStatus, SampleKind};
 use crate::volume::VolumeSource;
 use crate::volume::grid::{
     Grid, OTSU_BINS, Polarity, Resampled, box_count, histogram_add, mask_integral, otsu,
@@ -65,12 +70,20 @@ impl Encoder {
         }
     }
 
+    /// The modality of the collection it fills.
+    pub fn modality(self) -> crate::store::Modality {
+        match self {
+            Encoder::Image3d => crate::store::Modality::Image3d,
+            Encoder::Image2d => crate::store::Modality::Image2d,
+        }
+    }
+
     /// The patch geometry this encoder reads.
     pub fn patch(self, m: &crate::model::Manifest) -> Result<&crate::model::PatchSpec> {
         match self {
             Encoder::Image3d => Ok(&m.patch),
             Encoder::Image2d => m.patch_2d.as_ref().ok_or_else(|| {
-                Error::bad_input(
+                Error::bad_file(
                     "manifest.json",
                     format!("model '{}' has no 2D encoder (no patch_2d)", m.name),
                 )
@@ -84,8 +97,8 @@ impl Encoder {
 pub struct IngestOptions {
     /// Sample id (letters, digits, - _ .).
     pub sample: String,
-    /// `3d` for a volume, `2.5d` for serial sections, `2d` for one image.
-    pub kind: String,
+    /// What the source is: a volume, serial sections or one image.
+    pub kind: SampleKind,
     /// The encoder (3D by default).
     pub encoder: Encoder,
     /// Source voxel size (z, y, x) in micrometres; `None` = the model's.
@@ -106,7 +119,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {
             sample: String::new(),
-            kind: "3d".into(),
+            kind: SampleKind::Volume,
             encoder: Encoder::Image3d,
             voxel_um: None,
             overlap: 0.75,
@@ -216,23 +229,23 @@ pub fn ingest_volume(
     let m = &model.manifest;
     let p = opts.encoder.patch(m)?;
     if opts.batch == 0 {
-        return Err(Error::bad_input("--batch", "must be at least 1"));
+        return Err(Error::arg("batch", "must be at least 1"));
     }
     if !(0.0..=1.0).contains(&opts.min_tissue) {
-        return Err(Error::bad_input("--min-tissue", "must be in [0, 1]"));
+        return Err(Error::arg("min_tissue", "must be in [0, 1]"));
     }
-    crate::names::valid_id(&opts.sample, "--sample")?;
-    crate::limits::threads_arg("--threads", opts.run.threads)?;
-    crate::limits::int_arg("--batch", opts.batch, 1, 65_536)?;
+    crate::names::valid_id(&opts.sample, "sample")?;
+    crate::limits::threads_arg("threads", opts.run.threads)?;
+    crate::limits::int_arg("batch", opts.batch, 1, 65_536)?;
     if !(0.0..1.0).contains(&opts.overlap) {
-        return Err(Error::bad_input(
-            "--overlap",
+        return Err(Error::arg(
+            "overlap",
             format!("{} must be in [0, 1)", opts.overlap),
         ));
     }
     if let Some(v) = opts.voxel_um {
         for x in v {
-            crate::limits::um_arg("--um-per-voxel", x)?;
+            crate::limits::um_arg("um_per_voxel", x)?;
         }
     }
     // Open the encoder before writing anything: a model or runtime problem must not
@@ -242,7 +255,7 @@ pub fn ingest_volume(
     // are stored beside its embedding (for `predict` and `domains`).
     let predictor = if opts.encoder == Encoder::Image3d && m.networks.contains_key("predictor") {
         if !m.network("image_3d")?.outputs.contains_key("tokens") {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 "manifest.json",
                 format!(
                     "model '{}' has a predictor but its image_3d network lists no 'tokens' output to feed it",
@@ -272,7 +285,7 @@ pub fn ingest_volume(
     // data, not a resume (import progress is keyed by this fingerprint).
     let settings = serde_json::json!({
         "sample": opts.sample, "intensity_range": info.intensity_range,
-        "kind": opts.kind, "shape": info.shape, "dtype": info.dtype, "voxel": voxel,
+        "kind": opts.kind.name(), "shape": info.shape, "dtype": info.dtype, "voxel": voxel,
         "overlap": opts.overlap, "min_tissue": opts.min_tissue, "polarity": opts.polarity,
         "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),
         "encoder": opts.encoder.network(),
@@ -284,7 +297,7 @@ pub fn ingest_volume(
         .collect();
 
     let kind = opts.encoder.collection_kind();
-    let collection = format!("{}:{kind}", m.name);
+    let collection = crate::store::collection_name(&m.name, opts.encoder.modality());
     if store.collection(&collection).is_err() {
         store.create_collection(&CollectionSpec::for_model(
             &m.name,
@@ -296,8 +309,8 @@ pub fn ingest_volume(
     let existing = store.sample(&opts.sample)?;
     let (threshold, mut patches_total) = match &existing {
         Some(s) if s.fingerprint != fingerprint => {
-            return Err(Error::bad_input(
-                "--sample",
+            return Err(Error::arg(
+                "sample",
                 format!(
                     "sample '{}' already holds other data or settings (source {}, model {}); \
                      choose another sample id",
@@ -305,7 +318,7 @@ pub fn ingest_volume(
                 ),
             ));
         }
-        Some(s) if s.status == "complete" => (s.threshold, s.patches),
+        Some(s) if s.ingest_status() == IngestStatus::Complete => (s.threshold, s.patches),
         Some(s) => (s.threshold, store.count_sample_patches(&collection, &s.id)?),
         None => {
             // Otsu threshold from up to 32 evenly spaced slices.
@@ -321,7 +334,7 @@ pub fn ingest_volume(
     };
     let mut record = SampleRecord {
         id: opts.sample.clone(),
-        kind: opts.kind.clone(),
+        kind: opts.kind.name().into(),
         source: info.source.clone(),
         fingerprint: fingerprint.clone(),
         model: m.name.clone(),
@@ -333,14 +346,14 @@ pub fn ingest_volume(
         threshold,
         polarity: opts.polarity,
         min_tissue: opts.min_tissue,
-        status: "ingesting".into(),
+        status: IngestStatus::Ingesting.name().into(),
         patches: patches_total,
     };
     let resumed_from = store
         .import_progress(&collection, &fingerprint)?
         .map(|p| p.rows_done)
         .unwrap_or(0);
-    if existing.as_ref().map(|s| s.status.as_str()) == Some("complete") {
+    if existing.as_ref().map(|s| s.ingest_status()) == Some(IngestStatus::Complete) {
         return Ok(IngestReport {
             sample: opts.sample.clone(),
             collection,
@@ -417,7 +430,7 @@ pub fn ingest_volume(
             },
         }),
     )?;
-    record.status = "complete".into();
+    record.status = IngestStatus::Complete.name().into();
     record.patches = patches_total;
     store.put_sample(&record)?;
     let secs = t0.elapsed().as_secs_f64();

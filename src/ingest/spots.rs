@@ -120,12 +120,9 @@ pub fn ingest_spots(
     opts: &SpotOptions,
 ) -> Result<SpotReport> {
     let t0 = Instant::now();
-    crate::names::valid_id(&opts.sample, "--sample")?;
+    crate::names::valid_id(&opts.sample, "sample")?;
     if opts.affine.iter().any(|x| !x.is_finite()) || !opts.z.is_finite() {
-        return Err(Error::bad_input(
-            "--affine/--z",
-            "every number must be finite",
-        ));
+        return Err(Error::arg("affine", "every number (and z) must be finite"));
     }
     let m = &model.manifest;
     let files: Vec<PathBuf> = table.files.clone();
@@ -166,8 +163,8 @@ pub fn ingest_spots(
                 spots_per_second: 0.0,
             });
         }
-        return Err(Error::bad_input(
-            "--sample",
+        return Err(Error::arg(
+            "sample",
             format!(
                 "sample '{}' already has spots from {} (other data or settings); use another sample id",
                 opts.sample,
@@ -192,17 +189,17 @@ pub fn ingest_spots(
     let (qc, qc_summary) = quality_control(&table.counts, &opts.qc);
     let keep: Vec<usize> = (0..qc.len()).filter(|&i| qc[i].kept).collect();
     if keep.is_empty() {
-        return Err(Error::bad_input(
-            source,
-            format!(
-                "no spot passes QC (>= {} genes and < {}% mitochondrial counts): {} below the gene \
-                 minimum, {} above the mitochondrial limit; lower --min-genes or raise --max-mito",
+        return Err(Error::NothingSelected {
+            stage: "spot_qc",
+            message: format!(
+                "{source}: no spot passes QC (>= {} genes and < {}% mitochondrial counts): {} below \
+                 the gene minimum, {} above the mitochondrial limit",
                 opts.qc.min_genes,
                 opts.qc.max_mito_fraction * 100.0,
                 qc_summary.removed_min_genes,
                 qc_summary.removed_mito
             ),
-        ));
+        });
     }
     let kept = table.counts.select_rows(&keep);
     let target = m.expression.normalize_total;
@@ -329,7 +326,7 @@ pub fn ingest_spots(
             smoothed: s,
         })
         .collect();
-    let collection = format!("{}:spots", m.name);
+    let collection = crate::store::collection_name(&m.name, crate::store::Modality::Spots);
     if store.collection(&collection).is_err() {
         let metric = Metric::Cosine;
         store.create_collection(&CollectionSpec::for_model(

@@ -13,6 +13,7 @@
 //! Everything computes in f64. A metric that is undefined for its input (a constant
 //! vector for a correlation) is NaN, as in scipy, and callers skip NaNs when averaging.
 
+pub mod compare;
 pub mod eval;
 
 use crate::error::{Error, Result};

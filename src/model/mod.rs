@@ -11,8 +11,12 @@
 //! assert_eq!(emb.shape(), &[2, model.manifest.embedding_dim]);
 //! ```
 
+mod embed_file;
 pub mod embedded;
+mod image;
 pub mod runtime;
+
+pub use embed_file::{EmbedFileOptions, EmbedFileOutput};
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -186,8 +190,8 @@ impl std::str::FromStr for Device {
         {
             return Ok(Device::Cuda(i));
         }
-        Err(Error::bad_input(
-            "--device",
+        Err(Error::arg(
+            "device",
             format!("'{s}' is not a device; use cpu, cuda or cuda:N"),
         ))
     }
@@ -230,9 +234,9 @@ impl Manifest {
     /// Parse and validate a manifest's text (`path` names it in errors).
     pub fn parse(text: &str, path: &str) -> Result<Manifest> {
         let m: Manifest = serde_json::from_str(text)
-            .map_err(|e| Error::bad_input(path, format!("not a valid model manifest: {e}")))?;
+            .map_err(|e| Error::bad_file(path, format!("not a valid model manifest: {e}")))?;
         if m.format != MANIFEST_FORMAT {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 path,
                 format!(
                     "format is '{}', this build reads '{MANIFEST_FORMAT}'",
@@ -243,13 +247,13 @@ impl Manifest {
         // The name becomes `STORE/models/<name>/` and collection names.
         crate::names::valid_id(&m.name, &format!("{path}: name"))?;
         if m.embedding_dim == 0 || m.embedding_dim > 65_536 {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 path,
                 format!("embedding_dim {} is not in 1..=65536", m.embedding_dim),
             ));
         }
         if !m.networks.contains_key("image_3d") && !m.networks.contains_key("image_2d") {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 path,
                 format!(
                     "networks lists no image encoder (image_3d or image_2d); found: {}",
@@ -264,13 +268,13 @@ impl Manifest {
         let mut seen = std::collections::HashSet::new();
         for g in &m.predicted_genes {
             if g.is_empty() || g.len() > 256 || g.chars().any(|c| c.is_control()) {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!("predicted_genes: {g:?} is not a gene name"),
                 ));
             }
             if !seen.insert(g.as_str()) {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!("predicted_genes: {g:?} is listed twice"),
                 ));
@@ -280,10 +284,10 @@ impl Manifest {
             std::iter::once(("patch", &m.patch)).chain(m.patch_2d.as_ref().map(|p| ("patch_2d", p)))
         {
             if p.size_px[0] == 0 || p.size_px[1] == 0 || p.depth == 0 || p.channels == 0 {
-                return Err(Error::bad_input(path, format!("{what}: zero-sized patch")));
+                return Err(Error::bad_file(path, format!("{what}: zero-sized patch")));
             }
             if p.size_px[0] > 4096 || p.size_px[1] > 4096 || p.depth > 1024 || p.channels > 4 {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!(
                         "{what}: patch {} x {} x {} with {} channels is out of range (at most 1024 x 4096 x 4096, 4 channels)",
@@ -292,7 +296,7 @@ impl Manifest {
                 ));
             }
             if p.mean.len() != p.channels || p.std.len() != p.channels {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!(
                         "{what}: mean/std have {}/{} values for {} channels",
@@ -303,7 +307,7 @@ impl Manifest {
                 ));
             }
             if p.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!("{what}: std must be positive"),
                 ));
@@ -313,7 +317,7 @@ impl Manifest {
                 || p.z_um
                     .is_some_and(|z| !(z.is_finite() && (lo..=hi).contains(&z)))
             {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!("{what}: pixel sizes must be finite, from {lo} to {hi} um"),
                 ));
@@ -321,7 +325,7 @@ impl Manifest {
         }
         for (role, n) in &m.networks {
             if crate::names::valid_id(&n.file, "file").is_err() || n.file == MANIFEST_FILE {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     path,
                     format!(
                         "network {role}: file '{}' must be a plain file name",
@@ -336,7 +340,7 @@ impl Manifest {
     /// The spec of network `role`, or an error naming the roles present.
     pub fn network(&self, role: &str) -> Result<&NetworkSpec> {
         self.networks.get(role).ok_or_else(|| {
-            Error::bad_input(
+            Error::bad_file(
                 MANIFEST_FILE,
                 format!(
                     "model '{}' has no '{role}' network (it has: {})",
@@ -355,8 +359,8 @@ impl Model {
         let dir = dir.as_ref().to_path_buf();
         let mpath = dir.join(MANIFEST_FILE);
         if !mpath.is_file() {
-            return Err(Error::bad_input(
-                dir.display().to_string(),
+            return Err(Error::bad_file(
+                dir,
                 format!(
                     "not a model directory (no {MANIFEST_FILE}); models are made by training/ \
                      (see docs/TRAINING.md) and the default one is models/default"
@@ -368,15 +372,12 @@ impl Model {
         for spec in manifest.networks.values() {
             let f = dir.join(&spec.file);
             if !f.is_file() {
-                return Err(Error::bad_input(
-                    f.display().to_string(),
-                    "listed in manifest.json but missing",
-                ));
+                return Err(Error::bad_file(f, "listed in manifest.json but missing"));
             }
             let got = sha256_file(&f)?;
             if !got.eq_ignore_ascii_case(&spec.sha256) {
-                return Err(Error::bad_input(
-                    f.display().to_string(),
+                return Err(Error::bad_file(
+                    f,
                     format!(
                         "checksum mismatch: manifest.json says sha256 {}, the file has {got} \
                          (the model directory was modified or is incomplete)",
@@ -395,12 +396,12 @@ impl Model {
     /// Open an ONNX Runtime session for network `role` and check that the ONNX graph's
     /// inputs and outputs agree with the manifest.
     pub fn network(&self, role: &str, opts: &RunOptions) -> Result<Network> {
-        crate::limits::threads_arg("--threads", opts.threads)?;
+        crate::limits::threads_arg("threads", opts.threads)?;
         let spec = self.manifest.network(role)?.clone();
         let file = self.dir.join(&spec.file);
         let fname = file.display().to_string();
         let env = runtime::environment()?;
-        let sess_err = |e: ort::Error| Error::bad_input(&fname, format!("ONNX Runtime: {e}"));
+        let sess_err = |e: ort::Error| Error::bad_file(&fname, format!("ONNX Runtime: {e}"));
         let mut b = Session::builder(env).map_err(sess_err)?;
         b = b
             .with_optimization_level(GraphOptimizationLevel::All)
@@ -442,7 +443,7 @@ fn register_device(
                 Error::Device(format!(
                     "cannot use cuda:{id}: {e}; check the GPU (nvidia-smi), that ONNX Runtime is \
                      the onnxruntime-gpu build (`bash scripts/setup-ort.sh --gpu`) and that the \
-                     CUDA 13 / cuDNN 9 libraries are on LD_LIBRARY_PATH; or use --device cpu"
+                     CUDA 13 / cuDNN 9 libraries are on LD_LIBRARY_PATH"
                 ))
             }),
     }
@@ -458,7 +459,7 @@ fn register_device(
         Device::Cuda(_) => Err(Error::Device(
             "this vortexdb was built without CUDA support; rebuild with \
              `cargo build --release --features cuda` and provision onnxruntime-gpu \
-             (`bash scripts/setup-ort.sh --gpu`), or use --device cpu"
+             (`bash scripts/setup-ort.sh --gpu`)"
                 .into(),
         )),
     }
@@ -504,7 +505,7 @@ impl Network {
     fn check_contract(&self, m: &Manifest) -> Result<()> {
         let f = self.file.display().to_string();
         let mismatch = |msg: String| {
-            Error::bad_input(
+            Error::bad_file(
                 &f,
                 format!("the ONNX graph disagrees with manifest.json: {msg}"),
             )

@@ -42,6 +42,23 @@ pub struct Predictions {
     pub method: Method,
 }
 
+/// Predicted expression of every patch of `sample` by `method`: the predictor head's
+/// stored output ([`Method::Predictor`]) or the k-nearest-spots baseline
+/// ([`Method::Knn`]). Reads the store only.
+pub fn predict(store: &Store, sample: &str, method: &Method) -> Result<Predictions> {
+    let mut p = Predictions::load(store, sample)?;
+    if let Method::Knn { k, reference } = method {
+        if reference.is_empty() {
+            return Err(Error::arg(
+                "reference",
+                "the k-nearest-spots method needs at least one reference spot sample",
+            ));
+        }
+        p.use_knn(store, reference, *k)?;
+    }
+    Ok(p)
+}
+
 /// The sample's record, or a clear error listing the known samples.
 pub fn sample_record(store: &Store, sample: &str) -> Result<SampleRecord> {
     store.sample(sample)?.ok_or_else(|| {
@@ -49,17 +66,7 @@ pub fn sample_record(store: &Store, sample: &str) -> Result<SampleRecord> {
             .samples()
             .map(|v| v.into_iter().map(|s| s.id).collect())
             .unwrap_or_default();
-        Error::bad_input(
-            "--sample",
-            format!(
-                "sample '{sample}' is not in this store (samples: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        )
+        Error::unknown_sample("sample", sample, known)
     })
 }
 
@@ -67,9 +74,9 @@ impl Predictions {
     /// The predictor head's output for every patch of `sample`.
     pub fn load(store: &Store, sample: &str) -> Result<Predictions> {
         let rec = sample_record(store, sample)?;
-        if rec.kind == "2d" {
-            return Err(Error::bad_input(
-                "--sample",
+        if rec.sample_kind() == Some(crate::store::SampleKind::Image) {
+            return Err(Error::arg(
+                "sample",
                 format!(
                     "sample '{sample}' is a 2D image (`ingest image`): prediction and domains \
                      need a 3D volume or a 2.5D section stack"
@@ -80,8 +87,8 @@ impl Predictions {
         let genes = model.manifest.predicted_genes.clone();
         let patches = store.sample_predictions(&rec.collection, sample)?;
         if patches.ids.is_empty() {
-            return Err(Error::bad_input(
-                "--sample",
+            return Err(Error::arg(
+                "sample",
                 format!("sample '{sample}' has no patches"),
             ));
         }
@@ -133,7 +140,11 @@ impl Predictions {
     /// Column of each requested gene (case-insensitive); genes the model does not
     /// predict are listed in the error with close matches.
     pub fn gene_columns(&self, genes: &[String]) -> Result<Vec<usize>> {
-        gene_columns(&self.genes, genes, &self.sample.model)
+        gene_columns(
+            &self.genes,
+            genes,
+            &format!("the genes model '{}' predicts", self.sample.model),
+        )
     }
 
     /// Predicted values of column `g` for every patch.
@@ -149,15 +160,18 @@ impl Predictions {
     /// the patch's (weights = cosine similarity, floored at 0), over the reference
     /// samples' kept spots. Genes missing from a reference panel are an error.
     pub fn use_knn(&mut self, store: &Store, reference: &[String], k: usize) -> Result<()> {
-        crate::limits::int_arg("--knn", k, 1, 100_000)?;
+        crate::limits::int_arg("knn", k, 1, 100_000)?;
         let mut ref_emb: Vec<Vec<f32>> = Vec::new();
         let mut ref_expr: Vec<Vec<f32>> = Vec::new();
         for s in reference {
-            let set = store.spot_set(s)?.ok_or_else(|| {
-                Error::bad_input(
-                    "--reference",
-                    format!("sample '{s}' has no spots in this store"),
-                )
+            let set = store.spot_set(s)?.ok_or_else(|| Error::UnknownSample {
+                name: "reference".into(),
+                sample: s.clone(),
+                purpose: "has no spots in this store".into(),
+                known: store
+                    .spot_sets()
+                    .map(|v| v.into_iter().map(|x| x.sample).collect())
+                    .unwrap_or_default(),
             })?;
             let cols: HashMap<String, usize> = set
                 .panel
@@ -170,8 +184,8 @@ impl Predictions {
                 .iter()
                 .map(|g| {
                     cols.get(&g.to_uppercase()).copied().ok_or_else(|| {
-                        Error::bad_input(
-                            "--reference",
+                        Error::arg(
+                            "reference",
                             format!("gene {g} is not in the panel of spot sample '{s}'"),
                         )
                     })
@@ -189,8 +203,8 @@ impl Predictions {
             }
         }
         if ref_emb.len() < k {
-            return Err(Error::bad_input(
-                "--knn",
+            return Err(Error::arg(
+                "knn",
                 format!(
                     "k = {k} is larger than the {} reference spots",
                     ref_emb.len()
@@ -342,7 +356,7 @@ impl Predictions {
 
 /// Columns of `wanted` in `genes` (case-insensitive); unknown genes are listed with
 /// close matches in the error.
-pub fn gene_columns(genes: &[String], wanted: &[String], model: &str) -> Result<Vec<usize>> {
+pub fn gene_columns(genes: &[String], wanted: &[String], within: &str) -> Result<Vec<usize>> {
     let by: HashMap<String, usize> = genes
         .iter()
         .enumerate()
@@ -353,21 +367,18 @@ pub fn gene_columns(genes: &[String], wanted: &[String], model: &str) -> Result<
     for w in wanted {
         match by.get(&w.to_uppercase()) {
             Some(&i) => cols.push(i),
-            None => {
-                let m = close_matches(w, genes);
-                missing.push(if m.is_empty() {
-                    w.clone()
-                } else {
-                    format!("{w} (did you mean {}?)", m.join(", "))
-                });
-            }
+            None => missing.push(crate::error::UnknownGene {
+                gene: w.clone(),
+                suggestions: close_matches(w, genes),
+            }),
         }
     }
     if !missing.is_empty() {
-        return Err(Error::bad_input(
-            "--genes",
-            format!("model '{model}' does not predict {}", missing.join("; ")),
-        ));
+        return Err(Error::UnknownGenes {
+            name: "genes".into(),
+            genes: missing,
+            within: within.to_string(),
+        });
     }
     Ok(cols)
 }

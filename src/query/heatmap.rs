@@ -144,7 +144,7 @@ pub fn auto_downsample(shape: [usize; 3], max_voxels: usize) -> usize {
 pub fn write_tiff(path: &Path, h: &Heatmap) -> Result<()> {
     let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut enc = tiff::encoder::TiffEncoder::new(std::io::BufWriter::new(f))
-        .map_err(|e| Error::bad_input(path.display().to_string(), e.to_string()))?;
+        .map_err(|e| Error::bad_file(path, e.to_string()))?;
     let page = h.shape[1] * h.shape[2];
     for z in 0..h.shape[0] {
         enc.write_image::<tiff::encoder::colortype::Gray32Float>(
@@ -152,12 +152,7 @@ pub fn write_tiff(path: &Path, h: &Heatmap) -> Result<()> {
             h.shape[1] as u32,
             &h.data[z * page..(z + 1) * page],
         )
-        .map_err(|e| {
-            Error::bad_input(
-                path.display().to_string(),
-                format!("cannot write TIFF: {e}"),
-            )
-        })?;
+        .map_err(|e| Error::bad_file(path, format!("cannot write TIFF: {e}")))?;
     }
     Ok(())
 }

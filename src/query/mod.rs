@@ -11,6 +11,13 @@
 //!   ([`triage`]) and 3D heatmaps ([`heatmap`]).
 
 pub mod heatmap;
+mod molecular;
+mod retrieval;
+
+pub use molecular::{
+    Profile, QueryResult, QuerySummary, ScoreOptions, query_genes, query_profile, read_profile,
+};
+pub use retrieval::{PatchHit, PatchQuery, PatchResult, PatchSource, query_patch};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -96,18 +103,12 @@ fn spot_pool(
     if let Some(want) = samples {
         for w in want {
             if !sets.iter().any(|s| &s.sample == w) {
-                let known: Vec<&str> = sets.iter().map(|s| s.sample.as_str()).collect();
-                return Err(Error::bad_input(
-                    "--spots-from",
-                    format!(
-                        "sample '{w}' has no spots of model '{model}' in this store (samples with spots: {})",
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
+                return Err(Error::UnknownSample {
+                    name: "spot_samples".into(),
+                    sample: w.clone(),
+                    purpose: format!("has no spots of model '{model}' in this store"),
+                    known: sets.iter().map(|s| s.sample.clone()).collect(),
+                });
             }
         }
     }
@@ -116,12 +117,10 @@ fn spot_pool(
         .filter(|s| samples.is_none_or(|w| w.contains(&s.sample)))
         .collect();
     if sets.is_empty() {
-        return Err(Error::bad_input(
-            "store",
-            format!(
-                "no spots of model '{model}' in this store; ingest some with `vortexdb ingest spots`"
-            ),
-        ));
+        return Err(Error::NothingSelected {
+            stage: "spots",
+            message: format!("no spots of model '{model}' in this store"),
+        });
     }
     let mut genes: Vec<String> = Vec::new();
     let mut by_upper: HashMap<String, u32> = HashMap::new();
@@ -213,11 +212,11 @@ pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// `model` and return the mean embedding of the spots it selects.
 pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GeneProfile> {
     if q.genes.is_empty() {
-        return Err(Error::bad_input("--genes", "no gene given"));
+        return Err(Error::arg("genes", "no gene given"));
     }
-    crate::limits::float_arg("--min-pcc", q.min_pcc, -1.0, 1.0)?;
-    crate::limits::float_arg("--threshold-percentile", q.percentile, 0.0, 100.0)?;
-    crate::limits::float_arg("--min-fraction", q.min_fraction, 0.0, 1.0)?;
+    crate::limits::float_arg("min_pcc", q.min_pcc, -1.0, 1.0)?;
+    crate::limits::float_arg("percentile", q.percentile, 0.0, 100.0)?;
+    crate::limits::float_arg("min_fraction", q.min_fraction, 0.0, 1.0)?;
     let (genes, pool) = spot_pool(store, model, q.spot_samples.as_deref())?;
     let index = GeneIndex::new(&genes);
     let mut cols = Vec::new();
@@ -229,20 +228,18 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
         }
     }
     if !unknown.is_empty() {
-        let detail: Vec<String> = unknown
+        let detail: Vec<crate::error::UnknownGene> = unknown
             .iter()
-            .map(|g| match did_you_mean(g, &genes) {
-                Some(hint) => hint,
-                None => format!("{g} (no close match)"),
+            .map(|g| crate::error::UnknownGene {
+                gene: g.clone(),
+                suggestions: close_matches(g, &genes),
             })
             .collect();
-        return Err(Error::bad_input(
-            "--genes",
-            format!(
-                "unknown gene(s) in the stored spots of model '{model}': {}",
-                detail.join("; ")
-            ),
-        ));
+        return Err(Error::UnknownGenes {
+            name: "genes".into(),
+            genes: detail,
+            within: format!("the stored spots of model '{model}'"),
+        });
     }
     let n = pool.len();
     let ng = genes.len();
@@ -328,11 +325,10 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
         })
         .collect();
     if chosen.is_empty() {
-        return Err(Error::bad_input(
-            "--genes",
-            format!(
-                "no spot has at least {need} of the {} filter genes ({}) above their {}th percentile; \
-                 lower --percentile or --min-fraction",
+        return Err(Error::NothingSelected {
+            stage: "gene_filter",
+            message: format!(
+                "no spot has at least {need} of the {} filter genes ({}) above their {}th percentile",
                 filter.len(),
                 filter
                     .iter()
@@ -341,7 +337,7 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
                     .join(", "),
                 q.percentile
             ),
-        ));
+        });
     }
     // Mean of the chosen spots' embeddings, normalised.
     let mut mean: Vec<f64> = Vec::new();
@@ -396,15 +392,15 @@ pub fn profile_embedding(
 ) -> Result<(Vec<f32>, Vec<String>)> {
     let m = &model.manifest;
     let enc = m.encoder_genes.as_ref().ok_or_else(|| {
-        Error::bad_input(
-            "--model",
+        Error::arg(
+            "model",
             format!("model '{}' has no gene encoder panel", m.name),
         )
     })?;
     let total: f64 = profile.iter().map(|p| p.1).sum();
     if profile.iter().any(|p| !p.1.is_finite() || p.1 < 0.0) {
-        return Err(Error::bad_input(
-            "--profile",
+        return Err(Error::arg(
+            "profile",
             "values must be finite and non-negative",
         ));
     }
@@ -432,8 +428,8 @@ pub fn profile_embedding(
             .take(5)
             .map(|(g, _)| did_you_mean(g, &known).unwrap_or_else(|| g.clone()))
             .collect();
-        return Err(Error::bad_input(
-            "--profile",
+        return Err(Error::arg(
+            "profile",
             format!(
                 "none of the profile's genes is in model '{}''s encoder panel of {} genes: {}",
                 m.name,
@@ -485,17 +481,7 @@ pub fn rank_patches(
             if !known.contains(w) {
                 let mut k: Vec<String> = known.iter().cloned().collect();
                 k.sort();
-                return Err(Error::bad_input(
-                    "--sample",
-                    format!(
-                        "sample '{w}' is not in this store (samples: {})",
-                        if k.is_empty() {
-                            "none".into()
-                        } else {
-                            k.join(", ")
-                        }
-                    ),
-                ));
+                return Err(Error::unknown_sample("samples", w, k));
             }
         }
     }

@@ -37,8 +37,8 @@ impl SpotFormat {
             "her2st" | "st" => Ok(SpotFormat::Her2st),
             "visium" | "10x" => Ok(SpotFormat::Visium),
             "parquet" => Ok(SpotFormat::Parquet),
-            _ => Err(Error::bad_input(
-                "--format",
+            _ => Err(Error::arg(
+                "format",
                 format!("'{s}' is not a spot format; use her2st, visium or parquet"),
             )),
         }
@@ -55,9 +55,12 @@ impl SpotFormat {
         } else if name.ends_with(".tsv") || name.ends_with(".tsv.gz") {
             Ok(SpotFormat::Her2st)
         } else {
-            Err(Error::bad_input(
-                path.display().to_string(),
-                "cannot tell the spot format from the name; pass --format her2st|visium|parquet",
+            Err(Error::arg(
+                "format",
+                format!(
+                    "{}: cannot tell the spot format from the name (her2st, visium or parquet)",
+                    path.display()
+                ),
             ))
         }
     }
@@ -96,10 +99,7 @@ pub struct SpotPaths {
 /// Read spots from `path` in `format` (see [`SpotFormat`]).
 pub fn read_spots(path: &Path, format: SpotFormat, extra: &SpotPaths) -> Result<SpotTable> {
     if !path.exists() {
-        return Err(Error::bad_input(
-            path.display().to_string(),
-            "no such file or directory",
-        ));
+        return Err(Error::bad_file(path, "no such file or directory"));
     }
     let t = match format {
         SpotFormat::Her2st => read_her2st(path, extra.positions.as_deref())?,
@@ -107,10 +107,7 @@ pub fn read_spots(path: &Path, format: SpotFormat, extra: &SpotPaths) -> Result<
         SpotFormat::Parquet => parquet_spots::read(path)?,
     };
     if t.ids.is_empty() {
-        return Err(Error::bad_input(
-            path.display().to_string(),
-            "no spots to ingest",
-        ));
+        return Err(Error::bad_file(path, "no spots to ingest"));
     }
     check_coordinates(path, &t)?;
     Ok(t)
@@ -155,7 +152,7 @@ fn check_coordinates(path: &Path, t: &SpotTable) -> Result<()> {
 }
 
 pub(crate) fn bad(path: &Path, msg: impl Into<String>) -> Error {
-    Error::bad_input(path.display().to_string(), msg)
+    Error::bad_file(path, msg)
 }
 
 fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
@@ -390,10 +387,11 @@ fn her2st_selection_for(counts: &Path) -> Result<PathBuf> {
     if cand.exists() {
         Ok(cand)
     } else {
-        Err(bad(
-            counts,
+        Err(Error::arg(
+            "positions",
             format!(
-                "no spot selection table at {}; pass --positions FILE",
+                "{}: no spot selection table at {}",
+                counts.display(),
                 cand.display()
             ),
         ))
@@ -443,9 +441,12 @@ fn read_visium(path: &Path, positions: Option<&Path>) -> Result<SpotTable> {
             .map(|f| spatial.join(f))
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                bad(
-                    &spatial,
-                    "no tissue_positions.csv or tissue_positions_list.csv; pass --positions FILE",
+                Error::arg(
+                    "positions",
+                    format!(
+                        "{}: no tissue_positions.csv or tissue_positions_list.csv",
+                        spatial.display()
+                    ),
                 )
             })?,
     };

@@ -78,8 +78,8 @@ impl Store {
         let t0 = Instant::now();
         let dest = dest.as_ref().to_path_buf();
         if dest.exists() {
-            return Err(Error::bad_input(
-                dest.display().to_string(),
+            return Err(Error::bad_file(
+                dest,
                 "already exists; a backup is written to a new directory",
             ));
         }
@@ -89,7 +89,7 @@ impl Store {
         };
         let name = dest
             .file_name()
-            .ok_or_else(|| Error::bad_input(dest.display().to_string(), "not a directory name"))?;
+            .ok_or_else(|| Error::bad_file(&dest, "not a directory name"))?;
         let partial = parent.join(format!(
             ".{}.partial-{}",
             name.to_string_lossy(),

@@ -66,6 +66,18 @@ pub struct SampleRecord {
     pub patches: u64,
 }
 
+impl SampleRecord {
+    /// What the sample was ingested from (`None` for a kind this build does not know).
+    pub fn sample_kind(&self) -> Option<super::SampleKind> {
+        super::SampleKind::parse(&self.kind)
+    }
+
+    /// How far its ingest got.
+    pub fn ingest_status(&self) -> super::IngestStatus {
+        super::IngestStatus::parse(&self.status)
+    }
+}
+
 fn open_read(
     txn: &redb::ReadTransaction,
     t: TableDefinition<'static, &'static str, &'static [u8]>,
@@ -174,8 +186,8 @@ impl Store {
                 self.copy_model_files(dir, &rec, &dest)?;
                 return Ok(old);
             }
-            return Err(Error::bad_input(
-                dir.display().to_string(),
+            return Err(Error::bad_file(
+                dir,
                 format!(
                     "this store already has a different model named '{name}' (other checksums); \
                      rename the new model in its manifest.json"
@@ -241,36 +253,26 @@ impl Store {
                     .models()
                     .map(|m| m.into_iter().map(|r| r.name).collect())
                     .unwrap_or_default();
-                Error::bad_input(
-                    "--model",
-                    format!(
-                        "no model '{n}' in this store (models: {}); add one with `vortexdb models add {} MODEL_DIR`",
-                        if known.is_empty() { "none".into() } else { known.join(", ") },
-                        self.dir.display()
-                    ),
-                )
+                Error::UnknownModel {
+                    store: self.dir.clone(),
+                    name: n.to_string(),
+                    known,
+                }
             })?,
             None => {
                 let mut all = self.models()?;
                 match all.len() {
                     1 => all.remove(0),
                     0 => {
-                        return Err(Error::bad_input(
-                            "--model",
-                            format!(
-                                "this store has no model; add the built-in one with `vortexdb models add {} default` (or a model directory), or pass --model DIR",
-                                self.dir.display()
-                            ),
-                        ));
+                        return Err(Error::NoModel {
+                            store: self.dir.clone(),
+                        });
                     }
                     _ => {
-                        return Err(Error::bad_input(
-                            "--model",
-                            format!(
-                                "this store has several models ({}); choose one with --model NAME",
-                                all.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
+                        return Err(Error::AmbiguousModel {
+                            store: self.dir.clone(),
+                            known: all.into_iter().map(|m| m.name).collect(),
+                        });
                     }
                 }
             }
@@ -298,7 +300,7 @@ impl Store {
 
     /// Record (create or replace) a sample.
     pub fn put_sample(&self, rec: &SampleRecord) -> Result<()> {
-        valid_id(&rec.id, "--sample")?;
+        valid_id(&rec.id, "sample")?;
         self.put(SAMPLES, &rec.id, &codec::encode(rec))
     }
 

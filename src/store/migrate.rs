@@ -113,7 +113,7 @@ pub(crate) fn v1_to_v2(db: &redb::Database, path: &Path) -> Result<u64> {
         }
         {
             let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
-            meta.insert(META_SCHEMA, &codec::SCHEMA_VERSION.to_le_bytes()[..])
+            meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
                 .map_err(|e| db_err(path, e))?;
         }
         txn.commit().map_err(|e| db_err(path, e))?;

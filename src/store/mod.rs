@@ -15,6 +15,7 @@
 mod backup;
 mod catalog;
 mod check;
+mod kinds;
 mod migrate;
 mod predictions;
 mod search;
@@ -32,6 +33,7 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, Readab
 
 pub use backup::BackupReport;
 pub use catalog::{MODELS_DIR, ModelRecord, SampleRecord};
+pub use kinds::{IngestStatus, Modality, SampleKind, collection_name};
 pub use predictions::{DomainRecord, SamplePredictions};
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
@@ -174,10 +176,7 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         let db_path = dir.join(DB_FILE);
         if db_path.exists() {
-            return Err(Error::bad_input(
-                dir.display().to_string(),
-                "already holds a vortexdb store",
-            ));
+            return Err(Error::bad_file(dir, "already holds a vortexdb store"));
         }
         std::fs::create_dir_all(dir.join(INDEX_DIR)).map_err(|e| Error::io(&dir, e))?;
         let lock = acquire_lock(&dir)?;
@@ -189,7 +188,7 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(|e| db_err(&db_path, e))?;
             meta.insert(META_FORMAT, FORMAT_NAME)
                 .map_err(|e| db_err(&db_path, e))?;
-            meta.insert(META_SCHEMA, &codec::SCHEMA_VERSION.to_le_bytes()[..])
+            meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
                 .map_err(|e| db_err(&db_path, e))?;
             meta.insert(META_GENERATION, &0u64.to_le_bytes()[..])
                 .map_err(|e| db_err(&db_path, e))?;
@@ -351,15 +350,16 @@ impl Store {
                 self.warn(format!(
                     "{}: migrated from schema 1 to schema {} (a CRC-32 on each of {n} records)",
                     path.display(),
-                    codec::SCHEMA_VERSION
+                    codec::FORMAT_VERSION
                 ));
                 return Ok(());
             }
-            if version != codec::SCHEMA_VERSION {
+            if version != codec::FORMAT_VERSION {
                 return Err(Error::Version {
                     path: path.clone(),
                     found: version,
-                    supported: codec::SCHEMA_VERSION,
+                    oldest: codec::OLDEST_SUPPORTED,
+                    supported: codec::FORMAT_VERSION,
                 });
             }
             Ok(())
@@ -374,8 +374,8 @@ impl Store {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
         {
-            return Err(Error::bad_input(
-                "--collection",
+            return Err(Error::arg(
+                "collection",
                 format!(
                     "invalid collection name '{}' (use letters, digits, - _ . :)",
                     spec.name
@@ -383,14 +383,14 @@ impl Store {
             ));
         }
         if spec.dim == 0 || spec.dim > 65_536 {
-            return Err(Error::bad_input(
-                "--collection",
+            return Err(Error::arg(
+                "collection",
                 format!("invalid dimension {}", spec.dim),
             ));
         }
         let (lo, hi) = crate::limits::M_RANGE;
-        crate::limits::int_arg("--m", spec.hnsw.m, lo, hi)?;
-        crate::limits::int_arg("--ef-construction", spec.hnsw.ef_construction, 1, 100_000)?;
+        crate::limits::int_arg("m", spec.hnsw.m, lo, hi)?;
+        crate::limits::int_arg("ef_construction", spec.hnsw.ef_construction, 1, 100_000)?;
         let db = self.writer()?;
         let path = self.db_path();
         let _w = self.write_guard.lock().expect("write lock");
@@ -402,8 +402,8 @@ impl Store {
                 .map_err(|e| db_err(&path, e))?
                 .is_some()
             {
-                return Err(Error::bad_input(
-                    "--collection",
+                return Err(Error::arg(
+                    "collection",
                     format!("collection '{}' already exists", spec.name),
                 ));
             }
@@ -413,8 +413,8 @@ impl Store {
                 let c: CollectionInfo = decode_or_corrupt(&path, v.value(), "collection")?;
                 max_id = max_id.max(c.id + 1);
                 if spec.model != "raw" && c.model == spec.model && c.modality == spec.modality {
-                    return Err(Error::bad_input(
-                        "--collection",
+                    return Err(Error::arg(
+                        "collection",
                         format!(
                             "model '{}' already has a {} collection ('{}'); embeddings of one model and modality share one collection",
                             spec.model, spec.modality, c.name
@@ -461,11 +461,7 @@ impl Store {
                 let known: Vec<String> = self.collections()?.into_iter().map(|c| c.name).collect();
                 Err(Error::UnknownCollection {
                     name: name.to_string(),
-                    known: if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    },
+                    known,
                 })
             }
         }
@@ -609,7 +605,7 @@ impl Store {
                     None => {
                         return Err(Error::UnknownCollection {
                             name: collection.into(),
-                            known: String::new(),
+                            known: Vec::new(),
                         });
                     }
                 };
@@ -670,7 +666,7 @@ impl Store {
         }
         Ok(StoreInfo {
             path: self.dir.clone(),
-            schema_version: codec::SCHEMA_VERSION,
+            schema_version: codec::FORMAT_VERSION,
             generation,
             db_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
             collections,
@@ -694,7 +690,7 @@ pub(crate) fn insert_in(
         None => {
             return Err(Error::UnknownCollection {
                 name: collection.into(),
-                known: String::new(),
+                known: Vec::new(),
             });
         }
     };

@@ -111,8 +111,8 @@ impl Store {
                 None => None,
             };
             let Some(bytes) = bytes else {
-                return Err(Error::bad_input(
-                    "--sample",
+                return Err(Error::arg(
+                    "sample",
                     format!(
                         "sample '{sample}' has no predicted expression: its model has no \
                          predictor network, or it was ingested by an older vortexdb; \

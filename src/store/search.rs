@@ -449,8 +449,8 @@ impl Store {
         queries: &[Vec<f32>],
         opts: &SearchOptions,
     ) -> Result<Vec<Vec<Hit>>> {
-        crate::limits::int_arg("--k", opts.k, 1, crate::limits::MAX_K)?;
-        crate::limits::int_arg("--ef", opts.ef, 0, crate::limits::MAX_EF)?;
+        crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
+        crate::limits::int_arg("ef", opts.ef, 0, crate::limits::MAX_EF)?;
         let info = self.sync_index(collection)?;
         for (i, q) in queries.iter().enumerate() {
             super::validate_vector(q, info.dim, info.metric, i).map_err(|e| match e {

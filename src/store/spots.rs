@@ -145,8 +145,8 @@ impl Store {
                 .map_err(|e| db_err(&path, e))?
                 .is_some()
             {
-                return Err(Error::bad_input(
-                    "--sample",
+                return Err(Error::arg(
+                    "sample",
                     format!("sample '{}' already has spots in this store", b.set.sample),
                 ));
             }

@@ -247,7 +247,7 @@ impl Skim<'_> {
 /// Check the footer of the Parquet file at `path` (see the module documentation).
 pub(crate) fn check(path: &Path) -> Result<()> {
     let p = path.display().to_string();
-    let bad = |m: String| Error::bad_input(&p, m);
+    let bad = |m: String| Error::bad_file(&p, m);
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     if len < 12 {
@@ -364,13 +364,13 @@ pub(crate) fn check_first_page(path: &Path, f: &mut std::fs::File, offset: u64) 
     // A header this strict decoder cannot read is refused: the parquet crate's own
     // reader is laxer (it accepts over-long varints, for one) and would read sizes from it.
     let Some((kind, size, dict)) = page_header(&mut s) else {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             format!("damaged Parquet page header at byte {offset}"),
         ));
     };
     if size < 0 {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             format!("damaged Parquet page at byte {offset}: negative size {size}"),
         ));
@@ -380,7 +380,7 @@ pub(crate) fn check_first_page(path: &Path, f: &mut std::fs::File, offset: u64) 
     if let (2, Some(values)) = (kind, dict)
         && (values < 0 || values > size.max(1))
     {
-        return Err(Error::bad_input(
+        return Err(Error::bad_file(
             &p,
             format!(
                 "damaged Parquet dictionary page at byte {offset}: {values} entries in {size} bytes"

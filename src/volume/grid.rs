@@ -101,14 +101,14 @@ impl Resampled {
         let info = src.info().clone();
         for (v, what) in voxel_um.iter().zip(["z", "y", "x"]) {
             if !(v.is_finite() && *v > 0.0) {
-                return Err(Error::bad_input(
-                    "--um-per-voxel",
+                return Err(Error::arg(
+                    "um_per_voxel",
                     format!("voxel size along {what} must be positive, got {v}"),
                 ));
             }
         }
         if channels != 1 && channels != 3 {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 "manifest.json",
                 format!("models with {channels} channels are not supported"),
             ));
@@ -118,8 +118,8 @@ impl Resampled {
         // ingest holds a patch depth of resampled slices (~200 bytes per slice pixel).
         let out: Vec<f64> = (0..3).map(|a| info.shape[a] as f64 * s[a]).collect();
         if out.iter().any(|n| !n.is_finite() || *n > 1e9) {
-            return Err(Error::bad_input(
-                "--um-per-voxel",
+            return Err(Error::arg(
+                "um_per_voxel",
                 format!(
                     "{} at {voxel_um:?} um per voxel resamples to {:.3e} x {:.3e} x {:.3e} voxels at the model's {target_um:?} um; the voxel size is wrong",
                     info.source, out[0], out[1], out[2]
@@ -131,7 +131,7 @@ impl Resampled {
             &[out[1].ceil() as u64, out[2].ceil() as u64],
             200,
             &format!(
-                "resampling its slices from {voxel_um:?} um voxels (--um-per-voxel) to the model's {target_um:?} um"
+                "resampling its slices from {voxel_um:?} um voxels (um_per_voxel) to the model's {target_um:?} um"
             ),
         )?;
         let wz = weights(info.shape[0], s[0]);
@@ -151,16 +151,6 @@ impl Resampled {
     /// Shape (z, y, x) at the model's resolution.
     pub fn shape(&self) -> [usize; 3] {
         self.shape
-    }
-
-    /// Channels of the output.
-    pub fn channels(&self) -> usize {
-        self.channels
-    }
-
-    /// The source's description.
-    pub fn source(&self) -> &super::VolumeInfo {
-        self.src.info()
     }
 
     fn input_plane(&mut self, z: usize) -> Result<Arc<Vec<f32>>> {
@@ -237,8 +227,8 @@ impl std::str::FromStr for Polarity {
             "bright" => Ok(Polarity::Bright),
             "dark" => Ok(Polarity::Dark),
             "all" | "none" => Ok(Polarity::All),
-            _ => Err(Error::bad_input(
-                "--tissue",
+            _ => Err(Error::arg(
+                "tissue",
                 format!("'{s}' is not one of bright, dark, all"),
             )),
         }
@@ -361,19 +351,19 @@ impl Grid {
     /// axis. Fails when the volume is smaller than one patch.
     pub fn new(shape: [usize; 3], patch: [usize; 3], overlap: f64, source: &str) -> Result<Grid> {
         if !(0.0..1.0).contains(&overlap) {
-            return Err(Error::bad_input(
-                "--overlap",
+            return Err(Error::arg(
+                "overlap",
                 format!("{overlap} must be in [0, 1)"),
             ));
         }
         if (0..3).any(|a| shape[a] < patch[a]) {
-            return Err(Error::bad_input(
-                source,
-                format!(
-                    "volume is smaller than one patch: {}x{}x{} voxels (z, y, x) at the model's resolution, a patch is {}x{}x{}; give the right --um-per-voxel or a larger volume",
+            return Err(Error::NothingSelected {
+                stage: "patch_grid",
+                message: format!(
+                    "{source}: volume is smaller than one patch: {}x{}x{} voxels (z, y, x) at the model's resolution, a patch is {}x{}x{}",
                     shape[0], shape[1], shape[2], patch[0], patch[1], patch[2]
                 ),
-            ));
+            });
         }
         let stride = patch.map(|p| (((p as f64) * (1.0 - overlap)).round() as usize).max(1));
         Ok(Grid {

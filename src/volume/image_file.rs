@@ -28,9 +28,9 @@ pub fn decode_image(f: &Path) -> Result<image::DynamicImage> {
     limits.max_alloc = Some(crate::limits::memory_budget());
     r.limits(limits);
     let img = guard_decoder(&p, || r.decode())?
-        .map_err(|e| Error::bad_input(&p, format!("cannot decode image: {e}")))?;
+        .map_err(|e| Error::bad_file(&p, format!("cannot decode image: {e}")))?;
     if (img.width(), img.height()) != (w, h) || c == 0 || dt.bytes() == 0 {
-        return Err(Error::bad_input(&p, "image changed size while reading"));
+        return Err(Error::bad_file(&p, "image changed size while reading"));
     }
     Ok(img)
 }
@@ -45,7 +45,7 @@ fn guard_decoder<T>(p: &str, f: impl FnOnce() -> T) -> Result<T> {
             .map(|s| s.to_string())
             .or_else(|| e.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        Error::bad_input(
+        Error::bad_file(
             p,
             format!("cannot decode image (the decoder failed: {what})"),
         )
@@ -67,8 +67,8 @@ fn check_jpeg_end(f: &Path) -> Result<()> {
         .map(|i| i + 1)
         .unwrap_or(0);
     if end < 2 || buf[end - 2..end] != [0xFF, 0xD9] {
-        return Err(Error::bad_input(
-            f.display().to_string(),
+        return Err(Error::bad_file(
+            f,
             "truncated JPEG: no end-of-image marker at the end of the file",
         ));
     }
@@ -90,8 +90,8 @@ fn check_png_palette(f: &Path) -> Result<()> {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         match &head[4..8] {
             b"PLTE" if len == 0 || !len.is_multiple_of(3) || len > 768 => {
-                return Err(Error::bad_input(
-                    f.display().to_string(),
+                return Err(Error::bad_file(
+                    f,
                     format!("PNG palette of {len} bytes (must be 1 to 256 RGB entries)"),
                 ));
             }
@@ -115,7 +115,7 @@ pub(super) fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
         check_png_palette(f)?;
     }
     let dec = guard_decoder(&p, || r.into_decoder())?
-        .map_err(|e| Error::bad_input(&p, format!("cannot read image: {e}")))?;
+        .map_err(|e| Error::bad_file(&p, format!("cannot read image: {e}")))?;
     use image::ImageDecoder;
     let (w, h) = dec.dimensions();
     // Decoded as 16-bit RGBA at most, then converted to f32 planes.
@@ -132,14 +132,14 @@ pub(super) fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
         image::ColorType::Rgb16 | image::ColorType::Rgba16 => (3, Dtype::U16),
         image::ColorType::Rgb32F | image::ColorType::Rgba32F => (3, Dtype::F32),
         other => {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 format!("pixel type {other:?} is not supported"),
             ));
         }
     };
     if w == 0 || h == 0 {
-        return Err(Error::bad_input(&p, "empty image"));
+        return Err(Error::bad_file(&p, "empty image"));
     }
     Ok((w, h, c, dt))
 }

@@ -38,13 +38,13 @@ impl Transforms {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let t: Transforms = serde_json::from_str(&text).map_err(|e| {
-            Error::bad_input(
+            Error::bad_file(
                 &p,
                 format!("not a transforms file ({{\"frame\": [h, w], \"sections\": [[a, b, c, d, e, f], ...]}}): {e}"),
             )
         })?;
         if t.sections.len() != n {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 format!("{} transforms for {n} section images", t.sections.len()),
             ));
@@ -55,7 +55,7 @@ impl Transforms {
                 .checked_mul(t.frame[1])
                 .is_none_or(|n| n > 1 << 30)
         {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 format!(
                     "frame {:?} must be non-empty and under 2^30 pixels",
@@ -76,7 +76,7 @@ impl Transforms {
         for (i, m) in t.sections.iter().enumerate() {
             let det = m[0] * m[4] - m[1] * m[3];
             if m.iter().any(|v| !v.is_finite()) || det.abs() < 1e-9 {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     &p,
                     format!(
                         "transform {} (section {}) is not an invertible affine: {m:?}",

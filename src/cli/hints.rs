@@ -1,0 +1,73 @@
+//! Error messages for the command line: library parameter names become flags
+//! (`min_pcc` -> `--min-pcc`), and each error that has a next step gets it.
+
+use vortexdb::Error;
+
+/// The flag of a library parameter.
+pub fn flag(name: &str) -> String {
+    let f = match name {
+        "spot_samples" => "spots-from",
+        "samples" => "sample",
+        "within" => "in",
+        "spacing" => "spacing-um",
+        other => return format!("--{}", other.replace('_', "-")),
+    };
+    format!("--{f}")
+}
+
+/// The message the CLI prints for `e`: flags for parameters, then the next step.
+pub fn message(e: &Error) -> String {
+    let text = e.to_string();
+    let text = match e {
+        Error::InvalidArgument { name, .. }
+        | Error::UnknownSample { name, .. }
+        | Error::UnknownGenes { name, .. } => match text.strip_prefix(&format!("{name}: ")) {
+            Some(rest) => format!("{}: {rest}", flag(name)),
+            None => text,
+        },
+        _ => text,
+    };
+    match hint(e) {
+        Some(h) => format!("{text}; {h}"),
+        None => text,
+    }
+}
+
+/// The next step for an error, when there is one.
+pub fn hint(e: &Error) -> Option<String> {
+    Some(match e {
+        Error::NotAStore { path, .. } => {
+            format!("create one with `vortexdb init {}`", path.display())
+        }
+        Error::Corrupted { .. } => "run `vortexdb check` and restore from a backup \
+                                   (`vortexdb backup`) if it fails"
+            .into(),
+        Error::UnknownModel { store, .. } => format!(
+            "add one with `vortexdb models add {} MODEL_DIR`",
+            store.display()
+        ),
+        Error::NoModel { store } => format!(
+            "add the built-in one with `vortexdb models add {} default` (or a model \
+             directory), or pass --model DIR",
+            store.display()
+        ),
+        Error::AmbiguousModel { .. } => "choose one with --model NAME".into(),
+        Error::Device(_) => "or use --device cpu".into(),
+        Error::InvalidArgument { name, .. } => match name.as_str() {
+            "format" => "pass --format her2st|visium|parquet".into(),
+            "positions" => "pass --positions FILE".into(),
+            _ => return None,
+        },
+        Error::NothingSelected { stage, .. } => match *stage {
+            "spot_qc" => "lower --min-genes or raise --max-mito".into(),
+            "gene_filter" => "lower --percentile or --min-fraction".into(),
+            "spots" => "ingest some with `vortexdb ingest spots`".into(),
+            "patches" => "ingest a volume first".into(),
+            "images" => "add images with `vortexdb ingest image`".into(),
+            "patch_grid" => "give the right --um-per-voxel or a larger volume".into(),
+            "domains" => "run `vortexdb domains STORE --sample SAMPLE` first".into(),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}

@@ -1,0 +1,148 @@
+//! Files of a molecular or profile query.
+
+use std::path::Path;
+
+use arrow::array::{Float32Array, Int64Array, StringArray, UInt64Array};
+use serde_json::json;
+
+use super::{col, write_f32_array_npy, write_json, write_parquet, write_png, write_tiff};
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::query::QueryResult;
+use crate::query::heatmap::overlay;
+use crate::render::underlay;
+use crate::store::Store;
+
+/// What [`write_query`] writes.
+#[derive(Debug, Clone)]
+pub struct QueryExport {
+    /// Patches listed under `top` in `query.json`.
+    pub top: usize,
+    /// Heatmap downsampling (`None`: the smallest keeping each heatmap under 64M voxels).
+    pub downsample: Option<usize>,
+    /// Overlay PNGs per sample (evenly spaced slices).
+    pub slices: usize,
+}
+
+impl Default for QueryExport {
+    fn default() -> Self {
+        QueryExport {
+            top: 10,
+            downsample: None,
+            slices: 3,
+        }
+    }
+}
+
+impl QueryExport {
+    /// Range checks (before any work).
+    pub fn validate(&self) -> Result<()> {
+        limits::int_arg("top", self.top, 0, limits::MAX_K)?;
+        limits::int_arg("slices", self.slices, 0, 1000)?;
+        if let Some(d) = self.downsample {
+            limits::int_arg("downsample", d, 1, 1 << 20)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write `patches.parquet` (every scored patch), `triage.csv`, per sample
+/// `heatmap_<sample>.npy|.tif` and overlay PNGs, and `query.json` into `dir`.
+pub fn write_query(
+    dir: &Path,
+    store: &Store,
+    r: &QueryResult,
+    opts: &QueryExport,
+) -> Result<Vec<String>> {
+    opts.validate()?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let ranked = &r.ranked;
+    let mut files = Vec::new();
+    let pq = dir.join("patches.parquet");
+    write_parquet(
+        &pq,
+        vec![
+            col(
+                "sample",
+                StringArray::from_iter_values(ranked.iter().map(|p| &*p.sample)),
+            ),
+            col(
+                "id",
+                UInt64Array::from_iter_values(ranked.iter().map(|p| p.id)),
+            ),
+            col(
+                "z",
+                Int64Array::from_iter_values(ranked.iter().map(|p| p.origin[0])),
+            ),
+            col(
+                "y",
+                Int64Array::from_iter_values(ranked.iter().map(|p| p.origin[1])),
+            ),
+            col(
+                "x",
+                Int64Array::from_iter_values(ranked.iter().map(|p| p.origin[2])),
+            ),
+            col(
+                "score",
+                Float32Array::from_iter_values(ranked.iter().map(|p| p.score)),
+            ),
+            col(
+                "percentile",
+                Float32Array::from_iter_values(ranked.iter().map(|p| p.percentile)),
+            ),
+        ],
+    )?;
+    files.push(pq.display().to_string());
+    let tc = dir.join("triage.csv");
+    let mut t =
+        String::from("sample,patches,fraction_above,max_score,mean_score,best_z,best_y,best_x\n");
+    for row in &r.triage {
+        t.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            row.sample,
+            row.patches,
+            row.fraction_above,
+            row.max_score,
+            row.mean_score,
+            row.best_origin[0],
+            row.best_origin[1],
+            row.best_origin[2]
+        ));
+    }
+    std::fs::write(&tc, t).map_err(|e| Error::io(&tc, e))?;
+    files.push(tc.display().to_string());
+    // Heatmaps and overlays per sample.
+    for row in &r.triage {
+        let Some(rec) = store.sample(&row.sample)? else {
+            continue;
+        };
+        let h = r.heatmap(store, &row.sample, opts.downsample)?;
+        let npy = dir.join(format!("heatmap_{}.npy", row.sample));
+        write_f32_array_npy(&npy, &h.shape, &h.data)?;
+        let tif = dir.join(format!("heatmap_{}.tif", row.sample));
+        write_tiff(&tif, &h)?;
+        files.push(npy.display().to_string());
+        files.push(tif.display().to_string());
+        let (lo, hi) = (
+            h.percentile(10.0).unwrap_or(0.0),
+            h.percentile(90.0).unwrap_or(1.0),
+        );
+        let n = opts.slices.min(h.shape[0]);
+        let mut under_src = crate::volume::open(Path::new(&rec.source), None).ok();
+        for k in 0..n {
+            let z = (2 * k + 1) * h.shape[0] / (2 * n);
+            let under = under_src
+                .as_mut()
+                .and_then(|src| underlay(src.as_mut(), &rec, &h, z));
+            let img = overlay(&h, z, lo, hi, under.as_deref());
+            let model_z = z * h.downsample + h.downsample / 2;
+            let png = dir.join(format!("overlay_{}_z{:04}.png", row.sample, model_z));
+            write_png(&img, &png)?;
+            files.push(png.display().to_string());
+        }
+    }
+    let q = json!({"query": r.summary, "threshold": r.threshold, "triage": r.triage,
+                   "top": &ranked[..opts.top.min(ranked.len())], "files": files});
+    write_json(&dir.join("query.json"), &q)?;
+    Ok(files)
+}

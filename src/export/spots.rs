@@ -1,0 +1,96 @@
+//! The spots of a sample as files: positions and QC (CSV), the gene panel, the
+//! normalised and smoothed expression and the embeddings of the kept spots (NPY).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::vecio::write_f32_npy;
+
+/// What [`write_spots`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpotsExport {
+    /// Spots of the sample.
+    pub spots: usize,
+    /// Spots kept by QC (rows of the NPY files).
+    pub kept: usize,
+    /// Genes in the panel (columns of the expression NPY files).
+    pub panel: usize,
+}
+
+/// Write `spots.csv`, `panel.txt`, `expression.npy`, `smoothed.npy` and
+/// `embeddings.npy` of the spots of `sample` into `dir`.
+pub fn write_spots(dir: &Path, store: &Store, sample: &str) -> Result<SpotsExport> {
+    let set = store.spot_set(sample)?.ok_or_else(|| {
+        let known: Vec<String> = store
+            .spot_sets()
+            .map(|v| v.into_iter().map(|s| s.sample).collect())
+            .unwrap_or_default();
+        Error::bad_input(
+            "--sample",
+            format!(
+                "no spots for sample '{sample}' (samples with spots: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+    })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let spots = store.spots(sample)?;
+    let csv_path = dir.join("spots.csv");
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&csv_path).map_err(|e| Error::io(&csv_path, e))?,
+    );
+    let mut text = String::from(
+        "spot,pixel_x,pixel_y,z,y,x,n_genes,total_counts,mito_fraction,kept,vector_id\n",
+    );
+    let (mut expr, mut smooth, mut emb) = (Vec::new(), Vec::new(), Vec::new());
+    for (s, e) in &spots {
+        text.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            s.id,
+            s.pixel[0],
+            s.pixel[1],
+            s.position[0],
+            s.position[1],
+            s.position[2],
+            s.qc.n_genes,
+            s.qc.total_counts,
+            s.qc.mito_fraction,
+            s.qc.kept as u8,
+            s.vector_id.map(|v| v.to_string()).unwrap_or_default()
+        ));
+        if let (Some(e), Some(id)) = (e, s.vector_id) {
+            expr.push(e.normalized.clone());
+            smooth.push(e.smoothed.clone());
+            let (v, _) = store
+                .get(&set.collection, id)?
+                .ok_or_else(|| Error::Corrupted {
+                    path: store.path().to_path_buf(),
+                    message: format!("spot {} has no vector {id}", s.id),
+                })?;
+            emb.push(v);
+        }
+    }
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&csv_path, e))?;
+    f.flush().map_err(|e| Error::io(&csv_path, e))?;
+    let panel_path = dir.join("panel.txt");
+    std::fs::write(&panel_path, set.panel.join("\n") + "\n")
+        .map_err(|e| Error::io(&panel_path, e))?;
+    write_f32_npy(&dir.join("expression.npy"), &expr, set.panel.len())?;
+    write_f32_npy(&dir.join("smoothed.npy"), &smooth, set.panel.len())?;
+    let dim = store.collection(&set.collection)?.dim;
+    write_f32_npy(&dir.join("embeddings.npy"), &emb, dim)?;
+    Ok(SpotsExport {
+        spots: spots.len(),
+        kept: emb.len(),
+        panel: set.panel.len(),
+    })
+}

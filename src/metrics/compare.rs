@@ -1,0 +1,239 @@
+//! The comparison `eval` runs: predictions of a sample read out at the measured spots
+//! of a spot sample, the metrics of [`super::eval`], and optionally the adjusted Rand
+//! index of the stored domains against a segmentation.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::eval::{EvalInput, EvalReport, evaluate};
+use crate::domains;
+use crate::error::{Error, Result};
+use crate::predict::{Predictions, gene_columns};
+use crate::store::{ExpressionRecord, SpotRecord, Store};
+
+/// Predicted against measured expression at the spots: the report, the genes, the
+/// predicted and measured values and the spot positions.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// The metrics.
+    pub report: EvalReport,
+    /// Genes compared.
+    pub genes: Vec<String>,
+    /// Predicted, spots x genes.
+    pub predicted: Vec<f32>,
+    /// Measured, spots x genes.
+    pub measured: Vec<f32>,
+    /// Spot positions (z, y, x) in source voxels.
+    pub positions: Vec<[f64; 3]>,
+}
+
+/// Compare `pred` with the measured expression of spot sample `spots`.
+pub fn compare(
+    store: &Store,
+    pred: &Predictions,
+    spots: &str,
+    genes: &[String],
+    markers: &[String],
+    smoothed: bool,
+) -> Result<Comparison> {
+    let set = store.spot_set(spots)?.ok_or_else(|| Error::UnknownSample {
+        name: "spots".into(),
+        sample: spots.into(),
+        purpose: "has no spots in this store".into(),
+        known: store
+            .spot_sets()
+            .map(|v| v.into_iter().map(|x| x.sample).collect())
+            .unwrap_or_default(),
+    })?;
+    let wanted: Vec<String> = if genes.is_empty() {
+        pred.genes
+            .iter()
+            .filter(|g| set.panel.iter().any(|p| p.eq_ignore_ascii_case(g)))
+            .filter(|g| {
+                !set.predicted_missing
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(g))
+            })
+            .cloned()
+            .collect()
+    } else {
+        genes.to_vec()
+    };
+    let pcols = gene_columns(
+        &pred.genes,
+        &wanted,
+        &format!("the genes model '{}' predicts", pred.sample.model),
+    )?;
+    let mcols = gene_columns(
+        &set.panel,
+        &wanted,
+        &format!(
+            "the panel of the spots of '{spots}' ({} genes)",
+            set.panel.len()
+        ),
+    )?;
+    if wanted.is_empty() {
+        return Err(Error::arg(
+            "genes",
+            "no predicted gene is measured in these spots",
+        ));
+    }
+    let rows = store.spots(spots)?;
+    let kept: Vec<(&SpotRecord, &ExpressionRecord)> = rows
+        .iter()
+        .filter_map(|(s, e)| e.as_ref().map(|e| (s, e)))
+        .collect();
+    let spot_refs: Vec<&SpotRecord> = kept.iter().map(|x| x.0).collect();
+    let at = pred.at_spots(&spot_refs);
+    let g_all = pred.genes.len();
+    let mut predicted = Vec::with_capacity(kept.len() * wanted.len());
+    let mut measured = Vec::with_capacity(kept.len() * wanted.len());
+    for (i, (_, e)) in kept.iter().enumerate() {
+        let src = if smoothed { &e.smoothed } else { &e.normalized };
+        for (&pc, &mc) in pcols.iter().zip(&mcols) {
+            predicted.push(at[i * g_all + pc]);
+            measured.push(src[mc]);
+        }
+    }
+    let positions: Vec<[f64; 3]> = kept.iter().map(|x| x.0.position).collect();
+    // Array (row, column) coordinates grid the spots exactly, whatever the registration.
+    let grid: Option<Vec<[f64; 2]>> = kept
+        .iter()
+        .map(|x| x.0.array.map(|a| [a[1], a[0]]))
+        .collect();
+    let report = evaluate(&EvalInput {
+        genes: &wanted,
+        predicted: &predicted,
+        measured: &measured,
+        positions: &positions,
+        grid: grid.as_deref(),
+        markers,
+    })?;
+    Ok(Comparison {
+        report,
+        genes: wanted,
+        predicted,
+        measured,
+        positions,
+    })
+}
+
+/// What [`evaluate_sample`] compares.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// Spot sample holding the measured expression (`None`: the sample's own id).
+    pub spots: Option<String>,
+    /// Genes to evaluate (empty: every predicted gene measured in the spots).
+    pub genes: Vec<String>,
+    /// Marker genes reported separately.
+    pub markers: Vec<String>,
+    /// Compare with the smoothed (k nearest spots) measured values.
+    pub smoothed: bool,
+    /// A segmentation (NPY of the source volume's shape) to score the stored domains
+    /// against.
+    pub segmentation: Option<PathBuf>,
+}
+
+/// The result of [`evaluate_sample`].
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Sample evaluated.
+    pub sample: String,
+    /// Spot sample compared with.
+    pub spots: String,
+    /// How the predictions were made.
+    pub method: crate::predict::Method,
+    /// Smoothed or raw normalised measured values.
+    pub smoothed: bool,
+    /// The comparison (report, values, positions).
+    pub comparison: Comparison,
+    /// ARI of the stored domains against the segmentation, and the patches scored.
+    pub ari: Option<(f64, usize)>,
+}
+
+/// The JSON body of an evaluation (`eval.json`, `vortexdb --json eval`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary<'a> {
+    /// Sample evaluated.
+    pub sample: &'a str,
+    /// Spot sample compared with.
+    pub spots: &'a str,
+    /// Prediction method.
+    pub method: &'a crate::predict::Method,
+    /// `smoothed` or `normalized`.
+    pub measured: &'static str,
+    /// The metrics.
+    pub report: &'a EvalReport,
+    /// Domain ARI against the segmentation.
+    pub ari: Option<f64>,
+    /// Patches the ARI was computed over.
+    pub ari_patches: Option<usize>,
+}
+
+impl Evaluation {
+    /// The JSON body of the evaluation.
+    pub fn summary(&self) -> EvalSummary<'_> {
+        EvalSummary {
+            sample: &self.sample,
+            spots: &self.spots,
+            method: &self.method,
+            measured: if self.smoothed {
+                "smoothed"
+            } else {
+                "normalized"
+            },
+            report: &self.comparison.report,
+            ari: self.ari.map(|x| x.0),
+            ari_patches: self.ari.map(|x| x.1),
+        }
+    }
+}
+
+/// Evaluate `pred` (of one sample) against measured spots, and the sample's stored
+/// domains against a segmentation when one is given. Reads the store only.
+pub fn evaluate_sample(
+    store: &Store,
+    pred: &Predictions,
+    opts: &EvalOptions,
+) -> Result<Evaluation> {
+    let sample = pred.sample.id.clone();
+    let spots = opts.spots.clone().unwrap_or_else(|| sample.clone());
+    let comparison = compare(
+        store,
+        pred,
+        &spots,
+        &opts.genes,
+        &opts.markers,
+        opts.smoothed,
+    )?;
+    let ari = match &opts.segmentation {
+        Some(p) => Some(stored_domains_ari(store, pred, p)?),
+        None => None,
+    };
+    Ok(Evaluation {
+        sample,
+        spots,
+        method: pred.method.clone(),
+        smoothed: opts.smoothed,
+        comparison,
+        ari,
+    })
+}
+
+fn stored_domains_ari(store: &Store, pred: &Predictions, seg: &Path) -> Result<(f64, usize)> {
+    let (lab, shape) = domains::read_segmentation(seg)?;
+    let rec = store
+        .domains(&pred.sample.id)?
+        .ok_or_else(|| Error::NothingSelected {
+            stage: "domains",
+            message: format!("sample '{}' has no domains yet", pred.sample.id),
+        })?;
+    if rec.ids != pred.patches.ids {
+        return Err(Error::NothingSelected {
+            stage: "domains",
+            message: "the stored domains are of other patches".into(),
+        });
+    }
+    domains::ari_against(pred, &rec.labels, &lab, shape, seg)
+}
