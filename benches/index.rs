@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
-use vortexdb::index::{HnswParams, Metric, VectorIndex};
-use vortexdb::vecio::read_all;
+use vortexdb::read_vectors as read_all;
 use vortexdb::{CollectionSpec, NewVector, SearchOptions, Store};
+use vortexdb::{HnswParams, Metric, VectorIndex};
 
 /// Timed repetitions of each query set (the best is reported, as for hnswlib).
 const REPEATS: usize = 3;

@@ -1,6 +1,6 @@
 //! k-means timing for `benches/kmeans.py` (issue 8), which runs scikit-learn on the
 //! same file in the same run: reads an `n x d` float32 NPY, clusters it with
-//! [`vortexdb::domains::kmeans`] and prints one JSON object (seconds without the load,
+//! [`vortexdb::kmeans`] and prints one JSON object (seconds without the load,
 //! inertia, iterations).
 //!
 //!     cargo bench --bench kmeans -- --input X.npy --k 5 --restarts 3 --max-iter 20 --tol 0 --seed 0
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
-use vortexdb::domains::{KMeansOptions, kmeans};
+use vortexdb::{KMeansOptions, kmeans};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -31,7 +31,7 @@ fn main() {
         tol: get("--tol").map(|v| v.parse().unwrap()).unwrap_or(0.0),
         seed: get("--seed").map(|v| v.parse().unwrap()).unwrap_or(0),
     };
-    let (shape, data) = vortexdb::vecio::read_f32_nd(&input).expect("read input");
+    let (shape, data) = vortexdb::read_f32_nd(&input).expect("read input");
     assert_eq!(shape.len(), 2, "input must be n x d");
     let t = Instant::now();
     let km = kmeans(&data, shape[1], &opts).expect("kmeans");

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
-use vortexdb::query::heatmap::{auto_downsample, heatmap};
-use vortexdb::query::rank_patches;
-use vortexdb::store::SampleRecord;
-use vortexdb::volume::grid::{Grid, Polarity};
+use vortexdb::SampleRecord;
+use vortexdb::rank_patches;
 use vortexdb::{CollectionSpec, Metric, NewVector, PatchRecord, SearchOptions, Store};
+use vortexdb::{Grid, Polarity};
+use vortexdb::{auto_downsample, heatmap};
 
 const DIM: usize = 64;
 const COLLECTION: &str = "bench-model:3d";

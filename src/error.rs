@@ -107,13 +107,13 @@ pub enum Error {
         known: Vec<String>,
     },
     /// Genes that are not in the panel searched.
-    #[error("{name}: unknown gene(s) in {within}: {}", .genes.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("; "))]
+    #[error("{name}: unknown gene(s) {within}: {}", .genes.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("; "))]
     UnknownGenes {
         /// Parameter that named them.
         name: String,
         /// The genes and their close matches.
         genes: Vec<UnknownGene>,
-        /// The panel searched (`"the stored spots of model 'm'"`, ...).
+        /// The panel searched (`"in the stored spots of model 'm'"`, ...).
         within: String,
     },
     /// Two things that must have the same dimension do not.

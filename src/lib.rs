@@ -79,7 +79,7 @@ pub use store::{
     Hit, INDEX_DIR, ImportMark, ImportProgress, IngestStatus, LOCK_FILE, MODELS_DIR, Modality,
     ModelRecord, NewVector, PatchRecord, Region, SampleKind, SamplePredictions, SampleRecord,
     Scored, ScoredPatch, SearchOptions, SnapshotState, SpotBatch, SpotRecord, SpotSetRecord, Store,
-    StoreInfo, collection_name,
+    StoreInfo, StoreSummary, collection_name,
 };
 
 // The HNSW index.

@@ -40,7 +40,7 @@ fn patches(db: &Path, sample: &str) -> BTreeMap<[i64; 3], (u64, Vec<f32>)> {
 fn backup_during_ingest_is_consistent_and_resumable() {
     let dir = tempfile::tempdir().unwrap();
     let ph = dir.path().join("ph");
-    vortexdb::phantom::generate(
+    vortexdb::generate_phantom(
         &PhantomParams {
             seed: 6,
             shape: [32, 192, 192],

@@ -108,7 +108,7 @@ fn empty_truncated_and_wrong_dtype_files() {
         &["empty.npy", "empty"],
     );
     let zero = dir.path().join("zero.npy");
-    vortexdb::vecio::write_f32_npy(&zero, &[], 8).unwrap();
+    vortexdb::write_f32_npy(&zero, &[], 8).unwrap();
     expect_user_error(
         &[
             "vectors",

@@ -484,7 +484,7 @@ fn one_collection_per_model_and_modality() {
     };
     assert!(matches!(
         store.create_collection(&again),
-        Err(Error::BadInput { .. })
+        Err(Error::InvalidArgument { .. })
     ));
     // vectors of another dimension never enter a collection
     let v = vec![1.0f32; 64];

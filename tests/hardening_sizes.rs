@@ -165,7 +165,7 @@ fn absurd_arguments_are_refused_before_any_work() {
                 "--percentile",
                 "nan",
             ],
-            vec!["--threshold-percentile"],
+            vec!["--percentile"],
         ),
         (
             vec!["query", "genes", st, "--genes", "💥"],

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{bin, expect_ok, expect_user_error, vortexdb};
-use vortexdb::model::{Model, RunOptions};
+use vortexdb::{Model, RunOptions};
 use vortexdb::{PhantomParams, Store};
 
 const MODEL: &str = "models/default";
@@ -24,7 +24,7 @@ fn s(p: &Path) -> &str {
 
 fn phantom(dir: &Path, shape: [usize; 3]) -> PathBuf {
     let out = dir.join("ph");
-    vortexdb::phantom::generate(
+    vortexdb::generate_phantom(
         &PhantomParams {
             seed: 2,
             shape,
@@ -138,7 +138,7 @@ fn ingest_embeddings_equal_direct_computation_and_rerun_is_a_noop() {
     assert_eq!(stored(&db, "ph2").len(), got.len());
     // The same id for other data is refused.
     let other = dir.path().join("other.npy");
-    vortexdb::vecio::write_u8_npy(&other, &[20, 64, 64], &vec![200u8; 20 * 64 * 64]).unwrap();
+    vortexdb::write_u8_npy(&other, &[20, 64, 64], &vec![200u8; 20 * 64 * 64]).unwrap();
     expect_user_error(
         &["ingest", "volume", s(&db), "--sample", "ph2", s(&other)],
         &["already holds other data"],
@@ -159,7 +159,7 @@ fn tissue_mask_skips_background_and_records_geometry() {
         }
     }
     let vol = dir.path().join("half.npy");
-    vortexdb::vecio::write_u8_npy(&vol, &[z, y, x], &v).unwrap();
+    vortexdb::write_u8_npy(&vol, &[z, y, x], &v).unwrap();
     let db = new_store(dir.path(), "db");
     expect_ok(&[
         "ingest",
@@ -413,11 +413,11 @@ fn bad_volumes_are_refused_before_anything_is_written() {
     );
     // Smaller than one patch (16 x 32 x 32 at 4 um).
     let small = d.join("small.npy");
-    vortexdb::vecio::write_u8_npy(&small, &[8, 64, 64], &vec![100; 8 * 64 * 64]).unwrap();
+    vortexdb::write_u8_npy(&small, &[8, 64, 64], &vec![100; 8 * 64 * 64]).unwrap();
     ingest(&small, &["small.npy", "smaller than one patch"]);
     // Truncated NPY.
     let full = d.join("full.npy");
-    vortexdb::vecio::write_u8_npy(&full, &[20, 64, 64], &vec![100; 20 * 64 * 64]).unwrap();
+    vortexdb::write_u8_npy(&full, &[20, 64, 64], &vec![100; 20 * 64 * 64]).unwrap();
     let b = std::fs::read(&full).unwrap();
     let tnpy = d.join("trunc.npy");
     std::fs::write(&tnpy, &b[..b.len() - 1000]).unwrap();
@@ -453,7 +453,7 @@ fn bad_models_and_missing_runtime_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let vol = d.join("v.npy");
-    vortexdb::vecio::write_u8_npy(&vol, &[16, 64, 64], &vec![120; 16 * 64 * 64]).unwrap();
+    vortexdb::write_u8_npy(&vol, &[16, 64, 64], &vec![120; 16 * 64 * 64]).unwrap();
     let db = d.join("db");
     expect_ok(&["init", s(&db)]);
 

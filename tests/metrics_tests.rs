@@ -3,9 +3,7 @@
 //! `tests/reference/make_metric_reference.py`, within 1e-6.
 
 use serde_json::Value;
-use vortexdb::metrics::{
-    SpatialWeights, adjusted_rand_index, gearys_c, morans_i, pearson, spearman, ssim,
-};
+use vortexdb::{SpatialWeights, adjusted_rand_index, gearys_c, morans_i, pearson, spearman, ssim};
 
 fn reference() -> Value {
     let p = concat!(

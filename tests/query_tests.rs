@@ -11,9 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{expect_ok, expect_user_error};
-use vortexdb::query::heatmap::heatmap;
-use vortexdb::query::{GeneQuery, gene_profile, rank_patches};
-use vortexdb::volume::{NpyVolume, VolumeSource};
+use vortexdb::heatmap;
+use vortexdb::{GeneQuery, gene_profile, rank_patches};
+use vortexdb::{NpyVolume, VolumeSource};
 use vortexdb::{PhantomParams, Store};
 
 const MODEL: &str = "models/default";
@@ -36,7 +36,7 @@ fn shared() -> &'static (PathBuf, PathBuf) {
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let ph = dir.join("ph");
-    vortexdb::phantom::generate(
+    vortexdb::generate_phantom(
         &PhantomParams {
             seed: 7,
             shape: [48, 256, 256],
@@ -481,9 +481,9 @@ fn truth_expression(ph: &Path) -> (Vec<String>, std::collections::HashMap<String
 
 #[test]
 fn predicted_expression_and_domains_recover_the_phantom() {
-    use vortexdb::domains::{KMeansOptions, ari_against, compute, read_segmentation};
-    use vortexdb::metrics::{nanmean, pearson};
-    use vortexdb::predict::Predictions;
+    use vortexdb::Predictions;
+    use vortexdb::{KMeansOptions, ari_against, cluster_patches as compute, read_segmentation};
+    use vortexdb::{nanmean, pearson};
     let (ph, db) = shared().clone();
     let store = Store::open_read_only(&db).unwrap();
     let pred = Predictions::load(&store, "ph").unwrap();
@@ -527,7 +527,7 @@ fn predicted_expression_and_domains_recover_the_phantom() {
     // Predicted vs true (noise-free) expression at the spots, per gene.
     let (tgenes, truth) = truth_expression(&ph);
     let spots = store.spots("ph").unwrap();
-    let recs: Vec<&vortexdb::store::SpotRecord> = spots.iter().map(|s| &s.0).collect();
+    let recs: Vec<&vortexdb::SpotRecord> = spots.iter().map(|s| &s.0).collect();
     let at = pred.at_spots(&recs);
     let g = pred.genes.len();
     let mut pccs = Vec::new();
@@ -682,7 +682,11 @@ fn analysis_bad_input_is_explained() {
             "--volumes",
             s(dir.path()),
         ],
-        &["does not predict", "TUM1 (did you mean", "ERBB2"],
+        &[
+            "unknown gene(s) among the genes model",
+            "TUM1 (did you mean",
+            "ERBB2",
+        ],
     );
     assert!(!pq.exists(), "nothing written on bad input");
     // k beyond what a uint8 label volume holds.

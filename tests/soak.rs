@@ -268,7 +268,7 @@ fn mixed_workload_survives_random_sigkills() {
         .unwrap_or(60);
     let dir = tempfile::tempdir().unwrap();
     let ph = dir.path().join("ph");
-    vortexdb::phantom::generate(
+    vortexdb::generate_phantom(
         &PhantomParams {
             seed: 6,
             shape: [24, 160, 160],
@@ -289,14 +289,11 @@ fn mixed_workload_survives_random_sigkills() {
     expect_ok(&["ingest", "volume", s(&refdb), "--sample", "ref", s(&volume)]);
     let reference = patches(&Store::open_read_only(&refdb).unwrap(), "ref");
     let spots = ph.join("spots.parquet");
-    let spot_count = vortexdb::spots::read_spots(
-        &spots,
-        vortexdb::spots::SpotFormat::Parquet,
-        &Default::default(),
-    )
-    .unwrap()
-    .ids
-    .len();
+    let spot_count =
+        vortexdb::read_spots(&spots, vortexdb::SpotFormat::Parquet, &Default::default())
+            .unwrap()
+            .ids
+            .len();
 
     let db = dir.path().join("db");
     expect_ok(&["init", s(&db)]);

@@ -17,11 +17,9 @@ use arrow::record_batch::RecordBatch;
 use common::{expect_ok, expect_user_error};
 use ndarray::Array2;
 use vortexdb::Store;
-use vortexdb::expression::{
-    GeneIndex, QcSettings, highly_variable_genes, normalize_log1p, quality_control,
-};
-use vortexdb::model::{Model, RunOptions};
-use vortexdb::spots::{SpotFormat, SpotPaths, SpotTable, read_spots};
+use vortexdb::{GeneIndex, QcSettings, highly_variable_genes, normalize_log1p, quality_control};
+use vortexdb::{Model, RunOptions};
+use vortexdb::{SpotFormat, SpotPaths, SpotTable, read_spots};
 
 const MODEL: &str = "models/default";
 
@@ -340,7 +338,7 @@ fn assert_no_spots(db: &Path) {
 fn phantom_spot_embeddings_equal_a_direct_computation_and_rerun_is_a_noop() {
     let dir = tempfile::tempdir().unwrap();
     let ph = dir.path().join("ph");
-    vortexdb::phantom::generate(
+    vortexdb::generate_phantom(
         &vortexdb::PhantomParams {
             seed: 3,
             shape: [48, 256, 256],

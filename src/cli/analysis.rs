@@ -170,8 +170,8 @@ pub fn domains(a: &DomainsArgs, json: bool) -> Result<()> {
     if let Some(dir) = &a.out {
         files = write_domains(dir, &d, a.downsample, a.slices)?;
     }
-    let (rec, ari) = (&d.record, d.ari);
     if json {
+        let (rec, ari) = (&d.record, d.ari);
         out_json(
             &json!({"sample": a.sample, "k": a.k, "patches": d.predictions.len(),
             "inertia": rec.inertia, "seconds": d.seconds, "domains": d.summaries,
@@ -179,34 +179,7 @@ pub fn domains(a: &DomainsArgs, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    out(&format!(
-        "{} domains over {} patches of '{}' (k-means on the {}-d hidden representation, inertia {:.4}, {:.2} s)",
-        a.k,
-        d.predictions.len(),
-        a.sample,
-        d.predictions.hidden_dim(),
-        rec.inertia,
-        d.seconds
-    ));
-    for s in &d.summaries {
-        let top: Vec<String> = s
-            .top_genes
-            .iter()
-            .map(|(g, d)| format!("{g} {d:+.2}"))
-            .collect();
-        out(&format!(
-            "  domain {}: {} patches ({:.1}%), top genes {}",
-            s.domain + 1,
-            s.patches,
-            100.0 * s.fraction,
-            top.join(", ")
-        ));
-    }
-    if let Some((v, n)) = ari {
-        out(&format!(
-            "  ARI against the segmentation: {v:.3} ({n} patches)"
-        ));
-    }
+    out(&d.to_string());
     for f in &files {
         out(&format!("  {f}"));
     }
@@ -282,29 +255,7 @@ pub fn eval(a: &EvalArgs, json: bool) -> Result<()> {
         out_json(&b);
         return Ok(());
     }
-    let r = &ev.comparison.report;
-    out(&format!(
-        "'{}' predicted vs measured at {} spots of '{}', {} genes, {} sections",
-        a.sample, r.spots, ev.spots, r.genes, r.sections
-    ));
-    let markers = r.pcc_markers.map_or("-".into(), |v| format!("{v:.3}"));
-    out(&format!(
-        "  PCC all {:.3}, top 50 {:.3}, markers {markers}",
-        r.pcc_all, r.pcc_top50
-    ));
-    out(&format!(
-        "  SSIM {:.3}, Spearman of gene variances {:.3}",
-        r.ssim, r.variance_spearman
-    ));
-    out(&format!(
-        "  Moran's I predicted {:.3} / measured {:.3}; Geary's C {:.3} / {:.3}",
-        r.moran_predicted, r.moran_measured, r.geary_predicted, r.geary_measured
-    ));
-    if let Some((v, n)) = ev.ari {
-        out(&format!(
-            "  domains ARI against the segmentation {v:.3} ({n} patches)"
-        ));
-    }
+    out(&ev.to_string());
     for f in &files {
         out(&format!("  {f}"));
     }

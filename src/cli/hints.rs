@@ -63,7 +63,7 @@ pub fn hint(e: &Error) -> Option<String> {
             "gene_filter" => "lower --percentile or --min-fraction".into(),
             "spots" => "ingest some with `vortexdb ingest spots`".into(),
             "patches" => "ingest a volume first".into(),
-            "images" => "add images with `vortexdb ingest image`".into(),
+            "images" => "add images with `vortexdb ingest image`, or search --target 3d".into(),
             "patch_grid" => "give the right --um-per-voxel or a larger volume".into(),
             "domains" => "run `vortexdb domains STORE --sample SAMPLE` first".into(),
             _ => return None,

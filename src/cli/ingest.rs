@@ -306,35 +306,8 @@ fn progress() -> (ProgressBar, impl FnMut(Progress)) {
 fn print_report(r: &IngestReport, json: bool) {
     if json {
         out_json(r);
-    } else if r.patches_new == 0 && r.resumed_from == r.grid_positions {
-        out(&format!(
-            "sample {} is already complete: {} patches in {}; nothing to do",
-            r.sample, r.patches_total, r.collection
-        ));
     } else {
-        out(&format!(
-            "sample {}: {} new patches ({} in total) from a {}x{}x{} source ({}x{}x{} at the model's \
-             resolution, {} grid positions{}) into {} in {:.1} s ({:.1} patches/s, tissue threshold {:.3})",
-            r.sample,
-            r.patches_new,
-            r.patches_total,
-            r.source_shape[0],
-            r.source_shape[1],
-            r.source_shape[2],
-            r.model_shape[0],
-            r.model_shape[1],
-            r.model_shape[2],
-            r.grid_positions,
-            if r.resumed_from > 0 {
-                format!(", resumed at {}", r.resumed_from)
-            } else {
-                String::new()
-            },
-            r.collection,
-            r.seconds,
-            r.patches_per_second,
-            r.threshold
-        ));
+        out(&r.to_string());
     }
 }
 
@@ -347,6 +320,11 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
         IngestCommand::Image(a) => &a.common,
     };
     let range = c.range()?;
+    // A volume is opened (and checked) before the store, as its errors come first.
+    let volume = match &cmd {
+        IngestCommand::Volume(a) => Some(open_volume(&a.path, range)?),
+        _ => None,
+    };
     let store = Store::open(&c.store)?;
     let model = resolve_model(&store, c.model.as_deref())?;
     let (bar, mut on_progress) = progress();
@@ -356,7 +334,7 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
             if let Some(s) = &a.um_per_voxel {
                 opts.voxel_um = Some(floats::<3>(s, "um_per_voxel")?);
             }
-            let src = open_volume(&a.path, range)?;
+            let src = volume.ok_or_else(|| Error::bad_input("volume", "not opened"))?;
             ingest_volume(&store, &model, src, &opts, &mut on_progress)
         }
         IngestCommand::Sections(a) => {

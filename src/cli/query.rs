@@ -243,43 +243,15 @@ fn report(store: &Store, r: &QueryResult, a: &ScoreArgs, json: bool) -> Result<(
         files = write_query(dir, store, r, &a.export())?;
     }
     let ranked = &r.ranked;
-    let top = &ranked[..a.top.min(ranked.len())];
     if json {
+        let top = &ranked[..a.top.min(ranked.len())];
         out_json(
             &json!({"query": r.summary, "patches": ranked.len(), "threshold": r.threshold,
                          "top": top, "triage": r.triage, "files": files}),
         );
         return Ok(());
     }
-    out(&format!("top {} of {} patches:", top.len(), ranked.len()));
-    out("  rank  sample            z     y     x   similarity  percentile");
-    for (i, p) in top.iter().enumerate() {
-        out(&format!(
-            "  {:>4}  {:<14} {:>5} {:>5} {:>5}   {:>9.4}   {:>8.2}",
-            i + 1,
-            p.sample,
-            p.origin[0],
-            p.origin[1],
-            p.origin[2],
-            p.score,
-            p.percentile
-        ));
-    }
-    out(&format!(
-        "triage (share of patches above {:.4}, the {}th percentile):",
-        r.threshold, a.threshold_percentile
-    ));
-    for t in &r.triage {
-        out(&format!(
-            "  {:<16} {:>7} patches  {:>5.1}% above  max {:.4}  mean {:.4}  best at {:?}",
-            t.sample,
-            t.patches,
-            t.fraction_above * 100.0,
-            t.max_score,
-            t.mean_score,
-            t.best_origin
-        ));
-    }
+    out(&r.table(a.top));
     if let (false, Some(dir)) = (files.is_empty(), &a.out) {
         out(&format!("wrote {} files to {}", files.len(), dir.display()));
     }
@@ -318,21 +290,8 @@ fn patch(a: &PatchArgs, json: bool) -> Result<()> {
     let r = query_patch(&store, &q)?;
     if json {
         out_json(&r);
-        return Ok(());
-    }
-    out(&format!(
-        "{} patches most similar to {}:",
-        r.hits.len(),
-        r.query
-    ));
-    for (i, h) in r.hits.iter().enumerate() {
-        out(&format!(
-            "  {:>3}  {:<14} origin {}  similarity {:.4}",
-            i + 1,
-            h.sample,
-            json!(h.origin),
-            h.similarity
-        ));
+    } else {
+        out(&r.to_string());
     }
     Ok(())
 }

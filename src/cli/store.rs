@@ -56,92 +56,12 @@ pub fn init(a: &StoreArg, json: bool) -> Result<()> {
 /// Run `info`.
 pub fn info(a: &StoreArg, json: bool) -> Result<()> {
     let s = Store::open_read_only(&a.store)?;
-    let info = s.info()?;
-    let (models, samples, sets) = (s.models()?, s.samples()?, s.spot_sets()?);
+    let summary = s.summary()?;
     flush_warnings(&s);
     if json {
-        let cols: Vec<_> = info
-            .collections
-            .iter()
-            .map(|(c, snap)| {
-                json!({"name": c.name, "model": c.model, "modality": c.modality,
-                       "dim": c.dim, "metric": c.metric.name(), "live": c.live,
-                       "tombstones": c.tombstones, "generation": c.generation,
-                       "epoch": c.epoch, "snapshot_generation": snap.generation,
-                       "snapshot_fresh": snap.fresh})
-            })
-            .collect();
-        let samples: Vec<_> = samples
-            .iter()
-            .map(|x| {
-                json!({"id": x.id, "kind": x.kind, "source": x.source, "model": x.model,
-                       "status": x.status, "patches": x.patches,
-                       "voxel_um": x.voxel_um, "source_shape": x.source_shape})
-            })
-            .collect();
-        let sets: Vec<_> = sets
-            .iter()
-            .map(|x| {
-                json!({"sample": x.sample, "format": x.format, "files": x.files,
-                       "model": x.model, "spots": x.spots, "kept": x.kept,
-                       "genes": x.genes.len(), "qc": x.qc_summary})
-            })
-            .collect();
-        let models: Vec<_> = models.into_iter().map(|m| m.name).collect();
-        out_json(
-            &json!({"store": info.path, "schema_version": info.schema_version,
-            "generation": info.generation, "db_bytes": info.db_bytes,
-            "collections": cols, "models": models, "samples": samples, "spot_sets": sets}),
-        );
-        return Ok(());
-    }
-    out(&format!(
-        "store {} (schema v{}, generation {}, {} bytes)",
-        info.path.display(),
-        info.schema_version,
-        info.generation,
-        info.db_bytes
-    ));
-    if info.collections.is_empty() {
-        out("  no collections");
-    }
-    for (c, snap) in &info.collections {
-        let index = match (snap.fresh, snap.generation) {
-            (true, _) => "fresh".to_string(),
-            (false, Some(g)) => format!("stale (gen {g} of {})", c.generation),
-            (false, None) => "none".into(),
-        };
-        out(&format!(
-            "  {:<24} {:>10} vectors  dim {:<5} {:<6} model {} / {}  deleted {}  index {index}",
-            c.name,
-            c.live,
-            c.dim,
-            c.metric.name(),
-            c.model,
-            c.modality,
-            c.tombstones,
-        ));
-    }
-    for m in models {
-        out(&format!("  model {}", m.name));
-    }
-    for x in samples {
-        out(&format!(
-            "  sample {:<16} {:<4} {:>9} patches  {:<9} model {}  from {}",
-            x.id, x.kind, x.patches, x.status, x.model, x.source
-        ));
-    }
-    for x in sets {
-        out(&format!(
-            "  spots  {:<16} {:<7} {:>6} spots ({} kept)  {} genes  model {}  from {}",
-            x.sample,
-            x.format,
-            x.spots,
-            x.kept,
-            x.genes.len(),
-            x.model,
-            x.files.first().map(|f| f.as_str()).unwrap_or("")
-        ));
+        out_json(&summary.to_json());
+    } else {
+        out(&summary.to_string());
     }
     Ok(())
 }

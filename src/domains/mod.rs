@@ -57,6 +57,43 @@ impl Domains {
     }
 }
 
+impl std::fmt::Display for Domains {
+    /// The clustering, each domain's size and top genes, and the ARI, for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.predictions;
+        write!(
+            f,
+            "{} domains over {} patches of '{}' (k-means on the {}-d hidden representation, \
+             inertia {:.4}, {:.2} s)",
+            self.record.k,
+            p.len(),
+            p.sample.id,
+            p.hidden_dim(),
+            self.record.inertia,
+            self.seconds
+        )?;
+        for s in &self.summaries {
+            let top: Vec<String> = s
+                .top_genes
+                .iter()
+                .map(|(g, d)| format!("{g} {d:+.2}"))
+                .collect();
+            write!(
+                f,
+                "\n  domain {}: {} patches ({:.1}%), top genes {}",
+                s.domain + 1,
+                s.patches,
+                100.0 * s.fraction,
+                top.join(", ")
+            )?;
+        }
+        if let Some((v, n)) = self.ari {
+            write!(f, "\n  ARI against the segmentation: {v:.3} ({n} patches)")?;
+        }
+        Ok(())
+    }
+}
+
 /// Spatial domains of `sample`: k-means on the predictor's hidden representation of
 /// every patch, stored in the store (replacing earlier domains of the sample, read by
 /// evaluation), with the ARI against `segmentation` (an NPY of integer labels of the

@@ -175,6 +175,41 @@ pub struct IngestReport {
     pub peak_rss_bytes: Option<u64>,
 }
 
+impl std::fmt::Display for IngestReport {
+    /// One line for people: what was ingested, or that the sample was complete.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self;
+        if r.patches_new == 0 && r.resumed_from == r.grid_positions {
+            return write!(
+                f,
+                "sample {} is already complete: {} patches in {}; nothing to do",
+                r.sample, r.patches_total, r.collection
+            );
+        }
+        let [a, b, c] = r.source_shape;
+        let [x, y, z] = r.model_shape;
+        let resumed = if r.resumed_from > 0 {
+            format!(", resumed at {}", r.resumed_from)
+        } else {
+            String::new()
+        };
+        write!(
+            f,
+            "sample {}: {} new patches ({} in total) from a {a}x{b}x{c} source ({x}x{y}x{z} at \
+             the model's resolution, {} grid positions{resumed}) into {} in {:.1} s ({:.1} \
+             patches/s, tissue threshold {:.3})",
+            r.sample,
+            r.patches_new,
+            r.patches_total,
+            r.grid_positions,
+            r.collection,
+            r.seconds,
+            r.patches_per_second,
+            r.threshold
+        )
+    }
+}
+
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

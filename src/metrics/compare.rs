@@ -63,13 +63,13 @@ pub fn compare(
     let pcols = gene_columns(
         &pred.genes,
         &wanted,
-        &format!("the genes model '{}' predicts", pred.sample.model),
+        &format!("among the genes model '{}' predicts", pred.sample.model),
     )?;
     let mcols = gene_columns(
         &set.panel,
         &wanted,
         &format!(
-            "the panel of the spots of '{spots}' ({} genes)",
+            "in the panel of the spots of '{spots}' ({} genes)",
             set.panel.len()
         ),
     )?;
@@ -187,6 +187,41 @@ impl Evaluation {
             ari: self.ari.map(|x| x.0),
             ari_patches: self.ari.map(|x| x.1),
         }
+    }
+}
+
+impl std::fmt::Display for Evaluation {
+    /// The headline metrics, for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.comparison.report;
+        let markers = r.pcc_markers.map_or("-".into(), |v| format!("{v:.3}"));
+        write!(
+            f,
+            "'{}' predicted vs measured at {} spots of '{}', {} genes, {} sections\n  \
+             PCC all {:.3}, top 50 {:.3}, markers {markers}\n  \
+             SSIM {:.3}, Spearman of gene variances {:.3}\n  \
+             Moran's I predicted {:.3} / measured {:.3}; Geary's C {:.3} / {:.3}",
+            self.sample,
+            r.spots,
+            self.spots,
+            r.genes,
+            r.sections,
+            r.pcc_all,
+            r.pcc_top50,
+            r.ssim,
+            r.variance_spearman,
+            r.moran_predicted,
+            r.moran_measured,
+            r.geary_predicted,
+            r.geary_measured
+        )?;
+        if let Some((v, n)) = self.ari {
+            write!(
+                f,
+                "\n  domains ARI against the segmentation {v:.3} ({n} patches)"
+            )?;
+        }
+        Ok(())
     }
 }
 

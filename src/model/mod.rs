@@ -2,7 +2,7 @@
 //! `training/`), checked against its checksums, and run through ONNX Runtime (`ort`).
 //!
 //! ```no_run
-//! use vortexdb::model::{Model, RunOptions};
+//! use vortexdb::{Model, RunOptions};
 //! let model = Model::load("models/default").unwrap();
 //! let mut enc = model.network("image_3d", &RunOptions::default()).unwrap();
 //! let p = &model.manifest.patch;

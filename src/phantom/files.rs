@@ -24,16 +24,15 @@ use crate::error::{Error, Result};
 use crate::vecio;
 
 pub(super) fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
-    let name = dir.display().to_string();
     if dir.exists() {
         if !dir.is_dir() {
-            return Err(Error::bad_input(name, "exists and is not a directory"));
+            return Err(Error::bad_file(dir, "exists and is not a directory"));
         }
         let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         if entries.next().is_some() && !overwrite {
-            return Err(Error::bad_input(
-                name,
-                "output directory exists and is not empty; choose another --out or pass --force",
+            return Err(Error::bad_file(
+                dir,
+                "output directory exists and is not empty",
             ));
         }
     }

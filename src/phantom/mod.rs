@@ -31,7 +31,7 @@
 //! whatever the thread count.
 //!
 //! ```no_run
-//! use vortexdb::phantom::{generate, PhantomParams};
+//! use vortexdb::{generate_phantom as generate, PhantomParams};
 //! let summary = generate(&PhantomParams { seed: 7, ..Default::default() }, "phantom-out").unwrap();
 //! println!("{} spots on planes {:?}", summary.n_spots, summary.planes_z);
 //! ```
@@ -130,14 +130,14 @@ impl PhantomParams {
     pub fn validate(&self) -> Result<()> {
         let [z, y, x] = self.shape;
         if z == 0 || y == 0 || x == 0 {
-            return Err(Error::bad_input(
-                "--shape",
+            return Err(Error::arg(
+                "shape",
                 format!("every dimension must be at least 1 (got {z},{y},{x})"),
             ));
         }
         if y < SPOT_DIAM || x < SPOT_DIAM {
-            return Err(Error::bad_input(
-                "--shape",
+            return Err(Error::arg(
+                "shape",
                 format!(
                     "Y and X must be at least {SPOT_DIAM} voxels to hold one {SPOT_DIAMETER_UM}-um spot \
                      at {VOXEL_UM} um per voxel (got {z},{y},{x})"
@@ -145,17 +145,17 @@ impl PhantomParams {
             ));
         }
         if z.saturating_mul(y).saturating_mul(x) > MAX_VOXELS {
-            return Err(Error::bad_input(
-                "--shape",
+            return Err(Error::arg(
+                "shape",
                 format!("{z}x{y}x{x} is too large (at most 2^31 voxels)"),
             ));
         }
         if self.plane_step == 0 {
-            return Err(Error::bad_input("--plane-step", "must be at least 1"));
+            return Err(Error::arg("plane_step", "must be at least 1"));
         }
         if self.plane_step / 2 >= z {
-            return Err(Error::bad_input(
-                "--plane-step",
+            return Err(Error::arg(
+                "plane_step",
                 format!(
                     "no plane fits: the first plane would be at z={} but the volume has Z={z}",
                     self.plane_step / 2

@@ -143,7 +143,7 @@ impl Predictions {
         gene_columns(
             &self.genes,
             genes,
-            &format!("the genes model '{}' predicts", self.sample.model),
+            &format!("among the genes model '{}' predicts", self.sample.model),
         )
     }
 

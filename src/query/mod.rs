@@ -238,7 +238,7 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
         return Err(Error::UnknownGenes {
             name: "genes".into(),
             genes: detail,
-            within: format!("the stored spots of model '{model}'"),
+            within: format!("in the stored spots of model '{model}'"),
         });
     }
     let n = pool.len();

@@ -96,13 +96,48 @@ pub struct QueryResult {
     pub summary: QuerySummary,
     /// Every scored patch, best first.
     pub ranked: Vec<RankedPatch>,
-    /// Triage threshold (the chosen percentile of all scores).
+    /// Triage threshold: this percentile of all scores ...
+    pub threshold_percentile: f64,
+    /// ... which is this score.
     pub threshold: f32,
     /// Per-sample triage rows.
     pub triage: Vec<TriageRow>,
 }
 
 impl QueryResult {
+    /// The `top` best patches and the triage table, as text for people.
+    pub fn table(&self, top: usize) -> String {
+        let top = &self.ranked[..top.min(self.ranked.len())];
+        let mut s = format!("top {} of {} patches:\n", top.len(), self.ranked.len());
+        s.push_str("  rank  sample            z     y     x   similarity  percentile\n");
+        for (i, p) in top.iter().enumerate() {
+            let [z, y, x] = p.origin;
+            s.push_str(&format!(
+                "  {:>4}  {:<14} {z:>5} {y:>5} {x:>5}   {:>9.4}   {:>8.2}\n",
+                i + 1,
+                p.sample,
+                p.score,
+                p.percentile
+            ));
+        }
+        s.push_str(&format!(
+            "triage (share of patches above {:.4}, the {}th percentile):",
+            self.threshold, self.threshold_percentile
+        ));
+        for t in &self.triage {
+            s.push_str(&format!(
+                "\n  {:<16} {:>7} patches  {:>5.1}% above  max {:.4}  mean {:.4}  best at {:?}",
+                t.sample,
+                t.patches,
+                t.fraction_above * 100.0,
+                t.max_score,
+                t.mean_score,
+                t.best_origin
+            ));
+        }
+        s
+    }
+
     /// The 3D heatmap of `sample` (overlap-averaged similarity on the sample's grid) at
     /// `downsample` model voxels per voxel (`None`: the smallest keeping it under 64M
     /// voxels).
@@ -210,6 +245,7 @@ fn score(
         profile,
         summary,
         ranked,
+        threshold_percentile: opts.threshold_percentile,
         threshold,
         triage,
     })

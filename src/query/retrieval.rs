@@ -81,6 +81,28 @@ pub struct PatchResult {
     pub hits: Vec<PatchHit>,
 }
 
+impl std::fmt::Display for PatchResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} patches most similar to {}:",
+            self.hits.len(),
+            self.query
+        )?;
+        for (i, h) in self.hits.iter().enumerate() {
+            let [z, y, x] = h.origin;
+            write!(
+                f,
+                "\n  {:>3}  {:<14} origin [{z},{y},{x}]  similarity {:.4}",
+                i + 1,
+                h.sample,
+                h.similarity
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The patches most similar to a stored patch or an image.
 pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
     limits::int_arg("top", q.top, 1, limits::MAX_K)?;

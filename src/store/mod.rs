@@ -20,6 +20,7 @@ mod migrate;
 mod predictions;
 mod search;
 mod spots;
+mod summary;
 mod tables;
 
 use std::collections::{HashMap, HashSet};
@@ -37,6 +38,7 @@ pub use kinds::{IngestStatus, Modality, SampleKind, collection_name};
 pub use predictions::{DomainRecord, SamplePredictions};
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
+pub use summary::StoreSummary;
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
 
 use crate::codec;

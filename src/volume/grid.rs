@@ -131,9 +131,10 @@ impl Resampled {
             &[out[1].ceil() as u64, out[2].ceil() as u64],
             200,
             &format!(
-                "resampling its slices from {voxel_um:?} um voxels (um_per_voxel) to the model's {target_um:?} um"
+                "resampling its slices from {voxel_um:?} um voxels to the model's {target_um:?} um"
             ),
-        )?;
+        )
+        .map_err(|e| Error::arg("um_per_voxel", e.to_string()))?;
         let wz = weights(info.shape[0], s[0]);
         let wy = weights(info.shape[1], s[1]);
         let wx = weights(info.shape[2], s[2]);

@@ -115,33 +115,33 @@ fn parse_npy_header(path: &Path, f: &mut File) -> Result<(String, bool, Vec<usiz
     let p = path.display().to_string();
     let mut magic = [0u8; 8];
     f.read_exact(&mut magic)
-        .map_err(|_| Error::bad_input(&p, "not an NPY file (too short)"))?;
+        .map_err(|_| Error::bad_file(&p, "not an NPY file (too short)"))?;
     if &magic[..6] != b"\x93NUMPY" {
-        return Err(Error::bad_input(&p, "not an NPY file (bad magic)"));
+        return Err(Error::bad_file(&p, "not an NPY file (bad magic)"));
     }
     let (hlen, pre) = match magic[6] {
         1 => {
             let mut b = [0u8; 2];
             f.read_exact(&mut b)
-                .map_err(|_| Error::bad_input(&p, "truncated NPY header"))?;
+                .map_err(|_| Error::bad_file(&p, "truncated NPY header"))?;
             (u16::from_le_bytes(b) as usize, 10)
         }
         2 | 3 => {
             let mut b = [0u8; 4];
             f.read_exact(&mut b)
-                .map_err(|_| Error::bad_input(&p, "truncated NPY header"))?;
+                .map_err(|_| Error::bad_file(&p, "truncated NPY header"))?;
             (u32::from_le_bytes(b) as usize, 12)
         }
         v => {
-            return Err(Error::bad_input(&p, format!("unsupported NPY version {v}")));
+            return Err(Error::bad_file(&p, format!("unsupported NPY version {v}")));
         }
     };
     if hlen > 1 << 20 {
-        return Err(Error::bad_input(&p, "NPY header too long"));
+        return Err(Error::bad_file(&p, "NPY header too long"));
     }
     let mut h = vec![0u8; hlen];
     f.read_exact(&mut h)
-        .map_err(|_| Error::bad_input(&p, "truncated NPY header"))?;
+        .map_err(|_| Error::bad_file(&p, "truncated NPY header"))?;
     let h = String::from_utf8_lossy(&h).to_string();
     let field = |key: &str| -> Option<String> {
         let i = h.find(&format!("'{key}'"))?;
@@ -156,7 +156,7 @@ fn parse_npy_header(path: &Path, f: &mut File) -> Result<(String, bool, Vec<usiz
             let r = r.strip_prefix('\'')?;
             Some(r[..r.find('\'')?].to_string())
         })
-        .ok_or_else(|| Error::bad_input(&p, "NPY header has no descr"))?;
+        .ok_or_else(|| Error::bad_file(&p, "NPY header has no descr"))?;
     let fortran = field("fortran_order")
         .map(|r| r.starts_with("True"))
         .unwrap_or(false);
@@ -171,7 +171,7 @@ fn parse_npy_header(path: &Path, f: &mut File) -> Result<(String, bool, Vec<usiz
                 .map(|s| s.parse::<usize>().ok())
                 .collect::<Option<Vec<_>>>()
         })
-        .ok_or_else(|| Error::bad_input(&p, "NPY header has no readable shape"))?;
+        .ok_or_else(|| Error::bad_file(&p, "NPY header has no readable shape"))?;
     Ok((descr, fortran, shape, (pre + hlen) as u64))
 }
 
@@ -188,7 +188,7 @@ impl NpyVolume {
             "<f4" => (Dtype::F32, false),
             ">f4" => (Dtype::F32, true),
             other => {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     &p,
                     format!(
                         "dtype '{other}' is not supported; volumes must be uint8, uint16 or float32"
@@ -197,7 +197,7 @@ impl NpyVolume {
             }
         };
         if fortran {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
             ));
@@ -206,7 +206,7 @@ impl NpyVolume {
             [z, y, x] => ([*z, *y, *x], 1),
             [z, y, x, c] if *c == 1 || *c == 3 => ([*z, *y, *x], *c),
             _ => {
-                return Err(Error::bad_input(
+                return Err(Error::bad_file(
                     &p,
                     format!(
                         "shape {shape:?} is not a volume; expected (Z, Y, X) or (Z, Y, X, C) with C = 1 or 3"
@@ -215,7 +215,7 @@ impl NpyVolume {
             }
         };
         if dims.contains(&0) {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 format!("empty volume, shape {shape:?}"),
             ));
@@ -230,7 +230,7 @@ impl NpyVolume {
             .len()
             .saturating_sub(data_offset);
         if have < need {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &p,
                 format!(
                     "truncated: shape {shape:?} of {descr} needs {need} bytes of data, the file has {have}"
@@ -262,7 +262,7 @@ impl VolumeSource for NpyVolume {
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
         let [nz, h, w] = self.info.shape;
         if z >= nz {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &self.info.source,
                 format!("slice {z} out of range (volume has {nz})"),
             ));
@@ -308,7 +308,7 @@ impl VolumeSource for NpyVolume {
                         f32::from_le_bytes(a)
                     };
                     if !v.is_finite() {
-                        return Err(Error::bad_input(
+                        return Err(Error::bad_file(
                             &self.info.source,
                             format!("non-finite value at slice {z}, element {i}"),
                         ));
@@ -377,8 +377,8 @@ impl ImageStack {
             .collect();
         files.sort_by_key(|p| natural_key(p));
         if files.is_empty() {
-            return Err(Error::bad_input(
-                dir.display().to_string(),
+            return Err(Error::bad_file(
+                dir,
                 "no TIFF, PNG or JPEG slices in this directory",
             ));
         }
@@ -418,8 +418,8 @@ impl ImageStack {
             match &first {
                 None => first = Some((w, h, c, dt, f.clone())),
                 Some((w0, h0, c0, d0, f0)) if same_size && (*w0, *h0) != (w, h) => {
-                    return Err(Error::bad_input(
-                        f.display().to_string(),
+                    return Err(Error::bad_file(
+                        f,
                         format!(
                             "slices of different sizes: {} is {w0}x{h0}, this one is {w}x{h}",
                             f0.display()
@@ -427,8 +427,8 @@ impl ImageStack {
                     ));
                 }
                 Some((_, _, c0, d0, f0)) if (*c0, *d0) != (c, dt) => {
-                    return Err(Error::bad_input(
-                        f.display().to_string(),
+                    return Err(Error::bad_file(
+                        f,
                         format!(
                             "slices of different types: {} has {c0} channel(s) of {d0:?}, this one {c} of {dt:?}",
                             f0.display()
@@ -438,7 +438,7 @@ impl ImageStack {
                 _ => {}
             }
         }
-        let (w, h, c, dtype, _) = first.ok_or_else(|| Error::bad_input(&source, "no images"))?;
+        let (w, h, c, dtype, _) = first.ok_or_else(|| Error::bad_file(&source, "no images"))?;
         Ok(ImageStack {
             info: VolumeInfo {
                 shape: [files.len(), h as usize, w as usize],
@@ -466,14 +466,15 @@ impl VolumeSource for ImageStack {
     }
 
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
-        let f = self.files.get(z).ok_or_else(|| {
-            Error::bad_input(&self.info.source, format!("slice {z} out of range"))
-        })?;
+        let f = self
+            .files
+            .get(z)
+            .ok_or_else(|| Error::bad_file(&self.info.source, format!("slice {z} out of range")))?;
         let p = f.display().to_string();
         let img = decode_image(f)?;
         let (h, w) = self.sizes[z];
         if (img.width() as usize, img.height() as usize) != (w, h) {
-            return Err(Error::bad_input(&p, "image changed size while reading"));
+            return Err(Error::bad_file(&p, "image changed size while reading"));
         }
         let c = self.info.channels;
         let (lo, hi) = scale(self.info.dtype, self.range);
@@ -525,10 +526,7 @@ pub fn open(path: &Path, range: IntensityRange) -> Result<Box<dyn VolumeSource>>
         return Ok(Box::new(ImageStack::open_dir(path, range)?));
     }
     if !path.exists() {
-        return Err(Error::bad_input(
-            path.display().to_string(),
-            "no such file or directory",
-        ));
+        return Err(Error::bad_file(path, "no such file or directory"));
     }
     let ext = path
         .extension()
@@ -538,8 +536,8 @@ pub fn open(path: &Path, range: IntensityRange) -> Result<Box<dyn VolumeSource>>
     match ext.as_str() {
         "npy" => Ok(Box::new(NpyVolume::open(path, range)?)),
         "tif" | "tiff" => Ok(Box::new(TiffVolume::open(path, range)?)),
-        _ => Err(Error::bad_input(
-            path.display().to_string(),
+        _ => Err(Error::bad_file(
+            path,
             "unknown volume format; give a .npy file, a multi-page .tif/.tiff, or a directory of slice images",
         )),
     }

@@ -27,8 +27,8 @@ pub(crate) fn tiff_limits() -> tiff::decoder::Limits {
 }
 
 fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> Error {
-    Error::bad_input(
-        path.display().to_string(),
+    Error::bad_file(
+        path,
         format!("TIFF page {page}: {e} (truncated or damaged file?)"),
     )
 }
@@ -42,8 +42,8 @@ fn tiff_kind(path: &Path, page: usize, ct: tiff::ColorType) -> Result<(usize, Dt
         C::RGB(8) => (3, Dtype::U8),
         C::RGB(16) => (3, Dtype::U16),
         other => {
-            return Err(Error::bad_input(
-                path.display().to_string(),
+            return Err(Error::bad_file(
+                path,
                 format!(
                     "TIFF page {page}: pixel type {other:?} is not supported (use 8/16-bit gray or RGB, or 32-bit float gray)"
                 ),
@@ -77,22 +77,19 @@ impl TiffVolume {
                 &format!("TIFF page {page} ({} x {} pixels)", dims.0, dims.1),
             )?;
             if dims.0 == 0 || dims.1 == 0 {
-                return Err(Error::bad_input(
-                    path.display().to_string(),
+                return Err(Error::bad_file(
+                    path,
                     format!("TIFF page {page} is empty ({} x {})", dims.0, dims.1),
                 ));
             }
             if page >= 1 << 20 {
-                return Err(Error::bad_input(
-                    path.display().to_string(),
-                    "more than 2^20 pages",
-                ));
+                return Err(Error::bad_file(path, "more than 2^20 pages"));
             }
             match first {
                 None => first = Some((dims, c, dt)),
                 Some((d0, c0, t0)) if (d0, c0, t0) != (dims, c, dt) => {
-                    return Err(Error::bad_input(
-                        path.display().to_string(),
+                    return Err(Error::bad_file(
+                        path,
                         format!(
                             "slices of different sizes or types: page 0 is {}x{} ({c0} channel(s), {t0:?}), page {page} is {}x{} ({c} channel(s), {dt:?})",
                             d0.0, d0.1, dims.0, dims.1
@@ -117,8 +114,8 @@ impl TiffVolume {
             if let (Some(off), Some(cnt)) = (off, cnt) {
                 for (o, n) in off.iter().zip(&cnt) {
                     if o.checked_add(*n).is_none_or(|end| end > len) {
-                        return Err(Error::bad_input(
-                            path.display().to_string(),
+                        return Err(Error::bad_file(
+                            path,
                             format!(
                                 "truncated: page {page} has data at bytes {o}..{} but the file is {len} bytes",
                                 o.saturating_add(*n)
@@ -127,8 +124,8 @@ impl TiffVolume {
                     }
                 }
                 if off.len() != cnt.len() {
-                    return Err(Error::bad_input(
-                        path.display().to_string(),
+                    return Err(Error::bad_file(
+                        path,
                         format!(
                             "TIFF page {page}: {} data offsets but {} byte counts",
                             off.len(),
@@ -137,8 +134,8 @@ impl TiffVolume {
                     ));
                 }
             } else {
-                return Err(Error::bad_input(
-                    path.display().to_string(),
+                return Err(Error::bad_file(
+                    path,
                     format!("TIFF page {page} has no strip or tile offsets"),
                 ));
             }
@@ -201,7 +198,7 @@ impl VolumeSource for TiffVolume {
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
         let [nz, h, w] = self.info.shape;
         if z >= nz {
-            return Err(Error::bad_input(
+            return Err(Error::bad_file(
                 &self.info.source,
                 format!("slice {z} out of range (volume has {nz})"),
             ));
@@ -215,7 +212,7 @@ impl VolumeSource for TiffVolume {
             .map_err(|e| tiff_err(&self.path, z, e))?;
         let c = self.info.channels;
         let data = decode_to_planar(r, c, h, w, self.info.dtype, self.range).ok_or_else(|| {
-            Error::bad_input(
+            Error::bad_file(
                 &self.info.source,
                 format!("page {z}: unexpected pixel data"),
             )

@@ -27,7 +27,7 @@ pub fn shared() -> &'static Shared {
     S.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let ph = dir.path().join("ph");
-        vortexdb::phantom::generate(
+        vortexdb::generate_phantom(
             &PhantomParams {
                 seed: 5,
                 shape: [16, 160, 160],

@@ -57,7 +57,7 @@ pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f3
 
 /// Write rows as a float32 NPY file.
 pub fn write_npy(path: &Path, rows: &[Vec<f32>]) {
-    vortexdb::vecio::write_f32_npy(path, rows, rows[0].len()).unwrap();
+    vortexdb::write_f32_npy(path, rows, rows[0].len()).unwrap();
 }
 
 /// Path of the built CLI (`VORTEXDB_BIN` overrides it, e.g. for a long soak run on a

@@ -10,7 +10,7 @@ use arrow::array::{
     ArrayRef, FixedSizeListBuilder, Float32Builder, Float64Array, Float64Builder, Int32Array,
     Int64Array, LargeListBuilder, ListBuilder, RecordBatch, StringArray,
 };
-use vortexdb::index::{HnswParams, Metric, VectorIndex};
+use vortexdb::{HnswParams, Metric, VectorIndex};
 
 use crate::image_seeds;
 

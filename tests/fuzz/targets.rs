@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use vortexdb::Error;
-use vortexdb::index::{Metric, SnapshotFile, SnapshotInfo, VectorIndex};
-use vortexdb::spots::{SpotFormat, SpotPaths, SpotTable, read_spots};
-use vortexdb::vecio::{self, VectorReader};
-use vortexdb::volume::register::{Registered, Transforms};
-use vortexdb::volume::{self, ImageStack, NpyVolume, TiffVolume, VolumeSource};
+use vortexdb::VectorReader;
+use vortexdb::{ImageStack, NpyVolume, TiffVolume, VolumeSource};
+use vortexdb::{Metric, SnapshotFile, SnapshotInfo, VectorIndex};
+use vortexdb::{Registered, Transforms};
+use vortexdb::{SpotFormat, SpotPaths, SpotTable, read_spots};
 
 use crate::structured::Fmt;
 
@@ -309,7 +309,7 @@ fn run_npy_vectors(work: &Path, _: &str) -> String {
         }
         Ok(())
     })();
-    let nd = vecio::read_f32_nd(&p).map(|(shape, v)| {
+    let nd = vortexdb::read_f32_nd(&p).map(|(shape, v)| {
         assert_eq!(shape.iter().product::<usize>(), v.len(), "nd shape");
     });
     join(&[key(work, &streamed), key(work, &nd)])
@@ -323,7 +323,7 @@ fn read_slices(src: &mut dyn VolumeSource, ranged: bool) -> vortexdb::Result<()>
         let s = src.read_slice(z)?;
         assert_eq!((s.channels, s.h, s.w), (info.channels, h, w), "slice shape");
         assert_eq!(s.data.len(), s.channels * h * w, "slice length");
-        if ranged || info.dtype != volume::Dtype::F32 {
+        if ranged || info.dtype != vortexdb::Dtype::F32 {
             assert!(
                 s.data.iter().all(|v| (0.0..=1.0).contains(v)),
                 "intensity outside [0, 1]"
@@ -337,7 +337,7 @@ fn read_slices(src: &mut dyn VolumeSource, ranged: bool) -> vortexdb::Result<()>
 fn run_npy_volume(work: &Path, _: &str) -> String {
     let p = work.join("input.npy");
     let a = NpyVolume::open(&p, None).and_then(|mut v| read_slices(&mut v, false));
-    let b = volume::open(&p, Some((0.0, 255.0))).and_then(|mut v| {
+    let b = vortexdb::open_volume(&p, Some((0.0, 255.0))).and_then(|mut v| {
         let s = v.read_slice(0)?;
         assert!(s.data.iter().all(|v| (0.0..=1.0).contains(v)), "clamped");
         Ok(())
@@ -353,7 +353,7 @@ fn run_tiff_volume(work: &Path, _: &str) -> String {
 
 fn run_image(work: &Path, role: &str) -> String {
     let p = work.join(format!("input.{role}"));
-    let d = volume::decode_image(&p).map(|img| {
+    let d = vortexdb::decode_image(&p).map(|img| {
         assert!(img.width() > 0 && img.height() > 0, "empty image decoded");
     });
     let s = ImageStack::open_files(vec![p.clone(), p.clone()], "stack".into(), None)
@@ -380,19 +380,19 @@ fn check_spots(t: &SpotTable) {
             .all(|&g| (g as usize) < t.counts.n_genes()),
         "gene index out of range"
     );
-    let qc = vortexdb::expression::quality_control(&t.counts, &Default::default());
+    let qc = vortexdb::quality_control(&t.counts, &Default::default());
     assert_eq!(qc.0.len(), n);
-    let norm = vortexdb::expression::normalize_log1p(&t.counts, 1e4);
+    let norm = vortexdb::normalize_log1p(&t.counts, 1e4);
     assert!(
         norm.data.iter().all(|v| v.is_finite()),
         "normalised value not finite"
     );
-    let hvg = vortexdb::expression::highly_variable_genes(&t.counts, 1e4, 5);
+    let hvg = vortexdb::highly_variable_genes(&t.counts, 1e4, 5);
     assert!(hvg.iter().all(|&g| g < t.counts.n_genes()));
     if n <= 2000 {
         let cols: Vec<Option<usize>> = (0..t.counts.n_genes().min(8)).map(Some).collect();
-        let dense = vortexdb::expression::dense_panel(&norm, &cols);
-        let sm = vortexdb::expression::smooth_knn(&dense, &t.pixel, 3);
+        let dense = vortexdb::dense_panel(&norm, &cols);
+        let sm = vortexdb::smooth_knn(&dense, &t.pixel, 3);
         assert_eq!(sm.len(), n);
     }
 }
@@ -433,7 +433,7 @@ fn run_parquet_vectors(work: &Path, _: &str) -> String {
         }
         Ok(())
     })();
-    let all = vecio::read_all(&p, None).map(|(rows, dim)| {
+    let all = vortexdb::read_vectors(&p, None).map(|(rows, dim)| {
         assert!(rows.iter().all(|r| r.len() == dim), "row length");
     });
     join(&[key(work, &streamed), key(work, &all)])
@@ -443,8 +443,8 @@ fn run_manifest(work: &Path, _: &str) -> String {
     let p = work.join("model/manifest.json");
     let bytes = std::fs::read(&p).unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let parsed = vortexdb::model::Manifest::parse(&text, "manifest.json");
-    let loaded = vortexdb::model::Model::load(work.join("model"));
+    let parsed = vortexdb::Manifest::parse(&text, "manifest.json");
+    let loaded = vortexdb::Model::load(work.join("model"));
     join(&[key(work, &parsed), key(work, &loaded)])
 }
 

@@ -1,0 +1,92 @@
+//! The whole VORTEX workflow on a synthetic phantom through the public API only:
+//! ingest a 3D volume and its spots, a molecular query to a 3D heatmap array, predicted
+//! expression, spatial domains and the evaluation. Nothing is written outside the store
+//! except by the explicit export call at the end. Run: `cargo run --release --example
+//! workflow [DIR]` (default: a temporary directory).
+use std::path::Path;
+use vortexdb::{
+    EvalOptions, GeneQuery, IngestOptions, KMeansOptions, Method, PhantomParams, QueryExport,
+    Result, ScoreOptions, SpotFormat, SpotOptions, SpotPaths, Store, evaluate_sample, find_domains,
+    generate_phantom, ingest_spots, ingest_volume, open_volume, predict, query_genes, read_spots,
+    write_default_model, write_query,
+};
+
+/// Figures of one run (the test asserts them).
+pub struct Figures {
+    /// Heatmap of the TUM01 query: shape and its highest value.
+    pub heatmap: ([usize; 3], f32),
+    /// Patches ingested, spots kept.
+    pub patches: u64,
+    pub spots: usize,
+    /// Mean PCC of predicted against measured expression, domain ARI vs the truth.
+    pub pcc: f64,
+    pub ari: f64,
+}
+
+/// Run the workflow in `dir` (phantom input, model, store; query files under `dir/q`).
+pub fn run(dir: &Path) -> Result<Figures> {
+    let params = PhantomParams {
+        seed: 7,
+        shape: [32, 160, 160],
+        ..Default::default()
+    };
+    let ph = generate_phantom(&params, dir.join("phantom"))?;
+    let store = Store::create(dir.join("store"))?;
+    store.add_model(&write_default_model(&dir.join("model"))?)?;
+    let model = store.load_model(None)?;
+
+    let opts = IngestOptions {
+        sample: "ph7".into(),
+        ..Default::default()
+    };
+    let volume = open_volume(&ph.files.volume, None)?;
+    let ingest = ingest_volume(&store, &model, volume, &opts, &mut |_| {})?;
+    let table = read_spots(&ph.files.spots, SpotFormat::Parquet, &SpotPaths::default())?;
+    let spots = ingest_spots(&store, &model, table, &SpotOptions::new("ph7"))?;
+
+    // Genes -> spots high in them -> their mean embedding -> similarity of every patch.
+    let query = GeneQuery::new(vec!["TUM01".into()]);
+    let q = query_genes(&store, &query, &ScoreOptions::default())?;
+    let heat = q.heatmap(&store, "ph7", None)?;
+    let best = heat
+        .data
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f32::MIN, f32::max);
+
+    let pred = predict(&store, "ph7", &Method::Predictor)?;
+    let kmeans = KMeansOptions {
+        k: 4,
+        ..Default::default()
+    };
+    let domains = find_domains(&store, "ph7", &kmeans, Some(&ph.files.labels))?;
+    let eval = evaluate_sample(&store, &pred, &EvalOptions::default())?;
+
+    write_query(&dir.join("q"), &store, &q, &QueryExport::default())?;
+    Ok(Figures {
+        heatmap: (heat.shape, best),
+        patches: ingest.patches_total,
+        spots: spots.qc.kept,
+        pcc: eval.comparison.report.pcc_all,
+        ari: domains.ari.map_or(f64::NAN, |a| a.0),
+    })
+}
+
+fn main() -> Result<()> {
+    let tmp = tempfile::tempdir().map_err(|e| vortexdb::Error::io(".", e))?;
+    let dir = std::env::args()
+        .nth(1)
+        .map_or(tmp.path().to_path_buf(), Into::into);
+    let f = run(&dir)?;
+    println!("{} patches, {} spots ingested", f.patches, f.spots);
+    println!(
+        "TUM01 heatmap {:?}, max similarity {:.3}",
+        f.heatmap.0, f.heatmap.1
+    );
+    println!(
+        "predicted vs measured PCC {:.3}; domains ARI {:.3}",
+        f.pcc, f.ari
+    );
+    Ok(())
+}

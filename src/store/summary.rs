@@ -1,0 +1,134 @@
+//! Everything a store holds, in one value: what `vortexdb info` prints (as text for
+//! people through `Display`, or as JSON).
+
+use std::fmt;
+
+use serde_json::{Value, json};
+
+use super::{ModelRecord, SampleRecord, SpotSetRecord, Store, StoreInfo};
+use crate::error::Result;
+
+/// Collections, models, samples and spot sets of a store.
+#[derive(Debug, Clone)]
+pub struct StoreSummary {
+    /// Sizes, generation and collections with their snapshot state.
+    pub info: StoreInfo,
+    /// Registered models.
+    pub models: Vec<ModelRecord>,
+    /// Ingested samples.
+    pub samples: Vec<SampleRecord>,
+    /// Ingested spot sets.
+    pub spot_sets: Vec<SpotSetRecord>,
+}
+
+impl Store {
+    /// The store's summary (read in one go; a rebuilt snapshot is reported as a
+    /// warning, see [`Store::take_warnings`]).
+    pub fn summary(&self) -> Result<StoreSummary> {
+        Ok(StoreSummary {
+            info: self.info()?,
+            models: self.models()?,
+            samples: self.samples()?,
+            spot_sets: self.spot_sets()?,
+        })
+    }
+}
+
+impl StoreSummary {
+    /// The summary as one JSON object.
+    pub fn to_json(&self) -> Value {
+        let info = &self.info;
+        let cols: Vec<_> = info
+            .collections
+            .iter()
+            .map(|(c, snap)| {
+                json!({"name": c.name, "model": c.model, "modality": c.modality,
+                       "dim": c.dim, "metric": c.metric.name(), "live": c.live,
+                       "tombstones": c.tombstones, "generation": c.generation,
+                       "epoch": c.epoch, "snapshot_generation": snap.generation,
+                       "snapshot_fresh": snap.fresh})
+            })
+            .collect();
+        let samples: Vec<_> = self
+            .samples
+            .iter()
+            .map(|x| {
+                json!({"id": x.id, "kind": x.kind, "source": x.source, "model": x.model,
+                       "status": x.status, "patches": x.patches,
+                       "voxel_um": x.voxel_um, "source_shape": x.source_shape})
+            })
+            .collect();
+        let sets: Vec<_> = self
+            .spot_sets
+            .iter()
+            .map(|x| {
+                json!({"sample": x.sample, "format": x.format, "files": x.files,
+                       "model": x.model, "spots": x.spots, "kept": x.kept,
+                       "genes": x.genes.len(), "qc": x.qc_summary})
+            })
+            .collect();
+        let models: Vec<_> = self.models.iter().map(|m| &m.name).collect();
+        json!({"store": info.path, "schema_version": info.schema_version,
+            "generation": info.generation, "db_bytes": info.db_bytes,
+            "collections": cols, "models": models, "samples": samples, "spot_sets": sets})
+    }
+}
+
+impl fmt::Display for StoreSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = &self.info;
+        write!(
+            f,
+            "store {} (schema v{}, generation {}, {} bytes)",
+            info.path.display(),
+            info.schema_version,
+            info.generation,
+            info.db_bytes
+        )?;
+        if info.collections.is_empty() {
+            write!(f, "\n  no collections")?;
+        }
+        for (c, snap) in &info.collections {
+            let index = match (snap.fresh, snap.generation) {
+                (true, _) => "fresh".to_string(),
+                (false, Some(g)) => format!("stale (gen {g} of {})", c.generation),
+                (false, None) => "none".into(),
+            };
+            write!(
+                f,
+                "\n  {:<24} {:>10} vectors  dim {:<5} {:<6} model {} / {}  deleted {}  index {index}",
+                c.name,
+                c.live,
+                c.dim,
+                c.metric.name(),
+                c.model,
+                c.modality,
+                c.tombstones,
+            )?;
+        }
+        for m in &self.models {
+            write!(f, "\n  model {}", m.name)?;
+        }
+        for x in &self.samples {
+            write!(
+                f,
+                "\n  sample {:<16} {:<4} {:>9} patches  {:<9} model {}  from {}",
+                x.id, x.kind, x.patches, x.status, x.model, x.source
+            )?;
+        }
+        for x in &self.spot_sets {
+            write!(
+                f,
+                "\n  spots  {:<16} {:<7} {:>6} spots ({} kept)  {} genes  model {}  from {}",
+                x.sample,
+                x.format,
+                x.spots,
+                x.kept,
+                x.genes.len(),
+                x.model,
+                x.files.first().map(|f| f.as_str()).unwrap_or("")
+            )?;
+        }
+        Ok(())
+    }
+}
