@@ -2,6 +2,7 @@
 JSON, where keys that hold wall times or paths are ignored."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,15 @@ def scrub(v, a, b):
     return v
 
 
+def scrub_text(t, a, b):
+    """Text output with paths and wall times (and rates) replaced."""
+    for root in sorted((a, b), key=len, reverse=True):
+        t = t.replace(root, "ROOT")
+    t = re.sub(r"\d+(\.\d+)?\s?s\b", "T s", t)
+    t = re.sub(r"\d+(\.\d+)? (patches|spots|rows)/s", "R/s", t)
+    return t
+
+
 def main() -> int:
     a, b = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     fa = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
@@ -34,7 +44,7 @@ def main() -> int:
         bad += 1
     same = 0
     for p in sorted(fa & fb):
-        if "store" in p.parts or p.name == "report.html":
+        if "store" in p.parts or p.name in ("report.html", "vortex.redb", "LOCK"):
             continue  # redb pages and the report carry timings; compared through JSON
         x, y = (a / p).read_bytes(), (b / p).read_bytes()
         if p.suffix == ".json":
@@ -45,6 +55,15 @@ def main() -> int:
                 jx, jy = x, y
             if jx != jy:
                 print(f"differs: {p}")
+                bad += 1
+                continue
+        elif p.suffix == ".txt":
+            tx, ty = (scrub_text(v.decode(), str(a), str(b)) for v in (x, y))
+            if tx != ty:
+                print(f"differs: {p}")
+                for lx, ly in zip(tx.splitlines(), ty.splitlines()):
+                    if lx != ly:
+                        print(f"  - {lx}\n  + {ly}")
                 bad += 1
                 continue
         elif x != y:

@@ -94,6 +94,16 @@ pub enum Error {
         /// What was asked and what was found.
         message: String,
     },
+    /// An output location exists and is not one the call may replace.
+    #[error("{}: {message}", path.display())]
+    OutputExists {
+        /// The location.
+        path: PathBuf,
+        /// Why it is left alone.
+        message: String,
+        /// True when the call has an option to replace it anyway.
+        can_overwrite: bool,
+    },
     /// A sample id that the store does not hold (for the purpose at hand).
     #[error("{name}: sample '{sample}' {}", unknown_sample_detail(.known, .purpose))]
     UnknownSample {
@@ -296,6 +306,7 @@ impl Error {
             | Error::BadInput { .. }
             | Error::UnknownSample { .. }
             | Error::NothingSelected { .. }
+            | Error::OutputExists { .. }
             | Error::UnknownGenes { .. }
             | Error::DimensionMismatch { .. }
             | Error::Io { .. } => Layer::Input,

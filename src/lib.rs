@@ -117,8 +117,8 @@ pub use vecio::{
 // Ingest.
 pub use ingest::{
     Encoder, ImportAck, ImportOptions, ImportReport, IngestOptions, IngestReport, Progress,
-    Sections, SpotOptions, SpotReport, default_polarity, import_vectors, ingest_image,
-    ingest_sections, ingest_spots, ingest_volume, resolve_model,
+    Sections, SpotOptions, SpotReport, VectorSearch, default_polarity, import_vectors,
+    ingest_image, ingest_sections, ingest_spots, ingest_volume, resolve_model, search_vectors,
 };
 
 // Queries.

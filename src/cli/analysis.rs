@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::args::split_list;
-use super::{out, out_json};
+use super::args::{VolumeOut, split_list};
+use super::emit_files;
 use vortexdb::{
     Error, EvalOptions, KMeansOptions, Method, Predictions, Result, Store, evaluate_sample,
     find_domains, predict as predict_sample, write_domains, write_eval, write_gene_volumes,
@@ -24,8 +24,8 @@ pub struct MethodArgs {
     #[arg(long, value_name = "K")]
     pub knn: Option<usize>,
     /// Spot samples used as the reference of --knn, comma-separated.
-    #[arg(long, value_name = "S1,S2")]
-    pub reference: Option<String>,
+    #[arg(long, value_name = "S1,S2", value_delimiter = ',')]
+    pub reference: Vec<String>,
 }
 
 impl MethodArgs {
@@ -33,7 +33,7 @@ impl MethodArgs {
         let method = match self.knn {
             None => Method::Predictor,
             Some(k) => {
-                let reference = split_list(self.reference.as_deref());
+                let reference = self.reference.clone();
                 if reference.is_empty() {
                     return Err(Error::arg(
                         "reference",
@@ -66,13 +66,9 @@ pub struct PredictArgs {
     /// NaN outside the patches) and <gene>_zNNNN.png slices.
     #[arg(long, value_name = "DIR")]
     pub volumes: Option<PathBuf>,
-    /// Model voxels per output voxel (default: the smallest keeping a volume under 64M
-    /// voxels).
-    #[arg(long)]
-    pub downsample: Option<usize>,
-    /// PNG slices per gene volume.
-    #[arg(long, default_value_t = 3)]
-    pub slices: usize,
+    /// Output volumes and slices.
+    #[command(flatten)]
+    pub vol: VolumeOut,
     /// Prediction method.
     #[command(flatten)]
     pub method: MethodArgs,
@@ -94,28 +90,13 @@ pub fn predict(a: &PredictArgs, json: bool) -> Result<()> {
             dir,
             &pred,
             &genes,
-            a.downsample,
-            a.slices,
+            a.vol.downsample,
+            a.vol.slices,
         )?);
     }
-    if json {
-        out_json(&json!({"sample": a.sample, "patches": pred.len(),
-            "genes": pred.genes.len(), "method": pred.method, "files": files}));
-        return Ok(());
-    }
-    let how = match &pred.method {
-        Method::Knn { k, reference } => format!("{k} nearest spots of {}", reference.join(", ")),
-        _ => "predictor head".to_string(),
-    };
-    out(&format!(
-        "predicted {} genes for {} patches of '{}' ({how})",
-        pred.genes.len(),
-        pred.len(),
-        a.sample,
-    ));
-    for f in &files {
-        out(&format!("  {f}"));
-    }
+    let v = json!({"sample": a.sample, "patches": pred.len(), "genes": pred.genes.len(),
+                   "method": pred.method});
+    emit_files(json, v, &pred, &files);
     Ok(())
 }
 
@@ -147,12 +128,9 @@ pub struct DomainsArgs {
     /// domains.csv (patch_id, z, y, x, domain), domains.json, domains_zNNNN.png.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Model voxels per output voxel (default: keeps the volume under 64M voxels).
-    #[arg(long)]
-    pub downsample: Option<usize>,
-    /// PNG slices.
-    #[arg(long, default_value_t = 3)]
-    pub slices: usize,
+    /// Output volume and slices.
+    #[command(flatten)]
+    pub vol: VolumeOut,
 }
 
 /// Run `domains`.
@@ -168,21 +146,13 @@ pub fn domains(a: &DomainsArgs, json: bool) -> Result<()> {
     let d = find_domains(&store, &a.sample, &opts, a.segmentation.as_deref())?;
     let mut files = Vec::new();
     if let Some(dir) = &a.out {
-        files = write_domains(dir, &d, a.downsample, a.slices)?;
+        files = write_domains(dir, &d, a.vol.downsample, a.vol.slices)?;
     }
-    if json {
-        let (rec, ari) = (&d.record, d.ari);
-        out_json(
-            &json!({"sample": a.sample, "k": a.k, "patches": d.predictions.len(),
-            "inertia": rec.inertia, "seconds": d.seconds, "domains": d.summaries,
-            "ari": ari.map(|x| x.0), "ari_patches": ari.map(|x| x.1), "files": files}),
-        );
-        return Ok(());
-    }
-    out(&d.to_string());
-    for f in &files {
-        out(&format!("  {f}"));
-    }
+    let (rec, ari) = (&d.record, d.ari);
+    let v = json!({"sample": a.sample, "k": a.k, "patches": d.predictions.len(),
+        "inertia": rec.inertia, "seconds": d.seconds, "domains": d.summaries,
+        "ari": ari.map(|x| x.0), "ari_patches": ari.map(|x| x.1)});
+    emit_files(json, v, &d, &files);
     Ok(())
 }
 
@@ -231,33 +201,12 @@ pub fn eval(a: &EvalArgs, json: bool) -> Result<()> {
         smoothed: a.smoothed,
         segmentation: a.segmentation.clone(),
     };
-    let ev = evaluate_sample(&store, &pred, &opts).map_err(|e| match e {
-        Error::NothingSelected {
-            stage: "domains",
-            message,
-        } => Error::arg(
-            "segmentation",
-            format!(
-                "{message}: run `vortexdb domains {} --sample {}` first",
-                a.store.display(),
-                a.sample
-            ),
-        ),
-        e => e,
-    })?;
+    let ev = evaluate_sample(&store, &pred, &opts)?;
     let mut files = Vec::new();
     if let Some(dir) = &a.out {
         files = write_eval(dir, &ev)?;
     }
-    if json {
-        let mut b = serde_json::to_value(ev.summary()).unwrap_or_default();
-        b["files"] = json!(files);
-        out_json(&b);
-        return Ok(());
-    }
-    out(&ev.to_string());
-    for f in &files {
-        out(&format!("  {f}"));
-    }
+    let v = serde_json::to_value(ev.summary()).unwrap_or_default();
+    emit_files(json, v, &ev, &files);
     Ok(())
 }

@@ -26,6 +26,18 @@ impl RunArgs {
     }
 }
 
+/// Volumes and PNG slices written (query heatmaps, predicted genes, domains).
+#[derive(Debug, Args)]
+pub struct VolumeOut {
+    /// Model voxels per output voxel (default: the smallest keeping a volume under 64M
+    /// voxels).
+    #[arg(long)]
+    pub downsample: Option<usize>,
+    /// PNG slices per volume (evenly spaced, over the source image).
+    #[arg(long, default_value_t = 3)]
+    pub slices: usize,
+}
+
 /// Comma-separated values, trimmed, empty ones dropped.
 pub fn split_list(s: Option<&str>) -> Vec<String> {
     s.unwrap_or("")
@@ -35,34 +47,29 @@ pub fn split_list(s: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// Exactly `N` comma-separated finite numbers.
-pub fn floats<const N: usize>(s: &str, flag: &str) -> Result<[f64; N]> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|x| x.trim().parse::<f64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::arg(flag, format!("'{s}' is not {N} comma-separated numbers")))?;
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(Error::arg(
-            flag,
-            format!("'{s}': every number must be finite"),
-        ));
-    }
-    v.try_into()
-        .map_err(|_| Error::arg(flag, format!("'{s}' must have exactly {N} numbers")))
-}
-
-/// Exactly `N` comma-separated integers.
+/// Exactly `N` comma-separated values of `T` (`what` describes them in the error).
 pub fn ints<const N: usize, T: std::str::FromStr>(
     s: &str,
     flag: &str,
     what: &str,
 ) -> Result<[T; N]> {
+    let bad = || Error::arg(flag, format!("'{s}' is not {what}"));
     let v: Vec<T> = s
         .split(',')
         .map(|x| x.trim().parse::<T>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::arg(flag, format!("'{s}' is not {what}")))?;
-    v.try_into()
-        .map_err(|_| Error::arg(flag, format!("'{s}' is not {what}")))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    v.try_into().map_err(|_| bad())
+}
+
+/// Exactly `N` comma-separated finite numbers.
+pub fn floats<const N: usize>(s: &str, flag: &str) -> Result<[f64; N]> {
+    let v: [f64; N] = ints(s, flag, &format!("{N} comma-separated numbers"))?;
+    match v.iter().all(|x| x.is_finite()) {
+        true => Ok(v),
+        false => Err(Error::arg(
+            flag,
+            format!("'{s}': every number must be finite"),
+        )),
+    }
 }

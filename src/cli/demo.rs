@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::args::ints;
 use super::{out, out_json};
-use vortexdb::{DemoOptions, Error, PhantomParams, Result, VOXEL_UM, generate_phantom, run_demo};
+use vortexdb::{DemoOptions, PhantomParams, Result, generate_phantom, run_demo};
 
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
@@ -36,44 +36,12 @@ pub fn demo(a: &DemoArgs, json: bool) -> Result<()> {
         shape: ints(&a.shape, "shape", "Z,Y,X")?,
         device: a.device.parse()?,
     };
-    let r = run_demo(&opts, &mut |line| eprintln!("{line}")).map_err(|e| match e {
-        Error::BadFile { path, message } if message.contains("not made by") => Error::BadFile {
-            path,
-            message: format!("{message}: choose another --out"),
-        },
-        e => e,
-    })?;
+    let r = run_demo(&opts, &mut |line| eprintln!("{line}"))?;
     if json {
         out(&serde_json::to_value(&r).unwrap_or_default().to_string());
         return Ok(());
     }
-    let [z, y, x] = r.phantom.shape;
-    out(&format!(
-        "demo: phantom {z}x{y}x{x} (seed {}), {} patches and {} spots ingested",
-        a.seed, r.ingest.patches, r.ingest.spots_kept
-    ));
-    for q in &r.queries {
-        let auc = q
-            .auc
-            .map_or("- (no compartment)".into(), |v| format!("{v:.3}"));
-        out(&format!(
-            "  query {} ({}): {} spots, AUC {auc}",
-            q.gene, q.program, q.spots
-        ));
-    }
-    out(&format!(
-        "  retrieval from a tumour patch: {}/10 of the nearest patches are tumour",
-        r.retrieval.top10_same_compartment
-    ));
-    let p = &r.prediction;
-    out(&format!(
-        "  predicted vs measured: PCC all {:.3}, top 50 {:.3}, SSIM {:.3}",
-        p.pcc_all, p.pcc_top50, p.ssim
-    ));
-    out(&format!(
-        "  domains (k = 4): ARI {:.3} against the phantom's compartments",
-        r.domains.ari
-    ));
+    out(&r.to_string());
     out(&format!(
         "  report: {}",
         a.out.join(&r.files.report).display()
@@ -111,13 +79,7 @@ pub fn phantom(a: &PhantomArgs, json: bool) -> Result<()> {
         overwrite: a.force,
     };
     let t = Instant::now();
-    let s = generate_phantom(&params, &a.out).map_err(|e| match e {
-        Error::BadFile { path, message } if message.contains("not empty") => Error::BadFile {
-            path,
-            message: format!("{message}; choose another --out or pass --force"),
-        },
-        e => e,
-    })?;
+    let s = generate_phantom(&params, &a.out)?;
     let seconds = t.elapsed().as_secs_f64();
     if json {
         let mut v = serde_json::to_value(&s).unwrap_or_default();
@@ -125,31 +87,10 @@ pub fn phantom(a: &PhantomArgs, json: bool) -> Result<()> {
         out_json(&v);
         return Ok(());
     }
-    let [z, y, x] = s.shape;
-    let f = s.compartment_fractions;
     out(&format!(
-        "phantom (seed {}) written to {} in {seconds:.1}s",
+        "phantom (seed {}) written to {} in {seconds:.1}s\n{s}",
         s.seed,
         s.out_dir.display()
-    ));
-    out(&format!(
-        "  volume.npy, labels.npy   uint8 {z} x {y} x {x} at {VOXEL_UM} um; tissue {:.0}% (gland {:.0}%, tumour {:.0}%, stroma {:.0}%, fat {:.0}%)",
-        100.0 * s.tissue_fraction,
-        100.0 * f[0],
-        100.0 * f[1],
-        100.0 * f[2],
-        100.0 * f[3]
-    ));
-    let planes: Vec<String> = s.planes_z.iter().map(|z| z.to_string()).collect();
-    out(&format!(
-        "  planes/                  {} H&E planes at z = {}",
-        s.planes_z.len(),
-        planes.join(", ")
-    ));
-    out(&format!(
-        "  spots.parquet            {} spots x {} genes; truth in truth/spots_truth.parquet; phantom.json",
-        s.n_spots,
-        s.genes.len()
     ));
     Ok(())
 }

@@ -51,6 +51,10 @@ pub fn hint(e: &Error) -> Option<String> {
              directory), or pass --model DIR",
             store.display()
         ),
+        Error::OutputExists { can_overwrite, .. } => match can_overwrite {
+            true => "choose another --out or pass --force".into(),
+            false => "choose another --out".into(),
+        },
         Error::AmbiguousModel { .. } => "choose one with --model NAME".into(),
         Error::Device(_) => "or use --device cpu".into(),
         Error::InvalidArgument { name, .. } => match name.as_str() {

@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{RunArgs, floats};
-use super::{flush_warnings, out, out_json};
+use super::{emit, flush_warnings};
 use vortexdb::{
-    Error, IngestOptions, IngestReport, IntensityRange, Progress, Result, SampleKind, Sections,
-    SpotFormat, SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections,
-    ingest_spots, ingest_volume, open_volume, read_spots, resolve_model,
+    Error, IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat,
+    SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots,
+    ingest_volume, open_volume, read_spots, resolve_model,
 };
 
 /// Subcommands of `ingest`.
@@ -88,12 +88,6 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
         Some(f) => SpotFormat::parse(f)?,
         None => SpotFormat::detect(&a.path)?,
     };
-    if !(a.max_mito > 0.0 && a.max_mito <= 1.0) {
-        return Err(Error::arg(
-            "max_mito",
-            format!("{} is not a fraction in (0, 1]", a.max_mito),
-        ));
-    }
     let mut opts = SpotOptions::new(&a.sample);
     opts.qc.min_genes = a.min_genes;
     opts.qc.max_mito_fraction = a.max_mito;
@@ -114,50 +108,7 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
     let table = read_spots(&a.path, format, &paths)?;
     let r = ingest_spots(&store, &model, table, &opts)?;
     flush_warnings(&store);
-    if json {
-        out_json(&r);
-    } else if r.already_present {
-        out(&format!(
-            "sample {} already has these spots ({} kept of {}); nothing to do",
-            r.sample, r.qc.kept, r.qc.spots_in
-        ));
-    } else {
-        out(&format!(
-            "sample {}: {} spots read ({} format, {} genes), {} kept by QC ({} with < {} genes, {} with >= {}% MT), \
-             {} embedded into {} in {:.1} s ({:.0} spots/s); encoder genes found {}/{}, predicted genes found {}/{}",
-            r.sample,
-            r.qc.spots_in,
-            r.format,
-            r.genes,
-            r.qc.kept,
-            r.qc.removed_min_genes,
-            opts.qc.min_genes,
-            r.qc.removed_mito,
-            opts.qc.max_mito_fraction * 100.0,
-            r.embedded,
-            r.collection,
-            r.seconds,
-            r.spots_per_second,
-            r.encoder_genes_found,
-            r.encoder_genes,
-            r.predicted_genes_found,
-            r.predicted_genes,
-        ));
-        if !r.encoder_missing.is_empty() || !r.predicted_missing.is_empty() {
-            let list = |v: &[String]| {
-                let mut s: Vec<&str> = v.iter().take(10).map(|s| s.as_str()).collect();
-                if v.len() > 10 {
-                    s.push("...");
-                }
-                s.join(", ")
-            };
-            out(&format!(
-                "  missing from the data: encoder genes [{}], predicted genes [{}] (embedded / predicted as 0)",
-                list(&r.encoder_missing),
-                list(&r.predicted_missing)
-            ));
-        }
-    }
+    emit(json, &r);
     Ok(())
 }
 
@@ -260,17 +211,10 @@ impl CommonArgs {
     }
 
     fn range(&self) -> Result<IntensityRange> {
-        let Some(s) = &self.intensity_range else {
-            return Ok(None);
-        };
-        let [lo, hi] = floats::<2>(s, "intensity_range")?;
-        if hi <= lo {
-            return Err(Error::arg(
-                "intensity_range",
-                format!("high {hi} must exceed low {lo}"),
-            ));
-        }
-        Ok(Some((lo as f32, hi as f32)))
+        let r = self.intensity_range.as_deref();
+        Ok(r.map(|s| floats::<2>(s, "intensity_range"))
+            .transpose()?
+            .map(|[lo, hi]| (lo as f32, hi as f32)))
     }
 }
 
@@ -301,14 +245,6 @@ fn progress() -> (ProgressBar, impl FnMut(Progress)) {
         }
     };
     (bar, f)
-}
-
-fn print_report(r: &IngestReport, json: bool) {
-    if json {
-        out_json(r);
-    } else {
-        out(&r.to_string());
-    }
 }
 
 /// Run an `ingest` subcommand.
@@ -364,6 +300,6 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
     };
     bar.finish_and_clear();
     flush_warnings(&store);
-    print_report(&report?, json);
+    emit(json, &report?);
     Ok(())
 }

@@ -138,6 +138,38 @@ pub(crate) fn out_json<T: serde::Serialize>(value: &T) {
     out(&v.to_string());
 }
 
+/// Print `value` as JSON (with `"ok": true`) or as text for people.
+pub(crate) fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, value: &T) {
+    if json {
+        out_json(value);
+    } else {
+        out(&value.to_string());
+    }
+}
+
+/// Print `value` as JSON (with `"ok": true`) or `text` for people.
+pub(crate) fn emit_text(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json { out_json(&value) } else { out(&text()) }
+}
+
+/// Print a result with the files written: as JSON (`value` plus `files`), or as `text`
+/// and one line per file.
+pub(crate) fn emit_files(
+    json: bool,
+    mut value: serde_json::Value,
+    text: &dyn std::fmt::Display,
+    files: &[String],
+) {
+    if json {
+        value["files"] = serde_json::json!(files);
+        return out_json(&value);
+    }
+    out(&text.to_string());
+    for f in files {
+        out(&format!("  {f}"));
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let j = cli.json;
     match cli.command {

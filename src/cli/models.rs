@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::args::RunArgs;
-use super::{out, out_json};
+use super::{emit_text, out, out_json};
 use vortexdb::{
     EmbedFileOptions, Model, Result, Store, loaded_runtime_library, resolve_default_model,
     write_f32_npy,
@@ -74,16 +74,14 @@ pub fn run(cmd: ModelsCommand, json: bool) -> Result<()> {
                 let _ = std::fs::remove_dir_all(t);
             }
             let rec = rec?;
-            if json {
-                out_json(&json!({"model": rec.name, "files": rec.files}));
-            } else {
-                out(&format!(
+            emit_text(json, json!({"model": rec.name, "files": rec.files}), || {
+                format!(
                     "registered model '{}' ({} networks) in {}",
                     rec.name,
                     rec.files.len(),
                     store.display()
-                ));
-            }
+                )
+            });
         }
         ModelsCommand::List { store } => {
             let models = Store::open_read_only(&store)?.models()?;
@@ -116,16 +114,18 @@ pub fn run(cmd: ModelsCommand, json: bool) -> Result<()> {
             write_f32_npy(&a.out, &r.rows, r.dim)?;
             let (n, dim, best) = (r.rows.len(), r.dim, r.seconds);
             let rate = n as f64 / best;
-            if json {
-                out_json(&json!({"rows": n, "dim": dim, "seconds": best,
+            emit_text(
+                json,
+                json!({"rows": n, "dim": dim, "seconds": best,
                     "rows_per_second": rate, "device": device.to_string(),
-                    "library": loaded_runtime_library()}));
-            } else {
-                out(&format!(
-                    "{n} rows -> {} ({dim} values each) in {best:.3} s ({rate:.1} rows/s on {device})",
-                    a.out.display()
-                ));
-            }
+                    "library": loaded_runtime_library()}),
+                || {
+                    format!(
+                        "{n} rows -> {} ({dim} values each) in {best:.3} s ({rate:.1} rows/s on {device})",
+                        a.out.display()
+                    )
+                },
+            );
         }
     }
     Ok(())

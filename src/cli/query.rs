@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::args::{ints, split_list};
-use super::{out, out_json};
+use super::args::{VolumeOut, ints, split_list};
+use super::{emit, out, out_json};
 use vortexdb::{
-    Error, GeneQuery, Modality, PatchQuery, PatchSource, Profile, QueryExport, QueryResult,
-    QuerySummary, Result, ScoreOptions, Store, query_genes, query_patch, query_profile,
-    read_profile, write_query,
+    Error, GeneQuery, Modality, PatchQuery, PatchSource, Profile, QueryExport, QueryResult, Result,
+    ScoreOptions, Store, query_genes, query_patch, query_profile, read_profile, write_query,
 };
 
 /// Subcommands of `query`.
@@ -48,13 +47,9 @@ pub struct ScoreArgs {
     /// query.json here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Heatmap downsampling (model voxels per heatmap voxel; default: the smallest
-    /// keeping each heatmap under 64M voxels).
-    #[arg(long)]
-    pub downsample: Option<usize>,
-    /// Overlay PNGs per sample: this many evenly spaced slices.
-    #[arg(long, default_value_t = 3)]
-    pub slices: usize,
+    /// Heatmap volumes and overlay slices.
+    #[command(flatten)]
+    pub vol: VolumeOut,
     /// Triage: a patch counts as similar above this percentile of all scores.
     #[arg(long, default_value_t = 90.0)]
     pub threshold_percentile: f64,
@@ -88,7 +83,7 @@ pub struct ProfileArgs {
     #[command(flatten)]
     score: ScoreArgs,
     /// CSV/TSV of `gene,value` rows (a spot, an averaged cluster, bulk RNA).
-    #[arg(long, conflicts_with = "markers")]
+    #[arg(long, conflicts_with = "markers", required_unless_present = "markers")]
     pub profile: Option<PathBuf>,
     /// A marker list instead: comma-separated genes set to a high expression value.
     #[arg(long)]
@@ -148,8 +143,8 @@ impl ScoreArgs {
     fn export(&self) -> QueryExport {
         QueryExport {
             top: self.top,
-            downsample: self.downsample,
-            slices: self.slices,
+            downsample: self.vol.downsample,
+            slices: self.vol.slices,
         }
     }
 }
@@ -168,69 +163,19 @@ pub fn run(cmd: QueryCommand, json: bool) -> Result<()> {
                 min_fraction: a.min_fraction,
             };
             let r = query_genes(&store, &q, &a.score.options())?;
-            if let (
-                false,
-                QuerySummary::Genes {
-                    genes,
-                    correlated,
-                    thresholds,
-                    spots_total,
-                    spots_selected,
-                },
-            ) = (json, &r.summary)
-            {
-                let corr: Vec<String> = correlated
-                    .iter()
-                    .take(12)
-                    .map(|(g, r)| format!("{g} {r:.2}"))
-                    .collect();
-                out(&format!(
-                    "genes {}; correlated (PCC > {}): {}; {spots_selected} of {spots_total} spots above the {}th percentile in at least {:.0}% of the {} filter genes",
-                    genes.join(", "),
-                    a.min_pcc,
-                    if corr.is_empty() {
-                        "none".to_string()
-                    } else {
-                        corr.join(", ")
-                    },
-                    a.percentile,
-                    a.min_fraction * 100.0,
-                    thresholds.len()
-                ));
-            }
             report(&store, &r, &a.score, json)
         }
         QueryCommand::Profile(a) => {
             a.score.export().validate()?;
             let store = Store::open_read_only(&a.score.store)?;
-            let profile = match (&a.profile, &a.markers) {
-                (Some(f), None) => Profile::Values {
+            let profile = match &a.profile {
+                Some(f) => Profile::Values {
                     genes: read_profile(f)?,
                     counts: a.counts,
                 },
-                (None, Some(m)) => Profile::Markers(split_list(Some(m))),
-                _ => {
-                    return Err(Error::bad_input(
-                        "query profile",
-                        "give --profile FILE or --markers A,B,...",
-                    ));
-                }
+                None => Profile::Markers(split_list(a.markers.as_deref())),
             };
             let r = query_profile(&store, &profile, &a.score.options())?;
-            if let (
-                false,
-                QuerySummary::Profile {
-                    unused_genes: u, ..
-                },
-            ) = (json, &r.summary)
-                && !u.is_empty()
-            {
-                out(&format!(
-                    "{} profile gene(s) not in the encoder panel, ignored: {}",
-                    u.len(),
-                    u.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
             report(&store, &r, &a.score, json)
         }
         QueryCommand::Patch(a) => patch(&a, json),
@@ -243,6 +188,9 @@ fn report(store: &Store, r: &QueryResult, a: &ScoreArgs, json: bool) -> Result<(
         files = write_query(dir, store, r, &a.export())?;
     }
     let ranked = &r.ranked;
+    if let (false, Some(h)) = (json, r.headline()) {
+        out(&h);
+    }
     if json {
         let top = &ranked[..a.top.min(ranked.len())];
         out_json(
@@ -288,10 +236,6 @@ fn patch(a: &PatchArgs, json: bool) -> Result<()> {
         target,
     };
     let r = query_patch(&store, &q)?;
-    if json {
-        out_json(&r);
-    } else {
-        out(&r.to_string());
-    }
+    emit(json, &r);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{flush_warnings, out, out_json};
+use super::{emit_text, flush_warnings, out, out_json};
 use vortexdb::{Error, Result, Store, write_spots};
 
 /// A store directory.
@@ -45,11 +45,9 @@ pub enum SpotsCommand {
 /// Run `init`.
 pub fn init(a: &StoreArg, json: bool) -> Result<()> {
     let s = Store::create(&a.store)?;
-    if json {
-        out_json(&json!({"store": s.path()}));
-    } else {
-        out(&format!("created store {}", s.path().display()));
-    }
+    emit_text(json, json!({"store": s.path()}), || {
+        format!("created store {}", s.path().display())
+    });
     Ok(())
 }
 
@@ -75,11 +73,9 @@ pub fn check(a: &StoreArg, json: bool) -> Result<()> {
     };
     let n = s.check()?;
     flush_warnings(&s);
-    if json {
-        out_json(&json!({"vectors_checked": n}));
-    } else {
-        out(&format!("ok: {n} vectors verified"));
-    }
+    emit_text(json, json!({"vectors_checked": n}), || {
+        format!("ok: {n} vectors verified")
+    });
     Ok(())
 }
 
@@ -114,17 +110,19 @@ pub fn spots(cmd: SpotsCommand, json: bool) -> Result<()> {
     } = cmd;
     let store = Store::open_read_only(&store)?;
     let r = write_spots(&dir, &store, &sample)?;
-    if json {
-        out_json(&json!({"sample": sample, "spots": r.spots, "kept": r.kept,
-                         "panel": r.panel, "out": dir}));
-    } else {
-        out(&format!(
-            "wrote {} spots ({} kept, panel of {} genes) to {}",
-            r.spots,
-            r.kept,
-            r.panel,
-            dir.display()
-        ));
-    }
+    emit_text(
+        json,
+        json!({"sample": sample, "spots": r.spots, "kept": r.kept,
+                         "panel": r.panel, "out": dir}),
+        || {
+            format!(
+                "wrote {} spots ({} kept, panel of {} genes) to {}",
+                r.spots,
+                r.kept,
+                r.panel,
+                dir.display()
+            )
+        },
+    );
     Ok(())
 }

@@ -1,15 +1,14 @@
 //! `vortexdb vectors ...`: raw vector import, search, delete and compaction.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{flush_warnings, out, out_json};
+use super::{emit, emit_text, flush_warnings, out, out_json};
 use vortexdb::{
-    Error, Filter, HnswParams, ImportOptions, Metric, Region, Result, SearchOptions, Store,
-    import_vectors, read_vectors, write_f32_npy, write_ids_npy,
+    Filter, HnswParams, ImportOptions, Metric, Result, SearchOptions, Store, import_vectors,
+    search_vectors,
 };
 
 /// Raw-vector subcommands.
@@ -123,32 +122,25 @@ pub fn run(cmd: VectorsCommand, json: bool) -> Result<()> {
             ids,
         } => {
             let n = Store::open(&store)?.delete(&collection, &ids)?;
-            if json {
-                out_json(&json!({"deleted": n}));
-            } else {
-                out(&format!("deleted {n} of {} ids", ids.len()));
-            }
+            emit_text(json, json!({"deleted": n}), || {
+                format!("deleted {n} of {} ids", ids.len())
+            });
             Ok(())
         }
         VectorsCommand::Compact { store, collection } => {
             let s = Store::open(&store)?;
             let n = s.compact(&collection)?;
             flush_warnings(&s);
-            if json {
-                out_json(&json!({"tombstones_removed": n}));
-            } else {
-                out(&format!(
-                    "compacted '{collection}': {n} deleted vectors dropped"
-                ));
-            }
+            emit_text(json, json!({"tombstones_removed": n}), || {
+                format!("compacted '{collection}': {n} deleted vectors dropped")
+            });
             Ok(())
         }
     }
 }
 
 fn import(a: ImportArgs, json: bool) -> Result<()> {
-    let metric = Metric::parse(&a.metric)
-        .ok_or_else(|| Error::arg("metric", format!("'{}' is not l2 or cosine", a.metric)))?;
+    let metric = Metric::from_name(&a.metric)?;
     let opts = ImportOptions {
         collection: a.collection.clone(),
         metric,
@@ -168,66 +160,16 @@ fn import(a: ImportArgs, json: bool) -> Result<()> {
         }
     })?;
     flush_warnings(&store);
-    if json {
-        out_json(&r);
-    } else if r.imported == 0 {
-        out(&format!(
-            "{} was already fully imported into '{}'",
-            a.file.display(),
-            a.collection
-        ));
-    } else {
-        let resumed = if r.resumed_from > 0 {
-            format!(" (resumed after {} rows)", r.resumed_from)
-        } else {
-            String::new()
-        };
-        out(&format!(
-            "imported {} vectors of dim {} into '{}' in {:.2}s{resumed}",
-            r.imported, r.dim, a.collection, r.seconds
-        ));
-    }
+    emit(json, &r);
     Ok(())
 }
 
-fn parse_region(s: &str) -> Result<Region> {
-    let err = || Error::arg("region", format!("'{s}' is not z0:z1,y0:y1,x0:x1"));
-    let parts: Vec<&str> = s.split(',').collect();
-    if parts.len() != 3 {
-        return Err(err());
-    }
-    let (mut min, mut max) = ([0i64; 3], [0i64; 3]);
-    for (i, p) in parts.iter().enumerate() {
-        let (a, b) = p.split_once(':').ok_or_else(err)?;
-        min[i] = a.trim().parse().map_err(|_| err())?;
-        max[i] = b.trim().parse().map_err(|_| err())?;
-        if max[i] <= min[i] {
-            return Err(Error::arg("region", format!("empty range '{p}'")));
-        }
-    }
-    Ok(Region { min, max })
-}
-
 fn search(a: SearchArgs, json: bool) -> Result<()> {
-    if a.k == 0 {
-        return Err(Error::arg("k", "must be at least 1"));
-    }
     let store = Store::open_read_only(&a.store)?;
-    let info = store.collection(&a.collection)?;
-    let (queries, dim) = read_vectors(&a.queries, None)?;
-    if dim != info.dim {
-        return Err(Error::DimensionMismatch {
-            path: a.queries.clone(),
-            what: "queries".into(),
-            found: dim,
-            against: format!("collection '{}'", info.name),
-            expected: info.dim,
-        });
-    }
     let filter = Filter {
         samples: a.sample.clone(),
         exclude_samples: a.exclude_sample.clone(),
-        region: a.region.as_deref().map(parse_region).transpose()?,
+        region: a.region.as_deref().map(str::parse).transpose()?,
     };
     let opts = SearchOptions {
         k: a.k,
@@ -235,35 +177,18 @@ fn search(a: SearchArgs, json: bool) -> Result<()> {
         exact: a.exact,
         filter,
     };
-    let t0 = Instant::now();
-    let hits = store.search(&a.collection, &queries, &opts)?;
-    let secs = t0.elapsed().as_secs_f64();
+    let r = search_vectors(&store, &a.collection, &a.queries, &opts)?;
     flush_warnings(&store);
-    let ids: Vec<Vec<u64>> = hits
-        .iter()
-        .map(|h| h.iter().map(|x| x.id).collect())
-        .collect();
-    write_ids_npy(&a.out, &ids, a.k)?;
-    if let Some(p) = &a.distances {
-        let d: Vec<Vec<f32>> = hits
-            .iter()
-            .map(|h| {
-                (0..a.k)
-                    .map(|j| h.get(j).map_or(f32::NAN, |x| x.distance))
-                    .collect()
-            })
-            .collect();
-        write_f32_npy(p, &d, a.k)?;
-    }
+    r.write(&a.out, a.distances.as_deref())?;
     if json {
-        let first = hits.first().map(|h| {
+        let first = r.hits.first().map(|h| {
             h.iter()
                 .map(|x| json!({"id": x.id, "distance": x.distance}))
                 .collect::<Vec<_>>()
         });
         out_json(
-            &json!({"queries": queries.len(), "k": a.k, "ef": a.ef, "exact": a.exact,
-                         "seconds": secs, "out": a.out, "first": first}),
+            &json!({"queries": r.queries, "k": a.k, "ef": a.ef, "exact": a.exact,
+                         "seconds": r.seconds, "out": a.out, "first": first}),
         );
         return Ok(());
     }
@@ -273,9 +198,10 @@ fn search(a: SearchArgs, json: bool) -> Result<()> {
         format!("ef={}", a.ef)
     };
     out(&format!(
-        "searched {} queries (k={}, {how}) in {secs:.3}s -> {}",
-        queries.len(),
+        "searched {} queries (k={}, {how}) in {:.3}s -> {}",
+        r.queries,
         a.k,
+        r.seconds,
         a.out.display()
     ));
     Ok(())

@@ -120,10 +120,11 @@ pub fn run_demo(opts: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<DemoRep
     // Refuse before any work: only a store an earlier demo made is ever replaced.
     let store_dir = dir.join("store");
     if store_dir.exists() && !store_dir.join(DEMO_MARKER).is_file() {
-        return Err(Error::bad_file(
-            &store_dir,
-            "exists and was not made by `vortexdb demo`; it is left alone",
-        ));
+        return Err(Error::OutputExists {
+            path: store_dir,
+            message: "exists and was not made by `vortexdb demo`; it is left alone".into(),
+            can_overwrite: false,
+        });
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let figs = dir.join("figures");

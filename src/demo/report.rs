@@ -191,3 +191,33 @@ pub struct DemoFiles {
     /// The figures.
     pub figures: String,
 }
+
+impl std::fmt::Display for DemoReport {
+    /// The headline figures, for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [z, y, x] = self.phantom.shape;
+        write!(
+            f,
+            "demo: phantom {z}x{y}x{x} (seed {}), {} patches and {} spots ingested",
+            self.phantom.seed, self.ingest.patches, self.ingest.spots_kept
+        )?;
+        for q in &self.queries {
+            let auc = q
+                .auc
+                .map_or("- (no compartment)".into(), |v| format!("{v:.3}"));
+            write!(
+                f,
+                "\n  query {} ({}): {} spots, AUC {auc}",
+                q.gene, q.program, q.spots
+            )?;
+        }
+        let p = &self.prediction;
+        write!(
+            f,
+            "\n  retrieval from a tumour patch: {}/10 of the nearest patches are tumour\n  \
+             predicted vs measured: PCC all {:.3}, top 50 {:.3}, SSIM {:.3}\n  \
+             domains (k = 4): ARI {:.3} against the phantom's compartments",
+            self.retrieval.top10_same_compartment, p.pcc_all, p.pcc_top50, p.ssim, self.domains.ari
+        )
+    }
+}

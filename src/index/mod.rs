@@ -43,6 +43,12 @@ impl Metric {
         }
     }
 
+    /// Parse a name, or an error naming the parameter.
+    pub fn from_name(s: &str) -> crate::error::Result<Metric> {
+        Metric::parse(s)
+            .ok_or_else(|| crate::error::Error::arg("metric", format!("'{s}' is not l2 or cosine")))
+    }
+
     /// Lower-case name, as accepted by [`Metric::parse`].
     pub fn name(self) -> &'static str {
         match self {

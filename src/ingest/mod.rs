@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 
 pub use sources::{Sections, default_polarity, ingest_image, ingest_sections, resolve_model};
 pub use spots::{SpotOptions, SpotReport, ingest_spots};
-pub use vectors::{ImportAck, ImportOptions, ImportReport, import_vectors};
+pub use vectors::{
+    ImportAck, ImportOptions, ImportReport, VectorSearch, import_vectors, search_vectors,
+};
 
 use crate::error::{Error, Result};
 use crate::index::Metric;

@@ -52,6 +52,7 @@ pub fn ingest_sections(
     opts: &IngestOptions,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<IngestReport> {
+    crate::volume::check_range(s.intensity)?;
     positive("spacing_um", s.spacing_um)?;
     positive("um_per_px", s.um_per_px)?;
     for f in &s.images {
@@ -86,6 +87,7 @@ pub fn ingest_image(
     opts: &IngestOptions,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<IngestReport> {
+    crate::volume::check_range(intensity)?;
     positive("um_per_px", um_per_px)?;
     existing(image)?;
     let src = ImageStack::open_files(

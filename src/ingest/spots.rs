@@ -81,6 +81,9 @@ pub struct SpotReport {
     pub dropped_outside_tissue: usize,
     /// QC counts by rule.
     pub qc: QcSummary,
+    /// The QC thresholds applied (not in the JSON report, which records counts).
+    #[serde(skip)]
+    pub qc_settings: crate::expression::QcSettings,
     /// Genes in the count matrix.
     pub genes: usize,
     /// Encoder genes found / in the model's panel, and the missing ones.
@@ -109,6 +112,60 @@ pub struct SpotReport {
     pub spots_per_second: f64,
 }
 
+impl std::fmt::Display for SpotReport {
+    /// What was read, kept, embedded and missing, for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self;
+        if r.already_present {
+            return write!(
+                f,
+                "sample {} already has these spots ({} kept of {}); nothing to do",
+                r.sample, r.qc.kept, r.qc.spots_in
+            );
+        }
+        write!(
+            f,
+            "sample {}: {} spots read ({} format, {} genes), {} kept by QC ({} with < {} genes, \
+             {} with >= {}% MT), {} embedded into {} in {:.1} s ({:.0} spots/s); encoder genes \
+             found {}/{}, predicted genes found {}/{}",
+            r.sample,
+            r.qc.spots_in,
+            r.format,
+            r.genes,
+            r.qc.kept,
+            r.qc.removed_min_genes,
+            r.qc_settings.min_genes,
+            r.qc.removed_mito,
+            r.qc_settings.max_mito_fraction * 100.0,
+            r.embedded,
+            r.collection,
+            r.seconds,
+            r.spots_per_second,
+            r.encoder_genes_found,
+            r.encoder_genes,
+            r.predicted_genes_found,
+            r.predicted_genes,
+        )?;
+        if !r.encoder_missing.is_empty() || !r.predicted_missing.is_empty() {
+            let list = |v: &[String]| {
+                let mut s: Vec<&str> = v.iter().take(10).map(|s| s.as_str()).collect();
+                if v.len() > 10 {
+                    s.push("...");
+                }
+                s.join(", ")
+            };
+            write!(
+                f,
+                "\n  missing from the data: encoder genes [{}], predicted genes [{}] (embedded / \
+                 predicted as 0)",
+                list(&r.encoder_missing),
+                list(&r.predicted_missing)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Ingest `table` as the spots of `opts.sample`, embedding the kept spots with the
 /// model's gene encoder. Everything is checked and computed before the single write;
 /// re-running with the same data is a no-op, other data under the same sample id is
@@ -121,6 +178,13 @@ pub fn ingest_spots(
 ) -> Result<SpotReport> {
     let t0 = Instant::now();
     crate::names::valid_id(&opts.sample, "sample")?;
+    let mito = opts.qc.max_mito_fraction;
+    if !(mito > 0.0 && mito <= 1.0) {
+        return Err(Error::arg(
+            "max_mito",
+            format!("{mito} is not a fraction in (0, 1]"),
+        ));
+    }
     if opts.affine.iter().any(|x| !x.is_finite()) || !opts.z.is_finite() {
         return Err(Error::arg("affine", "every number (and z) must be finite"));
     }
@@ -147,6 +211,7 @@ pub fn ingest_spots(
                 collection: prev.collection,
                 dropped_outside_tissue: prev.dropped_outside_tissue,
                 qc: prev.qc_summary,
+                qc_settings: opts.qc.clone(),
                 genes: prev.genes.len(),
                 encoder_genes_found: m.encoder_genes.as_ref().map_or(0, |p| p.names.len())
                     - prev.encoder_missing.len(),
@@ -377,6 +442,7 @@ pub fn ingest_spots(
         collection,
         dropped_outside_tissue: table.dropped_outside_tissue,
         qc: qc_summary,
+        qc_settings: opts.qc.clone(),
         genes: table.counts.n_genes(),
         encoder_genes_found: g - encoder_missing.len(),
         encoder_genes: g,

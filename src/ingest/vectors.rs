@@ -220,3 +220,120 @@ pub fn import_vectors(
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
+
+impl std::fmt::Display for ImportReport {
+    /// One line for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.imported == 0 {
+            return write!(
+                f,
+                "{} was already fully imported into '{}'",
+                self.file.display(),
+                self.collection
+            );
+        }
+        write!(
+            f,
+            "imported {} vectors of dim {} into '{}' in {:.2}s",
+            self.imported, self.dim, self.collection, self.seconds
+        )?;
+        if self.resumed_from > 0 {
+            write!(f, " (resumed after {} rows)", self.resumed_from)?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of [`search_vectors`].
+#[derive(Debug, Clone)]
+pub struct VectorSearch {
+    /// Query vectors read.
+    pub queries: usize,
+    /// Neighbours asked for.
+    pub k: usize,
+    /// Per query, its hits (at most `k`), nearest first.
+    pub hits: Vec<Vec<crate::store::Hit>>,
+    /// Wall time of the search (not the file read).
+    pub seconds: f64,
+}
+
+/// Search `collection` with every vector of the file `queries` (NPY or Parquet, as
+/// [`import_vectors`] reads).
+pub fn search_vectors(
+    store: &Store,
+    collection: &str,
+    queries: &Path,
+    opts: &crate::store::SearchOptions,
+) -> Result<VectorSearch> {
+    if opts.k == 0 {
+        return Err(Error::arg("k", "must be at least 1"));
+    }
+    let info = store.collection(collection)?;
+    let (rows, dim) = crate::vecio::read_all(queries, None)?;
+    if dim != info.dim {
+        return Err(Error::DimensionMismatch {
+            path: queries.to_path_buf(),
+            what: "queries".into(),
+            found: dim,
+            against: format!("collection '{}'", info.name),
+            expected: info.dim,
+        });
+    }
+    let t0 = Instant::now();
+    let hits = store.search(collection, &rows, opts)?;
+    Ok(VectorSearch {
+        queries: rows.len(),
+        k: opts.k,
+        hits,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+impl VectorSearch {
+    /// Write the ids as an N x K int64 NPY (-1 where fewer than K matched) and, when
+    /// `distances` is given, the distances as N x K float32 (NaN padded).
+    pub fn write(&self, ids: &Path, distances: Option<&Path>) -> Result<()> {
+        let rows: Vec<Vec<u64>> = self
+            .hits
+            .iter()
+            .map(|h| h.iter().map(|x| x.id).collect())
+            .collect();
+        crate::vecio::write_ids_npy(ids, &rows, self.k)?;
+        if let Some(p) = distances {
+            let d: Vec<Vec<f32>> = self
+                .hits
+                .iter()
+                .map(|h| {
+                    (0..self.k)
+                        .map(|j| h.get(j).map_or(f32::NAN, |x| x.distance))
+                        .collect()
+                })
+                .collect();
+            crate::vecio::write_f32_npy(p, &d, self.k)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for crate::store::Region {
+    type Err = Error;
+
+    /// `z0:z1,y0:y1,x0:x1` (patch origins, end exclusive).
+    fn from_str(s: &str) -> Result<Self> {
+        let err = || Error::arg("region", format!("'{s}' is not z0:z1,y0:y1,x0:x1"));
+        let parts: Vec<&str> = s.split(',').collect();
+        if parts.len() != 3 {
+            return Err(err());
+        }
+        let (mut min, mut max) = ([0i64; 3], [0i64; 3]);
+        for (i, p) in parts.iter().enumerate() {
+            let (a, b) = p.split_once(':').ok_or_else(err)?;
+            min[i] = a.trim().parse().map_err(|_| err())?;
+            max[i] = b.trim().parse().map_err(|_| err())?;
+            if max[i] <= min[i] {
+                return Err(Error::arg("region", format!("empty range '{p}'")));
+            }
+        }
+        Ok(crate::store::Region { min, max })
+    }
+}

@@ -267,7 +267,10 @@ fn stored_domains_ari(store: &Store, pred: &Predictions, seg: &Path) -> Result<(
     if rec.ids != pred.patches.ids {
         return Err(Error::NothingSelected {
             stage: "domains",
-            message: "the stored domains are of other patches".into(),
+            message: format!(
+                "the stored domains of '{}' are of other patches",
+                pred.sample.id
+            ),
         });
     }
     domains::ari_against(pred, &rec.labels, &lab, shape, seg)

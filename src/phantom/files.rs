@@ -30,10 +30,11 @@ pub(super) fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
         }
         let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         if entries.next().is_some() && !overwrite {
-            return Err(Error::bad_file(
-                dir,
-                "output directory exists and is not empty",
-            ));
+            return Err(Error::OutputExists {
+                path: dir.to_path_buf(),
+                message: "output directory exists and is not empty".into(),
+                can_overwrite: true,
+            });
         }
     }
     for d in [dir.to_path_buf(), dir.join("planes"), dir.join("truth")] {

@@ -41,6 +41,7 @@ mod files;
 mod noise;
 mod render;
 mod spots;
+mod summary;
 #[cfg(test)]
 mod tests;
 mod texture;

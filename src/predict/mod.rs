@@ -42,6 +42,25 @@ pub struct Predictions {
     pub method: Method,
 }
 
+impl std::fmt::Display for Predictions {
+    /// What was predicted and how, for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match &self.method {
+            Method::Knn { k, reference } => {
+                format!("{k} nearest spots of {}", reference.join(", "))
+            }
+            Method::Predictor => "predictor head".to_string(),
+        };
+        write!(
+            f,
+            "predicted {} genes for {} patches of '{}' ({how})",
+            self.genes.len(),
+            self.len(),
+            self.sample.id
+        )
+    }
+}
+
 /// Predicted expression of every patch of `sample` by `method`: the predictor head's
 /// stored output ([`Method::Predictor`]) or the k-nearest-spots baseline
 /// ([`Method::Knn`]). Reads the store only.

@@ -94,6 +94,8 @@ pub struct QueryResult {
     pub profile: Option<GeneProfile>,
     /// What the query started from.
     pub summary: QuerySummary,
+    /// The molecular query's settings (`None` for a profile query).
+    pub gene_query: Option<GeneQuery>,
     /// Every scored patch, best first.
     pub ranked: Vec<RankedPatch>,
     /// Triage threshold: this percentile of all scores ...
@@ -105,6 +107,57 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
+    /// One line for people on the query side: the genes, correlated genes and spots
+    /// selected of a molecular query, or the profile genes outside the encoder panel.
+    pub fn headline(&self) -> Option<String> {
+        match (&self.summary, &self.gene_query) {
+            (
+                QuerySummary::Genes {
+                    genes,
+                    correlated,
+                    thresholds,
+                    spots_total,
+                    spots_selected,
+                },
+                Some(q),
+            ) => {
+                let corr: Vec<String> = correlated
+                    .iter()
+                    .take(12)
+                    .map(|(g, r)| format!("{g} {r:.2}"))
+                    .collect();
+                let corr = if corr.is_empty() {
+                    "none".to_string()
+                } else {
+                    corr.join(", ")
+                };
+                Some(format!(
+                    "genes {}; correlated (PCC > {}): {corr}; {spots_selected} of {spots_total} \
+                     spots above the {}th percentile in at least {:.0}% of the {} filter genes",
+                    genes.join(", "),
+                    q.min_pcc,
+                    q.percentile,
+                    q.min_fraction * 100.0,
+                    thresholds.len()
+                ))
+            }
+            (
+                QuerySummary::Profile {
+                    unused_genes: u, ..
+                },
+                _,
+            ) if !u.is_empty() => {
+                let some: Vec<&str> = u.iter().take(10).map(|s| s.as_str()).collect();
+                Some(format!(
+                    "{} profile gene(s) not in the encoder panel, ignored: {}",
+                    u.len(),
+                    some.join(", ")
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The `top` best patches and the triage table, as text for people.
     pub fn table(&self, top: usize) -> String {
         let top = &self.ranked[..top.min(self.ranked.len())];
@@ -176,7 +229,9 @@ pub fn query_genes(store: &Store, q: &GeneQuery, opts: &ScoreOptions) -> Result<
         spots_selected: p.spots.len(),
     };
     let emb = p.embedding.clone();
-    score(store, &model, emb, Some(p), summary, opts)
+    let mut r = score(store, &model, emb, Some(p), summary, opts)?;
+    r.gene_query = Some(q.clone());
+    Ok(r)
 }
 
 /// Profile query: an expression profile or a marker list through the model's gene
@@ -244,6 +299,7 @@ fn score(
         embedding,
         profile,
         summary,
+        gene_query: None,
         ranked,
         threshold_percentile: opts.threshold_percentile,
         threshold,

@@ -58,7 +58,7 @@ impl SpotFormat {
             Err(Error::arg(
                 "format",
                 format!(
-                    "{}: cannot tell the spot format from the name (her2st, visium or parquet)",
+                    "{}: cannot tell the spot format from the name",
                     path.display()
                 ),
             ))

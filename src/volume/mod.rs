@@ -83,6 +83,17 @@ pub trait VolumeSource: Send {
 /// Optional linear intensity window mapped to [0, 1] (values outside are clamped).
 pub type IntensityRange = Option<(f32, f32)>;
 
+/// An intensity range must be finite with its high end above its low end.
+pub(crate) fn check_range(range: IntensityRange) -> Result<()> {
+    match range {
+        Some((lo, hi)) if !(lo.is_finite() && hi.is_finite() && hi > lo) => Err(Error::arg(
+            "intensity_range",
+            format!("high {hi} must exceed low {lo} (both finite)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn scale(dtype: Dtype, range: IntensityRange) -> (f32, f32) {
     match range {
         Some((lo, hi)) => (lo, hi),
@@ -522,6 +533,7 @@ impl VolumeSource for ImageStack {
 /// Open a volume: a `.npy` file, a `.tif`/`.tiff` multi-page file, or a directory of
 /// slice images.
 pub fn open(path: &Path, range: IntensityRange) -> Result<Box<dyn VolumeSource>> {
+    check_range(range)?;
     if path.is_dir() {
         return Ok(Box::new(ImageStack::open_dir(path, range)?));
     }
