@@ -7,9 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-python.sh
 bash scripts/setup-ort.sh
-.venv/bin/ruff check benches training tests
-.venv/bin/ruff format --check training tests
+.venv/bin/ruff check benches training tests scripts
+.venv/bin/ruff format --check training tests scripts
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --release
+# The library builds without the CLI's dependencies.
+cargo build --release --lib --no-default-features
+if cargo tree --no-default-features -e normal | grep -E "^.*(clap|indicatif) v"; then
+    echo "the library depends on clap or indicatif" >&2
+    exit 1
+fi
 (cd training && ../.venv/bin/python -m pytest -q)
