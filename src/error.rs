@@ -84,7 +84,7 @@ pub enum Error {
     },
     /// A filter left nothing to work on; `stage` says which: `spot_qc` (no spot passed
     /// QC), `gene_filter` (no spot passed the molecular query's gene filter), `spots`
-    /// (no spots of the model), `patches` / `images` (no 3D / 2D patches of the model),
+    /// (no spots of the model), `patches` (no 3D patches of the model),
     /// `patch_grid` (the volume is smaller than one patch), `domains` (no stored domains
     /// of these patches).
     #[error("{message}")]

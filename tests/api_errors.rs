@@ -4,19 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::fixture::{private_store, shared};
-use common::{expect_user_error, write_npy};
+use common::{expect_user_error, s, write_npy};
 use vortexdb::{
     Error, GeneQuery, ImportOptions, KMeansOptions, Layer, Method, PatchQuery, PatchSource,
     ScoreOptions, SpotFormat, SpotOptions, SpotPaths, Store, find_domains, import_vectors,
     ingest_spots, open_volume, predict, query_genes, query_patch, read_spots,
 };
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn an_unknown_sample_lists_the_known_ones() {

@@ -12,14 +12,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{bin, expect_ok, expect_user_error};
-use vortexdb::{PhantomParams, Store};
+use common::{bin, expect_ok, expect_user_error, new_model_store, phantom, s};
+use vortexdb::Store;
 
 const COLLECTION: &str = "vortex-tiny-phantom:3d";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// origin -> (id, vector) of every live patch of `sample`.
 fn patches(db: &Path, sample: &str) -> BTreeMap<[i64; 3], (u64, Vec<f32>)> {
@@ -39,20 +35,8 @@ fn patches(db: &Path, sample: &str) -> BTreeMap<[i64; 3], (u64, Vec<f32>)> {
 #[test]
 fn backup_during_ingest_is_consistent_and_resumable() {
     let dir = tempfile::tempdir().unwrap();
-    let ph = dir.path().join("ph");
-    vortexdb::generate_phantom(
-        &PhantomParams {
-            seed: 6,
-            shape: [32, 192, 192],
-            plane_step: 16,
-            overwrite: false,
-        },
-        &ph,
-    )
-    .unwrap();
-    let db = dir.path().join("db");
-    expect_ok(&["init", s(&db)]);
-    expect_ok(&["models", "add", s(&db), "models/default"]);
+    let ph = phantom(dir.path(), 6, [32, 192, 192], 16);
+    let db = new_model_store(dir.path(), "db");
     let vol = ph.join("volume.npy");
     let mut child = Command::new(bin())
         .args([

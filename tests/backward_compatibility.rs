@@ -6,18 +6,14 @@ mod common;
 
 use std::path::Path;
 
-use common::expect_ok;
 use common::fixture::copy_dir;
+use common::{expect_ok, s};
 use vortexdb::{
     FORMAT_VERSION, Method, OLDEST_SUPPORTED, PatchQuery, PatchSource, SearchOptions, Store,
     predict, query_patch, read_vectors,
 };
 
 const FIXTURE: &str = "tests/fixtures/store_v2";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A writable copy of the fixture with the default model's files restored.
 fn copy_fixture() -> (tempfile::TempDir, std::path::PathBuf) {

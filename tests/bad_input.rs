@@ -8,18 +8,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Float32Builder, Int64Array, ListBuilder, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use common::{clustered, expect_ok, expect_user_error, write_npy};
+use common::{clustered, expect_ok, expect_user_error, new_store, s, write_npy};
 use vortexdb::Store;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn new_store(dir: &Path) -> std::path::PathBuf {
-    let store = dir.join("db");
-    expect_ok(&["init", s(&store)]);
-    store
-}
 
 fn live(store: &Path, c: &str) -> Option<u64> {
     Store::open_read_only(store)
@@ -32,7 +22,7 @@ fn live(store: &Path, c: &str) -> Option<u64> {
 #[test]
 fn wrong_dimension() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     let a = dir.path().join("a.npy");
     let b = dir.path().join("b.npy");
     write_npy(&a, &clustered(100, 8, 3, 1));
@@ -63,7 +53,7 @@ fn wrong_dimension() {
 #[test]
 fn nan_and_inf_values_rejected_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     for (name, bad) in [("nan.npy", f32::NAN), ("inf.npy", f32::INFINITY)] {
         let mut rows = clustered(30_000, 8, 3, 3);
         rows[25_001][3] = bad;
@@ -93,7 +83,7 @@ fn nan_and_inf_values_rejected_before_any_write() {
 #[test]
 fn empty_truncated_and_wrong_dtype_files() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     let empty = dir.path().join("empty.npy");
     std::fs::write(&empty, b"").unwrap();
     expect_user_error(
@@ -167,7 +157,7 @@ fn empty_truncated_and_wrong_dtype_files() {
 #[test]
 fn unknown_collection_and_not_a_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     let q = dir.path().join("q.npy");
     write_npy(&q, &clustered(3, 8, 2, 5));
     let out = dir.path().join("o.npy");
@@ -204,7 +194,7 @@ fn unknown_collection_and_not_a_store() {
 #[test]
 fn second_writer_gets_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     let f = dir.path().join("a.npy");
     write_npy(&f, &clustered(50, 8, 3, 6));
     let holder = Store::open(&store).unwrap();
@@ -249,7 +239,7 @@ fn write_parquet(path: &Path, rows: &[Vec<f32>], with_meta: bool) {
 #[test]
 fn parquet_import_with_provenance_and_filters() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     let rows = clustered(2000, 8, 5, 7);
     let f = dir.path().join("v.parquet");
     write_parquet(&f, &rows, true);
@@ -357,7 +347,7 @@ fn parquet_import_with_provenance_and_filters() {
 #[test]
 fn retrieval_target_missing_and_bad_image() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     expect_ok(&["models", "add", s(&store), "default"]);
     let img = dir.path().join("q.png");
     image::RgbImage::from_pixel(40, 40, image::Rgb([200, 120, 180]))
@@ -416,7 +406,7 @@ fn retrieval_target_missing_and_bad_image() {
 #[test]
 fn sections_transforms_must_fit_the_images() {
     let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
+    let store = new_store(dir.path(), "db");
     expect_ok(&["models", "add", s(&store), "default"]);
     let imgs: Vec<std::path::PathBuf> = (0..2)
         .map(|i| {

@@ -11,14 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::fixture::{copy_dir, private_store, shared};
-use common::{expect_ok, expect_user_error, vortexdb};
+use common::{MODEL, expect_ok, expect_user_error, s, vortexdb};
 use vortexdb::Store;
-
-const MODEL: &str = "models/default";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A copy of the default model with its manifest edited by `edit`.
 fn edited_model(dir: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {

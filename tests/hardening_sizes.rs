@@ -14,12 +14,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use common::fixture::{private_store, shared};
-use common::{expect_ok, expect_user_error};
+use common::{expect_ok, expect_user_error, s};
 use vortexdb::Store;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn write_spot_parquet(path: &Path, x: f64, y: f64) {
     let ids: Vec<String> = (0..4).map(|i| format!("s{i}")).collect();

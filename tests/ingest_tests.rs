@@ -11,37 +11,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{bin, expect_ok, expect_user_error, vortexdb};
+use common::{MODEL, bin, expect_ok, expect_user_error, new_model_store, phantom, s, vortexdb};
+use vortexdb::Store;
 use vortexdb::{Model, RunOptions};
-use vortexdb::{PhantomParams, Store};
 
-const MODEL: &str = "models/default";
 const COLLECTION: &str = "vortex-tiny-phantom:3d";
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn phantom(dir: &Path, shape: [usize; 3]) -> PathBuf {
-    let out = dir.join("ph");
-    vortexdb::generate_phantom(
-        &PhantomParams {
-            seed: 2,
-            shape,
-            plane_step: 16,
-            overwrite: false,
-        },
-        &out,
-    )
-    .unwrap();
-    out
-}
-
-fn new_store(dir: &Path, name: &str) -> PathBuf {
-    let db = dir.join(name);
-    expect_ok(&["init", s(&db)]);
-    expect_ok(&["models", "add", s(&db), MODEL]);
-    db
+/// The seed-2 phantom (the one the default model was tuned on; these tests check
+/// ingest mechanics, not model quality).
+fn phantom2(dir: &Path, shape: [usize; 3]) -> PathBuf {
+    phantom(dir, 2, shape, 16)
 }
 
 /// Every stored (origin -> vector) of a sample, failing on duplicates.
@@ -72,8 +51,8 @@ fn read_u8_volume(path: &Path) -> (Vec<usize>, Vec<u8>) {
 #[test]
 fn ingest_embeddings_equal_direct_computation_and_rerun_is_a_noop() {
     let dir = tempfile::tempdir().unwrap();
-    let ph = phantom(dir.path(), [24, 96, 96]);
-    let db = new_store(dir.path(), "db");
+    let ph = phantom2(dir.path(), [24, 96, 96]);
+    let db = new_model_store(dir.path(), "db");
     let vol = ph.join("volume.npy");
     let o = expect_ok(&[
         "ingest",
@@ -160,7 +139,7 @@ fn tissue_mask_skips_background_and_records_geometry() {
     }
     let vol = dir.path().join("half.npy");
     vortexdb::write_u8_npy(&vol, &[z, y, x], &v).unwrap();
-    let db = new_store(dir.path(), "db");
+    let db = new_model_store(dir.path(), "db");
     expect_ok(&[
         "ingest",
         "volume",
@@ -194,14 +173,14 @@ fn tissue_mask_skips_background_and_records_geometry() {
 #[test]
 fn sections_stack_into_a_2_5d_volume() {
     let dir = tempfile::tempdir().unwrap();
-    let ph = phantom(dir.path(), [48, 128, 128]);
+    let ph = phantom2(dir.path(), [48, 128, 128]);
     let planes: Vec<PathBuf> = (0..3)
         .map(|i| {
             ph.join("planes")
                 .join(format!("plane_{:03}.png", 8 + 16 * i))
         })
         .collect();
-    let db = new_store(dir.path(), "db");
+    let db = new_model_store(dir.path(), "db");
     let mut args = vec![
         "ingest",
         "sections",
@@ -227,10 +206,10 @@ fn sections_stack_into_a_2_5d_volume() {
 #[test]
 fn kill_9_during_ingest_then_rerun_completes_without_duplicates_or_gaps() {
     let dir = tempfile::tempdir().unwrap();
-    let ph = phantom(dir.path(), [32, 160, 160]);
+    let ph = phantom2(dir.path(), [32, 160, 160]);
     let vol = ph.join("volume.npy");
     // Reference: one uninterrupted run.
-    let reference = new_store(dir.path(), "ref");
+    let reference = new_model_store(dir.path(), "ref");
     expect_ok(&[
         "ingest",
         "volume",
@@ -243,7 +222,7 @@ fn kill_9_during_ingest_then_rerun_completes_without_duplicates_or_gaps() {
     ]);
     let want = stored(&reference, "v");
 
-    let db = new_store(dir.path(), "db");
+    let db = new_model_store(dir.path(), "db");
     let mut child = Command::new(bin())
         .args([
             "ingest",
@@ -342,7 +321,7 @@ fn write_tiff_pages(path: &Path, pages: usize, h: u32, w: u32) {
 fn bad_volumes_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let db = new_store(d, "db");
+    let db = new_model_store(d, "db");
     let ingest = |path: &Path, needles: &[&str]| {
         expect_user_error(
             &["ingest", "volume", s(&db), "--sample", "bad", s(path)],
@@ -369,7 +348,7 @@ fn bad_volumes_are_refused_before_anything_is_written() {
         "all",
     ]);
 
-    let db = new_store(d, "db2");
+    let db = new_model_store(d, "db2");
     let ingest = |path: &Path, needles: &[&str]| {
         expect_user_error(
             &["ingest", "volume", s(&db), "--sample", "bad", s(path)],

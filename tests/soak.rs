@@ -15,22 +15,18 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Rng, bin, brute_force, clustered, expect_ok, write_npy};
-use vortexdb::{PhantomParams, SearchOptions, Store};
+use common::{Rng, bin, brute_force, clustered, expect_ok, phantom, s, write_npy};
+use vortexdb::{SearchOptions, Store};
 
 const ROWS: usize = 12_000;
 const DIM: usize = 16;
 const BATCH: usize = 200;
 const COLL3D: &str = "vortex-tiny-phantom:3d";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// origin -> vector of every live patch of `sample`, failing on duplicates.
 fn patches(st: &Store, sample: &str) -> BTreeMap<[i64; 3], Vec<f32>> {
@@ -267,17 +263,7 @@ fn mixed_workload_survives_random_sigkills() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let dir = tempfile::tempdir().unwrap();
-    let ph = dir.path().join("ph");
-    vortexdb::generate_phantom(
-        &PhantomParams {
-            seed: 6,
-            shape: [24, 160, 160],
-            plane_step: 8,
-            overwrite: false,
-        },
-        &ph,
-    )
-    .unwrap();
+    let ph = phantom(dir.path(), 6, [24, 160, 160], 8);
     let rows = clustered(ROWS, DIM, 20, 11);
     let vectors = dir.path().join("v.npy");
     write_npy(&vectors, &rows);

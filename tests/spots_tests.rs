@@ -14,18 +14,12 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
-use common::{expect_ok, expect_user_error};
+use common::{MODEL, expect_ok, expect_user_error, new_model_store, phantom, s};
 use ndarray::Array2;
 use vortexdb::Store;
 use vortexdb::{GeneIndex, QcSettings, highly_variable_genes, normalize_log1p, quality_control};
 use vortexdb::{Model, RunOptions};
 use vortexdb::{SpotFormat, SpotPaths, SpotTable, read_spots};
-
-const MODEL: &str = "models/default";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -315,13 +309,6 @@ fn qc_normalisation_and_hvg_match_scanpy_on_her2st_c1() {
     }
 }
 
-fn new_store(dir: &Path) -> PathBuf {
-    let db = dir.join("db");
-    expect_ok(&["init", s(&db)]);
-    expect_ok(&["models", "add", s(&db), MODEL]);
-    db
-}
-
 fn assert_no_spots(db: &Path) {
     let store = Store::open_read_only(db).unwrap();
     assert!(
@@ -337,18 +324,8 @@ fn assert_no_spots(db: &Path) {
 #[test]
 fn phantom_spot_embeddings_equal_a_direct_computation_and_rerun_is_a_noop() {
     let dir = tempfile::tempdir().unwrap();
-    let ph = dir.path().join("ph");
-    vortexdb::generate_phantom(
-        &vortexdb::PhantomParams {
-            seed: 3,
-            shape: [48, 256, 256],
-            plane_step: 16,
-            overwrite: false,
-        },
-        &ph,
-    )
-    .unwrap();
-    let db = new_store(dir.path());
+    let ph = phantom(dir.path(), 3, [48, 256, 256], 16);
+    let db = new_model_store(dir.path(), "db");
     let spots = ph.join("spots.parquet");
     let out = expect_ok(&[
         "--json",
@@ -455,7 +432,7 @@ fn phantom_spot_embeddings_equal_a_direct_computation_and_rerun_is_a_noop() {
 #[test]
 fn bad_spot_inputs_are_refused_with_clear_errors_and_nothing_written() {
     let dir = tempfile::tempdir().unwrap();
-    let db = new_store(dir.path());
+    let db = new_model_store(dir.path(), "db");
     let genes: Vec<String> = (1..=10).map(|i| format!("GLD{i:02}")).collect();
     let g: Vec<&str> = genes.iter().map(|s| s.as_str()).collect();
     let ones = || vec!["1"; 10];

@@ -60,6 +60,9 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::InvalidArgument { name, .. } => match name.as_str() {
             "format" => "pass --format her2st|visium|parquet".into(),
             "positions" => "pass --positions FILE".into(),
+            "target" => "add 3D patches with `vortexdb ingest volume|sections` or 2D ones \
+                         with `vortexdb ingest image`"
+                .into(),
             _ => return None,
         },
         Error::NothingSelected { stage, .. } => match *stage {
@@ -67,7 +70,6 @@ pub fn hint(e: &Error) -> Option<String> {
             "gene_filter" => "lower --percentile or --min-fraction".into(),
             "spots" => "ingest some with `vortexdb ingest spots`".into(),
             "patches" => "ingest a volume first".into(),
-            "images" => "add images with `vortexdb ingest image`, or search --target 3d".into(),
             "patch_grid" => "give the right --um-per-voxel or a larger volume".into(),
             "domains" => "run `vortexdb domains STORE --sample SAMPLE` first".into(),
             _ => return None,

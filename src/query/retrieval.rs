@@ -109,18 +109,14 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
     let model = store.load_model(q.model.as_deref())?;
     let target = crate::store::collection_name(&model.manifest.name, q.target);
     if store.collection(&target).is_err() {
-        return Err(Error::NothingSelected {
-            stage: if q.target == crate::store::Modality::Image2d {
-                "images"
-            } else {
-                "patches"
-            },
-            message: format!(
+        return Err(Error::arg(
+            "target",
+            format!(
                 "no {} patches of model '{}' in this store",
                 q.target.name(),
                 model.manifest.name
             ),
-        });
+        ));
     }
     let (query, own_sample, source): (Vec<f32>, Option<String>, String) = match &q.source {
         PatchSource::Stored { sample: s, at: v } => {

@@ -5,14 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::expect_ok;
-use vortexdb::PhantomParams;
-
-const MODEL: &str = "models/default";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use super::{expect_ok, s};
 
 pub struct Shared {
     _dir: tempfile::TempDir,
@@ -26,20 +19,8 @@ pub fn shared() -> &'static Shared {
     static S: OnceLock<Shared> = OnceLock::new();
     S.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let ph = dir.path().join("ph");
-        vortexdb::generate_phantom(
-            &PhantomParams {
-                seed: 5,
-                shape: [16, 160, 160],
-                plane_step: 16,
-                overwrite: false,
-            },
-            &ph,
-        )
-        .unwrap();
-        let store = dir.path().join("db");
-        expect_ok(&["init", s(&store)]);
-        expect_ok(&["models", "add", s(&store), MODEL]);
+        let ph = super::phantom(dir.path(), 5, [16, 160, 160], 16);
+        let store = super::new_model_store(dir.path(), "db");
         let vol = ph.join("volume.npy");
         expect_ok(&["ingest", "volume", s(&store), "--sample", "ph", s(&vol)]);
         let spots = ph.join("spots.parquet");

@@ -1,11 +1,50 @@
 //! Helpers shared by the integration tests: a deterministic generator of clustered
-//! vectors (like learned embeddings), NPY writing, and running the CLI.
+//! vectors (like learned embeddings), NPY writing, phantoms, new stores, and running
+//! the CLI.
 #![allow(dead_code)]
 
 pub mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The built-in default model's directory.
+pub const MODEL: &str = "models/default";
+
+/// A path as a CLI argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A new, empty store `dir/name` (through the CLI).
+pub fn new_store(dir: &Path, name: &str) -> PathBuf {
+    let db = dir.join(name);
+    expect_ok(&["init", s(&db)]);
+    db
+}
+
+/// A new store `dir/name` with the default model registered.
+pub fn new_model_store(dir: &Path, name: &str) -> PathBuf {
+    let db = new_store(dir, name);
+    expect_ok(&["models", "add", s(&db), MODEL]);
+    db
+}
+
+/// The phantom of `seed` and `shape` (planes every `plane_step` slices) in `dir/ph`.
+pub fn phantom(dir: &Path, seed: u64, shape: [usize; 3], plane_step: usize) -> PathBuf {
+    let out = dir.join("ph");
+    vortexdb::generate_phantom(
+        &vortexdb::PhantomParams {
+            seed,
+            shape,
+            plane_step,
+            overwrite: false,
+        },
+        &out,
+    )
+    .unwrap();
+    out
+}
 
 /// xorshift64* generator: deterministic, no dependency.
 pub struct Rng(u64);
