@@ -12,8 +12,12 @@
 //! by the `write_*` calls. Errors are [`Error`] variants with structured fields. The
 //! `vortexdb` binary (feature `cli`) is a thin face over these calls. The modules:
 //!
-//! * `store`: the source of truth, transactions, locking, the HNSW life cycle, search,
-//!   and the catalog (models, samples, spots, predictions, domains);
+//! * `engine`: the vector engine: the source of truth, transactions, locking,
+//!   collections, vectors, tombstones, import marks, the HNSW life cycle, search;
+//! * `catalog`: above the engine: models, samples, spots, predictions, domains, the
+//!   typed kinds of records and the store summary;
+//! * `maintenance`: what must know every table: create/open (the catalog's tables,
+//!   the schema-1 migration), check, backup;
 //! * `index`: the HNSW graph (hand-written in hnswlib's layout), its snapshots and exact search;
 //! * `vecio`: NPY / Parquet vector files;
 //! * `codec`: byte encodings (every record with a CRC-32) and the schema version;
@@ -47,15 +51,18 @@
 
 #![warn(missing_docs)]
 
+mod catalog;
 mod codec;
 mod demo;
 mod domains;
+mod engine;
 mod error;
 mod export;
 mod expression;
 mod index;
 mod ingest;
 mod limits;
+mod maintenance;
 mod metrics;
 mod model;
 mod names;
@@ -64,23 +71,27 @@ mod predict;
 mod query;
 mod render;
 mod spots;
-mod store;
 mod vecio;
 mod volume;
 
 // Errors.
 pub use error::{Error, Layer, Result, UnknownGene};
 
-// The store: vector engine (collections, vectors, tombstones, import marks, snapshots,
-// search) and catalog (models, samples, spots, predictions, domains).
-pub use codec::{FORMAT_VERSION, OLDEST_SUPPORTED};
-pub use store::{
-    BackupReport, CollectionInfo, CollectionSpec, DB_FILE, DomainRecord, ExpressionRecord, Filter,
-    Hit, INDEX_DIR, ImportMark, ImportProgress, IngestStatus, LOCK_FILE, MODELS_DIR, Modality,
-    ModelRecord, NewVector, PatchRecord, Region, SampleKind, SamplePredictions, SampleRecord,
-    Scored, ScoredPatch, SearchOptions, SnapshotState, SpotBatch, SpotRecord, SpotSetRecord, Store,
-    StoreInfo, StoreSummary, collection_name,
+// The store: the vector engine (collections, vectors, tombstones, import marks,
+// snapshots, search), the catalog above it (models, samples, spots, predictions,
+// domains) and whole-store maintenance (backup).
+pub use catalog::{
+    DomainRecord, ExpressionRecord, IngestStatus, MODELS_DIR, Modality, ModelRecord, SampleKind,
+    SamplePredictions, SampleRecord, SpotBatch, SpotRecord, SpotSetRecord, StoreSummary,
+    collection_name,
 };
+pub use codec::{FORMAT_VERSION, OLDEST_SUPPORTED};
+pub use engine::{
+    CollectionInfo, CollectionSpec, DB_FILE, Filter, Hit, INDEX_DIR, ImportMark, ImportProgress,
+    LOCK_FILE, NewVector, PatchRecord, Region, Scored, ScoredPatch, SearchOptions, SnapshotState,
+    Store, StoreInfo,
+};
+pub use maintenance::BackupReport;
 
 // The HNSW index.
 pub use index::{HnswParams, Metric, SnapshotFile, SnapshotInfo, VectorIndex};

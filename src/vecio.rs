@@ -15,8 +15,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Float32Type, Int32Type, Int64Type};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
+use crate::engine::PatchRecord;
 use crate::error::{Error, Result};
-use crate::store::PatchRecord;
 
 mod parquet_footer;
 

@@ -16,6 +16,7 @@ pub use report::{
 };
 
 use crate::domains::{self, KMeansOptions};
+use crate::engine::{SearchOptions, Store};
 use crate::error::{Error, Result};
 use crate::export::{write_json, write_png, write_predictions_parquet};
 use crate::ingest::{IngestOptions, SpotOptions, ingest_spots, ingest_volume};
@@ -28,7 +29,6 @@ use crate::query::heatmap::{Heatmap, auto_downsample, heatmap, overlay};
 use crate::query::{GeneQuery, gene_profile, rank_patches};
 use crate::render::{PALETTE, domain_slice, underlay};
 use crate::spots::{SpotFormat, SpotPaths, read_spots};
-use crate::store::{SearchOptions, Store};
 
 /// File inside a store the demo made: only such a store is replaced by the next run.
 pub const DEMO_MARKER: &str = "DEMO_STORE";

@@ -8,10 +8,10 @@ use std::path::Path;
 
 pub use kmeans::{KMeans, KMeansOptions, kmeans};
 
+use crate::catalog::DomainRecord;
 use crate::error::{Error, Result};
 use crate::predict::Predictions;
 use crate::query::heatmap::heatmap;
-use crate::store::DomainRecord;
 
 /// One domain's summary.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -99,7 +99,7 @@ impl std::fmt::Display for Domains {
 /// evaluation), with the ARI against `segmentation` (an NPY of integer labels of the
 /// source volume) when given. The segmentation is read before anything is computed.
 pub fn find_domains(
-    store: &crate::store::Store,
+    store: &crate::engine::Store,
     sample: &str,
     opts: &KMeansOptions,
     segmentation: Option<&Path>,

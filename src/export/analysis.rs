@@ -8,13 +8,13 @@ use serde_json::json;
 use super::{
     col, write_f32_array_npy, write_json, write_parquet, write_png, write_tiff, write_u8_array_npy,
 };
+use crate::catalog::SampleRecord;
 use crate::domains::Domains;
 use crate::error::{Error, Result};
 use crate::metrics::compare::Evaluation;
 use crate::predict::Predictions;
 use crate::query::heatmap::{Heatmap, auto_downsample, overlay};
 use crate::render::{domain_slice, eval_markdown, pcc_chart, spot_maps, underlay};
-use crate::store::SampleRecord;
 
 /// Parquet of every patch: `patch_id`, `z`, `y`, `x` (model voxels), `tissue`, one
 /// float32 column per predicted gene.

@@ -6,12 +6,12 @@ use arrow::array::{Float32Array, Int64Array, StringArray, UInt64Array};
 use serde_json::json;
 
 use super::{col, write_f32_array_npy, write_json, write_parquet, write_png, write_tiff};
+use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::query::QueryResult;
 use crate::query::heatmap::overlay;
 use crate::render::underlay;
-use crate::store::Store;
 
 /// What [`write_query`] writes.
 #[derive(Debug, Clone)]

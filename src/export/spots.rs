@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::engine::Store;
 use crate::error::{Error, Result};
-use crate::store::Store;
 use crate::vecio::write_f32_npy;
 
 /// What [`write_spots`] wrote.

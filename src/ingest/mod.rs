@@ -32,13 +32,11 @@ pub use vectors::{
     ImportAck, ImportOptions, ImportReport, VectorSearch, import_vectors, search_vectors,
 };
 
+use crate::catalog::{IngestStatus, SampleKind, SampleRecord};
+use crate::engine::{CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, Store};
 use crate::error::{Error, Result};
 use crate::index::Metric;
 use crate::model::{Model, RunOptions};
-use crate::store::{
-    CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, SampleRecord, Store,
-};
-use crate::store::{IngestStatus, SampleKind};
 use crate::volume::VolumeSource;
 use crate::volume::grid::{
     Grid, OTSU_BINS, Polarity, Resampled, box_count, histogram_add, mask_integral, otsu,
@@ -73,10 +71,10 @@ impl Encoder {
     }
 
     /// The modality of the collection it fills.
-    pub fn modality(self) -> crate::store::Modality {
+    pub fn modality(self) -> crate::catalog::Modality {
         match self {
-            Encoder::Image3d => crate::store::Modality::Image3d,
-            Encoder::Image2d => crate::store::Modality::Image2d,
+            Encoder::Image3d => crate::catalog::Modality::Image3d,
+            Encoder::Image2d => crate::catalog::Modality::Image2d,
         }
     }
 
@@ -334,7 +332,7 @@ pub fn ingest_volume(
         .collect();
 
     let kind = opts.encoder.collection_kind();
-    let collection = crate::store::collection_name(&m.name, opts.encoder.modality());
+    let collection = crate::catalog::collection_name(&m.name, opts.encoder.modality());
     if store.collection(&collection).is_err() {
         store.create_collection(&CollectionSpec::for_model(
             &m.name,

@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{Encoder, IngestOptions, IngestReport, Progress, ingest_volume};
+use crate::catalog::SampleKind;
+use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::model::{MANIFEST_FILE, Model};
-use crate::store::{SampleKind, Store};
 use crate::volume::grid::Polarity;
 use crate::volume::register::{Registered, Transforms};
 use crate::volume::{ImageStack, IntensityRange, VolumeSource};

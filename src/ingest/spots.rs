@@ -11,6 +11,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::file_fingerprint;
+use crate::catalog::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
+use crate::engine::{CollectionSpec, PatchRecord, Store};
 use crate::error::{Error, Result};
 use crate::expression::{
     GeneIndex, QcSettings, QcSummary, dense_panel, highly_variable_genes, normalize_log1p,
@@ -19,9 +21,6 @@ use crate::expression::{
 use crate::index::Metric;
 use crate::model::{Model, RunOptions};
 use crate::spots::SpotTable;
-use crate::store::{
-    CollectionSpec, ExpressionRecord, PatchRecord, SpotBatch, SpotRecord, SpotSetRecord, Store,
-};
 
 /// Settings of a spot ingest.
 #[derive(Debug, Clone)]
@@ -391,7 +390,7 @@ pub fn ingest_spots(
             smoothed: s,
         })
         .collect();
-    let collection = crate::store::collection_name(&m.name, crate::store::Modality::Spots);
+    let collection = crate::catalog::collection_name(&m.name, crate::catalog::Modality::Spots);
     if store.collection(&collection).is_err() {
         let metric = Metric::Cosine;
         store.create_collection(&CollectionSpec::for_model(

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::{CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, Store};
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, Metric};
-use crate::store::{CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, Store};
 use crate::vecio::VectorReader;
 
 /// Settings of [`import_vectors`].
@@ -154,7 +154,7 @@ pub fn import_vectors(
         store.create_collection(&CollectionSpec {
             name: opts.collection.clone(),
             model: "raw".into(),
-            modality: crate::store::Modality::Raw.name().into(),
+            modality: crate::catalog::Modality::Raw.name().into(),
             dim,
             metric: opts.metric,
             hnsw: opts.hnsw,
@@ -252,7 +252,7 @@ pub struct VectorSearch {
     /// Neighbours asked for.
     pub k: usize,
     /// Per query, its hits (at most `k`), nearest first.
-    pub hits: Vec<Vec<crate::store::Hit>>,
+    pub hits: Vec<Vec<crate::engine::Hit>>,
     /// Wall time of the search (not the file read).
     pub seconds: f64,
 }
@@ -263,7 +263,7 @@ pub fn search_vectors(
     store: &Store,
     collection: &str,
     queries: &Path,
-    opts: &crate::store::SearchOptions,
+    opts: &crate::engine::SearchOptions,
 ) -> Result<VectorSearch> {
     if opts.k == 0 {
         return Err(Error::arg("k", "must be at least 1"));
@@ -315,7 +315,7 @@ impl VectorSearch {
     }
 }
 
-impl std::str::FromStr for crate::store::Region {
+impl std::str::FromStr for crate::engine::Region {
     type Err = Error;
 
     /// `z0:z1,y0:y1,x0:x1` (patch origins, end exclusive).
@@ -334,6 +334,6 @@ impl std::str::FromStr for crate::store::Region {
                 return Err(Error::arg("region", format!("empty range '{p}'")));
             }
         }
-        Ok(crate::store::Region { min, max })
+        Ok(crate::engine::Region { min, max })
     }
 }

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::eval::{EvalInput, EvalReport, evaluate};
+use crate::catalog::{ExpressionRecord, SpotRecord};
 use crate::domains;
+use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::predict::{Predictions, gene_columns};
-use crate::store::{ExpressionRecord, SpotRecord, Store};
 
 /// Predicted against measured expression at the spots: the report, the genes, the
 /// predicted and measured values and the spot positions.

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
+use crate::catalog::{SamplePredictions, SampleRecord, SpotRecord};
+use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::query::close_matches;
 use crate::query::heatmap::{Heatmap, heatmap};
-use crate::store::{SamplePredictions, SampleRecord, SpotRecord, Store};
 
 /// How a prediction was made.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -93,7 +94,7 @@ impl Predictions {
     /// The predictor head's output for every patch of `sample`.
     pub fn load(store: &Store, sample: &str) -> Result<Predictions> {
         let rec = sample_record(store, sample)?;
-        if rec.sample_kind() == Some(crate::store::SampleKind::Image) {
+        if rec.sample_kind() == Some(crate::catalog::SampleKind::Image) {
             return Err(Error::arg(
                 "sample",
                 format!(

@@ -26,10 +26,10 @@ use rayon::prelude::*;
 
 use serde::Serialize;
 
+use crate::engine::{Filter, Store};
 use crate::error::{Error, Result};
 use crate::expression::GeneIndex;
 use crate::model::{Model, RunOptions};
-use crate::store::{Filter, Store};
 
 /// Settings of a molecular (genes -> morphology) query.
 #[derive(Debug, Clone)]

@@ -12,10 +12,10 @@ use super::{
     GeneProfile, GeneQuery, RankedPatch, TriageRow, gene_profile, profile_embedding, rank_patches,
     score_percentile, triage,
 };
+use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::{Model, RunOptions};
-use crate::store::Store;
 
 /// Where a molecular or profile query scores, shared by [`query_genes`] and
 /// [`query_profile`].
@@ -278,7 +278,7 @@ fn score(
     opts: &ScoreOptions,
 ) -> Result<QueryResult> {
     let collection =
-        crate::store::collection_name(&model.manifest.name, crate::store::Modality::Image3d);
+        crate::catalog::collection_name(&model.manifest.name, crate::catalog::Modality::Image3d);
     let ranked = rank_patches(
         store,
         &collection,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::store::{Filter, SearchOptions, Store};
+use crate::engine::{Filter, SearchOptions, Store};
 
 /// What the query patch is.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ pub struct PatchQuery {
     pub exact: bool,
     /// What to search: [`crate::Modality::Image3d`] (volume and section-stack patches)
     /// or [`crate::Modality::Image2d`] (images).
-    pub target: crate::store::Modality,
+    pub target: crate::catalog::Modality,
 }
 
 impl PatchQuery {
@@ -54,7 +54,7 @@ impl PatchQuery {
             exclude_self: false,
             model: None,
             exact: false,
-            target: crate::store::Modality::Image3d,
+            target: crate::catalog::Modality::Image3d,
         }
     }
 }
@@ -107,7 +107,7 @@ impl std::fmt::Display for PatchResult {
 pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
     limits::int_arg("top", q.top, 1, limits::MAX_K)?;
     let model = store.load_model(q.model.as_deref())?;
-    let target = crate::store::collection_name(&model.manifest.name, q.target);
+    let target = crate::catalog::collection_name(&model.manifest.name, q.target);
     if store.collection(&target).is_err() {
         return Err(Error::arg(
             "target",

@@ -2,10 +2,10 @@
 //! slices, the PCC bar chart and predicted-vs-measured spot maps. Each returns an
 //! in-memory `image::RgbImage`; [`crate::export`] writes them.
 
+use crate::catalog::SampleRecord;
 use crate::metrics::compare::Comparison;
 use crate::metrics::eval::EvalReport;
 use crate::query::heatmap::{Heatmap, coolwarm};
-use crate::store::SampleRecord;
 use crate::volume::VolumeSource;
 
 /// Ten distinct colours (matplotlib's tab10) for domain labels 1..=10.

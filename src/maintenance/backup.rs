@@ -12,12 +12,11 @@ use std::time::Instant;
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTransaction};
 
-use super::catalog::{MODELS, MODELS_DIR, SAMPLES};
-use super::predictions::{DOMAINS, PREDICTIONS};
-use super::spots::{EXPRESSION, SPOT_SETS, SPOTS};
-use super::tables::*;
-use super::{DB_FILE, INDEX_DIR, Store, db_err};
+use crate::catalog::tables::{DOMAINS, EXPRESSION, MODELS, PREDICTIONS, SAMPLES, SPOT_SETS, SPOTS};
+use crate::catalog::{MODELS_DIR, ModelRecord};
 use crate::codec;
+use crate::engine::tables::*;
+use crate::engine::{DB_FILE, INDEX_DIR, Store, create_database, db_err, decode_or_corrupt};
 use crate::error::{Error, Result};
 
 /// What a backup copied.
@@ -123,9 +122,7 @@ impl Store {
         let src_path = self.db_path();
         let dst_path = partial.join(DB_FILE);
         std::fs::create_dir_all(partial.join(INDEX_DIR)).map_err(|e| Error::io(partial, e))?;
-        let db = super::builder()
-            .create(&dst_path)
-            .map_err(|e| super::map_open_error(&dst_path, e))?;
+        let db = create_database(&dst_path)?;
         // One read transaction: everything below is the source at one generation.
         let src = self.read()?;
         let mut dst = db.begin_write().map_err(|e| db_err(&dst_path, e))?;
@@ -179,7 +176,7 @@ impl Store {
         let models = src.open_table(MODELS).map_err(|e| db_err(&src_path, e))?;
         for kv in models.iter().map_err(|e| db_err(&src_path, e))? {
             let (_, v) = kv.map_err(|e| db_err(&src_path, e))?;
-            let rec: super::ModelRecord = super::decode_or_corrupt(&src_path, v.value(), "model")?;
+            let rec: ModelRecord = decode_or_corrupt(&src_path, v.value(), "model")?;
             if !self.model_files_intact(&rec)? {
                 return Err(Error::Corrupted {
                     path: self.model_dir(&rec.name),

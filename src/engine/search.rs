@@ -1,4 +1,7 @@
-//! Keeping each collection's HNSW graph in step with redb, and searching it.
+//! Search: the `k` nearest vectors by HNSW (filter applied during the walk, every hit
+//! re-checked, an unfillable query redone exactly) or by brute force over redb, the
+//! filters (samples, excluded samples, a box of patch origins) compiled against each
+//! collection's provenance, and exhaustive similarities for heatmaps and ranks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -6,14 +9,13 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use redb::ReadTransaction;
 
+use super::snapshots::Live;
 use super::tables::*;
-use super::{Store, db_err, decode_record_at, load_snapshot, read_tombstones};
+use super::vectors::validate_vector;
+use super::{Store, db_err, decode_record_at};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::index::{self, ExactTopK, VectorIndex};
-
-/// Rows read from redb per rebuild step (bounds memory while rebuilding).
-const REBUILD_CHUNK: usize = 20_000;
+use crate::index::{self, ExactTopK};
 
 /// A search hit.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -109,15 +111,6 @@ pub(crate) struct Meta {
     rows: HashMap<u64, (u32, [i64; 3])>,
 }
 
-/// A collection's graph and what it reflects.
-pub(crate) struct Live {
-    index: VectorIndex,
-    tombstones: HashSet<u64>,
-    generation: u64,
-    epoch: u64,
-    meta: Option<(u64, Arc<Meta>)>,
-}
-
 /// A compiled filter: a predicate over ids plus, when provenance was needed, the list
 /// of allowed ids (for choosing exact search when few pass).
 struct Compiled<'a> {
@@ -132,215 +125,6 @@ impl Compiled<'_> {
 }
 
 impl Store {
-    pub(crate) fn after_insert(&self, info: &CollectionInfo, prepared: &[(u64, Vec<f32>)]) {
-        let mut live = self.live.write().expect("live lock");
-        if let Some(l) = live.get_mut(&info.id) {
-            if l.generation + 1 == info.generation && l.epoch == info.epoch {
-                l.index.insert(prepared);
-                l.generation = info.generation;
-            } else {
-                live.remove(&info.id);
-            }
-        }
-    }
-
-    pub(crate) fn after_delete(&self, info: &CollectionInfo, removed: &[u64]) {
-        let mut live = self.live.write().expect("live lock");
-        if let Some(l) = live.get_mut(&info.id) {
-            if l.generation + 1 == info.generation && l.epoch == info.epoch {
-                l.tombstones.extend(removed);
-                l.generation = info.generation;
-            } else {
-                live.remove(&info.id);
-            }
-        }
-    }
-
-    /// Make sure the collection's graph is loaded and reflects redb's current state;
-    /// returns the collection. Writes a fresh snapshot when it had to rebuild or catch
-    /// up and the store is writable.
-    pub fn sync_index(&self, collection: &str) -> Result<CollectionInfo> {
-        let txn = self.read()?;
-        let info = self.collection_in(&txn, collection)?;
-        let changed = {
-            let live = self.live.read().expect("live lock");
-            !matches!(live.get(&info.id), Some(l) if l.generation == info.generation && l.epoch == info.epoch)
-        };
-        if changed {
-            let mut live = self.live.write().expect("live lock");
-            let existing = live.remove(&info.id);
-            let (l, work) = self.bring_up_to_date(&txn, &info, existing)?;
-            live.insert(info.id, l);
-            drop(live);
-            if work > 0 && self.is_writable() {
-                self.save_snapshot(collection)?;
-            }
-        }
-        Ok(info)
-    }
-
-    /// Returns the up-to-date graph and how many points had to be inserted.
-    fn bring_up_to_date(
-        &self,
-        txn: &ReadTransaction,
-        info: &CollectionInfo,
-        existing: Option<Live>,
-    ) -> Result<(Live, usize)> {
-        let path = self.db_path();
-        let (mut index, mut inserted) = match existing {
-            Some(l) if l.epoch == info.epoch && l.generation <= info.generation => (l.index, 0),
-            _ => match load_snapshot(self, txn, info)? {
-                Some((idx, _)) => (idx, 0),
-                None => (
-                    VectorIndex::new(info.dim, info.metric, info.hnsw, info.live as usize),
-                    0,
-                ),
-            },
-        };
-        // Catch up: ids are assigned in increasing order and never reused, so all that
-        // is missing is the key range after the graph's largest id.
-        let start = index.max_id().map_or(0, |m| m + 1);
-        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
-        let mut chunk: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_CHUNK);
-        let mut buf = Vec::new();
-        for entry in vectors
-            .range((info.id, start)..=(info.id, u64::MAX))
-            .map_err(|e| db_err(&path, e))?
-        {
-            let (k, v) = entry.map_err(|e| db_err(&path, e))?;
-            let id = k.value().1;
-            if !codec::decode_vector((info.id, id), v.value(), info.dim, &mut buf) {
-                return Err(Error::Corrupted {
-                    path,
-                    message: format!("vector {id} of '{}' fails its checksum", info.name),
-                });
-            }
-            let p = index::prepare(&buf, info.metric).ok_or_else(|| Error::Corrupted {
-                path: path.clone(),
-                message: format!("vector {id} of '{}' is zero under cosine", info.name),
-            })?;
-            chunk.push((id, p));
-            if chunk.len() == REBUILD_CHUNK {
-                index.insert(&chunk);
-                inserted += chunk.len();
-                chunk.clear();
-            }
-        }
-        index.insert(&chunk);
-        inserted += chunk.len();
-        let tombstones = read_tombstones(txn, &path, info.id)?;
-        Ok((
-            Live {
-                index,
-                tombstones,
-                generation: info.generation,
-                epoch: info.epoch,
-                meta: None,
-            },
-            inserted,
-        ))
-    }
-
-    /// Write the collection's graph as the current snapshot (writers only). The files
-    /// are made durable before redb names them; older snapshots are then removed.
-    pub fn save_snapshot(&self, collection: &str) -> Result<()> {
-        let db = self.writer()?;
-        let path = self.db_path();
-        let info = self.collection(collection)?;
-        let index_root = self.dir.join(super::INDEX_DIR);
-        let name = format!("c{}-e{}-g{}", info.id, info.epoch, info.generation);
-        let tmp = index_root.join(format!("tmp-{name}-{}", std::process::id()));
-        let final_dir = index_root.join(&name);
-        let snapshot_info = {
-            let live = self.live.read().expect("live lock");
-            let Some(l) = live.get(&info.id) else {
-                return Ok(());
-            };
-            if l.generation != info.generation || l.epoch != info.epoch {
-                return Ok(()); // a newer write raced us; the next sync will snapshot
-            }
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            l.index.save(&tmp)?
-        };
-        let _ = std::fs::remove_dir_all(&final_dir);
-        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-        index::sync_dir(&index_root)?;
-        let rec = SnapshotRecord {
-            generation: info.generation,
-            epoch: info.epoch,
-            dir: name.clone(),
-            info: snapshot_info,
-        };
-        {
-            let _w = self.write_guard.lock().expect("write lock");
-            let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
-            {
-                let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| db_err(&path, e))?;
-                snaps
-                    .insert(info.id, codec::encode(&rec).as_slice())
-                    .map_err(|e| db_err(&path, e))?;
-            }
-            txn.commit().map_err(|e| db_err(&path, e))?;
-        }
-        // Remove other snapshots of this collection (and stale temporaries).
-        if let Ok(rd) = std::fs::read_dir(&index_root) {
-            let prefix = format!("c{}-", info.id);
-            let tmp_prefix = format!("tmp-c{}-", info.id);
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n != name && (n.starts_with(&prefix) || n.starts_with(&tmp_prefix)) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Rebuild the collection's graph from its live vectors, dropping tombstones, and
-    /// snapshot it. Returns the number of tombstones removed.
-    pub fn compact(&self, collection: &str) -> Result<u64> {
-        let db = self.writer()?;
-        let path = self.db_path();
-        let _w = self.write_guard.lock().expect("write lock");
-        let txn = self.read()?;
-        let info = self.collection_in(&txn, collection)?;
-        let mut fresh = info.clone();
-        fresh.epoch += 1;
-        fresh.generation += 1;
-        fresh.tombstones = 0;
-        let fresh_graph = VectorIndex::new(info.dim, info.metric, info.hnsw, info.live as usize);
-        let seed = Live {
-            index: fresh_graph,
-            tombstones: HashSet::new(),
-            generation: fresh.generation,
-            epoch: fresh.epoch,
-            meta: None,
-        };
-        let (mut rebuilt, _) = self.bring_up_to_date(&txn, &fresh, Some(seed))?;
-        rebuilt.tombstones.clear();
-        drop(txn);
-        let removed = info.tombstones;
-        let wtxn = db.begin_write().map_err(|e| db_err(&path, e))?;
-        {
-            let mut cols = wtxn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
-            cols.insert(collection, codec::encode(&fresh).as_slice())
-                .map_err(|e| db_err(&path, e))?;
-            let mut tomb = wtxn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
-            tomb.retain_in((info.id, 0)..=(info.id, u64::MAX), |_, _| false)
-                .map_err(|e| db_err(&path, e))?;
-        }
-        super::bump_generation(&wtxn, &path)?;
-        wtxn.commit().map_err(|e| db_err(&path, e))?;
-        self.live
-            .write()
-            .expect("live lock")
-            .insert(info.id, rebuilt);
-        drop(_w);
-        self.save_snapshot(collection)?;
-        Ok(removed)
-    }
-
     fn meta_for(&self, txn: &ReadTransaction, info: &CollectionInfo) -> Result<Arc<Meta>> {
         {
             let live = self.live.read().expect("live lock");
@@ -382,7 +166,7 @@ impl Store {
     pub fn similarities(&self, collection: &str, query: &[f32], filter: &Filter) -> Result<Scored> {
         use rayon::prelude::*;
         let info = self.sync_index(collection)?;
-        super::validate_vector(query, info.dim, info.metric, 0).map_err(|e| match e {
+        validate_vector(query, info.dim, info.metric, 0).map_err(|e| match e {
             Error::BadInput { message, .. } => Error::bad_input("query", message),
             other => other,
         })?;
@@ -453,7 +237,7 @@ impl Store {
         crate::limits::int_arg("ef", opts.ef, 0, crate::limits::MAX_EF)?;
         let info = self.sync_index(collection)?;
         for (i, q) in queries.iter().enumerate() {
-            super::validate_vector(q, info.dim, info.metric, i).map_err(|e| match e {
+            validate_vector(q, info.dim, info.metric, i).map_err(|e| match e {
                 Error::BadInput { message, .. } => Error::bad_input(format!("query {i}"), message),
                 other => other,
             })?;

@@ -4,21 +4,16 @@
 //! model's `{model}:spots` collection. [`Store::put_spots`] writes all of it in one
 //! durable transaction: a failed ingest leaves nothing behind.
 
-use redb::{ReadableTable, TableDefinition, TableError};
+use redb::{ReadableTable, TableError};
 use serde::{Deserialize, Serialize};
 
-use super::{NewVector, Store, db_err, decode_or_corrupt, insert_in, validate_vector};
+use super::tables::{EXPRESSION, SPOT_SETS, SPOTS};
 use crate::codec;
+use crate::engine::{
+    NewVector, PatchRecord, Store, db_err, decode_or_corrupt, insert_in, validate_vector,
+};
 use crate::error::{Error, Result};
 use crate::expression::{QcSettings, QcSummary, SpotQc};
-
-/// `spot_sets`: sample -> [`SpotSetRecord`].
-pub(crate) const SPOT_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("spot_sets");
-/// `spots`: (sample, spot index) -> [`SpotRecord`].
-pub(crate) const SPOTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("spots");
-/// `expression`: (sample, spot index) -> [`ExpressionRecord`] (kept spots only).
-pub(crate) const EXPRESSION: TableDefinition<(&str, u32), &[u8]> =
-    TableDefinition::new("expression");
 
 /// What was ingested for a sample's spots, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,14 +106,14 @@ pub struct SpotBatch {
     /// Embeddings of the kept spots, in spot order.
     pub embeddings: Vec<Vec<f32>>,
     /// Patch-style provenance of each embedding (sample and spot position).
-    pub records: Vec<crate::store::PatchRecord>,
+    pub records: Vec<PatchRecord>,
 }
 
 impl Store {
     /// Write a sample's spots, expression and embeddings in one durable transaction.
     /// Refused if the sample already has spots.
     pub fn put_spots(&self, mut b: SpotBatch) -> Result<()> {
-        let db = self.writer()?;
+        self.ensure_writable()?;
         let path = self.db_path();
         let info = self.collection(&b.set.collection)?;
         for (i, v) in b.embeddings.iter().enumerate() {
@@ -134,11 +129,7 @@ impl Store {
                 b.expression.len()
             )));
         }
-        let _w = self.write_guard.lock().expect("write lock");
-        let mut txn = db.begin_write().map_err(|e| db_err(&path, e))?;
-        txn.set_durability(redb::Durability::Immediate)
-            .map_err(|e| db_err(&path, e))?;
-        let (cinfo, range) = {
+        let (cinfo, range) = self.write_data(|txn| {
             let mut sets = txn.open_table(SPOT_SETS).map_err(|e| db_err(&path, e))?;
             if sets
                 .get(b.set.sample.as_str())
@@ -159,7 +150,7 @@ impl Store {
                     record: Some(r.clone()),
                 })
                 .collect();
-            let (cinfo, range) = insert_in(&txn, &path, &b.set.collection, &batch, None)?;
+            let (cinfo, range) = insert_in(txn, &path, &b.set.collection, &batch, None)?;
             for (k, &i) in kept.iter().enumerate() {
                 b.spots[i].vector_id = Some(range.start + k as u64);
             }
@@ -182,22 +173,13 @@ impl Store {
             }
             sets.insert(b.set.sample.as_str(), codec::encode(&b.set).as_slice())
                 .map_err(|e| db_err(&path, e))?;
-            (cinfo, range)
-        };
-        super::bump_generation(&txn, &path)?;
-        txn.commit().map_err(|e| db_err(&path, e))?;
-        let prepared: Vec<(u64, Vec<f32>)> = b
-            .embeddings
-            .iter()
-            .enumerate()
-            .map(|(k, v)| {
-                (
-                    range.start + k as u64,
-                    crate::index::prepare(v, cinfo.metric).expect("validated"),
-                )
-            })
-            .collect();
-        self.after_insert(&cinfo, &prepared);
+            Ok((cinfo, range))
+        })?;
+        self.keep_graph_in_step(
+            &cinfo,
+            range.start,
+            b.embeddings.iter().map(|v| v.as_slice()),
+        );
         Ok(())
     }
 

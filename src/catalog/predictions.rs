@@ -1,25 +1,20 @@
 //! Per-patch predictor output (predicted expression, then the hidden representation
-//! used for spatial domains), written with the patch's embedding in one transaction,
-//! and the spatial domains computed from it.
+//! used for spatial domains), written with the patch's embedding in one transaction
+//! ([`Store::insert_predicted`]), and the spatial domains computed from it.
 
+use std::ops::Range;
 use std::path::Path;
 
-use redb::{TableDefinition, TableError};
+use redb::TableError;
 use serde::{Deserialize, Serialize};
 
-use super::tables::{RECORDS, TOMBSTONES};
-use super::{PatchRecord, Store, db_err};
+use super::tables::{DOMAINS, PREDICTIONS};
 use crate::codec;
+use crate::engine::{ImportMark, NewVector, PatchRecord, Store, db_err, live_records_of};
 use crate::error::{Error, Result};
 
-/// `predictions`: (collection id, patch id) -> f32 values with a CRC: the predicted
-/// genes (manifest order), then the hidden representation.
-pub(crate) const PREDICTIONS: TableDefinition<(u32, u64), &[u8]> =
-    TableDefinition::new("predictions");
-/// `domains`: sample id -> [`DomainRecord`] (the last `domains` run).
-pub(crate) const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
-
-pub(crate) fn put_in(
+/// Write the predictor output of ids `first_id..` of `collection` (one row per id).
+fn put_in(
     txn: &redb::WriteTransaction,
     path: &Path,
     collection: u32,
@@ -76,14 +71,38 @@ pub struct DomainRecord {
 }
 
 impl Store {
+    /// [`Store::insert`] with the predictor's output for each vector (`predicted[i]`
+    /// belongs to `batch[i]`; empty = none) written in the same transaction, to the
+    /// `predictions` table.
+    pub fn insert_predicted(
+        &self,
+        collection: &str,
+        batch: &[NewVector<'_>],
+        predicted: &[&[f32]],
+        mark: Option<ImportMark<'_>>,
+    ) -> Result<Range<u64>> {
+        if !predicted.is_empty() && predicted.len() != batch.len() {
+            return Err(Error::Inference(format!(
+                "{} predictions for {} vectors",
+                predicted.len(),
+                batch.len()
+            )));
+        }
+        let path = self.db_path();
+        self.insert_with(collection, batch, mark, |txn, info, range| {
+            if predicted.is_empty() {
+                return Ok(());
+            }
+            put_in(txn, &path, info.id, range.start, predicted)
+        })
+    }
+
     /// The predictor output of every live patch of `sample` in `collection`. A sample
     /// whose patches have none (its model has no predictor) is an error that says so.
     pub fn sample_predictions(&self, collection: &str, sample: &str) -> Result<SamplePredictions> {
         let path = self.db_path();
         let txn = self.read()?;
         let info = self.collection_in(&txn, collection)?;
-        let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
-        let tomb = txn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
         let preds = match txn.open_table(PREDICTIONS) {
             Ok(t) => Some(t),
             Err(TableError::TableDoesNotExist(_)) => None,
@@ -96,16 +115,7 @@ impl Store {
             width: 0,
         };
         let mut v = Vec::new();
-        for kv in records
-            .range((info.id, 0)..=(info.id, u64::MAX))
-            .map_err(|e| db_err(&path, e))?
-        {
-            let (k, rv) = kv.map_err(|e| db_err(&path, e))?;
-            let r: PatchRecord = super::decode_record_at(&path, k.value(), rv.value())?;
-            if r.sample != sample || tomb.get(k.value()).map_err(|e| db_err(&path, e))?.is_some() {
-                continue;
-            }
-            let id = k.value().1;
+        live_records_of(&txn, &path, info.id, sample, |id, r| {
             let bytes = match &preds {
                 Some(t) => t.get((info.id, id)).map_err(|e| db_err(&path, e))?,
                 None => None,
@@ -135,7 +145,8 @@ impl Store {
             out.ids.push(id);
             out.records.push(r);
             out.values.extend_from_slice(&v);
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -1,4 +1,6 @@
-//! redb table definitions and the records stored in them.
+//! The engine's redb tables (meta, collections, vectors, records, tombstones,
+//! imports, snapshots) and the records stored in them; the catalog's tables are
+//! defined by the catalog.
 //!
 //! Keys are `(collection id, vector id)` tuples so that one collection is one
 //! contiguous key range; values are encoded by [`crate::codec`].

@@ -1,11 +1,13 @@
-//! Everything a store holds, in one value: what `vortexdb info` prints (as text for
+//! Everything a store holds, in one value: the engine's [`StoreInfo`] with the
+//! catalog's models, samples and spot sets; what `vortexdb info` prints (as text for
 //! people through `Display`, or as JSON).
 
 use std::fmt;
 
 use serde_json::{Value, json};
 
-use super::{ModelRecord, SampleRecord, SpotSetRecord, Store, StoreInfo};
+use super::{ModelRecord, SampleRecord, SpotSetRecord};
+use crate::engine::{Store, StoreInfo};
 use crate::error::Result;
 
 /// Collections, models, samples and spot sets of a store.

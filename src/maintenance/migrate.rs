@@ -7,13 +7,10 @@ use std::path::Path;
 
 use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
 
-use super::catalog::{MODELS, SAMPLES};
-use super::predictions::DOMAINS;
-use super::predictions::PREDICTIONS;
-use super::spots::{EXPRESSION, SPOT_SETS, SPOTS};
-use super::tables::{COLLECTIONS, IMPORTS, META, META_SCHEMA, RECORDS, SNAPSHOTS, VECTORS};
-use super::{db_err, guard};
+use crate::catalog::tables::{DOMAINS, EXPRESSION, MODELS, PREDICTIONS, SAMPLES, SPOT_SETS, SPOTS};
 use crate::codec;
+use crate::engine::tables::{COLLECTIONS, IMPORTS, META, META_SCHEMA, RECORDS, SNAPSHOTS, VECTORS};
+use crate::engine::{Store, db_err, guard};
 use crate::error::{Error, Result};
 
 /// Rewrite every value of one table with [`codec::add_crc`]. `owned` turns a borrowed
@@ -86,38 +83,12 @@ fn migrate_keyed(
     Ok(rows.len() as u64)
 }
 
-/// Migrate a schema-1 database to the current schema in one transaction; returns the
-/// number of records rewritten.
-pub(crate) fn v1_to_v2(db: &redb::Database, path: &Path) -> Result<u64> {
+/// Migrate a schema-1 store (opened for writing) to the current schema in one
+/// transaction; returns the number of records rewritten.
+pub(crate) fn v1_to_v2(store: &Store) -> Result<u64> {
+    let path = &store.db_path();
     guard(path, "migrating the store to schema 2", || {
-        let mut txn = db.begin_write().map_err(|e| db_err(path, e))?;
-        txn.set_durability(redb::Durability::Immediate)
-            .map_err(|e| db_err(path, e))?;
-        let mut n = 0;
-        for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
-            n += str_table(&txn, path, def)?;
-        }
-        n += migrate_keyed(&txn, path, RECORDS, false)?;
-        n += migrate_keyed(&txn, path, VECTORS, true)?;
-        n += migrate_keyed(&txn, path, PREDICTIONS, true)?;
-        n += migrate_table!(txn, path, SNAPSHOTS, |k| k, |o| *o);
-        n += migrate_table!(txn, path, IMPORTS, |k| (k.0, k.1.to_string()), |o| (
-            o.0,
-            o.1.as_str()
-        ));
-        for def in [SPOTS, EXPRESSION] {
-            n += migrate_table!(txn, path, def, |k| (k.0.to_string(), k.1), |o| (
-                o.0.as_str(),
-                o.1
-            ));
-        }
-        {
-            let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
-            meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
-                .map_err(|e| db_err(path, e))?;
-        }
-        txn.commit().map_err(|e| db_err(path, e))?;
-        Ok(n)
+        store.write(|txn| migrate_all(txn, path))
     })
     .map_err(|e| match e {
         Error::Corrupted { path, message } => Error::Corrupted {
@@ -126,4 +97,32 @@ pub(crate) fn v1_to_v2(db: &redb::Database, path: &Path) -> Result<u64> {
         },
         other => other,
     })
+}
+
+/// Every table rewritten, and the schema version.
+fn migrate_all(txn: &WriteTransaction, path: &Path) -> Result<u64> {
+    let mut n = 0;
+    for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS] {
+        n += str_table(txn, path, def)?;
+    }
+    n += migrate_keyed(txn, path, RECORDS, false)?;
+    n += migrate_keyed(txn, path, VECTORS, true)?;
+    n += migrate_keyed(txn, path, PREDICTIONS, true)?;
+    n += migrate_table!(txn, path, SNAPSHOTS, |k| k, |o| *o);
+    n += migrate_table!(txn, path, IMPORTS, |k| (k.0, k.1.to_string()), |o| (
+        o.0,
+        o.1.as_str()
+    ));
+    for def in [SPOTS, EXPRESSION] {
+        n += migrate_table!(txn, path, def, |k| (k.0.to_string(), k.1), |o| (
+            o.0.as_str(),
+            o.1
+        ));
+    }
+    {
+        let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
+        meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
+            .map_err(|e| db_err(path, e))?;
+    }
+    Ok(n)
 }

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::tables::*;
-use super::{Db, Store, catalog, db_err, guard, predictions, spots};
+use crate::catalog::tables::{DOMAINS, EXPRESSION, MODELS, PREDICTIONS, SAMPLES, SPOT_SETS, SPOTS};
 use crate::codec;
+use crate::engine::tables::{COLLECTIONS, IMPORTS, RECORDS, SNAPSHOTS, VECTORS};
+use crate::engine::{Store, db_err};
 use crate::error::{Error, Result};
 
 impl Store {
@@ -16,17 +17,7 @@ impl Store {
     /// files. Returns the number of vectors checked.
     pub fn check(&mut self) -> Result<u64> {
         let path = self.db_path();
-        if let Db::Write(db) = &mut self.db {
-            let ok = guard(&path, "integrity check", || {
-                db.check_integrity().map_err(|e| db_err(&path, e))
-            })?;
-            if !ok {
-                self.warn(format!(
-                    "{}: redb repaired its allocator state",
-                    path.display()
-                ));
-            }
-        }
+        self.check_pages()?;
         let mut checked = 0u64;
         for c in self.collections()? {
             let txn = self.read()?;
@@ -58,10 +49,10 @@ impl Store {
         let txn = self.read()?;
         let str_tables = [
             (COLLECTIONS, "collection"),
-            (catalog::MODELS, "model"),
-            (catalog::SAMPLES, "sample"),
-            (spots::SPOT_SETS, "spot set"),
-            (predictions::DOMAINS, "domains"),
+            (MODELS, "model"),
+            (SAMPLES, "sample"),
+            (SPOT_SETS, "spot set"),
+            (DOMAINS, "domains"),
         ];
         for (def, what) in str_tables {
             check_table(&txn, def, &path, what, |_, v| codec::strip_crc(v).is_some())?;
@@ -69,17 +60,17 @@ impl Store {
         let keyed =
             |k: &redb::AccessGuard<'_, (u32, u64)>, v: &[u8]| codec::keyed_crc_ok(k.value(), v);
         check_table(&txn, RECORDS, &path, "patch record", keyed)?;
-        check_table(&txn, predictions::PREDICTIONS, &path, "prediction", keyed)?;
+        check_table(&txn, PREDICTIONS, &path, "prediction", keyed)?;
         check_table(&txn, SNAPSHOTS, &path, "snapshot", |_, v| {
             codec::strip_crc(v).is_some()
         })?;
         check_table(&txn, IMPORTS, &path, "import progress", |_, v| {
             codec::strip_crc(v).is_some()
         })?;
-        check_table(&txn, spots::SPOTS, &path, "spot", |_, v| {
+        check_table(&txn, SPOTS, &path, "spot", |_, v| {
             codec::strip_crc(v).is_some()
         })?;
-        check_table(&txn, spots::EXPRESSION, &path, "expression", |_, v| {
+        check_table(&txn, EXPRESSION, &path, "expression", |_, v| {
             codec::strip_crc(v).is_some()
         })?;
         drop(txn);

@@ -1,0 +1,317 @@
+//! Creating and opening a store: the directory layout, the writer lock (`LOCK`), the
+//! format marker and schema version in `meta`, recovery after a crashed writer, and
+//! the hooks ([`Schema`]) through which the layers above the engine add their tables
+//! to a new store and migrate an old one. The public constructors
+//! (`Store::create`, `Store::open`, `Store::open_read_only`) pass the whole store's
+//! schema to the functions here.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use redb::{Database, WriteTransaction};
+
+use super::tables::*;
+use super::{DB_FILE, Db, INDEX_DIR, LOCK_FILE, Store, db_err, guard};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index;
+
+/// What the layers above the engine add to a store's schema.
+pub(crate) struct Schema {
+    /// Make their tables in a new store, inside the transaction that creates it.
+    pub create_tables: fn(&WriteTransaction, &Path) -> Result<()>,
+    /// Migrate a schema-1 store (every table, engine and others, in one write
+    /// transaction) to the current schema; returns the number of records rewritten.
+    pub migrate_v1: fn(&Store) -> Result<u64>,
+}
+
+fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: path.to_path_buf(),
+            pid: "unknown".into(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::io(path, io),
+        other => Error::Corrupted {
+            path: path.to_path_buf(),
+            message: format!("cannot open database: {other}"),
+        },
+    }
+}
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b
+}
+
+/// Create a new, empty redb file at `path` with the store's settings (used by backup
+/// for the copy's database).
+pub(crate) fn create_database(path: &Path) -> Result<Database> {
+    builder().create(path).map_err(|e| map_open_error(path, e))
+}
+
+impl Store {
+    /// Create a new, empty store in `dir` (created if missing; must not already hold a
+    /// store) and open it for writing; `schema` makes the other layers' tables in the
+    /// same transaction as the engine's.
+    pub(crate) fn create_with(dir: &Path, schema: &Schema) -> Result<Store> {
+        let dir = dir.to_path_buf();
+        let db_path = dir.join(DB_FILE);
+        if db_path.exists() {
+            return Err(Error::bad_file(dir, "already holds a vortexdb store"));
+        }
+        std::fs::create_dir_all(dir.join(INDEX_DIR)).map_err(|e| Error::io(&dir, e))?;
+        let lock = acquire_lock(&dir)?;
+        let db = create_database(&db_path)?;
+        let store = Store::assemble(dir, Db::Write(db), Some(lock));
+        store.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(|e| db_err(&db_path, e))?;
+            meta.insert(META_FORMAT, FORMAT_NAME)
+                .map_err(|e| db_err(&db_path, e))?;
+            meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
+                .map_err(|e| db_err(&db_path, e))?;
+            meta.insert(META_GENERATION, &0u64.to_le_bytes()[..])
+                .map_err(|e| db_err(&db_path, e))?;
+            for t in [VECTORS, RECORDS] {
+                txn.open_table(t).map_err(|e| db_err(&db_path, e))?;
+            }
+            txn.open_table(COLLECTIONS)
+                .map_err(|e| db_err(&db_path, e))?;
+            txn.open_table(TOMBSTONES)
+                .map_err(|e| db_err(&db_path, e))?;
+            txn.open_table(IMPORTS).map_err(|e| db_err(&db_path, e))?;
+            txn.open_table(SNAPSHOTS).map_err(|e| db_err(&db_path, e))?;
+            (schema.create_tables)(txn, &db_path)
+        })?;
+        index::sync_dir(&store.dir)?;
+        Ok(store)
+    }
+
+    /// Open an existing store for writing (a schema-1 store is migrated by `schema`).
+    /// Fails with [`Error::Locked`] while another process writes to it.
+    pub(crate) fn open_with(dir: &Path, schema: &Schema) -> Result<Store> {
+        let dir = dir.to_path_buf();
+        let db_path = check_store_dir(&dir)?;
+        let lock = acquire_lock(&dir)?;
+        let db = guard(&db_path, "opening the database", || {
+            builder()
+                .open(&db_path)
+                .map_err(|e| map_open_error(&db_path, e))
+        })?;
+        let store = Store::assemble(dir, Db::Write(db), Some(lock));
+        store.check_meta(schema)?;
+        Ok(store)
+    }
+
+    /// Open an existing store read-only. Any number of readers may run beside one
+    /// writer. A store left unclean by a crashed writer, or of schema 1, is repaired
+    /// (or migrated) by a writable open first when no writer holds it.
+    pub(crate) fn open_read_only_with(dir: &Path, schema: &Schema) -> Result<Store> {
+        let dir = dir.to_path_buf();
+        let db_path = check_store_dir(&dir)?;
+        let first = guard(&db_path, "opening the database", || {
+            builder()
+                .open_read_only(&db_path)
+                .map_err(|e| map_open_error(&db_path, e))
+        });
+        let db = match first {
+            Ok(db) => db,
+            Err(Error::Corrupted { .. }) if lock_is_free(&dir) => {
+                // Likely a crashed writer: a writable open runs redb's recovery.
+                drop(Store::open_with(&dir, schema)?);
+                guard(&db_path, "opening the database", || {
+                    builder()
+                        .open_read_only(&db_path)
+                        .map_err(|e| map_open_error(&db_path, e))
+                })?
+            }
+            Err(e) => return Err(e),
+        };
+        let store = Store::assemble(dir.clone(), Db::Read(db), None);
+        match store.check_meta(schema) {
+            Err(Error::Version { found, .. })
+                if found == codec::SCHEMA_V1 && lock_is_free(&dir) =>
+            {
+                drop(store);
+                let w = Store::open_with(&dir, schema)?;
+                let warnings = w.take_warnings();
+                drop(w);
+                let s = Store::open_read_only_with(&dir, schema)?;
+                s.warnings.lock().expect("warnings lock").extend(warnings);
+                Ok(s)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(store),
+        }
+    }
+
+    fn assemble(dir: PathBuf, db: Db, lock: Option<File>) -> Store {
+        Store {
+            dir,
+            db,
+            _lock: lock,
+            write_guard: Mutex::new(()),
+            live: RwLock::new(std::collections::HashMap::new()),
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of `vortex.redb` (named in every database error).
+    pub(crate) fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
+
+    /// True when opened for writing.
+    pub fn is_writable(&self) -> bool {
+        matches!(self.db, Db::Write(_))
+    }
+
+    /// Warnings raised since the last call (e.g. a damaged snapshot that was rebuilt).
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+    }
+
+    pub(crate) fn warn(&self, msg: String) {
+        log::warn!("{msg}");
+        self.warnings.lock().expect("warnings lock").push(msg);
+    }
+
+    /// redb's check of every page checksum (writers only; a read-only store skips it);
+    /// a repaired allocator state is reported as a warning.
+    pub(crate) fn check_pages(&mut self) -> Result<()> {
+        let path = self.db_path();
+        if let Db::Write(db) = &mut self.db {
+            let ok = guard(&path, "integrity check", || {
+                db.check_integrity().map_err(|e| db_err(&path, e))
+            })?;
+            if !ok {
+                self.warn(format!(
+                    "{}: redb repaired its allocator state",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_meta(&self, schema: &Schema) -> Result<()> {
+        let path = self.db_path();
+        guard(&path, "reading store metadata", || {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(|_| Error::Corrupted {
+                path: path.clone(),
+                message: "no vortexdb metadata table (the file is damaged, or was not written by \
+                          vortexdb)"
+                    .into(),
+            })?;
+            let format = meta
+                .get(META_FORMAT)
+                .map_err(|e| db_err(&path, e))?
+                .map(|v| v.value().to_vec());
+            if format.as_deref() != Some(FORMAT_NAME) {
+                return Err(Error::Corrupted {
+                    path: path.clone(),
+                    message:
+                        "the vortexdb format marker is missing or wrong (the file is damaged, \
+                              or was not written by vortexdb)"
+                            .into(),
+                });
+            }
+            let version = meta
+                .get(META_SCHEMA)
+                .map_err(|e| db_err(&path, e))?
+                .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
+                .ok_or_else(|| Error::Corrupted {
+                    path: path.clone(),
+                    message: "schema version missing".into(),
+                })?;
+            if version == codec::SCHEMA_V1 && self.is_writable() {
+                let n = (schema.migrate_v1)(self)?;
+                self.warn(format!(
+                    "{}: migrated from schema 1 to schema {} (a CRC-32 on each of {n} records)",
+                    path.display(),
+                    codec::FORMAT_VERSION
+                ));
+                return Ok(());
+            }
+            if version != codec::FORMAT_VERSION {
+                return Err(Error::Version {
+                    path: path.clone(),
+                    found: version,
+                    oldest: codec::OLDEST_SUPPORTED,
+                    supported: codec::FORMAT_VERSION,
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+fn check_store_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: "no such directory".into(),
+        });
+    }
+    let db = dir.join(DB_FILE);
+    if !db.is_file() {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: format!("no {DB_FILE} in it"),
+        });
+    }
+    Ok(db)
+}
+
+fn acquire_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0).map_err(|e| Error::io(&path, e))?;
+            f.rewind().map_err(|e| Error::io(&path, e))?;
+            write!(f, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            Err(Error::Locked {
+                path,
+                pid: if pid.trim().is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.trim().to_string()
+                },
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+fn lock_is_free(dir: &Path) -> bool {
+    let path = dir.join(LOCK_FILE);
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f.try_lock_shared().is_ok(),
+        Err(_) => true,
+    }
+}

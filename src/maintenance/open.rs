@@ -1,0 +1,38 @@
+//! The public constructors of [`Store`]: the engine's create and open, given the whole
+//! store's [`Schema`] (the catalog's tables, made with the engine's in a new store,
+//! and the migration of a schema-1 store, which rewrites every table).
+
+use std::path::Path;
+
+use super::migrate;
+use crate::catalog;
+use crate::engine::{Schema, Store};
+use crate::error::Result;
+
+/// What the catalog and maintenance add to the engine's schema.
+const SCHEMA: Schema = Schema {
+    create_tables: catalog::create_tables,
+    migrate_v1: migrate::v1_to_v2,
+};
+
+impl Store {
+    /// Create a new, empty store in `dir` (created if missing; must not already hold a
+    /// store) and open it for writing.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::create_with(dir.as_ref(), &SCHEMA)
+    }
+
+    /// Open an existing store for writing (a schema-1 store is migrated in place, with
+    /// a warning). Fails with [`crate::Error::Locked`] while another process writes to
+    /// it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir.as_ref(), &SCHEMA)
+    }
+
+    /// Open an existing store read-only. Any number of readers may run beside one
+    /// writer. A store left unclean by a crashed writer is repaired first when no
+    /// writer holds it.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_read_only_with(dir.as_ref(), &SCHEMA)
+    }
+}
