@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::engine::{Filter, SearchOptions, Store};
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::engine::{Filter, SearchOptions, Store};
 
 /// What the query patch is.
 #[derive(Debug, Clone)]

@@ -1,0 +1,355 @@
+//! Analyses on the phantom, whose ground truth is known: k-means domains must recover
+//! the compartments (ARI) and predicted expression must follow the true expression
+//! (PCC); predict, domains and eval write their outputs; bad input gets clear errors.
+//!
+//! Needs the ONNX Runtime library (`bash scripts/setup-ort.sh`, run by scripts/test.sh).
+
+mod common;
+
+use std::path::Path;
+
+use common::seed7::shared;
+use common::{expect_ok, expect_user_error, s};
+use vortexdb::{NpyVolume, Store, VolumeSource};
+
+/// Truth of the phantom's spots: noise-free expected expression per gene (log1p of the
+/// profile normalised to 1e4), by spot id.
+fn truth_expression(ph: &Path) -> (Vec<String>, std::collections::HashMap<String, Vec<f64>>) {
+    use arrow::array::{Array, Float64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(ph.join("truth/spots_truth.parquet")).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    let mut genes = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let schema = b.schema();
+        let cols: Vec<(String, &Float64Array)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let g = f.name().strip_prefix("expected_")?;
+                Some((
+                    g.to_string(),
+                    b.column(i).as_any().downcast_ref::<Float64Array>()?,
+                ))
+            })
+            .collect();
+        genes = cols.iter().map(|c| c.0.clone()).collect();
+        let ids = b.column_by_name("spot").unwrap();
+        let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+        for r in 0..b.num_rows() {
+            // Already log1p of the noise-free profile normalised to 1e4, like the
+            // measured spots.
+            let v: Vec<f64> = cols.iter().map(|c| c.1.value(r)).collect();
+            assert!(ids.is_valid(r));
+            out.insert(ids.value(r).to_string(), v);
+        }
+    }
+    (genes, out)
+}
+
+#[test]
+fn predicted_expression_and_domains_recover_the_phantom() {
+    use vortexdb::Predictions;
+    use vortexdb::{KMeansOptions, ari_against, cluster_patches as compute, read_segmentation};
+    use vortexdb::{nanmean, pearson};
+    let (ph, db) = shared().clone();
+    let store = Store::open_read_only(&db).unwrap();
+    let pred = Predictions::load(&store, "ph").unwrap();
+    assert_eq!(pred.genes.len(), 60);
+    assert_eq!(
+        pred.len() as u64,
+        store.sample("ph").unwrap().unwrap().patches
+    );
+    assert!(pred.hidden_dim() > 0);
+    // Domains (k = 4 compartments) against the ground-truth labels.
+    let (seg, shape) = read_segmentation(&ph.join("labels.npy")).unwrap();
+    let opts = KMeansOptions {
+        k: 4,
+        restarts: 10,
+        seed: 0,
+        ..Default::default()
+    };
+    let (rec, summaries) = compute(&pred, &opts).unwrap();
+    let (ari, n) = ari_against(&pred, &rec.labels, &seg, shape, &ph.join("labels.npy")).unwrap();
+    println!(
+        "phantom domains k=4: ARI {ari:.3} over {n} patches, inertia {:.1}",
+        rec.inertia
+    );
+    assert!(ari > 0.7, "ARI {ari}");
+    assert_eq!(
+        summaries.iter().map(|s| s.patches).sum::<usize>(),
+        pred.len()
+    );
+    // Each domain's top gene comes from a different compartment program.
+    let mut programs: Vec<String> = summaries
+        .iter()
+        .map(|s| s.top_genes[0].0[..3].to_string())
+        .collect();
+    programs.sort();
+    programs.dedup();
+    assert_eq!(programs.len(), 4, "{summaries:?}");
+    // Same seed, same domains.
+    let (again, _) = compute(&pred, &opts).unwrap();
+    assert_eq!(again.labels, rec.labels);
+
+    // Predicted vs true (noise-free) expression at the spots, per gene.
+    let (tgenes, truth) = truth_expression(&ph);
+    let spots = store.spots("ph").unwrap();
+    let recs: Vec<&vortexdb::SpotRecord> = spots.iter().map(|s| &s.0).collect();
+    let at = pred.at_spots(&recs);
+    let g = pred.genes.len();
+    let mut pccs = Vec::new();
+    let mut measured_pccs = Vec::new();
+    for (tj, gene) in tgenes.iter().enumerate() {
+        let j = pred.genes.iter().position(|x| x == gene).unwrap();
+        let p: Vec<f64> = (0..recs.len()).map(|i| at[i * g + j] as f64).collect();
+        let t: Vec<f64> = recs.iter().map(|s| truth[&s.id][tj]).collect();
+        pccs.push(pearson(&p, &t));
+        let m: Vec<f64> = spots
+            .iter()
+            .map(|(_, e)| e.as_ref().unwrap().normalized[j] as f64)
+            .collect();
+        measured_pccs.push(pearson(&p, &m));
+    }
+    let (pt, pm) = (
+        nanmean(pccs.iter().copied()),
+        nanmean(measured_pccs.iter().copied()),
+    );
+    println!(
+        "phantom predicted vs true expression: mean PCC {pt:.3} (vs measured {pm:.3}) over {} genes, {} spots",
+        tgenes.len(),
+        recs.len()
+    );
+    assert!(pt > 0.5, "PCC vs truth {pt}");
+}
+
+#[test]
+fn predict_domains_and_eval_write_their_outputs() {
+    let (ph, db) = shared().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("pred.parquet");
+    let vols = dir.path().join("vol");
+    let o = expect_ok(&[
+        "predict",
+        s(&db),
+        "--sample",
+        "ph",
+        "--out",
+        s(&pq),
+        "--genes",
+        "tum01,GLD01",
+        "--volumes",
+        s(&vols),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let n = v["patches"].as_u64().unwrap();
+    assert!(n > 1000);
+    {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+        let md = r.metadata();
+        assert_eq!(md.file_metadata().num_rows() as u64, n);
+        // patch_id, z, y, x, tissue + 60 genes.
+        assert_eq!(md.file_metadata().schema_descr().num_columns(), 65);
+    }
+    // The gene volume is float32 at the model's grid (downsample 1 here): readable, of
+    // the sample's shape, finite inside the patches.
+    let vol = NpyVolume::open(&vols.join("TUM01.npy"), None).unwrap();
+    assert_eq!(vol.info().shape, [48, 256, 256]);
+    for f in ["TUM01.tif", "GLD01.npy", "TUM01_z0024.png"] {
+        assert!(vols.join(f).metadata().unwrap().len() > 100, "{f}");
+    }
+    // The k-nearest-spots baseline predicts the same shape of table.
+    let pk = dir.path().join("knn.parquet");
+    let o = expect_ok(&[
+        "predict",
+        s(&db),
+        "--sample",
+        "ph",
+        "--out",
+        s(&pk),
+        "--knn",
+        "5",
+        "--reference",
+        "ph",
+        "--json",
+    ]);
+    assert!(o.contains("\"Knn\""), "{o}");
+    // Domains with outputs and the ARI against the labels.
+    let dd = dir.path().join("dom");
+    let o = expect_ok(&[
+        "domains",
+        s(&db),
+        "--sample",
+        "ph",
+        "--k",
+        "4",
+        "--segmentation",
+        s(&ph.join("labels.npy")),
+        "--out",
+        s(&dd),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert!(v["ari"].as_f64().unwrap() > 0.7, "{o}");
+    for f in [
+        "domains.npy",
+        "domains.csv",
+        "domains.json",
+        "domains_z0024.png",
+    ] {
+        assert!(dd.join(f).metadata().unwrap().len() > 100, "{f}");
+    }
+    let csv = std::fs::read_to_string(dd.join("domains.csv")).unwrap();
+    assert_eq!(csv.lines().count() as u64, n + 1);
+    // Eval: report files and figures.
+    let ed = dir.path().join("eval");
+    let o = expect_ok(&[
+        "eval",
+        s(&db),
+        "--sample",
+        "ph",
+        "--markers",
+        "TUM01,GLD01,NOTAGENE",
+        "--segmentation",
+        s(&ph.join("labels.npy")),
+        "--out",
+        s(&ed),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let r = &v["report"];
+    assert!(r["pcc_all"].as_f64().unwrap() > 0.5, "{o}");
+    assert!(r["pcc_top50"].as_f64().unwrap() >= r["pcc_all"].as_f64().unwrap());
+    assert!(r["ssim"].as_f64().unwrap().is_finite(), "{o}");
+    assert_eq!(r["markers_missing"][0], "NOTAGENE");
+    assert!(v["ari"].as_f64().unwrap() > 0.7);
+    let md = std::fs::read_to_string(ed.join("eval.md")).unwrap();
+    assert!(
+        md.contains("PCC, all genes") && md.contains("| TUM01 |"),
+        "{md}"
+    );
+    assert!(ed.join("pcc.png").metadata().unwrap().len() > 100);
+}
+
+#[test]
+fn analysis_bad_input_is_explained() {
+    let (ph, db) = shared().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("p.parquet");
+    // Genes the model does not predict, with close matches.
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "ph",
+            "--out",
+            s(&pq),
+            "--genes",
+            "TUM1,ERBB2",
+            "--volumes",
+            s(dir.path()),
+        ],
+        &[
+            "unknown gene(s) among the genes model",
+            "TUM1 (did you mean",
+            "ERBB2",
+        ],
+    );
+    assert!(!pq.exists(), "nothing written on bad input");
+    // k beyond what a uint8 label volume holds.
+    expect_user_error(
+        &["domains", s(&db), "--sample", "ph", "--k", "1000000"],
+        &["--k", "out of range (must be 1 to 255)"],
+    );
+    // A segmentation of a different shape.
+    let seg = dir.path().join("seg.npy");
+    common::write_npy(&seg, &vec![vec![1.0; 4]; 3]);
+    expect_user_error(
+        &[
+            "domains",
+            s(&db),
+            "--sample",
+            "ph",
+            "--k",
+            "4",
+            "--segmentation",
+            s(&seg),
+        ],
+        &["seg.npy", "must be 3D"],
+    );
+    let seg3 = dir.path().join("seg3.npy");
+    {
+        use npyz::WriterBuilder;
+        let f = std::fs::File::create(&seg3).unwrap();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[4, 5, 6])
+            .writer(f)
+            .begin_nd()
+            .unwrap();
+        w.extend((0..120).map(|i| (i % 3) as u8)).unwrap();
+        w.finish().unwrap();
+    }
+    expect_user_error(
+        &[
+            "domains",
+            s(&db),
+            "--sample",
+            "ph",
+            "--k",
+            "4",
+            "--segmentation",
+            s(&seg3),
+        ],
+        &[
+            "seg3.npy",
+            "[4, 5, 6]",
+            "differs from sample 'ph'",
+            "[48, 256, 256]",
+        ],
+    );
+    // Unknown sample.
+    expect_user_error(
+        &["eval", s(&db), "--sample", "nope"],
+        &["sample 'nope' is not in this store", "ph"],
+    );
+    // k-nearest spots without a reference, and with too large a k.
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "ph",
+            "--out",
+            s(&pq),
+            "--knn",
+            "5",
+        ],
+        &["--reference"],
+    );
+    expect_user_error(
+        &[
+            "predict",
+            s(&db),
+            "--sample",
+            "ph",
+            "--out",
+            s(&pq),
+            "--knn",
+            "100000",
+            "--reference",
+            "ph",
+        ],
+        &["larger than the", "reference spots"],
+    );
+    let _ = ph;
+}
