@@ -28,6 +28,17 @@ pub struct ModelRecord {
 }
 
 impl Store {
+    /// [`Store::add_model`], or, when `dir` is the bare name `default` and no such
+    /// directory exists, register the model built into vortexdb.
+    pub fn add_model_or_builtin(&self, dir: &Path) -> Result<ModelRecord> {
+        let (dir, tmp) = crate::model::embedded::resolve(dir)?;
+        let rec = self.add_model(&dir);
+        if let Some(t) = tmp {
+            let _ = std::fs::remove_dir_all(t);
+        }
+        rec
+    }
+
     /// Register a model: verify it (checksums, and every network loads in ONNX Runtime
     /// and agrees with the manifest), copy its files into `models/<name>/` and record its
     /// manifest and checksums. Adding the same model again is a no-op; a different

@@ -17,15 +17,14 @@ use vortexdb::{
 };
 
 /// How predictions are made (shared by `predict` and `eval`).
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct MethodArgs {
     /// Instead of the predictor head, predict each patch as the similarity-weighted mean
     /// expression of its K most similar reference spots (BLEEP-style baseline).
-    #[arg(long, value_name = "K")]
-    pub knn: Option<usize>,
+    #[arg(long, value_name = "K")] pub knn: Option<usize>,
     /// Spot samples used as the reference of --knn, comma-separated.
-    #[arg(long, value_name = "S1,S2", value_delimiter = ',')]
-    pub reference: Vec<String>,
+    #[arg(long, value_name = "S1,S2", value_delimiter = ',')] pub reference: Vec<String>,
 }
 
 impl MethodArgs {
@@ -48,30 +47,25 @@ impl MethodArgs {
 }
 
 /// Arguments of `predict`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Sample whose patches to predict.
-    #[arg(long)]
-    pub sample: String,
+    #[arg(long)] pub sample: String,
     /// Parquet file of every patch: patch_id, z, y, x (model voxels), tissue, one
     /// column per predicted gene.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long)] pub out: PathBuf,
     /// Genes to write as 3D volumes (comma-separated; case-insensitive).
-    #[arg(long, value_name = "G1,G2")]
-    pub genes: Option<String>,
+    #[arg(long, value_name = "G1,G2")] pub genes: Option<String>,
     /// Directory for the volumes: <gene>.npy and <gene>.tif (float32, overlap-averaged,
     /// NaN outside the patches) and <gene>_zNNNN.png slices.
-    #[arg(long, value_name = "DIR")]
-    pub volumes: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")] pub volumes: Option<PathBuf>,
     /// Output volumes and slices.
-    #[command(flatten)]
-    pub vol: VolumeOut,
+    #[command(flatten)] pub vol: VolumeOut,
     /// Prediction method.
-    #[command(flatten)]
-    pub method: MethodArgs,
+    #[command(flatten)] pub method: MethodArgs,
 }
 
 /// Run `predict`.
@@ -101,36 +95,29 @@ pub fn predict(a: &PredictArgs, json: bool) -> Result<()> {
 }
 
 /// Arguments of `domains`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct DomainsArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Sample whose patches to cluster.
-    #[arg(long)]
-    pub sample: String,
+    #[arg(long)] pub sample: String,
     /// Number of domains.
-    #[arg(long, default_value_t = 5)]
-    pub k: usize,
+    #[arg(long, default_value_t = 5)] pub k: usize,
     /// k-means seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[arg(long, default_value_t = 0)] pub seed: u64,
     /// k-means restarts (the lowest inertia is kept).
-    #[arg(long, default_value_t = 10)]
-    pub restarts: usize,
+    #[arg(long, default_value_t = 10)] pub restarts: usize,
     /// Lloyd iterations at most per restart.
-    #[arg(long, default_value_t = 300)]
-    pub max_iter: usize,
+    #[arg(long, default_value_t = 300)] pub max_iter: usize,
     /// A segmentation of the sample's source volume (NPY, integer labels, 0 =
     /// background): the adjusted Rand index of the domains against it is reported.
-    #[arg(long, value_name = "NPY")]
-    pub segmentation: Option<PathBuf>,
+    #[arg(long, value_name = "NPY")] pub segmentation: Option<PathBuf>,
     /// Output directory: domains.npy (uint8 label volume, domain + 1, 0 = no patch),
     /// domains.csv (patch_id, z, y, x, domain), domains.json, domains_zNNNN.png.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[arg(long)] pub out: Option<PathBuf>,
     /// Output volume and slices.
-    #[command(flatten)]
-    pub vol: VolumeOut,
+    #[command(flatten)] pub vol: VolumeOut,
 }
 
 /// Run `domains`.
@@ -157,37 +144,30 @@ pub fn domains(a: &DomainsArgs, json: bool) -> Result<()> {
 }
 
 /// Arguments of `eval`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Sample whose predictions to evaluate.
-    #[arg(long)]
-    pub sample: String,
+    #[arg(long)] pub sample: String,
     /// Spot sample holding the measured expression (default: the same id); its spot
     /// positions must be in the sample's frame.
-    #[arg(long)]
-    pub spots: Option<String>,
+    #[arg(long)] pub spots: Option<String>,
     /// Genes to evaluate (default: every predicted gene measured in the spots).
-    #[arg(long, value_name = "G1,G2")]
-    pub genes: Option<String>,
+    #[arg(long, value_name = "G1,G2")] pub genes: Option<String>,
     /// Marker genes reported separately.
-    #[arg(long, value_name = "G1,G2")]
-    pub markers: Option<String>,
+    #[arg(long, value_name = "G1,G2")] pub markers: Option<String>,
     /// Compare with the smoothed (k nearest spots) measured values instead of the raw
     /// normalised ones.
-    #[arg(long)]
-    pub smoothed: bool,
+    #[arg(long)] pub smoothed: bool,
     /// A segmentation (NPY of the source volume's shape) to score the stored domains
     /// against (ARI); run `vortexdb domains` first.
-    #[arg(long, value_name = "NPY")]
-    pub segmentation: Option<PathBuf>,
+    #[arg(long, value_name = "NPY")] pub segmentation: Option<PathBuf>,
     /// Output directory: eval.json, eval.md, pcc.png, map_<gene>.png.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[arg(long)] pub out: Option<PathBuf>,
     /// Prediction method.
-    #[command(flatten)]
-    pub method: MethodArgs,
+    #[command(flatten)] pub method: MethodArgs,
 }
 
 /// Run `eval`.

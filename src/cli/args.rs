@@ -5,14 +5,13 @@ use clap::Args;
 use vortexdb::{Device, Error, Result, RunOptions};
 
 /// Execution provider and threads (ingest, models embed).
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Intra-op threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[arg(long, default_value_t = 0)] pub threads: usize,
     /// Execution provider: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu")] pub device: String,
 }
 
 impl RunArgs {
@@ -27,15 +26,14 @@ impl RunArgs {
 }
 
 /// Volumes and PNG slices written (query heatmaps, predicted genes, domains).
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct VolumeOut {
     /// Model voxels per output voxel (default: the smallest keeping a volume under 64M
     /// voxels).
-    #[arg(long)]
-    pub downsample: Option<usize>,
+    #[arg(long)] pub downsample: Option<usize>,
     /// PNG slices per volume (evenly spaced, over the source image).
-    #[arg(long, default_value_t = 3)]
-    pub slices: usize,
+    #[arg(long, default_value_t = 3)] pub slices: usize,
 }
 
 /// Comma-separated values, trimmed, empty ones dropped.

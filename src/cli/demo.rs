@@ -2,30 +2,26 @@
 //! phantom it runs on.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Args;
 
 use super::args::ints;
-use super::{out, out_json};
+use super::emit;
 use vortexdb::{DemoOptions, PhantomParams, Result, generate_phantom, run_demo};
 
 /// Arguments of `demo`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Output directory (created; an earlier demo's files in it are replaced).
-    #[arg(long, default_value = "demo-out")]
-    pub out: PathBuf,
+    #[arg(long, default_value = "demo-out")] pub out: PathBuf,
     /// Phantom seed. The default, 7, is one the built-in model never saw (it was trained
     /// on seeds 1 and 3 and tuned on seed 2), so the demo's figures are held out.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    #[arg(long, default_value_t = 7)] pub seed: u64,
     /// Phantom shape Z,Y,X in 4-um voxels.
-    #[arg(long, default_value = "48,256,256")]
-    pub shape: String,
+    #[arg(long, default_value = "48,256,256")] pub shape: String,
     /// Execution provider: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu")] pub device: String,
 }
 
 /// Run `demo`.
@@ -36,38 +32,24 @@ pub fn demo(a: &DemoArgs, json: bool) -> Result<()> {
         shape: ints(&a.shape, "shape", "Z,Y,X")?,
         device: a.device.parse()?,
     };
-    let r = run_demo(&opts, &mut |line| eprintln!("{line}"))?;
-    if json {
-        out(&serde_json::to_value(&r).unwrap_or_default().to_string());
-        return Ok(());
-    }
-    out(&r.to_string());
-    out(&format!(
-        "  report: {}",
-        a.out.join(&r.files.report).display()
-    ));
-    out(&format!("  total {:.1} s", r.seconds));
+    emit(json, &run_demo(&opts, &mut |line| eprintln!("{line}"))?);
     Ok(())
 }
 
 /// Arguments of `phantom`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct PhantomArgs {
     /// Seed: the same seed and parameters give byte-identical files.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[arg(long, default_value_t = 0)] pub seed: u64,
     /// Output directory (created; must be empty unless --force).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long)] pub out: PathBuf,
     /// Volume shape Z,Y,X in 4-um voxels.
-    #[arg(long, default_value = "96,640,640")]
-    pub shape: String,
+    #[arg(long, default_value = "96,640,640")] pub shape: String,
     /// Distance in voxels between H&E planes (planes at z = step/2, step/2 + step, ...).
-    #[arg(long, default_value_t = 16)]
-    pub plane_step: usize,
+    #[arg(long, default_value_t = 16)] pub plane_step: usize,
     /// Write into a non-empty output directory, replacing files of the same names.
-    #[arg(long)]
-    pub force: bool,
+    #[arg(long)] pub force: bool,
 }
 
 /// Run `phantom`.
@@ -78,19 +60,6 @@ pub fn phantom(a: &PhantomArgs, json: bool) -> Result<()> {
         plane_step: a.plane_step,
         overwrite: a.force,
     };
-    let t = Instant::now();
-    let s = generate_phantom(&params, &a.out)?;
-    let seconds = t.elapsed().as_secs_f64();
-    if json {
-        let mut v = serde_json::to_value(&s).unwrap_or_default();
-        v["seconds"] = serde_json::json!(seconds);
-        out_json(&v);
-        return Ok(());
-    }
-    out(&format!(
-        "phantom (seed {}) written to {} in {seconds:.1}s\n{s}",
-        s.seed,
-        s.out_dir.display()
-    ));
+    emit(json, &generate_phantom(&params, &a.out)?);
     Ok(())
 }

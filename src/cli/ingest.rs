@@ -17,6 +17,7 @@ use vortexdb::{
 };
 
 /// Subcommands of `ingest`.
+#[rustfmt::skip]
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {
     /// Embed a 3D volume (.npy, multi-page .tif, or a directory of slice images).
@@ -32,55 +33,43 @@ pub enum IngestCommand {
 }
 
 /// Arguments of `ingest spots`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct SpotsArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Sample id the spots belong to (the volume or section stack they were measured on).
-    #[arg(long)]
-    pub sample: String,
+    #[arg(long)] pub sample: String,
     /// her2st counts (.tsv.gz), a Visium output directory / matrix directory / .h5, or a
     /// Parquet table.
     pub path: PathBuf,
     /// her2st, visium or parquet (default: guessed from PATH).
-    #[arg(long)]
-    pub format: Option<String>,
+    #[arg(long)] pub format: Option<String>,
     /// Positions table when not in the standard place (her2st selection TSV, Visium
     /// tissue_positions CSV).
-    #[arg(long)]
-    pub positions: Option<PathBuf>,
+    #[arg(long)] pub positions: Option<PathBuf>,
     /// Registered model name, or a model directory (registered on the way). Default:
     /// the store's only model.
-    #[arg(long)]
-    pub model: Option<String>,
+    #[arg(long)] pub model: Option<String>,
     /// QC: minimum number of detected genes per spot.
-    #[arg(long, default_value_t = 25)]
-    pub min_genes: usize,
+    #[arg(long, default_value_t = 25)] pub min_genes: usize,
     /// QC: spots with this fraction of mitochondrial (MT-) counts or more are removed.
-    #[arg(long, default_value_t = 0.2)]
-    pub max_mito: f64,
+    #[arg(long, default_value_t = 0.2)] pub max_mito: f64,
     /// Nearest spots averaged into the stored smoothed expression (1 = none).
-    #[arg(long, default_value_t = 10)]
-    pub smooth_k: usize,
+    #[arg(long, default_value_t = 10)] pub smooth_k: usize,
     /// Highly variable genes to record for the sample (scanpy seurat flavour).
-    #[arg(long, default_value_t = 1200)]
-    pub hvg: usize,
+    #[arg(long, default_value_t = 1200)] pub hvg: usize,
     /// Most expressed genes to record for the sample.
-    #[arg(long, default_value_t = 250)]
-    pub top: usize,
+    #[arg(long, default_value_t = 250)] pub top: usize,
     /// Affine a,b,c,d,e,f from image pixels (x, y) to the sample's voxels:
     /// x' = a x + b y + c, y' = d x + e y + f (default identity).
-    #[arg(long)]
-    pub affine: Option<String>,
+    #[arg(long)] pub affine: Option<String>,
     /// Section (z voxel) of the spots when the source gives none.
-    #[arg(long, default_value_t = 0.0)]
-    pub z: f64,
+    #[arg(long, default_value_t = 0.0)] pub z: f64,
     /// Spots per gene-encoder batch.
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 256)] pub batch: usize,
     /// Execution provider and threads.
-    #[command(flatten)]
-    pub run: RunArgs,
+    #[command(flatten)] pub run: RunArgs,
 }
 
 fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
@@ -113,82 +102,69 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
 }
 
 /// Settings shared by both ingest commands.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Sample id (letters, digits, - _ .). Re-running with the same id and data resumes.
-    #[arg(long)]
-    pub sample: String,
+    #[arg(long)] pub sample: String,
     /// Registered model name, or a model directory (registered on the way). Default:
     /// the store's only model.
-    #[arg(long)]
-    pub model: Option<String>,
+    #[arg(long)] pub model: Option<String>,
     /// Overlap between neighbouring patches on every axis.
-    #[arg(long, default_value_t = 0.75)]
-    pub overlap: f64,
+    #[arg(long, default_value_t = 0.75)] pub overlap: f64,
     /// Minimum fraction of tissue voxels for a patch to be embedded.
-    #[arg(long, default_value_t = 0.25)]
-    pub min_tissue: f32,
+    #[arg(long, default_value_t = 0.25)] pub min_tissue: f32,
     /// Which side of the Otsu threshold is tissue: bright, dark or all (no mask).
     /// Default: bright for volumes, dark for H&E sections.
-    #[arg(long)]
-    pub tissue: Option<String>,
+    #[arg(long)] pub tissue: Option<String>,
     /// Intensity window LO,HI mapped to [0, 1] (default: the dtype's full range;
     /// float32 data are taken as already in [0, 1]).
-    #[arg(long)]
-    pub intensity_range: Option<String>,
+    #[arg(long)] pub intensity_range: Option<String>,
     /// Patches per inference batch and per store transaction.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 64)] pub batch: usize,
     /// Execution provider and threads (CUDA needs a build with `--features cuda`).
-    #[command(flatten)]
-    pub run: RunArgs,
+    #[command(flatten)] pub run: RunArgs,
 }
 
 /// Arguments of `ingest volume`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct VolumeArgs {
-    #[command(flatten)]
-    common: CommonArgs,
+    #[command(flatten)] common: CommonArgs,
     /// The volume: .npy (uint8/uint16/float32, Z,Y,X[,C]), multi-page .tif/.tiff, or a
     /// directory of slice images (sorted by name).
     pub path: PathBuf,
     /// Voxel size Z,Y,X in micrometres (default: the model's, i.e. no resampling).
-    #[arg(long)]
-    pub um_per_voxel: Option<String>,
+    #[arg(long)] pub um_per_voxel: Option<String>,
 }
 
 /// Arguments of `ingest sections`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct SectionsArgs {
-    #[command(flatten)]
-    common: CommonArgs,
+    #[command(flatten)] common: CommonArgs,
     /// Distance between consecutive sections in micrometres.
-    #[arg(long)]
-    pub spacing_um: f64,
+    #[arg(long)] pub spacing_um: f64,
     /// Pixel size of the section images in micrometres.
-    #[arg(long)]
-    pub um_per_px: f64,
+    #[arg(long)] pub um_per_px: f64,
     /// Registration: a JSON file with the frame size and one affine per image (image
     /// pixel -> frame pixel), `{"frame": [h, w], "sections": [[a, b, c, d, e, f], ...]}`;
     /// the images may then differ in size and orientation. Without it the images must
     /// be registered already (all of one size).
-    #[arg(long, value_name = "JSON")]
-    pub transforms: Option<PathBuf>,
+    #[arg(long, value_name = "JSON")] pub transforms: Option<PathBuf>,
     /// Section images (PNG/JPEG/TIFF), in stacking order.
-    #[arg(required = true)]
-    pub images: Vec<PathBuf>,
+    #[arg(required = true)] pub images: Vec<PathBuf>,
 }
 
 /// Arguments of `ingest image`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    #[command(flatten)]
-    common: CommonArgs,
+    #[command(flatten)] common: CommonArgs,
     /// Pixel size of the image in micrometres (resampled to the model's 2D patch pixels).
-    #[arg(long)]
-    pub um_per_px: f64,
+    #[arg(long)] pub um_per_px: f64,
     /// The image (PNG/JPEG/TIFF).
     pub image: PathBuf,
 }

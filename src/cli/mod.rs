@@ -21,18 +21,18 @@ use serde_json::json;
 use vortexdb::{Result, Store};
 
 /// vortexdb: an embedded morphology-transcriptome vector database (VORTEX method).
+#[rustfmt::skip]
 #[derive(Debug, Parser)]
 #[command(name = "vortexdb", version, about, long_about = None)]
 pub struct Cli {
     /// Print one JSON object on stdout instead of text for people.
-    #[arg(long, global = true)]
-    pub json: bool,
+    #[arg(long, global = true)] pub json: bool,
     /// The command to run.
-    #[command(subcommand)]
-    pub command: Command,
+    #[command(subcommand)] pub command: Command,
 }
 
 /// Top-level commands.
+#[rustfmt::skip]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an empty store in a directory.
@@ -45,14 +45,11 @@ pub enum Command {
     /// another process writes), every record verified; restore by opening the copy.
     Backup(store::BackupArgs),
     /// Models: register a model directory in a store, list, run a network on an array.
-    #[command(subcommand)]
-    Models(models::ModelsCommand),
+    #[command(subcommand)] Models(models::ModelsCommand),
     /// Embed data into the store: a 3D volume, serial sections (2.5D), or spot expression.
-    #[command(subcommand)]
-    Ingest(ingest::IngestCommand),
+    #[command(subcommand)] Ingest(ingest::IngestCommand),
     /// Queries: genes -> morphology heatmaps, expression profiles, similar patches.
-    #[command(subcommand)]
-    Query(query::QueryCommand),
+    #[command(subcommand)] Query(query::QueryCommand),
     /// Predicted expression of every patch of a sample (Parquet), and 3D volumes of
     /// chosen genes; by the model's predictor head or the k-nearest-spots baseline.
     Predict(analysis::PredictArgs),
@@ -63,11 +60,9 @@ pub enum Command {
     /// Spearman of gene variances, Moran's I, Geary's C, domain ARI; JSON + Markdown.
     Eval(analysis::EvalArgs),
     /// Spots of a sample: export their positions, QC, expression and embeddings.
-    #[command(subcommand)]
-    Spots(store::SpotsCommand),
+    #[command(subcommand)] Spots(store::SpotsCommand),
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
-    #[command(subcommand)]
-    Vectors(vectors::VectorsCommand),
+    #[command(subcommand)] Vectors(vectors::VectorsCommand),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),
     /// Generate a deterministic synthetic tissue phantom: a 3D volume, H&E planes and

@@ -8,12 +8,10 @@ use serde_json::json;
 
 use super::args::RunArgs;
 use super::{emit_text, out, out_json};
-use vortexdb::{
-    EmbedFileOptions, Model, Result, Store, loaded_runtime_library, resolve_default_model,
-    write_f32_npy,
-};
+use vortexdb::{EmbedFileOptions, Model, Result, Store, loaded_runtime_library, write_f32_npy};
 
 /// Subcommands of `models`.
+#[rustfmt::skip]
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Verify a model directory (manifest + ONNX checksums) and register a copy of it in
@@ -36,44 +34,32 @@ pub enum ModelsCommand {
 }
 
 /// Arguments of `models embed`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
     /// Model directory.
     pub model_dir: PathBuf,
     /// Network role: image_3d, image_2d, genes or predictor.
-    #[arg(long, default_value = "image_3d")]
-    pub network: String,
+    #[arg(long, default_value = "image_3d")] pub network: String,
     /// Input NPY (float32, already normalised, shape as the manifest says).
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long)] pub input: PathBuf,
     /// Output NPY of the chosen output (float32, batch x dim).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long)] pub out: PathBuf,
     /// Output name (embedding, expression, hidden).
-    #[arg(long, default_value = "embedding")]
-    pub output: String,
+    #[arg(long, default_value = "embedding")] pub output: String,
     /// Rows per inference call.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 64)] pub batch: usize,
     /// Execution provider and threads.
-    #[command(flatten)]
-    pub run: RunArgs,
+    #[command(flatten)] pub run: RunArgs,
     /// Run the whole input this many times and report the best patches/s.
-    #[arg(long, default_value_t = 1)]
-    pub repeat: usize,
+    #[arg(long, default_value_t = 1)] pub repeat: usize,
 }
 
 /// Run a `models` subcommand.
 pub fn run(cmd: ModelsCommand, json: bool) -> Result<()> {
     match cmd {
         ModelsCommand::Add { store, model_dir } => {
-            let s = Store::open(&store)?;
-            let (dir, tmp) = resolve_default_model(&model_dir)?;
-            let rec = s.add_model(&dir);
-            if let Some(t) = tmp {
-                let _ = std::fs::remove_dir_all(t);
-            }
-            let rec = rec?;
+            let rec = Store::open(&store)?.add_model_or_builtin(&model_dir)?;
             emit_text(json, json!({"model": rec.name, "files": rec.files}), || {
                 format!(
                     "registered model '{}' ({} networks) in {}",

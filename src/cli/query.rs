@@ -14,6 +14,7 @@ use vortexdb::{
 };
 
 /// Subcommands of `query`.
+#[rustfmt::skip]
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
     /// Molecular query: genes of interest -> correlated genes -> spots high in them ->
@@ -27,107 +28,85 @@ pub enum QueryCommand {
 }
 
 /// Where and how to score and what to write (shared by `genes` and `profile`).
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Samples whose 3D patches are scored (repeatable; default: all).
-    #[arg(long = "sample")]
-    pub samples: Vec<String>,
+    #[arg(long = "sample")] pub samples: Vec<String>,
     /// Samples never scored (repeatable).
-    #[arg(long)]
-    pub exclude: Vec<String>,
+    #[arg(long)] pub exclude: Vec<String>,
     /// Registered model (default: the store's only model).
-    #[arg(long)]
-    pub model: Option<String>,
+    #[arg(long)] pub model: Option<String>,
     /// Patches to print (and to list in --json).
-    #[arg(long, default_value_t = 10)]
-    pub top: usize,
+    #[arg(long, default_value_t = 10)] pub top: usize,
     /// Write patches.parquet, triage.csv, heatmap_<sample>.npy/.tif, overlay PNGs and
     /// query.json here.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[arg(long)] pub out: Option<PathBuf>,
     /// Heatmap volumes and overlay slices.
-    #[command(flatten)]
-    pub vol: VolumeOut,
+    #[command(flatten)] pub vol: VolumeOut,
     /// Triage: a patch counts as similar above this percentile of all scores.
-    #[arg(long, default_value_t = 90.0)]
-    pub threshold_percentile: f64,
+    #[arg(long, default_value_t = 90.0)] pub threshold_percentile: f64,
 }
 
 /// Arguments of `query genes`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct GenesArgs {
-    #[command(flatten)]
-    score: ScoreArgs,
+    #[command(flatten)] score: ScoreArgs,
     /// Genes of interest, comma-separated (e.g. ERBB2,GRB7).
-    #[arg(long)]
-    pub genes: String,
+    #[arg(long)] pub genes: String,
     /// Samples whose spots define the profile (repeatable; default: all with spots).
-    #[arg(long)]
-    pub spots_from: Vec<String>,
+    #[arg(long)] pub spots_from: Vec<String>,
     /// Genes correlated above this PCC join the filter.
-    #[arg(long, default_value_t = 0.5)]
-    pub min_pcc: f64,
+    #[arg(long, default_value_t = 0.5)] pub min_pcc: f64,
     /// Percentile a filter gene must exceed in a spot.
-    #[arg(long, default_value_t = 75.0)]
-    pub percentile: f64,
+    #[arg(long, default_value_t = 75.0)] pub percentile: f64,
     /// Fraction of filter genes a spot must have above their percentile.
-    #[arg(long, default_value_t = 0.5)]
-    pub min_fraction: f64,
+    #[arg(long, default_value_t = 0.5)] pub min_fraction: f64,
 }
 
 /// Arguments of `query profile`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
-    #[command(flatten)]
-    score: ScoreArgs,
+    #[command(flatten)] score: ScoreArgs,
     /// CSV/TSV of `gene,value` rows (a spot, an averaged cluster, bulk RNA).
-    #[arg(long, conflicts_with = "markers", required_unless_present = "markers")]
-    pub profile: Option<PathBuf>,
+    #[arg(long, conflicts_with = "markers", required_unless_present = "markers")] pub profile: Option<PathBuf>,
     /// A marker list instead: comma-separated genes set to a high expression value.
-    #[arg(long)]
-    pub markers: Option<String>,
+    #[arg(long)] pub markers: Option<String>,
     /// The profile's values are raw counts (normalised + log1p here); otherwise they
     /// are taken as log1p-normalised.
-    #[arg(long)]
-    pub counts: bool,
+    #[arg(long)] pub counts: bool,
 }
 
 /// Arguments of `query patch`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct PatchArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Sample of the query patch (with --at).
-    #[arg(long)]
-    pub sample: Option<String>,
+    #[arg(long)] pub sample: Option<String>,
     /// Position Z,Y,X (model voxels) inside the query patch; the stored patch whose
     /// centre is nearest is used.
-    #[arg(long, requires = "sample")]
-    pub at: Option<String>,
+    #[arg(long, requires = "sample")] pub at: Option<String>,
     /// Or an H&E image (PNG/JPEG/TIFF) embedded by the 2D encoder (cross-modal 2D -> 3D).
-    #[arg(long, conflicts_with = "at")]
-    pub image: Option<PathBuf>,
+    #[arg(long, conflicts_with = "at")] pub image: Option<PathBuf>,
     /// Results to return.
-    #[arg(long, default_value_t = 10)]
-    pub top: usize,
+    #[arg(long, default_value_t = 10)] pub top: usize,
     /// Only these samples (repeatable).
-    #[arg(long = "in")]
-    pub within: Vec<String>,
+    #[arg(long = "in")] pub within: Vec<String>,
     /// Leave out the query's own sample.
-    #[arg(long)]
-    pub exclude_self: bool,
+    #[arg(long)] pub exclude_self: bool,
     /// Registered model (default: the store's only model).
-    #[arg(long)]
-    pub model: Option<String>,
+    #[arg(long)] pub model: Option<String>,
     /// Exact search instead of HNSW.
-    #[arg(long)]
-    pub exact: bool,
+    #[arg(long)] pub exact: bool,
     /// What to search: `3d` (volume and section-stack patches) or `2d` (images ingested
     /// with `ingest image`). A 3D query patch with `--target 2d` is 3D -> 2D retrieval.
-    #[arg(long, default_value = "3d")]
-    pub target: String,
+    #[arg(long, default_value = "3d")] pub target: String,
 }
 
 impl ScoreArgs {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{emit_text, flush_warnings, out, out_json};
-use vortexdb::{Error, Result, Store, write_spots};
+use super::{emit, emit_text, flush_warnings, out, out_json};
+use vortexdb::{Result, Store, write_spots};
 
 /// A store directory.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct StoreArg {
     /// Store directory.
@@ -16,6 +17,7 @@ pub struct StoreArg {
 }
 
 /// Arguments of `backup`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Store directory.
@@ -25,6 +27,7 @@ pub struct BackupArgs {
 }
 
 /// Subcommands of `spots`.
+#[rustfmt::skip]
 #[derive(Debug, Subcommand)]
 pub enum SpotsCommand {
     /// Write a sample's spots to DIR: spots.csv (id, pixel and sample positions, QC,
@@ -34,11 +37,9 @@ pub enum SpotsCommand {
         /// Store directory.
         store: PathBuf,
         /// Sample id.
-        #[arg(long)]
-        sample: String,
+        #[arg(long)] sample: String,
         /// Output directory (created).
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long)] out: PathBuf,
     },
 }
 
@@ -66,11 +67,7 @@ pub fn info(a: &StoreArg, json: bool) -> Result<()> {
 
 /// Run `check`.
 pub fn check(a: &StoreArg, json: bool) -> Result<()> {
-    let mut s = match Store::open(&a.store) {
-        Ok(s) => s,
-        Err(Error::Locked { .. }) => Store::open_read_only(&a.store)?,
-        Err(e) => return Err(e),
-    };
+    let mut s = Store::open_for_check(&a.store)?;
     let n = s.check()?;
     flush_warnings(&s);
     emit_text(json, json!({"vectors_checked": n}), || {
@@ -84,45 +81,14 @@ pub fn backup(a: &BackupArgs, json: bool) -> Result<()> {
     let s = Store::open_read_only(&a.store)?;
     let r = s.backup(&a.dest)?;
     flush_warnings(&s);
-    if json {
-        out_json(&r);
-    } else {
-        out(&format!(
-            "backup of {} at generation {} written to {} ({} entries, {} model files, {} bytes) in {:.1} s",
-            a.store.display(),
-            r.generation,
-            r.dest.display(),
-            r.entries,
-            r.model_files,
-            r.db_bytes,
-            r.seconds
-        ));
-    }
+    emit(json, &r);
     Ok(())
 }
 
 /// Run a `spots` subcommand.
 pub fn spots(cmd: SpotsCommand, json: bool) -> Result<()> {
-    let SpotsCommand::Export {
-        store,
-        sample,
-        out: dir,
-    } = cmd;
+    let SpotsCommand::Export { store, sample, out } = cmd;
     let store = Store::open_read_only(&store)?;
-    let r = write_spots(&dir, &store, &sample)?;
-    emit_text(
-        json,
-        json!({"sample": sample, "spots": r.spots, "kept": r.kept,
-                         "panel": r.panel, "out": dir}),
-        || {
-            format!(
-                "wrote {} spots ({} kept, panel of {} genes) to {}",
-                r.spots,
-                r.kept,
-                r.panel,
-                dir.display()
-            )
-        },
-    );
+    emit(json, &write_spots(&out, &store, &sample)?);
     Ok(())
 }

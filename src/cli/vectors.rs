@@ -12,6 +12,7 @@ use vortexdb::{
 };
 
 /// Raw-vector subcommands.
+#[rustfmt::skip]
 #[derive(Debug, Subcommand)]
 pub enum VectorsCommand {
     /// Import vectors (NPY float32 N x D, or Parquet with a list<float> column) into a
@@ -25,90 +26,71 @@ pub enum VectorsCommand {
         /// Store directory.
         store: PathBuf,
         /// Collection name.
-        #[arg(long)]
-        collection: String,
+        #[arg(long)] collection: String,
         /// Comma-separated ids.
-        #[arg(long, value_delimiter = ',', required = true)]
-        ids: Vec<u64>,
+        #[arg(long, value_delimiter = ',', required = true)] ids: Vec<u64>,
     },
     /// Rebuild a collection's index without its deleted vectors.
     Compact {
         /// Store directory.
         store: PathBuf,
         /// Collection name.
-        #[arg(long)]
-        collection: String,
+        #[arg(long)] collection: String,
     },
 }
 
 /// Arguments of `vectors import`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Collection to import into (created with the file's dimension if missing).
-    #[arg(long)]
-    pub collection: String,
+    #[arg(long)] pub collection: String,
     /// Vector file (.npy float32 N x D, or .parquet).
     pub file: PathBuf,
     /// Distance for a new collection: l2 or cosine.
-    #[arg(long, default_value = "l2")]
-    pub metric: String,
+    #[arg(long, default_value = "l2")] pub metric: String,
     /// Rows per durable write transaction.
-    #[arg(long, default_value_t = 10_000)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = 10_000)] pub batch_size: usize,
     /// Parquet column holding the vectors.
-    #[arg(long, default_value = "vector")]
-    pub column: String,
+    #[arg(long, default_value = "vector")] pub column: String,
     /// Tag every imported vector with this sample id (NPY input).
-    #[arg(long)]
-    pub sample: Option<String>,
+    #[arg(long)] pub sample: Option<String>,
     /// HNSW links per node for a new collection.
-    #[arg(long, default_value_t = 16)]
-    pub m: usize,
+    #[arg(long, default_value_t = 16)] pub m: usize,
     /// HNSW build candidate list for a new collection.
-    #[arg(long, default_value_t = 200)]
-    pub ef_construction: usize,
+    #[arg(long, default_value_t = 200)] pub ef_construction: usize,
     /// Print one JSON line per durable batch on stdout as it is acknowledged.
-    #[arg(long)]
-    pub ack: bool,
+    #[arg(long)] pub ack: bool,
 }
 
 /// Arguments of `vectors search`.
+#[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// Store directory.
     pub store: PathBuf,
     /// Collection to search.
-    #[arg(long)]
-    pub collection: String,
+    #[arg(long)] pub collection: String,
     /// Query vectors (same formats as import).
-    #[arg(long)]
-    pub queries: PathBuf,
+    #[arg(long)] pub queries: PathBuf,
     /// Neighbours per query.
-    #[arg(long, default_value_t = 10)]
-    pub k: usize,
+    #[arg(long, default_value_t = 10)] pub k: usize,
     /// HNSW search candidate list size.
-    #[arg(long, default_value_t = 64)]
-    pub ef: usize,
+    #[arg(long, default_value_t = 64)] pub ef: usize,
     /// Brute-force search instead of HNSW.
-    #[arg(long)]
-    pub exact: bool,
+    #[arg(long)] pub exact: bool,
     /// Only these samples (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub sample: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',')] pub sample: Option<Vec<String>>,
     /// Exclude these samples (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub exclude_sample: Vec<String>,
+    #[arg(long, value_delimiter = ',')] pub exclude_sample: Vec<String>,
     /// Only patches with origin in a box: z0:z1,y0:y1,x0:x1 (end exclusive).
-    #[arg(long)]
-    pub region: Option<String>,
+    #[arg(long)] pub region: Option<String>,
     /// Output NPY (N x K int64 ids, -1 where fewer than K matched).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long)] pub out: PathBuf,
     /// Optional NPY of the distances (N x K float32).
-    #[arg(long)]
-    pub distances: Option<PathBuf>,
+    #[arg(long)] pub distances: Option<PathBuf>,
 }
 
 /// Run a `vectors` subcommand.

@@ -485,6 +485,7 @@ pub fn run_demo(opts: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<DemoRep
             predictions: "predictions.parquet".into(),
             figures: "figures".into(),
         },
+        out: dir.to_path_buf(),
     };
     // Through a JSON value, as the report is rendered from one (f32 fields print as
     // the f64 of their value, keys in order).

@@ -26,6 +26,9 @@ pub struct DemoReport {
     pub domains: DemoDomains,
     /// Files of the output directory, relative to it.
     pub files: DemoFiles,
+    /// The output directory (not in `summary.json`, whose paths are relative to it).
+    #[serde(skip)]
+    pub out: std::path::PathBuf,
 }
 
 /// The phantom of a demo run.
@@ -216,8 +219,15 @@ impl std::fmt::Display for DemoReport {
             f,
             "\n  retrieval from a tumour patch: {}/10 of the nearest patches are tumour\n  \
              predicted vs measured: PCC all {:.3}, top 50 {:.3}, SSIM {:.3}\n  \
-             domains (k = 4): ARI {:.3} against the phantom's compartments",
-            self.retrieval.top10_same_compartment, p.pcc_all, p.pcc_top50, p.ssim, self.domains.ari
+             domains (k = 4): ARI {:.3} against the phantom's compartments\n  \
+             report: {}\n  total {:.1} s",
+            self.retrieval.top10_same_compartment,
+            p.pcc_all,
+            p.pcc_top50,
+            p.ssim,
+            self.domains.ari,
+            self.out.join(&self.files.report).display(),
+            self.seconds
         )
     }
 }

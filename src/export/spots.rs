@@ -13,12 +13,29 @@ use crate::vecio::write_f32_npy;
 /// What [`write_spots`] wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpotsExport {
+    /// The sample.
+    pub sample: String,
     /// Spots of the sample.
     pub spots: usize,
     /// Spots kept by QC (rows of the NPY files).
     pub kept: usize,
     /// Genes in the panel (columns of the expression NPY files).
     pub panel: usize,
+    /// The directory written.
+    pub out: std::path::PathBuf,
+}
+
+impl std::fmt::Display for SpotsExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wrote {} spots ({} kept, panel of {} genes) to {}",
+            self.spots,
+            self.kept,
+            self.panel,
+            self.out.display()
+        )
+    }
 }
 
 /// Write `spots.csv`, `panel.txt`, `expression.npy`, `smoothed.npy` and
@@ -89,8 +106,10 @@ pub fn write_spots(dir: &Path, store: &Store, sample: &str) -> Result<SpotsExpor
     let dim = store.collection(&set.collection)?.dim;
     write_f32_npy(&dir.join("embeddings.npy"), &emb, dim)?;
     Ok(SpotsExport {
+        sample: sample.into(),
         spots: spots.len(),
         kept: emb.len(),
         panel: set.panel.len(),
+        out: dir.to_path_buf(),
     })
 }

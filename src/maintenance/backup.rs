@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 /// What a backup copied.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BackupReport {
+    /// The store copied (not in the JSON report, which names the copy).
+    #[serde(skip)]
+    pub source: PathBuf,
     /// The new store.
     pub dest: PathBuf,
     /// Generation of the source the copy reflects.
@@ -34,6 +37,23 @@ pub struct BackupReport {
     pub db_bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+}
+
+impl std::fmt::Display for BackupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "backup of {} at generation {} written to {} ({} entries, {} model files, {} \
+             bytes) in {:.1} s",
+            self.source.display(),
+            self.generation,
+            self.dest.display(),
+            self.entries,
+            self.model_files,
+            self.db_bytes,
+            self.seconds
+        )
+    }
 }
 
 /// Copy every entry of one table from `src` to `dst`, each value verified by `ok`
@@ -109,6 +129,7 @@ impl Store {
             .map_err(|e| Error::io(dest.join(DB_FILE), e))?
             .len();
         Ok(BackupReport {
+            source: self.path().to_path_buf(),
             dest,
             generation,
             entries,

@@ -269,5 +269,6 @@ pub(super) fn write(ph: &Phantom, dir: &Path) -> Result<PhantomSummary> {
         tissue_fraction: tissue as f64 / total.max(1) as f64,
         compartment_fractions,
         files,
+        seconds: 0.0,
     })
 }

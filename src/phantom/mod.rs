@@ -206,6 +206,8 @@ pub struct PhantomSummary {
     pub compartment_fractions: [f64; 4],
     /// The files written.
     pub files: PhantomFiles,
+    /// Wall time of [`generate`].
+    pub seconds: f64,
 }
 
 /// The 60 gene names, in column order: GLD01..GLD10, TUM.., STR.., FAT.., IMM.., HK...
@@ -218,11 +220,14 @@ pub fn gene_names() -> Vec<String> {
 
 /// Generate the phantom for `params` and write it into `out_dir` (created).
 pub fn generate(params: &PhantomParams, out_dir: impl AsRef<Path>) -> Result<PhantomSummary> {
+    let t = std::time::Instant::now();
     let out_dir = out_dir.as_ref();
     params.validate()?;
     prepare_dir(out_dir, params.overwrite)?;
     let ph = build(params)?;
-    write(&ph, out_dir)
+    let mut summary = write(&ph, out_dir)?;
+    summary.seconds = t.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
 // ---------------------------------------------------------------------------------

@@ -5,11 +5,18 @@ use std::fmt;
 use super::{PhantomSummary, VOXEL_UM};
 
 impl fmt::Display for PhantomSummary {
-    /// Where the files went and what they hold (no timing: the caller adds it).
+    /// Where the files went and what they hold.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [z, y, x] = self.shape;
         let c = self.compartment_fractions;
         let planes: Vec<String> = self.planes_z.iter().map(|z| z.to_string()).collect();
+        write!(
+            f,
+            "phantom (seed {}) written to {} in {:.1}s\n",
+            self.seed,
+            self.out_dir.display(),
+            self.seconds
+        )?;
         write!(
             f,
             "  volume.npy, labels.npy   uint8 {z} x {y} x {x} at {VOXEL_UM} um; tissue {:.0}% \
