@@ -10,9 +10,9 @@ impl fmt::Display for PhantomSummary {
         let [z, y, x] = self.shape;
         let c = self.compartment_fractions;
         let planes: Vec<String> = self.planes_z.iter().map(|z| z.to_string()).collect();
-        write!(
+        writeln!(
             f,
-            "phantom (seed {}) written to {} in {:.1}s\n",
+            "phantom (seed {}) written to {} in {:.1}s",
             self.seed,
             self.out_dir.display(),
             self.seconds
