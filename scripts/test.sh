@@ -11,6 +11,7 @@ bash scripts/setup-ort.sh
 .venv/bin/ruff format --check training tests scripts
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib
 cargo test --release
 # The library builds without the CLI's dependencies.
 cargo build --release --lib --no-default-features

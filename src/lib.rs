@@ -94,14 +94,14 @@ pub use engine::{
 pub use maintenance::BackupReport;
 
 // The HNSW index.
-pub use index::{HnswParams, Metric, SnapshotFile, SnapshotInfo, VectorIndex};
+pub use index::{HnswParams, Metric, SnapshotFile, SnapshotInfo, VectorIndex, prepare};
 
 // Models and ONNX Runtime.
 pub use model::embedded::{resolve as resolve_default_model, write_to as write_default_model};
 pub use model::runtime::{ORT_VERSION, loaded_library as loaded_runtime_library};
 pub use model::{
-    Device, EmbedFileOptions, EmbedFileOutput, MANIFEST_FILE, Manifest, Model, Network, PatchSpec,
-    RunOptions,
+    Device, EmbedFileOptions, EmbedFileOutput, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Model,
+    Network, PatchSpec, RunOptions,
 };
 
 // Volumes, images, the patch grid, registration.

@@ -120,7 +120,7 @@ pub(crate) fn environment() -> Result<&'static ort::environment::Environment> {
     }
 }
 
-/// The library file loaded by this process, once [`environment`] has succeeded.
+/// The library file loaded by this process, once ONNX Runtime has been initialised.
 pub fn loaded_library() -> Option<PathBuf> {
     ENV.get()
         .and_then(|r| r.as_ref().ok().map(|(p, _)| p.clone()))
