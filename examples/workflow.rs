@@ -25,20 +25,13 @@ pub struct Figures {
 
 /// Run the workflow in `dir` (phantom input, model, store; query files under `dir/q`).
 pub fn run(dir: &Path) -> Result<Figures> {
-    let params = PhantomParams {
-        seed: 7,
-        shape: [32, 160, 160],
-        ..Default::default()
-    };
+    let params = PhantomParams::new(7, [32, 160, 160]); // seed 7: held out from the model
     let ph = generate_phantom(&params, dir.join("phantom"))?;
     let store = Store::create(dir.join("store"))?;
     store.add_model(&write_default_model(&dir.join("model"))?)?;
     let model = store.load_model(None)?;
 
-    let opts = IngestOptions {
-        sample: "ph7".into(),
-        ..Default::default()
-    };
+    let opts = IngestOptions::new("ph7");
     let volume = open_volume(&ph.files.volume, None)?;
     let ingest = ingest_volume(&store, &model, volume, &opts, &mut |_| {})?;
     let table = read_spots(&ph.files.spots, SpotFormat::Parquet, &SpotPaths::default())?;
@@ -48,19 +41,15 @@ pub fn run(dir: &Path) -> Result<Figures> {
     let query = GeneQuery::new(vec!["TUM01".into()]);
     let q = query_genes(&store, &query, &ScoreOptions::default())?;
     let heat = q.heatmap(&store, "ph7", None)?;
-    let best = heat
-        .data
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(f32::MIN, f32::max);
+    let best = heat.percentile(100.0).unwrap_or(f32::NAN); // NaN outside the patches
 
     let pred = predict(&store, "ph7", &Method::Predictor)?;
-    let kmeans = KMeansOptions {
-        k: 4,
-        ..Default::default()
-    };
-    let domains = find_domains(&store, "ph7", &kmeans, Some(&ph.files.labels))?;
+    let domains = find_domains(
+        &store,
+        "ph7",
+        &KMeansOptions::new(4),
+        Some(&ph.files.labels),
+    )?;
     let eval = evaluate_sample(&store, &pred, &EvalOptions::default())?;
 
     write_query(&dir.join("q"), &store, &q, &QueryExport::default())?;
@@ -75,18 +64,13 @@ pub fn run(dir: &Path) -> Result<Figures> {
 
 fn main() -> Result<()> {
     let tmp = tempfile::tempdir().map_err(|e| vortexdb::Error::io(".", e))?;
-    let dir = std::env::args()
-        .nth(1)
-        .map_or(tmp.path().to_path_buf(), Into::into);
-    let f = run(&dir)?;
-    println!("{} patches, {} spots ingested", f.patches, f.spots);
+    let arg = std::env::args().nth(1).map(std::path::PathBuf::from);
+    let f = run(arg.as_deref().unwrap_or(tmp.path()))?;
+    let ((shape, max), (pcc, ari)) = (f.heatmap, (f.pcc, f.ari));
     println!(
-        "TUM01 heatmap {:?}, max similarity {:.3}",
-        f.heatmap.0, f.heatmap.1
+        "{} patches, {} spots; TUM01 heatmap {shape:?}",
+        f.patches, f.spots
     );
-    println!(
-        "predicted vs measured PCC {:.3}; domains ARI {:.3}",
-        f.pcc, f.ari
-    );
+    println!("max similarity {max:.3}; PCC {pcc:.3}; domains ARI {ari:.3}");
     Ok(())
 }

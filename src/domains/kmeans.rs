@@ -45,6 +45,16 @@ impl Default for KMeansOptions {
     }
 }
 
+impl KMeansOptions {
+    /// `k` clusters, the other settings at their defaults (10 restarts, seed 0).
+    pub fn new(k: usize) -> Self {
+        KMeansOptions {
+            k,
+            ..Default::default()
+        }
+    }
+}
+
 /// A clustering.
 #[derive(Debug, Clone)]
 pub struct KMeans {

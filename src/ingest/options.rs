@@ -78,6 +78,17 @@ pub struct IngestOptions {
     pub run: RunOptions,
 }
 
+impl IngestOptions {
+    /// Ingest as sample `sample` with the defaults (a 3D volume, 75% overlap, tissue
+    /// fraction 0.25, batches of 64, CPU).
+    pub fn new(sample: &str) -> Self {
+        IngestOptions {
+            sample: sample.into(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {

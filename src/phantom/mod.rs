@@ -105,6 +105,18 @@ pub struct PhantomParams {
     pub overwrite: bool,
 }
 
+impl PhantomParams {
+    /// The phantom of `seed` and `shape` (planes every 16 slices, into an empty
+    /// directory).
+    pub fn new(seed: u64, shape: [usize; 3]) -> Self {
+        PhantomParams {
+            seed,
+            shape,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for PhantomParams {
     fn default() -> Self {
         PhantomParams {
