@@ -325,10 +325,11 @@ impl Error {
         }
     }
 
-    /// True when the error is the user's input or environment rather than an internal
-    /// failure (the CLI maps this to exit code 1, everything else to 2).
-    pub fn is_user_error(&self) -> bool {
-        !matches!(
+    /// True for a failure inside vortexdb or a library it uses (a database error not
+    /// caused by the input, ONNX Runtime failing on valid input, an index invariant):
+    /// nothing the caller can fix by changing the input or the environment.
+    pub fn is_internal(&self) -> bool {
+        matches!(
             self,
             Error::Database { .. } | Error::Inference(_) | Error::Index(_)
         )

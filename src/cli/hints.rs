@@ -33,6 +33,12 @@ pub fn message(e: &Error) -> String {
     }
 }
 
+/// The exit code of an error: 1 for bad input or environment (the message says what to
+/// change), 2 for an internal failure.
+pub fn exit_code(e: &Error) -> u8 {
+    if e.is_internal() { 2 } else { 1 }
+}
+
 /// The next step for an error, when there is one.
 pub fn hint(e: &Error) -> Option<String> {
     Some(match e {

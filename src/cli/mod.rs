@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            let code = if e.is_user_error() { 1 } else { 2 };
+            let code = hints::exit_code(&e);
             report_error(json, &hints::message(&e), code);
             ExitCode::from(code)
         }
