@@ -9,7 +9,6 @@ pub fn flag(name: &str) -> String {
         "spot_samples" => "spots-from",
         "samples" => "sample",
         "within" => "in",
-        "spacing" => "spacing-um",
         other => return format!("--{}", other.replace('_', "-")),
     };
     format!("--{f}")
@@ -33,8 +32,7 @@ pub fn message(e: &Error) -> String {
     }
 }
 
-/// The exit code of an error: 1 for bad input or environment (the message says what to
-/// change), 2 for an internal failure.
+/// Exit code 1 for bad input or environment (the message says what to change), else 2.
 pub fn exit_code(e: &Error) -> u8 {
     if e.is_internal() { 2 } else { 1 }
 }

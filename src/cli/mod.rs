@@ -74,13 +74,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     // Keep panics (which should not happen) from printing a raw backtrace: report them
     // as internal errors with exit code 2.
-    std::panic::set_hook(Box::new(|info| {
-        log::debug!(
-            "panic: {:?} at {:?}",
-            panic_text(info.payload()),
-            info.location()
-        );
-    }));
+    std::panic::set_hook(Box::new(|i| log::debug!("panic at {:?}", i.location())));
     let cli = Cli::parse();
     let json = cli.json;
     match std::panic::catch_unwind(|| run(cli)) {
