@@ -46,17 +46,12 @@ pub fn write_spots(dir: &Path, store: &Store, sample: &str) -> Result<SpotsExpor
             .spot_sets()
             .map(|v| v.into_iter().map(|s| s.sample).collect())
             .unwrap_or_default();
-        Error::bad_input(
-            "--sample",
-            format!(
-                "no spots for sample '{sample}' (samples with spots: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        )
+        Error::UnknownSample {
+            name: "sample".into(),
+            sample: sample.into(),
+            purpose: "has no spots in this store".into(),
+            known,
+        }
     })?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let spots = store.spots(sample)?;
