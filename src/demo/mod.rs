@@ -491,7 +491,7 @@ pub fn run_demo(opts: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<DemoRep
     // the f64 of their value, keys in order).
     let value = serde_json::to_value(&summary).map_err(|e| Error::bad_file(dir, e.to_string()))?;
     write_json(&dir.join("summary.json"), &value)?;
-    let html = crate::render::report_html(dir, &value, hne.as_deref())?;
+    let html = crate::render::report_html(dir, &summary, hne.as_deref())?;
     let rp = dir.join("report.html");
     std::fs::write(&rp, html).map_err(|e| Error::io(&rp, e))?;
     (st.say)(&format!("done in {secs:.1} s"));

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::demo::DemoReport;
 use crate::error::{Error, Result};
 use crate::phantom::COMPARTMENTS;
 use crate::render::PALETTE;
@@ -41,9 +42,11 @@ fn f3(v: &serde_json::Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The report page of a demo run in `dir` (its figures are read from there), from the
-/// demo summary `s` and the H&E plane `hne` shown beside the ground truth.
-pub fn report_html(dir: &Path, s: &serde_json::Value, hne: Option<&Path>) -> Result<String> {
+/// The report page of a demo run in `dir` (its figures are read from there), rendered
+/// from the demo's report `r` (through its JSON, the same values as `summary.json`),
+/// with the H&E plane `hne` shown beside the ground truth.
+pub fn report_html(dir: &Path, r: &DemoReport, hne: Option<&Path>) -> Result<String> {
+    let s = &serde_json::to_value(r).map_err(|e| Error::bad_file(dir, e.to_string()))?;
     let mut h = String::new();
     let _ = write!(
         h,
