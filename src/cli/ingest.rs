@@ -11,9 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{RunArgs, floats};
 use super::{emit, flush_warnings};
 use vortexdb::{
-    Error, IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat,
-    SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots,
-    ingest_volume, open_volume, read_spots, resolve_model,
+    IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat, SpotOptions,
+    SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots, ingest_volume,
+    open_volume, read_spots, resolve_model,
 };
 
 /// Subcommands of `ingest`.
@@ -240,16 +240,15 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
     let store = Store::open(&c.store)?;
     let model = resolve_model(&store, c.model.as_deref())?;
     let (bar, mut on_progress) = progress();
-    let report = match &cmd {
-        IngestCommand::Volume(a) => {
+    let report = match (&cmd, volume) {
+        (IngestCommand::Volume(a), Some(src)) => {
             let mut opts = c.options(SampleKind::Volume)?;
             if let Some(s) = &a.um_per_voxel {
                 opts.voxel_um = Some(floats::<3>(s, "um_per_voxel")?);
             }
-            let src = volume.ok_or_else(|| Error::bad_input("volume", "not opened"))?;
             ingest_volume(&store, &model, src, &opts, &mut on_progress)
         }
-        IngestCommand::Sections(a) => {
+        (IngestCommand::Sections(a), _) => {
             let s = Sections {
                 images: a.images.clone(),
                 spacing_um: a.spacing_um,
@@ -260,7 +259,7 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
             let opts = c.options(SampleKind::Sections)?;
             ingest_sections(&store, &model, &s, &opts, &mut on_progress)
         }
-        IngestCommand::Image(a) => {
+        (IngestCommand::Image(a), _) => {
             let opts = c.options(SampleKind::Image)?;
             ingest_image(
                 &store,
@@ -272,7 +271,8 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
                 &mut on_progress,
             )
         }
-        IngestCommand::Spots(_) => unreachable!("handled above"),
+        // Spots returned above; a volume is always opened.
+        (IngestCommand::Spots(_) | IngestCommand::Volume(_), _) => unreachable!(),
     };
     bar.finish_and_clear();
     flush_warnings(&store);
