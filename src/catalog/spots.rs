@@ -188,6 +188,20 @@ impl Store {
         self.get_raw(SPOT_SETS, sample, "spot set")
     }
 
+    /// The spot set of `sample`, or [`Error::UnknownSample`] listing the samples that
+    /// have spots (`name`: the parameter that named the sample).
+    pub fn require_spot_set(&self, name: &str, sample: &str) -> Result<SpotSetRecord> {
+        self.spot_set(sample)?.ok_or_else(|| Error::UnknownSample {
+            name: name.into(),
+            sample: sample.into(),
+            purpose: "has no spots in this store".into(),
+            known: self
+                .spot_sets()
+                .map(|v| v.into_iter().map(|x| x.sample).collect())
+                .unwrap_or_default(),
+        })
+    }
+
     /// Every spot set in the store.
     pub fn spot_sets(&self) -> Result<Vec<SpotSetRecord>> {
         self.all_raw(SPOT_SETS, "spot set")

@@ -116,7 +116,7 @@ pub fn write_query(
         let Some(rec) = store.sample(&row.sample)? else {
             continue;
         };
-        let h = r.heatmap(store, &row.sample, opts.downsample)?;
+        let h = r.heatmap_of(&rec, opts.downsample)?;
         let npy = dir.join(format!("heatmap_{}.npy", row.sample));
         write_f32_array_npy(&npy, &h.shape, &h.data)?;
         let tif = dir.join(format!("heatmap_{}.tif", row.sample));

@@ -41,18 +41,7 @@ impl std::fmt::Display for SpotsExport {
 /// Write `spots.csv`, `panel.txt`, `expression.npy`, `smoothed.npy` and
 /// `embeddings.npy` of the spots of `sample` into `dir`.
 pub fn write_spots(dir: &Path, store: &Store, sample: &str) -> Result<SpotsExport> {
-    let set = store.spot_set(sample)?.ok_or_else(|| {
-        let known: Vec<String> = store
-            .spot_sets()
-            .map(|v| v.into_iter().map(|s| s.sample).collect())
-            .unwrap_or_default();
-        Error::UnknownSample {
-            name: "sample".into(),
-            sample: sample.into(),
-            purpose: "has no spots in this store".into(),
-            known,
-        }
-    })?;
+    let set = store.require_spot_set("sample", sample)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let spots = store.spots(sample)?;
     let csv_path = dir.join("spots.csv");

@@ -265,9 +265,8 @@ pub fn search_vectors(
     queries: &Path,
     opts: &crate::engine::SearchOptions,
 ) -> Result<VectorSearch> {
-    if opts.k == 0 {
-        return Err(Error::arg("k", "must be at least 1"));
-    }
+    // The search's own range check, before the query file is read.
+    crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
     let info = store.collection(collection)?;
     let (rows, dim) = crate::vecio::read_all(queries, None)?;
     if dim != info.dim {

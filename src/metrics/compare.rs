@@ -38,15 +38,7 @@ pub fn compare(
     markers: &[String],
     smoothed: bool,
 ) -> Result<Comparison> {
-    let set = store.spot_set(spots)?.ok_or_else(|| Error::UnknownSample {
-        name: "spots".into(),
-        sample: spots.into(),
-        purpose: "has no spots in this store".into(),
-        known: store
-            .spot_sets()
-            .map(|v| v.into_iter().map(|x| x.sample).collect())
-            .unwrap_or_default(),
-    })?;
+    let set = store.require_spot_set("spots", spots)?;
     let wanted: Vec<String> = if genes.is_empty() {
         pred.genes
             .iter()

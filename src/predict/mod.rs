@@ -184,15 +184,7 @@ impl Predictions {
         let mut ref_emb: Vec<Vec<f32>> = Vec::new();
         let mut ref_expr: Vec<Vec<f32>> = Vec::new();
         for s in reference {
-            let set = store.spot_set(s)?.ok_or_else(|| Error::UnknownSample {
-                name: "reference".into(),
-                sample: s.clone(),
-                purpose: "has no spots in this store".into(),
-                known: store
-                    .spot_sets()
-                    .map(|v| v.into_iter().map(|x| x.sample).collect())
-                    .unwrap_or_default(),
-            })?;
+            let set = store.require_spot_set("reference", s)?;
             let cols: HashMap<String, usize> = set
                 .panel
                 .iter()

@@ -12,6 +12,7 @@ use super::{
     GeneProfile, GeneQuery, RankedPatch, TriageRow, gene_profile, profile_embedding, rank_patches,
     score_percentile, triage,
 };
+use crate::catalog::SampleRecord;
 use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::limits;
@@ -200,11 +201,15 @@ impl QueryResult {
         sample: &str,
         downsample: Option<usize>,
     ) -> Result<Heatmap> {
-        let rec = crate::predict::sample_record(store, sample)?;
+        self.heatmap_of(&crate::predict::sample_record(store, sample)?, downsample)
+    }
+
+    /// [`QueryResult::heatmap`] of the sample `rec` describes.
+    pub fn heatmap_of(&self, rec: &SampleRecord, downsample: Option<usize>) -> Result<Heatmap> {
         let pts: Vec<([i64; 3], f32)> = self
             .ranked
             .iter()
-            .filter(|p| &*p.sample == sample)
+            .filter(|p| *p.sample == *rec.id)
             .map(|p| (p.origin, p.score))
             .collect();
         let d = match downsample {

@@ -59,6 +59,20 @@ pub struct VolumeInfo {
     pub intensity_range: IntensityRange,
 }
 
+impl VolumeInfo {
+    /// An error naming the source unless slice `z` exists.
+    pub(crate) fn check_slice(&self, z: usize) -> Result<()> {
+        let nz = self.shape[0];
+        if z >= nz {
+            return Err(Error::bad_file(
+                &self.source,
+                format!("slice {z} out of range (volume has {nz})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One slice: `channels` planes of `h * w` intensities in [0, 1], planar (C, H, W).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slice {
@@ -271,13 +285,8 @@ impl VolumeSource for NpyVolume {
     }
 
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
-        let [nz, h, w] = self.info.shape;
-        if z >= nz {
-            return Err(Error::bad_file(
-                &self.info.source,
-                format!("slice {z} out of range (volume has {nz})"),
-            ));
-        }
+        self.info.check_slice(z)?;
+        let [_, h, w] = self.info.shape;
         let c = self.info.channels;
         let n = h * w * c;
         let bytes = n * self.info.dtype.bytes();
@@ -477,10 +486,8 @@ impl VolumeSource for ImageStack {
     }
 
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
-        let f = self
-            .files
-            .get(z)
-            .ok_or_else(|| Error::bad_file(&self.info.source, format!("slice {z} out of range")))?;
+        self.info.check_slice(z)?;
+        let f = &self.files[z];
         let p = f.display().to_string();
         let img = decode_image(f)?;
         let (h, w) = self.sizes[z];

@@ -196,13 +196,8 @@ impl VolumeSource for TiffVolume {
     }
 
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
-        let [nz, h, w] = self.info.shape;
-        if z >= nz {
-            return Err(Error::bad_file(
-                &self.info.source,
-                format!("slice {z} out of range (volume has {nz})"),
-            ));
-        }
+        self.info.check_slice(z)?;
+        let [_, h, w] = self.info.shape;
         self.decoder
             .seek_to_image(z)
             .map_err(|e| tiff_err(&self.path, z, e))?;
