@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::fixture::copy_dir;
+use common::fixture::{answers_as_recorded, store_from_fixture};
 use common::{expect_ok, s};
 use vortexdb::{
     FORMAT_VERSION, Method, OLDEST_SUPPORTED, PatchQuery, PatchSource, SearchOptions, Store,
@@ -14,23 +14,6 @@ use vortexdb::{
 };
 
 const FIXTURE: &str = "tests/fixtures/store_v2";
-
-/// A writable copy of the fixture with the default model's files restored.
-fn copy_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
-    std::fs::create_dir_all(store.join("index")).unwrap();
-    std::fs::copy(
-        Path::new(FIXTURE).join("vortex.redb"),
-        store.join("vortex.redb"),
-    )
-    .unwrap();
-    copy_dir(
-        Path::new("models/default"),
-        &store.join("models/vortex-tiny-phantom"),
-    );
-    (dir, store)
-}
 
 fn json_file(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURE).join(name)).unwrap()).unwrap()
@@ -44,7 +27,7 @@ fn format_constants_cover_the_fixtures() {
 
 #[test]
 fn a_schema_2_store_of_the_previous_release_answers_as_before() {
-    let (_dir, store) = copy_fixture();
+    let (_dir, store) = store_from_fixture(Path::new(FIXTURE));
     let db = Store::open(&store).unwrap();
     assert_eq!(db.info().unwrap().schema_version, 2);
     assert!(db.take_warnings().iter().all(|w| !w.contains("migrated")));
@@ -84,41 +67,8 @@ fn a_schema_2_store_of_the_previous_release_answers_as_before() {
     let dom = db.domains("ph5").unwrap().expect("domains of the fixture");
     assert_eq!((dom.k, dom.ids.len()), (3, 81));
     drop(db);
-    // CLI: byte-for-byte the same JSON answers.
-    for (args, file) in [
-        (
-            vec![
-                "--json",
-                "query",
-                "patch",
-                s(&store),
-                "--sample",
-                "ph5",
-                "--at",
-                "8,48,48",
-                "--top",
-                "5",
-                "--exact",
-            ],
-            "query_patch.json",
-        ),
-        (
-            vec![
-                "--json",
-                "query",
-                "genes",
-                s(&store),
-                "--genes",
-                "TUM01",
-                "--top",
-                "5",
-            ],
-            "query_genes.json",
-        ),
-    ] {
-        let got: serde_json::Value = serde_json::from_str(&expect_ok(&args)).unwrap();
-        assert_eq!(got, json_file(file), "{file}");
-    }
+    // CLI: the same JSON answers.
+    answers_as_recorded(Path::new(FIXTURE), &store);
     assert!(expect_ok(&["check", s(&store)]).starts_with("ok: 123 vectors"));
 }
 

@@ -230,10 +230,7 @@ fn write_parquet(path: &Path, rows: &[Vec<f32>], with_meta: bool) {
         }
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    common::write_batch(path, &batch);
 }
 
 #[test]
@@ -292,14 +289,7 @@ fn parquet_import_with_provenance_and_filters() {
         vec![Arc::new(StringArray::from(vec!["a", "b"]))],
     )
     .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&bad).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    common::write_batch(&bad, &batch);
     expect_user_error(
         &[
             "vectors",

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::fixture::{copy_dir, private_store, shared};
+use common::fixture::{answers_as_recorded, copy_dir, private_store, shared, store_from_fixture};
 use common::{MODEL, expect_ok, expect_user_error, s, vortexdb};
 use vortexdb::Store;
 
@@ -428,55 +428,15 @@ fn damaged_records_are_reported_never_answered() {
 
 #[test]
 fn a_schema_1_store_is_migrated_and_answers_as_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
     let fx = Path::new("tests/fixtures/store_v1");
-    std::fs::create_dir_all(store.join("index")).unwrap();
-    std::fs::copy(fx.join("vortex.redb"), store.join("vortex.redb")).unwrap();
-    // The fixture's model files are the default model's (same checksums).
-    copy_dir(Path::new(MODEL), &store.join("models/vortex-tiny-phantom"));
+    let (_dir, store) = store_from_fixture(fx);
     let o = vortexdb(&["info", s(&store)]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("migrated from schema 1"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("schema v2"));
     store_is_intact(&store);
-    for (args, file) in [
-        (
-            vec![
-                "--json",
-                "query",
-                "patch",
-                s(&store),
-                "--sample",
-                "ph5",
-                "--at",
-                "8,48,48",
-                "--top",
-                "5",
-                "--exact",
-            ],
-            "query_patch.json",
-        ),
-        (
-            vec![
-                "--json",
-                "query",
-                "genes",
-                s(&store),
-                "--genes",
-                "TUM01",
-                "--top",
-                "5",
-            ],
-            "query_genes.json",
-        ),
-    ] {
-        let got: serde_json::Value = serde_json::from_str(&expect_ok(&args)).unwrap();
-        let want: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(fx.join(file)).unwrap()).unwrap();
-        assert_eq!(got, want, "{file}");
-    }
+    answers_as_recorded(fx, &store);
 }
 
 #[test]

@@ -30,10 +30,7 @@ fn write_spot_parquet(path: &Path, x: f64, y: f64) {
         ("GLD01", Arc::new(Float64Array::from(vec![5.0; 4]))),
     ];
     let batch = RecordBatch::try_from_iter(cols).unwrap();
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    common::write_batch(path, &batch);
 }
 
 #[test]

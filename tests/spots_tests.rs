@@ -104,10 +104,7 @@ fn visium_mtx_and_h5_read_the_same_spots_as_generated() {
 
 fn write_parquet(path: &Path, cols: Vec<(&str, ArrayRef)>) {
     let batch = RecordBatch::try_from_iter(cols).unwrap();
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    common::write_batch(path, &batch);
 }
 
 #[test]

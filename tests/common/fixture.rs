@@ -51,6 +51,47 @@ pub fn private_store() -> (tempfile::TempDir, PathBuf) {
     (dir, store)
 }
 
+/// A writable copy of a store fixture (`tests/fixtures/store_v*`: its `vortex.redb`),
+/// with the default model's files restored (the fixtures' model is the default one).
+pub fn store_from_fixture(fx: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    std::fs::create_dir_all(store.join("index")).unwrap();
+    std::fs::copy(fx.join("vortex.redb"), store.join("vortex.redb")).unwrap();
+    copy_dir(
+        Path::new(super::MODEL),
+        &store.join("models/vortex-tiny-phantom"),
+    );
+    (dir, store)
+}
+
+/// The CLI's JSON answers on `store` equal the ones a store fixture recorded
+/// (`query_patch.json`: an exact patch query on sample ph5; `query_genes.json`: a
+/// molecular query for TUM01).
+pub fn answers_as_recorded(fx: &Path, store: &Path) {
+    let st = s(store);
+    for (args, file) in [
+        (
+            vec![
+                "--json", "query", "patch", st, "--sample", "ph5", "--at", "8,48,48", "--top", "5",
+                "--exact",
+            ],
+            "query_patch.json",
+        ),
+        (
+            vec![
+                "--json", "query", "genes", st, "--genes", "TUM01", "--top", "5",
+            ],
+            "query_genes.json",
+        ),
+    ] {
+        let got: serde_json::Value = serde_json::from_str(&expect_ok(&args)).unwrap();
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fx.join(file)).unwrap()).unwrap();
+        assert_eq!(got, want, "{file}");
+    }
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -157,9 +157,14 @@ pub fn write_vector_parquet(path: &Path, rows: &[Vec<f32>], samples: &[String]) 
         cols.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
+    write_batch(path, &batch);
+}
+
+/// One Arrow record batch as a Parquet file (default writer settings).
+pub fn write_batch(path: &Path, batch: &arrow::array::RecordBatch) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
     w.close().unwrap();
 }
 
