@@ -33,7 +33,9 @@ pub fn run(dir: &Path) -> Result<Figures> {
 
     let opts = IngestOptions::new("ph7");
     let volume = open_volume(&ph.files.volume, None)?;
-    let ingest = ingest_volume(&store, &model, volume, &opts, &mut |_| {})?;
+    let ingest = ingest_volume(&store, &model, volume, &opts, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })?;
     let table = read_spots(&ph.files.spots, SpotFormat::Parquet, &SpotPaths::default())?;
     let spots = ingest_spots(&store, &model, table, &SpotOptions::new("ph7"))?;
 

@@ -94,6 +94,18 @@ pub enum Error {
         /// What was asked and what was found.
         message: String,
     },
+    /// The caller stopped a long call (an ingest's progress callback returned
+    /// `ControlFlow::Break`) after a durable batch: what was written is complete and the
+    /// same call resumes from there.
+    #[error("{what} interrupted after {done} of {total}; run it again to resume")]
+    Interrupted {
+        /// What was interrupted (`"ingest of sample 's'"`).
+        what: String,
+        /// Units done (grid positions of an ingest).
+        done: u64,
+        /// Units in total.
+        total: u64,
+    },
     /// An output location exists and is not one the call may replace.
     #[error("{}: {message}", path.display())]
     OutputExists {
@@ -306,6 +318,7 @@ impl Error {
             | Error::BadInput { .. }
             | Error::UnknownSample { .. }
             | Error::NothingSelected { .. }
+            | Error::Interrupted { .. }
             | Error::OutputExists { .. }
             | Error::UnknownGenes { .. }
             | Error::DimensionMismatch { .. }

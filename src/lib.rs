@@ -98,7 +98,9 @@ pub use index::{HnswParams, Metric, SnapshotFile, SnapshotInfo, VectorIndex, pre
 
 // Models and ONNX Runtime.
 pub use model::embedded::{resolve as resolve_default_model, write_to as write_default_model};
-pub use model::runtime::{ORT_VERSION, loaded_library as loaded_runtime_library};
+pub use model::runtime::{
+    ORT_VERSION, loaded_library as loaded_runtime_library, prefer_library as prefer_runtime_library,
+};
 pub use model::{
     Device, EmbedFileOptions, EmbedFileOutput, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Model,
     Network, PatchSpec, RunOptions,
@@ -108,8 +110,8 @@ pub use model::{
 pub use volume::grid::{Grid, Polarity};
 pub use volume::register::{Registered, Transforms};
 pub use volume::{
-    Dtype, ImageStack, IntensityRange, NpyVolume, Slice, TiffVolume, VolumeInfo, VolumeSource,
-    decode_image, open as open_volume,
+    ArrayVolume, Dtype, ImageStack, IntensityRange, NpyVolume, Slice, TiffVolume, VolumeInfo,
+    VolumeSource, decode_image, open as open_volume,
 };
 
 // Spot files and expression processing.
@@ -117,7 +119,7 @@ pub use expression::{
     CountMatrix, GeneIndex, QcSettings, QcSummary, SpotQc, dense_panel, highly_variable_genes,
     normalize_log1p, quality_control, smooth_knn, top_expressed,
 };
-pub use spots::{SpotFormat, SpotPaths, SpotTable, read_spots};
+pub use spots::{SpotFormat, SpotPaths, SpotPositions, SpotTable, read_spots};
 
 // Vector files.
 pub use vecio::{
@@ -128,8 +130,9 @@ pub use vecio::{
 // Ingest.
 pub use ingest::{
     Encoder, ImportAck, ImportOptions, ImportReport, IngestOptions, IngestReport, Progress,
-    Sections, SpotOptions, SpotReport, VectorSearch, default_polarity, import_vectors,
-    ingest_image, ingest_sections, ingest_spots, ingest_volume, resolve_model, search_vectors,
+    Sections, SpotOptions, SpotReport, VectorSearch, default_polarity, import_array,
+    import_vectors, ingest_image, ingest_image_source, ingest_section_stack, ingest_sections,
+    ingest_spots, ingest_volume, resolve_model, search_vectors,
 };
 
 // Queries.

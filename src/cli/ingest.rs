@@ -195,7 +195,10 @@ impl CommonArgs {
 }
 
 /// A progress bar on a terminal, one line per durable batch otherwise.
-fn progress() -> (ProgressBar, impl FnMut(Progress)) {
+fn progress() -> (
+    ProgressBar,
+    impl FnMut(Progress) -> std::ops::ControlFlow<()>,
+) {
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     if tty {
@@ -219,6 +222,7 @@ fn progress() -> (ProgressBar, impl FnMut(Progress)) {
                 p.positions_done, p.positions_total, p.patches_stored
             );
         }
+        std::ops::ControlFlow::Continue(())
     };
     (bar, f)
 }

@@ -198,6 +198,7 @@ pub fn run_demo(opts: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<DemoRep
                     p.patches_stored
                 ));
             }
+            std::ops::ControlFlow::Continue(())
         },
     )?;
 

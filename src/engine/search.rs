@@ -227,24 +227,25 @@ impl Store {
     /// The `k` nearest stored vectors to each query. HNSW unless `exact` is set or the
     /// filter lets few vectors through; every hit is re-checked against tombstones and
     /// the filter, and a query the graph cannot fill falls back to exact search.
-    pub fn search(
+    /// `queries` are rows of any owner (`Vec<f32>`, slices of one borrowed array).
+    pub fn search<Q: AsRef<[f32]>>(
         &self,
         collection: &str,
-        queries: &[Vec<f32>],
+        queries: &[Q],
         opts: &SearchOptions,
     ) -> Result<Vec<Vec<Hit>>> {
         crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
         crate::limits::int_arg("ef", opts.ef, 0, crate::limits::MAX_EF)?;
         let info = self.sync_index(collection)?;
         for (i, q) in queries.iter().enumerate() {
-            validate_vector(q, info.dim, info.metric, i).map_err(|e| match e {
+            validate_vector(q.as_ref(), info.dim, info.metric, i).map_err(|e| match e {
                 Error::BadInput { message, .. } => Error::bad_input(format!("query {i}"), message),
                 other => other,
             })?;
         }
         let prepared: Vec<Vec<f32>> = queries
             .iter()
-            .map(|q| index::prepare(q, info.metric).expect("validated"))
+            .map(|q| index::prepare(q.as_ref(), info.metric).expect("validated"))
             .collect();
         let txn = self.read()?;
         let meta = if opts.filter.is_empty() {

@@ -19,6 +19,7 @@ pub mod spots;
 mod vectors;
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -28,10 +29,14 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 pub use options::{Encoder, IngestOptions, IngestReport, Progress, peak_rss_bytes};
-pub use sources::{Sections, default_polarity, ingest_image, ingest_sections, resolve_model};
+pub use sources::{
+    Sections, default_polarity, ingest_image, ingest_image_source, ingest_section_stack,
+    ingest_sections, resolve_model,
+};
 pub use spots::{SpotOptions, SpotReport, ingest_spots};
 pub use vectors::{
-    ImportAck, ImportOptions, ImportReport, VectorSearch, import_vectors, search_vectors,
+    ImportAck, ImportOptions, ImportReport, VectorSearch, import_array, import_vectors,
+    search_vectors,
 };
 
 use crate::catalog::{IngestStatus, SampleRecord};
@@ -78,13 +83,14 @@ struct Embedded {
 /// Ingest `source` into `store` as sample `opts.sample` with `model` (registered in
 /// the store). Resumes an interrupted ingest of the same source and settings; refuses
 /// a sample id already used for other data. `on_progress` runs after every durable
-/// batch.
+/// batch; returning `ControlFlow::Break(())` stops the ingest there with
+/// [`Error::Interrupted`] (what was written is complete; the same call resumes).
 pub fn ingest_volume(
     store: &Store,
     model: &Model,
-    source: Box<dyn VolumeSource>,
+    source: Box<dyn VolumeSource + '_>,
     opts: &IngestOptions,
-    on_progress: &mut dyn FnMut(Progress),
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
     let t0 = Instant::now();
     let m = &model.manifest;
@@ -142,6 +148,9 @@ pub fn ingest_volume(
     // Fingerprint: source content samples + everything that shapes the grid.
     let mut h = Sha256::new();
     file_fingerprint(&mut h, &info.files)?;
+    if let Some(c) = &info.content {
+        h.update(c.as_bytes());
+    }
     // The sample id is part of it: the same file ingested as another sample is new
     // data, not a resume (import progress is keyed by this fingerprint).
     let settings = serde_json::json!({
@@ -323,7 +332,7 @@ struct Window {
 
 #[allow(clippy::too_many_arguments)]
 fn produce(
-    vol: &mut Resampled,
+    vol: &mut Resampled<'_>,
     grid: &Grid,
     p: &crate::model::PatchSpec,
     opts: &IngestOptions,
@@ -524,7 +533,7 @@ fn write_batches(
     rx: Receiver<Embedded>,
     patches_new: &mut u64,
     before: u64,
-    on_progress: &mut dyn FnMut(Progress),
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<()> {
     for e in rx {
         let rows: Vec<&[f32]> = e
@@ -562,11 +571,18 @@ fn write_batches(
             }),
         )?;
         *patches_new += batch.len() as u64;
-        on_progress(Progress {
+        let flow = on_progress(Progress {
             positions_done: e.rows_done,
             positions_total: total,
             patches_stored: before + *patches_new,
         });
+        if flow.is_break() {
+            return Err(Error::Interrupted {
+                what: format!("ingest into '{collection}'"),
+                done: e.rows_done,
+                total,
+            });
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! [`super::ingest_volume`] with the right sample kind, encoder, voxel size and tissue
 //! side.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::{Encoder, IngestOptions, IngestReport, Progress, ingest_volume};
@@ -51,7 +52,7 @@ pub fn ingest_sections(
     model: &Model,
     s: &Sections,
     opts: &IngestOptions,
-    on_progress: &mut dyn FnMut(Progress),
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
     crate::volume::check_range(s.intensity)?;
     positive("spacing_um", s.spacing_um)?;
@@ -60,7 +61,7 @@ pub fn ingest_sections(
         existing(f)?;
     }
     let name = format!("{} sections", s.images.len());
-    let src: Box<dyn VolumeSource> = match &s.transforms {
+    let src: Box<dyn VolumeSource + '_> = match &s.transforms {
         None => Box::new(ImageStack::open_files(s.images.clone(), name, s.intensity)?),
         Some(path) => {
             let t = Transforms::read(path, s.images.len())?;
@@ -68,13 +69,38 @@ pub fn ingest_sections(
             Box::new(Registered::new(stack, &t, path))
         }
     };
+    ingest_section_stack(
+        store,
+        model,
+        src,
+        s.spacing_um,
+        s.um_per_px,
+        opts,
+        on_progress,
+    )
+}
+
+/// Ingest serial sections already stacked (and registered) into one source, e.g. an
+/// in-memory [`crate::volume::ArrayVolume`] of shape (sections, Y, X, C): sample kind
+/// [`SampleKind::Sections`], 3D encoder, voxel `spacing_um` x `um_per_px`^2.
+pub fn ingest_section_stack(
+    store: &Store,
+    model: &Model,
+    stack: Box<dyn VolumeSource + '_>,
+    spacing_um: f64,
+    um_per_px: f64,
+    opts: &IngestOptions,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<IngestReport> {
+    positive("spacing_um", spacing_um)?;
+    positive("um_per_px", um_per_px)?;
     let opts = IngestOptions {
         kind: SampleKind::Sections,
         encoder: Encoder::Image3d,
-        voxel_um: Some([s.spacing_um, s.um_per_px, s.um_per_px]),
+        voxel_um: Some([spacing_um, um_per_px, um_per_px]),
         ..opts.clone()
     };
-    ingest_volume(store, model, src, &opts, on_progress)
+    ingest_volume(store, model, stack, &opts, on_progress)
 }
 
 /// Ingest one H&E image through the 2D encoder (sample kind [`SampleKind::Image`],
@@ -86,7 +112,7 @@ pub fn ingest_image(
     um_per_px: f64,
     intensity: IntensityRange,
     opts: &IngestOptions,
-    on_progress: &mut dyn FnMut(Progress),
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
     crate::volume::check_range(intensity)?;
     positive("um_per_px", um_per_px)?;
@@ -96,6 +122,29 @@ pub fn ingest_image(
         image.display().to_string(),
         intensity,
     )?;
+    ingest_image_source(store, model, Box::new(src), um_per_px, opts, on_progress)
+}
+
+/// Ingest one image given as a source of one slice (an in-memory
+/// [`crate::volume::ArrayVolume`] of shape (1, Y, X, C)) through the 2D encoder.
+pub fn ingest_image_source(
+    store: &Store,
+    model: &Model,
+    image: Box<dyn VolumeSource + '_>,
+    um_per_px: f64,
+    opts: &IngestOptions,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<IngestReport> {
+    positive("um_per_px", um_per_px)?;
+    if image.info().shape[0] != 1 {
+        return Err(Error::bad_input(
+            &image.info().source,
+            format!(
+                "an image has one plane; this source has {} (ingest it as sections)",
+                image.info().shape[0]
+            ),
+        ));
+    }
     // One image: its z size is the model's, so nothing is resampled along z.
     let z = Encoder::Image2d.patch(&model.manifest)?.slice_um();
     let opts = IngestOptions {
@@ -104,7 +153,7 @@ pub fn ingest_image(
         voxel_um: Some([z, um_per_px, um_per_px]),
         ..opts.clone()
     };
-    ingest_volume(store, model, Box::new(src), &opts, on_progress)
+    ingest_volume(store, model, image, &opts, on_progress)
 }
 
 /// The tissue side a source kind defaults to: bright in microCT volumes, dark in H&E.

@@ -191,6 +191,9 @@ pub fn ingest_spots(
     let files: Vec<PathBuf> = table.files.clone();
     let mut h = Sha256::new();
     file_fingerprint(&mut h, &files)?;
+    if files.is_empty() {
+        content_digest(&mut h, &table);
+    }
     h.update(
         serde_json::json!({
             "qc": opts.qc, "smooth_k": opts.smooth_k, "n_hvg": opts.n_hvg, "n_top": opts.n_top,
@@ -456,4 +459,22 @@ pub fn ingest_spots(
         seconds,
         spots_per_second: table.ids.len() as f64 / seconds.max(1e-9),
     })
+}
+
+/// Every value of a table that came with no files (arrays handed over in memory).
+fn content_digest(h: &mut Sha256, t: &SpotTable) {
+    let c = &t.counts;
+    for id in t.ids.iter().chain(&c.genes) {
+        h.update((id.len() as u64).to_le_bytes());
+        h.update(id.as_bytes());
+    }
+    let mut f64s: Vec<f64> = t.pixel.iter().flatten().copied().collect();
+    f64s.extend(t.array.iter().flatten().flatten());
+    f64s.extend(t.z.iter().flatten());
+    f64s.extend(t.spot_diameter_px);
+    h.update(bytemuck::cast_slice(&f64s));
+    let ptr: Vec<u64> = c.indptr.iter().map(|&p| p as u64).collect();
+    h.update(bytemuck::cast_slice(&ptr));
+    h.update(bytemuck::cast_slice(&c.indices));
+    h.update(bytemuck::cast_slice(&c.data));
 }

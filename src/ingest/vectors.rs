@@ -62,8 +62,8 @@ pub struct ImportAck {
 pub struct ImportReport {
     /// The collection.
     pub collection: String,
-    /// The file.
-    pub file: PathBuf,
+    /// The file (`None` for an in-memory array).
+    pub file: Option<PathBuf>,
     /// Rows in the file.
     pub rows: u64,
     /// Vector dimension.
@@ -114,30 +114,12 @@ pub fn import_vectors(
     // must not leave a half-imported file behind.
     let mut reader = VectorReader::open(file, Some(&opts.column))?;
     let (rows, dim) = (reader.rows(), reader.dim());
-    let existing = match store.collection(&opts.collection) {
-        Ok(c) => Some(c),
-        Err(Error::UnknownCollection { .. }) => None,
-        Err(e) => return Err(e),
-    };
-    if let Some(c) = &existing
-        && c.dim != dim
-    {
-        return Err(Error::DimensionMismatch {
-            path: file.to_path_buf(),
-            what: "vectors".into(),
-            found: dim,
-            against: format!("collection '{}'", c.name),
-            expected: c.dim,
-        });
-    }
+    let existing = existing_collection(store, &opts.collection, dim, file)?;
     let effective_metric = existing.as_ref().map_or(opts.metric, |c| c.metric);
     let mut row = 0u64;
     while let Some(b) = reader.next_batch(65_536)? {
         if effective_metric == Metric::Cosine
-            && let Some(i) = b
-                .values
-                .chunks_exact(dim)
-                .position(|v| v.iter().all(|x| *x == 0.0))
+            && let Some(i) = zero_row(&b.values, dim)
         {
             return Err(Error::bad_file(
                 file,
@@ -150,20 +132,7 @@ pub fn import_vectors(
         row += b.len() as u64;
     }
     let source = fingerprint(file)?;
-    if existing.is_none() {
-        store.create_collection(&CollectionSpec {
-            name: opts.collection.clone(),
-            model: "raw".into(),
-            modality: crate::catalog::Modality::Raw.name().into(),
-            dim,
-            metric: opts.metric,
-            hnsw: opts.hnsw,
-        })?;
-    }
-    let done_before = store
-        .import_progress(&opts.collection, &source)?
-        .map_or(0, |p| p.rows_done);
-    store.sync_index(&opts.collection)?;
+    let done_before = prepare_import(store, opts, existing.is_none(), dim, &source)?;
     let mut reader = VectorReader::open(file, Some(&opts.column))?;
     reader.skip(done_before)?;
     let mut done = done_before;
@@ -174,45 +143,22 @@ pub fn import_vectors(
             .zip(b.records)
             .map(|(v, r)| NewVector {
                 vector: v,
-                record: r.or_else(|| {
-                    opts.sample.as_ref().map(|s| PatchRecord {
-                        sample: s.clone(),
-                        origin: [0; 3],
-                        size: [0; 3],
-                        tissue_fraction: 1.0,
-                    })
-                }),
+                record: r.or_else(|| tag(opts)),
             })
             .collect();
-        done += batch.len() as u64;
-        let ids = store
-            .insert(
-                &opts.collection,
-                &batch,
-                Some(ImportMark {
-                    source: &source,
-                    progress: ImportProgress {
-                        rows_done: done,
-                        rows_total: rows,
-                    },
-                }),
-            )
-            .map_err(|e| match e {
+        done = insert_batch(store, opts, &batch, &source, done, rows, on_ack).map_err(
+            |e| match e {
                 Error::BadInput { what, message } => {
                     Error::bad_file(file, format!("{what}: {message}"))
                 }
                 other => other,
-            })?;
-        on_ack(ImportAck {
-            acked_rows: done,
-            first_id: ids.start,
-            end_id: ids.end,
-        });
+            },
+        )?;
     }
     store.save_snapshot(&opts.collection)?;
     Ok(ImportReport {
         collection: opts.collection.clone(),
-        file: file.to_path_buf(),
+        file: Some(file.to_path_buf()),
         rows,
         dim,
         imported: done - done_before,
@@ -221,14 +167,187 @@ pub fn import_vectors(
     })
 }
 
+/// Import the rows of `values`, a row-major N x `dim` array (borrowed, e.g. a NumPy
+/// array without a copy), as [`import_vectors`] imports a file: validated whole before
+/// the first write, one durable transaction per batch, resumable (the array's
+/// fingerprint is its shape and CRC-32). Rows get provenance only from `opts.sample`.
+pub fn import_array(
+    store: &Store,
+    values: &[f32],
+    dim: usize,
+    opts: &ImportOptions,
+    on_ack: &mut dyn FnMut(ImportAck),
+) -> Result<ImportReport> {
+    let t0 = Instant::now();
+    if opts.batch_size == 0 {
+        return Err(Error::arg("batch_size", "must be at least 1"));
+    }
+    let what = "vectors";
+    if dim == 0 || values.len() % dim != 0 || values.is_empty() {
+        return Err(Error::bad_input(
+            what,
+            format!(
+                "{} values do not form rows of dimension {dim}",
+                values.len()
+            ),
+        ));
+    }
+    let rows = (values.len() / dim) as u64;
+    let existing = existing_collection(store, &opts.collection, dim, Path::new("<array>"))?;
+    let effective_metric = existing.as_ref().map_or(opts.metric, |c| c.metric);
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(Error::bad_input(
+            what,
+            format!("row {}: non-finite value in column {}", i / dim, i % dim),
+        ));
+    }
+    if effective_metric == Metric::Cosine
+        && let Some(i) = zero_row(values, dim)
+    {
+        return Err(Error::bad_input(
+            what,
+            format!("row {i}: zero vector cannot be compared by cosine"),
+        ));
+    }
+    let source = format!(
+        "array:{rows}x{dim}:{:08x}",
+        crc32fast::hash(bytemuck::cast_slice(values))
+    );
+    let done_before = prepare_import(store, opts, existing.is_none(), dim, &source)?;
+    let mut done = done_before;
+    let start = done_before as usize * dim;
+    for chunk in values[start..].chunks(opts.batch_size * dim) {
+        let batch: Vec<NewVector> = chunk
+            .chunks_exact(dim)
+            .map(|v| NewVector {
+                vector: v,
+                record: tag(opts),
+            })
+            .collect();
+        done = insert_batch(store, opts, &batch, &source, done, rows, on_ack)?;
+    }
+    store.save_snapshot(&opts.collection)?;
+    Ok(ImportReport {
+        collection: opts.collection.clone(),
+        file: None,
+        rows,
+        dim,
+        imported: done - done_before,
+        resumed_from: done_before,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The collection when it exists (its dimension must be `dim`), `None` when missing.
+fn existing_collection(
+    store: &Store,
+    name: &str,
+    dim: usize,
+    input: &Path,
+) -> Result<Option<crate::engine::CollectionInfo>> {
+    let existing = match store.collection(name) {
+        Ok(c) => Some(c),
+        Err(Error::UnknownCollection { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(c) = &existing
+        && c.dim != dim
+    {
+        return Err(Error::DimensionMismatch {
+            path: input.to_path_buf(),
+            what: "vectors".into(),
+            found: dim,
+            against: format!("collection '{}'", c.name),
+            expected: c.dim,
+        });
+    }
+    Ok(existing)
+}
+
+/// First all-zero row of a row-major array.
+fn zero_row(values: &[f32], dim: usize) -> Option<usize> {
+    values
+        .chunks_exact(dim)
+        .position(|v| v.iter().all(|x| *x == 0.0))
+}
+
+/// Create the collection when `create`, bring its index up to date, and return the
+/// rows an earlier import of `source` made durable.
+fn prepare_import(
+    store: &Store,
+    opts: &ImportOptions,
+    create: bool,
+    dim: usize,
+    source: &str,
+) -> Result<u64> {
+    if create {
+        store.create_collection(&CollectionSpec {
+            name: opts.collection.clone(),
+            model: "raw".into(),
+            modality: crate::catalog::Modality::Raw.name().into(),
+            dim,
+            metric: opts.metric,
+            hnsw: opts.hnsw,
+        })?;
+    }
+    let done_before = store
+        .import_progress(&opts.collection, source)?
+        .map_or(0, |p| p.rows_done);
+    store.sync_index(&opts.collection)?;
+    Ok(done_before)
+}
+
+/// The provenance given to rows that carry none.
+fn tag(opts: &ImportOptions) -> Option<PatchRecord> {
+    opts.sample.as_ref().map(|s| PatchRecord {
+        sample: s.clone(),
+        origin: [0; 3],
+        size: [0; 3],
+        tissue_fraction: 1.0,
+    })
+}
+
+/// Insert one batch with its import mark; returns the rows durable after it.
+fn insert_batch(
+    store: &Store,
+    opts: &ImportOptions,
+    batch: &[NewVector],
+    source: &str,
+    done: u64,
+    rows: u64,
+    on_ack: &mut dyn FnMut(ImportAck),
+) -> Result<u64> {
+    let done = done + batch.len() as u64;
+    let ids = store.insert(
+        &opts.collection,
+        batch,
+        Some(ImportMark {
+            source,
+            progress: ImportProgress {
+                rows_done: done,
+                rows_total: rows,
+            },
+        }),
+    )?;
+    on_ack(ImportAck {
+        acked_rows: done,
+        first_id: ids.start,
+        end_id: ids.end,
+    });
+    Ok(done)
+}
+
 impl std::fmt::Display for ImportReport {
     /// One line for people.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.imported == 0 {
+            let what = self
+                .file
+                .as_ref()
+                .map_or("the array".to_string(), |p| p.display().to_string());
             return write!(
                 f,
-                "{} was already fully imported into '{}'",
-                self.file.display(),
+                "{what} was already fully imported into '{}'",
                 self.collection
             );
         }

@@ -1,7 +1,7 @@
 //! Finding and loading the ONNX Runtime shared library, once per process.
 //!
 //! The library is loaded dynamically (`ort`'s `load-dynamic`), from the first of:
-//! `ORT_DYLIB_PATH`; `.ort/lib/` in the working directory or above the executable
+//! `ORT_DYLIB_PATH`; the library given to [`prefer_library`]; `.ort/lib/` in the working directory or above the executable
 //! (written by `scripts/setup-ort.sh` from the `onnxruntime` PyPI wheel); the
 //! `onnxruntime` package of a `.venv` found the same way.
 
@@ -17,6 +17,15 @@ pub const ORT_VERSION: &str = "1.31.1";
 pub const PROVISION_HINT: &str = "run `bash scripts/setup-ort.sh` in the vortexdb checkout (it \
     fetches the onnxruntime==1.31.1 wheel from PyPI into .ort/lib; `--gpu` fetches \
     onnxruntime-gpu), or set ORT_DYLIB_PATH to a libonnxruntime.so.1.31.1";
+
+static PREFERRED: OnceLock<PathBuf> = OnceLock::new();
+
+/// Load ONNX Runtime from `path` unless `ORT_DYLIB_PATH` is set (the Python package
+/// passes the library inside the installed `onnxruntime` wheel). Returns false when
+/// the runtime is already loaded or a preference was already given (it stays as is).
+pub fn prefer_library(path: PathBuf) -> bool {
+    ENV.get().is_none() && PREFERRED.set(path).is_ok()
+}
 
 static ENV: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
     OnceLock::new();
@@ -81,6 +90,11 @@ pub fn locate() -> Result<PathBuf> {
             "ORT_DYLIB_PATH={} does not name a file; {PROVISION_HINT}",
             p.display()
         )));
+    }
+    if let Some(p) = PREFERRED.get()
+        && p.is_file()
+    {
+        return Ok(p.clone());
     }
     let dirs = search_dirs();
     for d in &dirs {

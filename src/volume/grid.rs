@@ -79,8 +79,8 @@ fn resample_plane(src: &[f32], h: usize, w: usize, wy: &Weights, wx: &Weights) -
 
 /// A source resampled to the model's voxel size and channel count, read slice by slice
 /// with a small cache (memory: a few input slices plus the caller's window).
-pub struct Resampled {
-    src: Box<dyn VolumeSource>,
+pub struct Resampled<'a> {
+    src: Box<dyn VolumeSource + 'a>,
     shape: [usize; 3],
     channels: usize,
     wz: Weights,
@@ -89,15 +89,15 @@ pub struct Resampled {
     cache: BTreeMap<usize, Arc<Vec<f32>>>,
 }
 
-impl Resampled {
+impl<'a> Resampled<'a> {
     /// Resample `src` with voxel size `voxel_um` (z, y, x) to `target_um` (z, y, x) and
     /// `channels` channels (RGB -> gray by luminance, gray -> RGB by repetition).
     pub fn new(
-        src: Box<dyn VolumeSource>,
+        src: Box<dyn VolumeSource + 'a>,
         voxel_um: [f64; 3],
         target_um: [f64; 3],
         channels: usize,
-    ) -> Result<Resampled> {
+    ) -> Result<Resampled<'a>> {
         let info = src.info().clone();
         for (v, what) in voxel_um.iter().zip(["z", "y", "x"]) {
             if !(v.is_finite() && *v > 0.0) {

@@ -6,6 +6,7 @@
 //! Intensities are scaled to [0, 1]: uint8 / 255, uint16 / 65535, float32 as stored
 //! (or linearly from a caller-given range).
 
+mod array;
 pub mod grid;
 mod image_file;
 pub mod register;
@@ -16,6 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+pub use array::ArrayVolume;
 pub use image_file::decode_image;
 use image_file::image_header;
 pub use tiff_file::TiffVolume;
@@ -57,6 +59,9 @@ pub struct VolumeInfo {
     /// The intensity window the reader applies (part of the ingest fingerprint).
     #[serde(default)]
     pub intensity_range: IntensityRange,
+    /// Digest of the whole content of an in-memory source (no files to fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl VolumeInfo {
@@ -133,7 +138,6 @@ pub struct NpyVolume {
     file: File,
     data_offset: u64,
     big_endian: bool,
-    range: IntensityRange,
 }
 
 fn parse_npy_header(path: &Path, f: &mut File) -> Result<(String, bool, Vec<usize>, u64)> {
@@ -270,11 +274,11 @@ impl NpyVolume {
                 source: p,
                 files: vec![path.to_path_buf()],
                 intensity_range: range,
+                content: None,
             },
             file,
             data_offset,
             big_endian,
-            range,
         })
     }
 }
@@ -287,9 +291,7 @@ impl VolumeSource for NpyVolume {
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
         self.info.check_slice(z)?;
         let [_, h, w] = self.info.shape;
-        let c = self.info.channels;
-        let n = h * w * c;
-        let bytes = n * self.info.dtype.bytes();
+        let bytes = h * w * self.info.channels * self.info.dtype.bytes();
         let mut buf = vec![0u8; bytes];
         let path = PathBuf::from(&self.info.source);
         self.file
@@ -298,52 +300,66 @@ impl VolumeSource for NpyVolume {
         self.file
             .read_exact(&mut buf)
             .map_err(|e| Error::io(&path, e))?;
-        let (lo, hi) = scale(self.info.dtype, self.range);
-        let clamp = self.range.is_some();
-        let mut data = vec![0f32; n];
-        // Interleaved (Y, X, C) on disk -> planar (C, Y, X).
-        let put = |data: &mut Vec<f32>, i: usize, v: f32| {
-            let (pix, ch) = (i / c, i % c);
-            data[ch * h * w + pix] = apply_scale(v, lo, hi, clamp);
-        };
-        match self.info.dtype {
-            Dtype::U8 => buf
-                .iter()
-                .enumerate()
-                .for_each(|(i, &b)| put(&mut data, i, b as f32)),
-            Dtype::U16 => buf.chunks_exact(2).enumerate().for_each(|(i, b)| {
-                let v = if self.big_endian {
-                    u16::from_be_bytes([b[0], b[1]])
+        decode_slice(&buf, &self.info, self.big_endian, z)
+    }
+}
+
+/// One slice's raw bytes (interleaved (Y, X, C) elements of `info.dtype`) as planar
+/// (C, Y, X) values scaled to [0, 1]; a non-finite float is an error naming the source.
+pub(crate) fn decode_slice(
+    buf: &[u8],
+    info: &VolumeInfo,
+    big_endian: bool,
+    z: usize,
+) -> Result<Slice> {
+    let [_, h, w] = info.shape;
+    let c = info.channels;
+    let n = h * w * c;
+    let range = info.intensity_range;
+    let (lo, hi) = scale(info.dtype, range);
+    let clamp = range.is_some();
+    let mut data = vec![0f32; n];
+    let put = |data: &mut Vec<f32>, i: usize, v: f32| {
+        let (pix, ch) = (i / c, i % c);
+        data[ch * h * w + pix] = apply_scale(v, lo, hi, clamp);
+    };
+    match info.dtype {
+        Dtype::U8 => buf
+            .iter()
+            .enumerate()
+            .for_each(|(i, &b)| put(&mut data, i, b as f32)),
+        Dtype::U16 => buf.chunks_exact(2).enumerate().for_each(|(i, b)| {
+            let v = if big_endian {
+                u16::from_be_bytes([b[0], b[1]])
+            } else {
+                u16::from_le_bytes([b[0], b[1]])
+            };
+            put(&mut data, i, v as f32)
+        }),
+        Dtype::F32 => {
+            for (i, b) in buf.chunks_exact(4).enumerate() {
+                let a = [b[0], b[1], b[2], b[3]];
+                let v = if big_endian {
+                    f32::from_be_bytes(a)
                 } else {
-                    u16::from_le_bytes([b[0], b[1]])
+                    f32::from_le_bytes(a)
                 };
-                put(&mut data, i, v as f32)
-            }),
-            Dtype::F32 => {
-                for (i, b) in buf.chunks_exact(4).enumerate() {
-                    let a = [b[0], b[1], b[2], b[3]];
-                    let v = if self.big_endian {
-                        f32::from_be_bytes(a)
-                    } else {
-                        f32::from_le_bytes(a)
-                    };
-                    if !v.is_finite() {
-                        return Err(Error::bad_file(
-                            &self.info.source,
-                            format!("non-finite value at slice {z}, element {i}"),
-                        ));
-                    }
-                    put(&mut data, i, v);
+                if !v.is_finite() {
+                    return Err(Error::bad_file(
+                        &info.source,
+                        format!("non-finite value at slice {z}, element {i}"),
+                    ));
                 }
+                put(&mut data, i, v);
             }
         }
-        Ok(Slice {
-            channels: c,
-            h,
-            w,
-            data,
-        })
     }
+    Ok(Slice {
+        channels: c,
+        h,
+        w,
+        data,
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -467,6 +483,7 @@ impl ImageStack {
                 source,
                 files: files.clone(),
                 intensity_range: range,
+                content: None,
             },
             files,
             range,

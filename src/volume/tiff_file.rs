@@ -155,6 +155,7 @@ impl TiffVolume {
                 source: path.display().to_string(),
                 files: vec![path.to_path_buf()],
                 intensity_range: range,
+                content: None,
             },
             path: path.to_path_buf(),
             decoder: d,
