@@ -1,0 +1,42 @@
+"""vortexdb: an embedded morphology-transcriptome vector database for the VORTEX method.
+
+Open a store, ingest 3D volumes, serial sections, H&E images and spot expression
+(NumPy arrays, AnnData objects or files), query genes to 3D heatmaps, predict
+expression and find spatial domains::
+
+    import vortexdb
+    with vortexdb.create("store") as db:
+        db.add_model("default")
+        db.ingest_volume("s1", volume)              # a (Z, Y, X) uint8 array
+        db.ingest_spots("s1", adata)                # AnnData with obsm["spatial"]
+        q = db.query_genes(["ERBB2"])
+        q.heatmap["s1"]                             # 3D float32 array
+
+The work is done by the Rust library (``vortexdb._native``); this package turns its
+results into NumPy, pandas and AnnData objects. Errors are the classes of
+:mod:`vortexdb.errors`.
+"""
+
+from __future__ import annotations
+
+from . import _runtime, errors
+from ._native import FORMAT_VERSION, ORT_VERSION, loaded_runtime_library
+from ._results import Domains, QueryResult
+from ._store import Store, create, open, phantom
+
+__version__ = "0.1.0"
+
+_runtime.use_wheel_library()
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ORT_VERSION",
+    "Domains",
+    "QueryResult",
+    "Store",
+    "create",
+    "errors",
+    "loaded_runtime_library",
+    "open",
+    "phantom",
+]
