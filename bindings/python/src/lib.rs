@@ -660,9 +660,10 @@ impl PyStore {
         serialised(py, &r)
     }
 
-    /// k nearest neighbours of every row of `queries` (float32 N x D, borrowed):
+    /// k nearest neighbours of every row of `queries` (float32 N x D, borrowed; `ef`
+    /// defaults to the library's, as the CLI's `--ef`):
     /// (ids int64 N x k, -1 padded; distances float32 N x k, NaN padded).
-    #[pyo3(signature = (collection, queries, k=10, ef=0, exact=false, samples=None, exclude=vec![], region=None))]
+    #[pyo3(signature = (collection, queries, k=10, ef=None, exact=false, samples=None, exclude=vec![], region=None))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
@@ -670,7 +671,7 @@ impl PyStore {
         collection: String,
         queries: PyReadonlyArray2<'_, f32>,
         k: usize,
-        ef: usize,
+        ef: Option<usize>,
         exact: bool,
         samples: Option<Vec<String>>,
         exclude: Vec<String>,
@@ -680,7 +681,7 @@ impl PyStore {
         let region = region.map(|r| r.parse::<vx::Region>()).transpose().or_raise()?;
         let opts = vx::SearchOptions {
             k,
-            ef,
+            ef: ef.unwrap_or(vx::SearchOptions::default().ef),
             exact,
             filter: vx::Filter {
                 samples,

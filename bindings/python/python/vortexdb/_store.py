@@ -321,6 +321,6 @@ class Store:
 
             raise InvalidArgument(f"filter: unknown key(s) {sorted(unknown)}; use samples, exclude, region")
         samples = f.get("samples")
-        return self._s.search(collection, q, k=int(k), ef=int(ef or 0), exact=exact,
+        return self._s.search(collection, q, k=int(k), ef=None if ef is None else int(ef), exact=exact,
                               samples=None if samples is None else _names(samples),
                               exclude=_names(f.get("exclude")), region=f.get("region"))

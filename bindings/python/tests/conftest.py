@@ -1,0 +1,68 @@
+"""Shared fixtures: the CLI binary, the held-out seed-7 phantom, and two stores holding
+the same data, one built by the CLI and one through Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vortexdb
+
+ROOT = Path(__file__).resolve().parents[3]
+HER2ST = ROOT.parent / "shared" / "data" / "her2st"
+
+
+def cli_path() -> Path:
+    p = Path(os.environ.get("VORTEXDB_BIN", ROOT / "target" / "release" / "vortexdb"))
+    if not p.is_file():
+        pytest.fail(f"the vortexdb CLI is not built at {p} (cargo build --release)")
+    return p
+
+
+def cli(*args: str | os.PathLike, ok: bool = True) -> subprocess.CompletedProcess:
+    """Run the CLI; with ``ok`` it must succeed."""
+    r = subprocess.run([str(cli_path()), *map(str, args)], capture_output=True, text=True)
+    if ok and r.returncode != 0:
+        raise AssertionError(f"vortexdb {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+def cli_json(*args: str | os.PathLike) -> dict:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory) -> dict:
+    """Phantom seed 7 (held out from the default model), 32 x 160 x 160."""
+    out = tmp_path_factory.mktemp("phantom") / "ph"
+    return vortexdb.phantom(out, seed=7, shape=(32, 160, 160))
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory, phantom) -> dict:
+    """The same phantom ingested twice: ``cli`` by the vortexdb command, ``py`` through
+    the Python package from a NumPy array (volume) and the spot Parquet file."""
+    d = tmp_path_factory.mktemp("stores")
+    a = d / "cli"
+    cli("init", a)
+    cli("models", "add", a, "default")
+    cli("ingest", "volume", a, "--sample", "ph7", phantom["volume"])
+    cli("ingest", "spots", a, "--sample", "ph7", phantom["spots"])
+    b = d / "py"
+    with vortexdb.create(b) as db:
+        db.add_model("default")
+        db.ingest_volume("ph7", np.load(phantom["volume"]), progress=False)
+        db.ingest_spots("ph7", phantom["spots"])
+    return {"cli": a, "py": b, "dir": d}
+
+
+@pytest.fixture(scope="session")
+def her2st() -> Path:
+    if not (HER2ST / "counts" / "C1.tsv.gz").is_file():
+        pytest.skip(f"SKIPPED: {HER2ST} is absent (the real-data tests need ../shared/data/her2st)")
+    return HER2ST

@@ -1,0 +1,116 @@
+"""The phantom workflow through Python gives the CLI's answers on the same data."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import vortexdb
+
+from conftest import cli, cli_json
+
+
+def test_python_ingest_stores_what_the_cli_stores(stores):
+    with vortexdb.open(stores["cli"], read_only=True) as a, vortexdb.open(stores["py"], read_only=True) as b:
+        sa = {s["id"]: s for s in a.info()["samples"]}
+        sb = {s["id"]: s for s in b.info()["samples"]}
+        assert sa["ph7"]["patches"] == sb["ph7"]["patches"] > 100
+        assert sb["ph7"]["status"] == "complete"
+        assert sa["ph7"]["source_shape"] == sb["ph7"]["source_shape"] == [32, 160, 160]
+        spots_a, spots_b = a.spots("ph7"), b.spots("ph7")
+        assert list(spots_a.obs_names) == list(spots_b.obs_names)
+        np.testing.assert_array_equal(spots_a.X, spots_b.X)
+
+
+@pytest.mark.parametrize("store", ["cli", "py"])
+def test_query_heatmap_and_top_equal_the_cli(stores, tmp_path, store):
+    out = tmp_path / "q"
+    ref = cli_json("query", "genes", stores["cli"], "--genes", "TUM01", "--out", out)
+    with vortexdb.open(stores[store], read_only=True) as db:
+        q = db.query_genes("TUM01")
+        assert [t["id"] for t in ref["top"]] == q.top["id"].tolist()
+        np.testing.assert_allclose(q.top["score"], [t["score"] for t in ref["top"]], atol=1e-6)
+        want = np.load(out / "heatmap_ph7.npy")
+        got = q.heatmap["ph7"]
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, atol=1e-6, equal_nan=True)
+        assert q.triage["sample"].tolist() == ["ph7"]
+        assert len(q.spots) > 0 and set(q.spots["sample"]) == {"ph7"}
+
+
+def _cli_domains(store, out, k, seed):
+    ref = cli_json("domains", store, "--sample", "ph7", "--k", k, "--seed", seed, "--out", out)
+    with open(out / "domains.csv") as f:
+        rows = list(csv.DictReader(f))
+    return ref, rows
+
+
+def test_domains_equal_the_cli_for_the_same_seed(stores, tmp_path):
+    ref, rows = _cli_domains(stores["cli"], tmp_path / "d", 4, 3)
+    with vortexdb.open(stores["py"]) as db:
+        d = db.domains("ph7", k=4, seed=3)
+    assert d.ids.tolist() == [int(r["patch_id"]) for r in rows]
+    # domains.csv numbers domains from 1 (as domains.npy, where 0 = no patch).
+    assert (d.labels + 1).tolist() == [int(r["domain"]) for r in rows]
+    assert len(set(d.labels.tolist())) == 4
+    assert d.inertia == pytest.approx(ref["inertia"], rel=1e-9)
+    vol = np.load(tmp_path / "d" / "domains.npy")
+    assert d.label_volume.shape == vol.shape
+    np.testing.assert_array_equal(d.label_volume, vol)
+
+
+def test_eval_numbers_equal_the_cli(stores):
+    ref = cli_json("eval", stores["cli"], "--sample", "ph7")
+    # The CLI's envelope (status and files written) is not part of the evaluation.
+    assert ref.pop("ok") is True and ref.pop("files") == []
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        got = db.evaluate("ph7")
+
+    def close(a, b, path="eval"):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys(), path
+            for k in a:
+                close(a[k], b[k], f"{path}.{k}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), path
+            for i, (x, y) in enumerate(zip(a, b)):
+                close(x, y, f"{path}[{i}]")
+        elif isinstance(a, float):
+            assert b == pytest.approx(a, rel=1e-6, abs=1e-9, nan_ok=True), path
+        else:
+            assert a == b, path
+
+    close(ref, got)
+
+
+def test_predict_gives_anndata(stores):
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        a = db.predict("ph7")
+        n = db.info()["samples"][0]["patches"]
+    assert a.shape[0] == n and a.shape[1] > 0
+    assert a.X.dtype == np.float32 and np.isfinite(a.X).all()
+    assert a.obsm["hidden"].shape[0] == n
+    assert {"sample", "z", "y", "x", "tissue"} <= set(a.obs.columns)
+    assert a.uns["vortexdb"]["sample"] == "ph7"
+
+
+def test_vectors_search_equals_the_cli(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    q = rng.normal(size=(20, 16)).astype(np.float32)
+    np.save(tmp_path / "q.npy", q)
+    with vortexdb.create(tmp_path / "db") as db:
+        r = db.import_vectors("v", x)
+        assert r["imported"] == 2000 and r["file"] is None
+        ids, dist = db.search("v", q, k=5)
+        exact, _ = db.search("v", q, k=5, exact=True)
+    cli("vectors", "search", tmp_path / "db", "--collection", "v", "--queries", tmp_path / "q.npy",
+        "--k", "5", "--out", tmp_path / "ids.npy")
+    np.testing.assert_array_equal(ids, np.load(tmp_path / "ids.npy"))
+    assert ids.dtype == np.int64 and dist.shape == (20, 5)
+    # Exact neighbours by brute force.
+    d = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(exact, np.argsort(d, axis=1)[:, :5])
