@@ -699,6 +699,16 @@ impl PyStore {
         let n = queries.shape()[0];
         let (ids, dist) = py
             .detach(|| {
+                let info = s.collection(&collection)?;
+                if dim != info.dim {
+                    return Err(vx::Error::DimensionMismatch {
+                        path: "queries".into(),
+                        what: "queries".into(),
+                        found: dim,
+                        against: format!("collection '{}'", info.name),
+                        expected: info.dim,
+                    });
+                }
                 let rows: Vec<&[f32]> = if dim == 0 {
                     vec![&[][..]; n]
                 } else {

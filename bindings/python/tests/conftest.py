@@ -66,3 +66,31 @@ def her2st() -> Path:
     if not (HER2ST / "counts" / "C1.tsv.gz").is_file():
         pytest.skip(f"SKIPPED: {HER2ST} is absent (the real-data tests need ../shared/data/her2st)")
     return HER2ST
+
+
+_EXPORT = """
+import sys
+from pathlib import Path
+from vortex_train.data import her2st_hvg, her2st_panel, normalize_log1p, read_her2st_section
+from vortex_train.export import export_untrained_panel_model
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+sec = read_her2st_section(root, "C1")
+enc, panel = her2st_hvg([sec], 64), her2st_panel([sec], 40)
+pos = {g: j for j, g in enumerate(sec.genes)}
+export_untrained_panel_model(normalize_log1p(sec.counts)[:, [pos[g] for g in enc]], enc, panel, out,
+                             "her2st-test")
+"""
+
+
+@pytest.fixture(scope="session")
+def her2st_model(her2st, tmp_path_factory) -> Path:
+    """An untrained model over a her2st C1 gene panel (the weights do not matter for
+    equality), exported by the training package in its own venv (.venv, PyTorch)."""
+    py = ROOT / ".venv" / "bin" / "python"
+    if not py.is_file():
+        pytest.fail(f"{py} missing: scripts/setup-python.sh makes the training venv")
+    out = tmp_path_factory.mktemp("model") / "her2st-test"
+    r = subprocess.run([str(py), "-c", _EXPORT, str(her2st), str(out)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "training")})
+    assert r.returncode == 0, r.stderr
+    return out

@@ -1,0 +1,232 @@
+"""Every bad input of the CLI's bad-input tests raises the matching Python exception,
+with a message naming the file or argument, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vortexdb
+from vortexdb import errors
+
+
+def rows(n: int, d: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def png(path: Path, w: int, h: int) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (w, h), (200, 120, 180)).save(path)
+    return path
+
+
+def listing(root: Path) -> dict:
+    """Every file under ``root`` (but the lock and redb file, whose bytes change on a
+    clean open) with its size."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name not in {"LOCK", "vortex.redb"}:
+            out[str(p.relative_to(root))] = p.stat().st_size
+    return out
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    """A store with the default model and a 100 x 8 collection `c`."""
+    with vortexdb.create(tmp_path / "db") as db:
+        db.add_model("default")
+        db.import_vectors("c", rows(100, 8))
+    return tmp_path
+
+
+def wrong_dimension_import(db, d):
+    db.import_vectors("c", rows(10, 12))
+
+
+def wrong_dimension_search(db, d):
+    db.search("c", rows(2, 12))
+
+
+def nan_in_vectors(db, d):
+    x = rows(30_000, 8)
+    x[25_001, 3] = np.nan
+    db.import_vectors("new", x)
+
+
+def inf_in_vectors(db, d):
+    x = rows(300, 8)
+    x[201, 0] = np.inf
+    db.import_vectors("new", x)
+
+
+def truncated_npy(db, d):
+    np.save(d / "t.npy", rows(50, 8))
+    raw = (d / "t.npy").read_bytes()
+    (d / "t.npy").write_bytes(raw[: len(raw) // 2])
+    db.import_vectors("new", d / "t.npy")
+
+
+def wrong_dtype_npy(db, d):
+    np.save(d / "i.npy", np.arange(40, dtype=np.int64).reshape(5, 8))
+    db.import_vectors("new", d / "i.npy")
+
+
+def unknown_collection(db, d):
+    db.search("nope", rows(1, 8))
+
+
+def unknown_gene(db, d):
+    db.query_genes(["TUM0l"])
+
+
+def unknown_sample(db, d):
+    db.predict("nope")
+
+
+def bad_sample_id(db, d):
+    db.ingest_volume("../x", np.zeros((8, 32, 32), np.uint8))
+
+
+def volume_wrong_dtype(db, d):
+    db.ingest_volume("v", np.zeros((8, 32, 32), np.int64))
+
+
+def volume_wrong_shape(db, d):
+    db.ingest_volume("v", np.zeros((32, 32), np.uint8))
+
+
+def volume_missing_file(db, d):
+    db.ingest_volume("v", d / "missing.npy")
+
+
+def sections_transforms_do_not_fit(db, d):
+    imgs = [png(d / f"s{i}.png", 40 + 10 * i, 40) for i in range(2)]
+    (d / "t.json").write_text(json.dumps({"frame": [40, 40], "sections": [[1, 0, 0, 0, 1, 0]]}))
+    db.ingest_sections("x", imgs, spacing_um=64, um_per_px=4, transforms=d / "t.json")
+
+
+def sections_of_different_sizes(db, d):
+    imgs = [png(d / f"s{i}.png", 40 + 10 * i, 40) for i in range(2)]
+    db.ingest_sections("x", imgs, spacing_um=64, um_per_px=4)
+
+
+def patch_target_missing(db, d):
+    db.query_patch(image=png(d / "q.png", 64, 64))
+
+
+def patch_bad_image(db, d):
+    (d / "bad.png").write_bytes(b"not a png")
+    db.ingest_image("x", d / "bad.png", um_per_px=4)
+
+
+def model_dir_without_manifest(db, d):
+    (d / "m").mkdir()
+    db.add_model(d / "m")
+
+
+def spots_without_positions(db, d):
+    import anndata
+
+    db.ingest_spots("s", anndata.AnnData(X=np.ones((3, 2), np.float32)))
+
+
+def spots_negative_counts(db, d):
+    import anndata
+
+    a = anndata.AnnData(X=np.array([[1.0, -2.0], [3.0, 4.0]], np.float32))
+    a.obsm["spatial"] = np.array([[0.0, 0.0], [1.0, 1.0]])
+    db.ingest_spots("s", a)
+
+
+def spots_normalised_values(db, d):
+    import anndata
+
+    a = anndata.AnnData(X=np.array([[1.5, 2.0], [3.0, 4.0]], np.float32))
+    a.obsm["spatial"] = np.array([[0.0, 0.0], [1.0, 1.0]])
+    db.ingest_spots("s", a)
+
+
+def bad_region(db, d):
+    db.search("c", rows(1, 8), filter={"region": "0:1,2"})
+
+
+def bad_k(db, d):
+    db.search("c", rows(1, 8), k=0)
+
+
+CASES = [
+    (wrong_dimension_import, errors.DimensionMismatch, ["dimension 12", "dimension 8"]),
+    (wrong_dimension_search, errors.DimensionMismatch, ["dimension 12"]),
+    (nan_in_vectors, errors.BadInput, ["vectors", "row 25001"]),
+    (inf_in_vectors, errors.BadInput, ["row 201"]),
+    (truncated_npy, errors.BadFile, ["t.npy"]),
+    (wrong_dtype_npy, errors.BadFile, ["i.npy"]),
+    (unknown_collection, errors.UnknownCollection, ["nope"]),
+    (unknown_gene, errors.NothingSelected, ["spots"]),
+    (unknown_sample, errors.UnknownSample, ["nope"]),
+    (bad_sample_id, errors.InvalidArgument, ["sample", "../x"]),
+    (volume_wrong_dtype, errors.BadInput, ["volume", "int64"]),
+    (volume_wrong_shape, errors.BadInput, ["shape"]),
+    (volume_missing_file, errors.Error, ["missing.npy"]),
+    (sections_transforms_do_not_fit, errors.BadFile, ["t.json", "1 transforms for 2 section images"]),
+    (sections_of_different_sizes, errors.BadFile, ["s1.png", "different sizes"]),
+    (patch_target_missing, errors.InvalidArgument, ["target", "no 3d patches"]),
+    (patch_bad_image, errors.BadFile, ["bad.png"]),
+    (model_dir_without_manifest, errors.Error, ["manifest.json"]),
+    (spots_without_positions, errors.BadInput, ["obsm['spatial']"]),
+    (spots_negative_counts, errors.BadInput, ["AnnData", "negative"]),
+    (spots_normalised_values, errors.BadInput, ["AnnData", "not an integer"]),
+    (bad_region, errors.InvalidArgument, ["region"]),
+    (bad_k, errors.InvalidArgument, ["k"]),
+]
+
+
+@pytest.mark.parametrize("case,cls,words", CASES, ids=[c[0].__name__ for c in CASES])
+def test_bad_input_raises_and_writes_nothing(ctx, case, cls, words):
+    store = ctx / "db"
+    def info():
+        with vortexdb.open(store, read_only=True) as db:
+            i = db.info()
+        i.pop("db_bytes")  # the file grows when opened for writing
+        return i
+
+    before = info()
+    files = listing(ctx)
+    with vortexdb.open(store) as db:
+        with pytest.raises(cls) as e:
+            case(db, ctx)
+        assert isinstance(e.value, errors.Error)
+        for w in words:
+            assert w in str(e.value), (w, str(e.value))
+    after_files = {k: v for k, v in listing(ctx).items() if k in files}
+    assert after_files == files, "a file was changed"
+    assert info() == before, "the store was changed"
+
+
+def test_store_level_errors(tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "x.txt").write_text("x")
+    with pytest.raises(errors.NotAStore) as e:
+        vortexdb.open(tmp_path / "plain")
+    assert "plain" in str(e.value)
+    with vortexdb.create(tmp_path / "db") as db:
+        with pytest.raises(errors.StoreLocked) as e:
+            vortexdb.open(tmp_path / "db")
+        assert str(e.value.pid) == str(os.getpid())
+        db.import_vectors("c", rows(10, 4))
+    with vortexdb.open(tmp_path / "db", read_only=True) as ro:
+        with pytest.raises(errors.ReadOnly):
+            ro.import_vectors("c", rows(10, 4))
+        assert ro.info()["collections"][0]["live"] == 10
+    db = vortexdb.open(tmp_path / "db")
+    db.close()
+    with pytest.raises(errors.StoreClosed):
+        db.info()
+    # The Python classes are also the built-in ones a caller would catch.
+    assert issubclass(errors.UnknownSample, LookupError) and issubclass(errors.BadInput, ValueError)
+    assert issubclass(errors.Interrupted, KeyboardInterrupt)

@@ -1,0 +1,54 @@
+"""Real data: her2st section C1 read by scanpy into AnnData and ingested through Python
+stores exactly what `vortexdb ingest spots --format her2st` stores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+import vortexdb
+from conftest import cli
+
+
+def c1_anndata(root):
+    """C1 as a scanpy user builds it: counts by ``sc.read_csv``, the spots under the
+    tissue from the selection table, pixel positions in ``obsm["spatial"]``."""
+    import scanpy as sc
+
+    adata = sc.read_csv(root / "counts" / "C1.tsv.gz", delimiter="\t")
+    sel = pd.read_csv(root / "spots" / "C1_selection.tsv", sep="\t")
+    sel.index = [f"{round(x)}x{round(y)}" for x, y in zip(sel["x"], sel["y"])]
+    sel = sel[sel["selected"] == 1]
+    adata = adata[adata.obs_names.isin(sel.index)].copy()
+    s = sel.loc[adata.obs_names]
+    adata.obsm["spatial"] = s[["pixel_x", "pixel_y"]].to_numpy()
+    adata.obs["array_col"] = s["x"].to_numpy()
+    adata.obs["array_row"] = s["y"].to_numpy()
+    return adata
+
+
+def test_anndata_spots_equal_the_her2st_reader(her2st, her2st_model, tmp_path):
+    a = tmp_path / "cli"
+    cli("init", a)
+    cli("models", "add", a, her2st_model)
+    cli("ingest", "spots", a, "--sample", "C1", "--format", "her2st", her2st / "counts" / "C1.tsv.gz")
+    adata = c1_anndata(her2st)
+    with vortexdb.create(tmp_path / "py") as db:
+        db.add_model(her2st_model)
+        r = db.ingest_spots("C1", adata)
+        assert r["format"] == "arrays"
+        got = db.spots("C1")
+    with vortexdb.open(a, read_only=True) as ref_db:
+        want = ref_db.spots("C1")
+    assert got.n_obs == want.n_obs == adata.n_obs > 100
+    assert list(got.obs_names) == list(want.obs_names)
+    for col in ["pixel_x", "pixel_y", "array_x", "array_y", "z", "y", "x", "n_genes",
+                "total_counts", "mito_fraction", "kept"]:
+        np.testing.assert_array_equal(got.obs[col].to_numpy(), want.obs[col].to_numpy(), err_msg=col)
+    assert got.obs["kept"].sum() == r["qc"]["kept"]
+    assert list(got.var_names) == list(want.var_names)
+    np.testing.assert_array_equal(got.X, want.X)
+    np.testing.assert_array_equal(got.layers["smoothed"], want.layers["smoothed"])
+    # Same HVGs and most expressed genes (the set record, less the provenance).
+    for k in ["hvg", "top_expressed", "encoder_missing", "qc_summary", "normalize_total"]:
+        assert got.uns["vortexdb"][k] == want.uns["vortexdb"][k], k
