@@ -186,20 +186,15 @@ impl PyStore {
         let s = self.get()?;
         let mut opts = args.options(vx::SampleKind::Volume)?;
         opts.voxel_um = um_per_voxel;
-        let model = {
-            let s = s.clone();
-            let m = args.model.clone();
-            py.detach(move || vx::resolve_model(&s, m.as_deref()))
-                .or_raise()?
-        };
+        let arr = data.as_ref().map(|a| array_bytes(a, "volume")).transpose()?;
+        let model = self.model(py, &args.model)?;
         let range = args.intensity_range;
-        match (path, data) {
+        match (path, arr) {
             (Some(p), None) => run_ingest(py, &args.progress, |cb| {
                 let src = vx::open_volume(&p, range)?;
                 vx::ingest_volume(&s, &model, src, &opts, cb)
             }),
-            (None, Some(a)) => {
-                let (bytes, shape, dtype) = array_bytes(&a, "volume")?;
+            (None, Some((bytes, shape, dtype))) => {
                 run_ingest(py, &args.progress, |cb| {
                     let src = vx::ArrayVolume::new(bytes, &shape, dtype, "<array>", range)?;
                     vx::ingest_volume(&s, &model, Box::new(src), &opts, cb)
@@ -228,9 +223,10 @@ impl PyStore {
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let opts = args.options(vx::SampleKind::Sections)?;
+        let arr = stack.as_ref().map(|a| array_bytes(a, "sections")).transpose()?;
         let model = self.model(py, &args.model)?;
         let range = args.intensity_range;
-        match (images, stack) {
+        match (images, arr) {
             (Some(images), None) => {
                 let sec = vx::Sections {
                     images,
@@ -243,14 +239,13 @@ impl PyStore {
                     vx::ingest_sections(&s, &model, &sec, &opts, cb)
                 })
             }
-            (None, Some(a)) => {
+            (None, Some((bytes, shape, dtype))) => {
                 if transforms.is_some() {
                     return Err(err(vx::Error::arg(
                         "transforms",
                         "registration transforms apply to image files; register an array stack before passing it",
                     )));
                 }
-                let (bytes, shape, dtype) = array_bytes(&a, "sections")?;
                 run_ingest(py, &args.progress, |cb| {
                     let src = vx::ArrayVolume::new(bytes, &shape, dtype, "<array>", range)?;
                     vx::ingest_section_stack(&s, &model, Box::new(src), spacing_um, um_per_px, &opts, cb)
@@ -275,14 +270,14 @@ impl PyStore {
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let opts = args.options(vx::SampleKind::Image)?;
+        let arr = data.as_ref().map(|a| array_bytes(a, "image")).transpose()?;
         let model = self.model(py, &args.model)?;
         let range = args.intensity_range;
-        match (path, data) {
+        match (path, arr) {
             (Some(p), None) => run_ingest(py, &args.progress, |cb| {
                 vx::ingest_image(&s, &model, &p, um_per_px, range, &opts, cb)
             }),
-            (None, Some(a)) => {
-                let (bytes, mut shape, dtype) = array_bytes(&a, "image")?;
+            (None, Some((bytes, mut shape, dtype))) => {
                 if !(2..=3).contains(&shape.len()) {
                     return Err(err(vx::Error::bad_input(
                         "image",

@@ -1,0 +1,111 @@
+"""NumPy in and out, threads, Ctrl-C, AnnData out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import vortexdb
+from vortexdb import errors
+
+
+def test_returned_arrays_are_the_rust_buffers(stores):
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        q = db.query_genes("TUM01")
+        h = q.heatmap["ph7"]
+        assert q.heatmap["ph7"] is h  # computed once
+        # NumPy does not own the data: it is the library's vector, handed over.
+        assert not h.flags.owndata and h.base is not None
+        raw = db._s.predict("ph7")
+        a = vortexdb._results.predictions_anndata(raw)
+        assert np.shares_memory(a.X, raw["expression"])
+        assert not raw["expression"].flags.owndata
+        ids, dist = db.search("vortex-tiny-phantom:3d", q.embedding, k=3)
+        assert not ids.flags.owndata and ids.shape == (1, 3)
+        assert ids[0, 0] == q.top["id"][0]
+
+
+def test_predict_anndata_works_with_scanpy(stores):
+    import scanpy as sc
+
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        a = db.predict("ph7")
+    sc.pp.pca(a, n_comps=5)
+    assert a.obsm["X_pca"].shape == (a.n_obs, 5)
+    sc.pp.neighbors(a, n_neighbors=5, use_rep="hidden")
+    assert a.obsp["connectivities"].shape == (a.n_obs, a.n_obs)
+
+
+def test_non_contiguous_and_float64_inputs_are_converted(tmp_path):
+    x = np.random.default_rng(1).normal(size=(500, 32))
+    with vortexdb.create(tmp_path / "db") as db:
+        db.import_vectors("v", np.asfortranarray(x))  # float64, Fortran order
+        ids, _ = db.search("v", x[::7], k=1, exact=True)
+        np.testing.assert_array_equal(ids[:, 0], np.arange(0, 500, 7))
+        with pytest.raises(errors.BadInput, match="C-contiguous"):
+            db.ingest_volume("v", np.zeros((8, 64, 64), np.uint8)[:, ::2, :])
+
+
+def test_two_threads_query_one_store_concurrently(stores):
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        want = db.query_genes("TUM01").top["id"].tolist()
+        results, errs = [], []
+
+        def work():
+            try:
+                for _ in range(3):
+                    results.append(db.query_genes("TUM01").top["id"].tolist())
+            except Exception as e:  # pragma: no cover - reported below
+                errs.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errs and results == [want] * 6
+
+
+def test_ctrl_c_stops_an_ingest_cleanly_and_it_resumes(phantom, tmp_path):
+    vol = np.ascontiguousarray(np.load(phantom["volume"])[:16])
+    with vortexdb.create(tmp_path / "ref") as db:
+        db.add_model("default")
+        full = db.ingest_volume("s", vol, progress=False, batch=16)
+    calls = []
+
+    def ctrl_c(done, total, stored):
+        calls.append(done)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+
+    with vortexdb.create(tmp_path / "db") as db:
+        db.add_model("default")
+        with pytest.raises(errors.Interrupted) as e:
+            db.ingest_volume("s", vol, progress=ctrl_c, batch=16)
+        assert isinstance(e.value, KeyboardInterrupt) and 0 < e.value.done < e.value.total
+        assert db.info()["samples"][0]["status"] != "complete"
+        again = db.ingest_volume("s", vol, progress=False, batch=16)
+        assert again["resumed_from"] > 0
+        assert again["patches_total"] == full["patches_total"]
+        assert db.info()["samples"][0]["status"] == "complete"
+        # A different array under the same sample id is refused, not resumed.
+        with pytest.raises(errors.InvalidArgument, match="sample"):
+            db.ingest_volume("s", vol[::-1].copy(), progress=False)
+
+
+def test_sections_and_images_from_arrays_equal_their_files(phantom, tmp_path):
+    from PIL import Image
+
+    planes = [np.asarray(Image.open(p).convert("RGB")) for p in phantom["planes"][:2]]
+    with vortexdb.create(tmp_path / "db") as db:
+        db.add_model("default")
+        a = db.ingest_sections("arr", planes, spacing_um=64, um_per_px=4, progress=False)
+        f = db.ingest_sections("file", phantom["planes"][:2], spacing_um=64, um_per_px=4, progress=False)
+        assert a["patches_total"] == f["patches_total"] > 0
+        i = db.ingest_image("img", planes[0], um_per_px=4, progress=False)
+        j = db.ingest_image("imgf", phantom["planes"][0], um_per_px=4, progress=False)
+        assert i["patches_total"] == j["patches_total"] > 0
