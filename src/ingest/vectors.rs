@@ -183,7 +183,7 @@ pub fn import_array(
         return Err(Error::arg("batch_size", "must be at least 1"));
     }
     let what = "vectors";
-    if dim == 0 || values.len() % dim != 0 || values.is_empty() {
+    if dim == 0 || !values.len().is_multiple_of(dim) || values.is_empty() {
         return Err(Error::bad_input(
             what,
             format!(

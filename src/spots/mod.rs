@@ -185,17 +185,16 @@ impl SpotTable {
         }
         let genes = counts.genes.len();
         let mut canonical = CountMatrix::new(counts.genes.clone());
-        for i in 0..rows {
+        for (i, spot) in ids.iter().enumerate() {
             let mut row = Vec::with_capacity(counts.indptr[i + 1] - counts.indptr[i]);
             for k in counts.indptr[i]..counts.indptr[i + 1] {
                 let j = counts.indices[k] as usize;
                 let gene = counts.genes.get(j).ok_or_else(|| {
                     bad_in(format!(
-                        "spot '{}': gene column {j} is outside the {genes} genes",
-                        ids[i]
+                        "spot '{spot}': gene column {j} is outside the {genes} genes"
                     ))
                 })?;
-                let v = check_count(path, counts.data[k] as f64, &ids[i], gene).map_err(input)?;
+                let v = check_count(path, counts.data[k] as f64, spot, gene).map_err(input)?;
                 row.push((j as u32, v));
             }
             canonical.push_row(row);

@@ -145,11 +145,7 @@ pub fn serialised<T: serde::Serialize>(py: Python<'_>, v: &T) -> PyResult<Py<PyA
 }
 
 /// Vector `v` as a NumPy array of `shape`, without a copy (NumPy owns the buffer).
-pub fn array<T: numpy::Element>(
-    py: Python<'_>,
-    v: Vec<T>,
-    shape: &[usize],
-) -> PyResult<Py<PyAny>> {
+pub fn array<T: numpy::Element>(py: Python<'_>, v: Vec<T>, shape: &[usize]) -> PyResult<Py<PyAny>> {
     let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), v)
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     Ok(a.into_pyarray(py).into_any().unbind())

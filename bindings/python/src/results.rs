@@ -43,9 +43,15 @@ impl PyQueryResult {
         d.set_item("sample", r.iter().map(|p| &*p.sample).collect::<Vec<_>>())?;
         d.set_item("id", array(py, r.iter().map(|p| p.id).collect(), &[n])?)?;
         for (a, name) in ["z", "y", "x"].iter().enumerate() {
-            d.set_item(*name, array(py, r.iter().map(|p| p.origin[a]).collect(), &[n])?)?;
+            d.set_item(
+                *name,
+                array(py, r.iter().map(|p| p.origin[a]).collect(), &[n])?,
+            )?;
         }
-        d.set_item("score", array(py, r.iter().map(|p| p.score).collect(), &[n])?)?;
+        d.set_item(
+            "score",
+            array(py, r.iter().map(|p| p.score).collect(), &[n])?,
+        )?;
         d.set_item(
             "percentile",
             array(py, r.iter().map(|p| p.percentile).collect(), &[n])?,
@@ -155,7 +161,10 @@ pub fn spots_dict(
     let g = set.panel.len();
     let d = PyDict::new(py);
     d.set_item("set", serialised(py, set)?)?;
-    d.set_item("id", spots.iter().map(|(s, _)| s.id.clone()).collect::<Vec<_>>())?;
+    d.set_item(
+        "id",
+        spots.iter().map(|(s, _)| s.id.clone()).collect::<Vec<_>>(),
+    )?;
     let col = |f: &dyn Fn(&vx::SpotRecord) -> f64| -> Vec<f64> {
         spots.iter().map(|(s, _)| f(s)).collect()
     };

@@ -90,7 +90,11 @@ def her2st_model(her2st, tmp_path_factory) -> Path:
     if not py.is_file():
         pytest.fail(f"{py} missing: scripts/setup-python.sh makes the training venv")
     out = tmp_path_factory.mktemp("model") / "her2st-test"
-    r = subprocess.run([str(py), "-c", _EXPORT, str(her2st), str(out)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "training")})
+    r = subprocess.run(
+        [str(py), "-c", _EXPORT, str(her2st), str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "training")},
+    )
     assert r.returncode == 0, r.stderr
     return out

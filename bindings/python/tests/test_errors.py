@@ -189,6 +189,7 @@ CASES = [
 @pytest.mark.parametrize("case,cls,words", CASES, ids=[c[0].__name__ for c in CASES])
 def test_bad_input_raises_and_writes_nothing(ctx, case, cls, words):
     store = ctx / "db"
+
     def info():
         with vortexdb.open(store, read_only=True) as db:
             i = db.info()

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 import vortexdb
+
 from conftest import cli
 
 
@@ -17,7 +18,7 @@ def c1_anndata(root):
 
     adata = sc.read_csv(root / "counts" / "C1.tsv.gz", delimiter="\t")
     sel = pd.read_csv(root / "spots" / "C1_selection.tsv", sep="\t")
-    sel.index = [f"{round(x)}x{round(y)}" for x, y in zip(sel["x"], sel["y"])]
+    sel.index = [f"{round(x)}x{round(y)}" for x, y in zip(sel["x"], sel["y"], strict=True)]
     sel = sel[sel["selected"] == 1]
     adata = adata[adata.obs_names.isin(sel.index)].copy()
     s = sel.loc[adata.obs_names]
@@ -42,8 +43,19 @@ def test_anndata_spots_equal_the_her2st_reader(her2st, her2st_model, tmp_path):
         want = ref_db.spots("C1")
     assert got.n_obs == want.n_obs == adata.n_obs > 100
     assert list(got.obs_names) == list(want.obs_names)
-    for col in ["pixel_x", "pixel_y", "array_x", "array_y", "z", "y", "x", "n_genes",
-                "total_counts", "mito_fraction", "kept"]:
+    for col in [
+        "pixel_x",
+        "pixel_y",
+        "array_x",
+        "array_y",
+        "z",
+        "y",
+        "x",
+        "n_genes",
+        "total_counts",
+        "mito_fraction",
+        "kept",
+    ]:
         np.testing.assert_array_equal(got.obs[col].to_numpy(), want.obs[col].to_numpy(), err_msg=col)
     assert got.obs["kept"].sum() == r["qc"]["kept"]
     assert list(got.var_names) == list(want.var_names)

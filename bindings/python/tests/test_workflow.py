@@ -76,7 +76,7 @@ def test_eval_numbers_equal_the_cli(stores):
                 close(a[k], b[k], f"{path}.{k}")
         elif isinstance(a, list):
             assert len(a) == len(b), path
-            for i, (x, y) in enumerate(zip(a, b)):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 close(x, y, f"{path}[{i}]")
         elif isinstance(a, float):
             assert b == pytest.approx(a, rel=1e-6, abs=1e-9, nan_ok=True), path
@@ -107,8 +107,19 @@ def test_vectors_search_equals_the_cli(tmp_path):
         assert r["imported"] == 2000 and r["file"] is None
         ids, dist = db.search("v", q, k=5)
         exact, _ = db.search("v", q, k=5, exact=True)
-    cli("vectors", "search", tmp_path / "db", "--collection", "v", "--queries", tmp_path / "q.npy",
-        "--k", "5", "--out", tmp_path / "ids.npy")
+    cli(
+        "vectors",
+        "search",
+        tmp_path / "db",
+        "--collection",
+        "v",
+        "--queries",
+        tmp_path / "q.npy",
+        "--k",
+        "5",
+        "--out",
+        tmp_path / "ids.npy",
+    )
     np.testing.assert_array_equal(ids, np.load(tmp_path / "ids.npy"))
     assert ids.dtype == np.int64 and dist.shape == (20, 5)
     # Exact neighbours by brute force.

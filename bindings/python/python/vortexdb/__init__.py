@@ -22,7 +22,7 @@ from __future__ import annotations
 from . import _runtime, errors
 from ._native import FORMAT_VERSION, ORT_VERSION, loaded_runtime_library
 from ._results import Domains, QueryResult
-from ._store import Store, create, open, phantom
+from ._store import Store, create, open, phantom  # noqa: A004 - vortexdb.open is the API
 
 __version__ = "0.1.0"
 

@@ -35,8 +35,7 @@ def _diameter(adata: Any, library_id: str | None) -> float | None:
     return None if d is None else float(d)
 
 
-def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str,
-                       library_id: str | None) -> dict:
+def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str, library_id: str | None) -> dict:
     """The arrays ``_native.Store.ingest_spots_arrays`` takes, from an AnnData object.
 
     Counts: ``.layers[layer]`` or ``.X``. Positions: ``.obsm[spatial_key]`` (x, y in
@@ -56,8 +55,7 @@ def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str,
     if x is None:
         raise BadInput("spots: the AnnData object has no counts in .X")
     if spatial_key not in adata.obsm:
-        raise BadInput(
-            f"spots: no obsm['{spatial_key}'] with spot positions (obsm: {sorted(adata.obsm)})")
+        raise BadInput(f"spots: no obsm['{spatial_key}'] with spot positions (obsm: {sorted(adata.obsm)})")
     pixel = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
     if pixel.ndim != 2 or pixel.shape[1] < 2:
         raise BadInput(f"spots: obsm['{spatial_key}'] has shape {pixel.shape}, not (n, 2)")
@@ -65,8 +63,8 @@ def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str,
     array_xy = None
     if "array_col" in obs and "array_row" in obs:
         array_xy = np.ascontiguousarray(
-            np.stack([obs["array_col"].to_numpy(np.float64), obs["array_row"].to_numpy(np.float64)],
-                     axis=1))
+            np.stack([obs["array_col"].to_numpy(np.float64), obs["array_row"].to_numpy(np.float64)], axis=1)
+        )
     z = obs["z"].to_numpy(np.float64) if "z" in obs else None
     indptr, indices, data = _csr(x)
     return {

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def ingest_progress(progress: bool | Callable[[int, int, int], None] | None,
-                    sample: str) -> Iterator[Callable[[int, int, int], None] | None]:
+def ingest_progress(
+    progress: bool | Callable[[int, int, int], None] | None, sample: str
+) -> Iterator[Callable[[int, int, int], None] | None]:
     """A callback ``(positions_done, positions_total, patches_stored)`` for an ingest."""
     if callable(progress):
         yield progress
@@ -24,6 +25,7 @@ def ingest_progress(progress: bool | Callable[[int, int, int], None] | None,
         return
     bar = tqdm(desc=f"ingest {sample}", unit="positions", leave=False)
     try:
+
         def update(done: int, total: int, stored: int) -> None:
             bar.total = total
             bar.n = done

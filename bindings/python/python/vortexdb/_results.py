@@ -48,8 +48,7 @@ class QueryResult:
     similarity, NaN outside the patches), as ``vortexdb query --out`` writes it.
     """
 
-    def __init__(self, native: Any, store: Store, *, top: int = 10,
-                 downsample: int | None = None):
+    def __init__(self, native: Any, store: Store, *, top: int = 10, downsample: int | None = None):
         self._q = native
         self._store = store
         self._top = top
@@ -104,13 +103,22 @@ class QueryResult:
         d = self.downsample if downsample is None else downsample
         return self._q.heatmap(self._store._s, sample, d)
 
-    def write(self, dir: str | os.PathLike[str], *, top: int | None = None,  # noqa: A002
-              downsample: int | None = None, slices: int = 3) -> list[str]:
+    def write(
+        self,
+        dir: str | os.PathLike[str],  # noqa: A002 - the CLI's word
+        *,
+        top: int | None = None,
+        downsample: int | None = None,
+        slices: int = 3,
+    ) -> list[str]:
         """Write the files of ``vortexdb query --out DIR``; returns their paths."""
-        return self._q.write(os.fspath(dir), self._store._s,
-                             top=self._top if top is None else top,
-                             downsample=self.downsample if downsample is None else downsample,
-                             slices=slices)
+        return self._q.write(
+            os.fspath(dir),
+            self._store._s,
+            top=self._top if top is None else top,
+            downsample=self.downsample if downsample is None else downsample,
+            slices=slices,
+        )
 
     def __repr__(self) -> str:
         return repr(self._q)
@@ -137,10 +145,18 @@ class Domains:
     def from_native(cls, d: dict) -> Domains:
         import pandas as pd
 
-        return cls(sample=d["sample"], k=d["k"], ids=d["ids"], labels=d["labels"],
-                   label_volume=d["label_volume"], summary=pd.DataFrame(d["domains"]),
-                   inertia=d["inertia"], ari=d["ari"], ari_patches=d["ari_patches"],
-                   predictions=predictions_anndata(d["predictions"]))
+        return cls(
+            sample=d["sample"],
+            k=d["k"],
+            ids=d["ids"],
+            labels=d["labels"],
+            label_volume=d["label_volume"],
+            summary=pd.DataFrame(d["domains"]),
+            inertia=d["inertia"],
+            ari=d["ari"],
+            ari_patches=d["ari_patches"],
+            predictions=predictions_anndata(d["predictions"]),
+        )
 
 
 def predictions_anndata(p: dict) -> anndata.AnnData:
@@ -150,9 +166,9 @@ def predictions_anndata(p: dict) -> anndata.AnnData:
 
     origins = p["origins"]
     obs = pd.DataFrame(
-        {"sample": p["sample"], "z": origins[:, 0], "y": origins[:, 1], "x": origins[:, 2],
-         "tissue": p["tissue"]},
-        index=pd.Index([str(i) for i in p["ids"]], name="patch_id"))
+        {"sample": p["sample"], "z": origins[:, 0], "y": origins[:, 1], "x": origins[:, 2], "tissue": p["tissue"]},
+        index=pd.Index([str(i) for i in p["ids"]], name="patch_id"),
+    )
     obs["sample"] = obs["sample"].astype("category")
     var = pd.DataFrame(index=pd.Index(p["genes"], name="gene"))
     a = anndata.AnnData(X=p["expression"], obs=obs, var=var)
@@ -167,8 +183,19 @@ def spots_anndata(s: dict) -> anndata.AnnData:
     import anndata
     import pandas as pd
 
-    cols = ["pixel_x", "pixel_y", "array_x", "array_y", "z", "y", "x", "n_genes",
-            "total_counts", "mito_fraction", "kept"]
+    cols = [
+        "pixel_x",
+        "pixel_y",
+        "array_x",
+        "array_y",
+        "z",
+        "y",
+        "x",
+        "n_genes",
+        "total_counts",
+        "mito_fraction",
+        "kept",
+    ]
     obs = pd.DataFrame({c: s[c] for c in cols}, index=pd.Index(s["id"], name="spot"))
     var = pd.DataFrame(index=pd.Index(s["panel"], name="gene"))
     a = anndata.AnnData(X=s["normalized"], obs=obs, var=var)

@@ -94,21 +94,36 @@ class Store:
 
     # -- ingest -------------------------------------------------------------------
     @staticmethod
-    def _ingest_args(sample: str, model, overlap, min_tissue, tissue, intensity_range,
-                     batch, device, threads, progress) -> dict:
+    def _ingest_args(
+        sample: str, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, progress
+    ) -> dict:
         return {
-            "sample": sample, "model": model, "overlap": float(overlap),
-            "min_tissue": float(min_tissue), "tissue": tissue,
+            "sample": sample,
+            "model": model,
+            "overlap": float(overlap),
+            "min_tissue": float(min_tissue),
+            "tissue": tissue,
             "intensity_range": None if intensity_range is None else tuple(intensity_range),
-            "batch": int(batch), "device": device, "threads": int(threads),
+            "batch": int(batch),
+            "device": device,
+            "threads": int(threads),
             "progress": progress,
         }
 
     def ingest_volume(
-        self, sample: str, volume: Any, *, um_per_voxel: Sequence[float] | float | None = None,
-        model: str | None = None, overlap: float = 0.75, min_tissue: float = 0.25,
-        tissue: str | None = None, intensity_range: tuple[float, float] | None = None,
-        batch: int = 64, device: str = "cpu", threads: int = 0,
+        self,
+        sample: str,
+        volume: Any,
+        *,
+        um_per_voxel: Sequence[float] | float | None = None,
+        model: str | None = None,
+        overlap: float = 0.75,
+        min_tissue: float = 0.25,
+        tissue: str | None = None,
+        intensity_range: tuple[float, float] | None = None,
+        batch: int = 64,
+        device: str = "cpu",
+        threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
     ) -> dict:
         """Embed every tissue patch of a 3D volume: a path (NPY, TIFF, slice directory)
@@ -119,18 +134,29 @@ class Store:
         if um_per_voxel is not None and np.ndim(um_per_voxel) == 0:
             um_per_voxel = (float(um_per_voxel),) * 3
         with ingest_progress(progress, sample) as cb:
-            args = self._ingest_args(sample, model, overlap, min_tissue, tissue,
-                                     intensity_range, batch, device, threads, cb)
+            args = self._ingest_args(
+                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
+            )
             return self._s.ingest_volume(
-                args, um_per_voxel=None if um_per_voxel is None else tuple(um_per_voxel),
-                **_volume_arg(volume))
+                args, um_per_voxel=None if um_per_voxel is None else tuple(um_per_voxel), **_volume_arg(volume)
+            )
 
     def ingest_sections(
-        self, sample: str, images: Sequence[PathLike] | np.ndarray, *, spacing_um: float,
-        um_per_px: float, transforms: PathLike | None = None, model: str | None = None,
-        overlap: float = 0.75, min_tissue: float = 0.25, tissue: str | None = None,
-        intensity_range: tuple[float, float] | None = None, batch: int = 64,
-        device: str = "cpu", threads: int = 0,
+        self,
+        sample: str,
+        images: Sequence[PathLike] | np.ndarray,
+        *,
+        spacing_um: float,
+        um_per_px: float,
+        transforms: PathLike | None = None,
+        model: str | None = None,
+        overlap: float = 0.75,
+        min_tissue: float = 0.25,
+        tissue: str | None = None,
+        intensity_range: tuple[float, float] | None = None,
+        batch: int = 64,
+        device: str = "cpu",
+        threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
     ) -> dict:
         """Stack serial H&E sections into a 2.5D volume and embed it: image paths (with
@@ -138,8 +164,9 @@ class Store:
         list of (Y, X[, C]) images or one (sections, Y, X[, C]) stack (a list is
         stacked, i.e. copied, once)."""
         with ingest_progress(progress, sample) as cb:
-            args = self._ingest_args(sample, model, overlap, min_tissue, tissue,
-                                     intensity_range, batch, device, threads, cb)
+            args = self._ingest_args(
+                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
+            )
             kw: dict[str, Any] = {"spacing_um": float(spacing_um), "um_per_px": float(um_per_px)}
             if isinstance(images, np.ndarray):
                 kw["stack"] = images
@@ -153,26 +180,49 @@ class Store:
             return self._s.ingest_sections(args, **kw)
 
     def ingest_image(
-        self, sample: str, image: PathLike | np.ndarray, *, um_per_px: float,
-        model: str | None = None, overlap: float = 0.75, min_tissue: float = 0.25,
-        tissue: str | None = None, intensity_range: tuple[float, float] | None = None,
-        batch: int = 64, device: str = "cpu", threads: int = 0,
+        self,
+        sample: str,
+        image: PathLike | np.ndarray,
+        *,
+        um_per_px: float,
+        model: str | None = None,
+        overlap: float = 0.75,
+        min_tissue: float = 0.25,
+        tissue: str | None = None,
+        intensity_range: tuple[float, float] | None = None,
+        batch: int = 64,
+        device: str = "cpu",
+        threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
     ) -> dict:
         """Embed one H&E image (a path or a (Y, X[, C]) array) through the 2D encoder."""
         with ingest_progress(progress, sample) as cb:
-            args = self._ingest_args(sample, model, overlap, min_tissue, tissue,
-                                     intensity_range, batch, device, threads, cb)
+            args = self._ingest_args(
+                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
+            )
             return self._s.ingest_image(args, float(um_per_px), **_volume_arg(image))
 
     def ingest_spots(
-        self, sample: str, data: Any, *, format: str | None = None,  # noqa: A002
-        positions: PathLike | None = None, layer: str | None = None,
-        spatial_key: str = "spatial", library_id: str | None = None,
-        model: str | None = None, min_genes: int = 25, max_mito: float = 0.2,
-        smooth_k: int = 10, hvg: int = 1200, top: int = 250,
-        affine: Sequence[float] | None = None, z: float = 0.0, batch: int = 256,
-        device: str = "cpu", threads: int = 0,
+        self,
+        sample: str,
+        data: Any,
+        *,
+        format: str | None = None,  # noqa: A002
+        positions: PathLike | None = None,
+        layer: str | None = None,
+        spatial_key: str = "spatial",
+        library_id: str | None = None,
+        model: str | None = None,
+        min_genes: int = 25,
+        max_mito: float = 0.2,
+        smooth_k: int = 10,
+        hvg: int = 1200,
+        top: int = 250,
+        affine: Sequence[float] | None = None,
+        z: float = 0.0,
+        batch: int = 256,
+        device: str = "cpu",
+        threads: int = 0,
     ) -> dict:
         """Ingest spot expression: an AnnData object (raw counts in ``.X`` or
         ``.layers[layer]``, dense or sparse; positions in ``.obsm[spatial_key]``
@@ -182,17 +232,24 @@ class Store:
         Visium output, Parquet; ``format`` names the layout when the name does not).
         QC, normalisation, smoothing and the gene encoder run as for the CLI."""
         opts = {
-            "sample": sample, "model": model, "min_genes": int(min_genes),
-            "max_mito": float(max_mito), "smooth_k": int(smooth_k), "hvg": int(hvg),
-            "top": int(top), "affine": None if affine is None else tuple(map(float, affine)),
-            "z": float(z), "batch": int(batch), "device": device, "threads": int(threads),
+            "sample": sample,
+            "model": model,
+            "min_genes": int(min_genes),
+            "max_mito": float(max_mito),
+            "smooth_k": int(smooth_k),
+            "hvg": int(hvg),
+            "top": int(top),
+            "affine": None if affine is None else tuple(map(float, affine)),
+            "z": float(z),
+            "batch": int(batch),
+            "device": device,
+            "threads": int(threads),
         }
         if isinstance(data, (str, os.PathLike)):
             return self._s.ingest_spots_file(
-                opts, os.fspath(data), format,
-                None if positions is None else os.fspath(positions))
-        arrays = spots_from_anndata(data, layer=layer, spatial_key=spatial_key,
-                                    library_id=library_id)
+                opts, os.fspath(data), format, None if positions is None else os.fspath(positions)
+            )
+        arrays = spots_from_anndata(data, layer=layer, spatial_key=spatial_key, library_id=library_id)
         return self._s.ingest_spots_arrays(opts, **arrays)
 
     def spots(self, sample: str):
@@ -204,42 +261,73 @@ class Store:
 
     # -- queries ------------------------------------------------------------------
     def query_genes(
-        self, genes: str | Iterable[str], *, sample: str | Iterable[str] | None = None,
-        spots_from: str | Iterable[str] | None = None, min_pcc: float = 0.5,
-        percentile: float = 75.0, min_fraction: float = 0.5,
-        exclude: str | Iterable[str] | None = None, model: str | None = None,
-        threshold_percentile: float = 90.0, top: int = 10, downsample: int | None = None,
+        self,
+        genes: str | Iterable[str],
+        *,
+        sample: str | Iterable[str] | None = None,
+        spots_from: str | Iterable[str] | None = None,
+        min_pcc: float = 0.5,
+        percentile: float = 75.0,
+        min_fraction: float = 0.5,
+        exclude: str | Iterable[str] | None = None,
+        model: str | None = None,
+        threshold_percentile: float = 90.0,
+        top: int = 10,
+        downsample: int | None = None,
     ) -> QueryResult:
         """Zero-shot molecular query: the spots high in ``genes`` (and genes correlated
         with them, PCC >= ``min_pcc``) -> their mean embedding -> the similarity of
         every 3D patch of ``sample`` (default: all). See :class:`QueryResult`."""
         r = self._s.query_genes(
-            _names(genes), spots_from=_names(spots_from) or None, min_pcc=float(min_pcc),
-            percentile=float(percentile), min_fraction=float(min_fraction),
-            samples=_names(sample), exclude=_names(exclude), model=model,
-            threshold_percentile=float(threshold_percentile))
+            _names(genes),
+            spots_from=_names(spots_from) or None,
+            min_pcc=float(min_pcc),
+            percentile=float(percentile),
+            min_fraction=float(min_fraction),
+            samples=_names(sample),
+            exclude=_names(exclude),
+            model=model,
+            threshold_percentile=float(threshold_percentile),
+        )
         return QueryResult(r, self, top=top, downsample=downsample)
 
     def query_profile(
-        self, values: dict[str, float] | None = None, *,
-        markers: str | Iterable[str] | None = None, counts: bool = False,
+        self,
+        values: dict[str, float] | None = None,
+        *,
+        markers: str | Iterable[str] | None = None,
+        counts: bool = False,
         sample: str | Iterable[str] | None = None,
-        exclude: str | Iterable[str] | None = None, model: str | None = None,
-        threshold_percentile: float = 90.0, top: int = 10, downsample: int | None = None,
+        exclude: str | Iterable[str] | None = None,
+        model: str | None = None,
+        threshold_percentile: float = 90.0,
+        top: int = 10,
+        downsample: int | None = None,
     ) -> QueryResult:
         """Query by an expression profile (gene -> value, normalised log1p unless
         ``counts``) or by marker genes set high."""
         r = self._s.query_profile(
             values=None if values is None else [(str(g), float(v)) for g, v in values.items()],
-            markers=None if markers is None else _names(markers), counts=counts,
-            samples=_names(sample), exclude=_names(exclude), model=model,
-            threshold_percentile=float(threshold_percentile))
+            markers=None if markers is None else _names(markers),
+            counts=counts,
+            samples=_names(sample),
+            exclude=_names(exclude),
+            model=model,
+            threshold_percentile=float(threshold_percentile),
+        )
         return QueryResult(r, self, top=top, downsample=downsample)
 
     def query_patch(
-        self, sample: str | None = None, at: Sequence[int] | None = None, *,
-        image: PathLike | None = None, top: int = 10, within: str | Iterable[str] | None = None,
-        exclude_self: bool = False, model: str | None = None, exact: bool = False,
+        self,
+        sample: str | None = None,
+        at: Sequence[int] | None = None,
+        *,
+        image: PathLike | None = None,
+        top: int = 10,
+        within: str | Iterable[str] | None = None,
+        exclude_self: bool = False,
+        model: str | None = None,
+        exact: bool = False,
         target: str = "3d",
     ):
         """The patches most similar to the stored patch of ``sample`` at origin ``at``
@@ -247,66 +335,118 @@ class Store:
         import pandas as pd
 
         r = self._s.query_patch(
-            sample=sample, at=None if at is None else tuple(int(a) for a in at),
-            image=None if image is None else os.fspath(image), top=int(top),
-            within=_names(within), exclude_self=exclude_self, model=model, exact=exact,
-            target=target)
+            sample=sample,
+            at=None if at is None else tuple(int(a) for a in at),
+            image=None if image is None else os.fspath(image),
+            top=int(top),
+            within=_names(within),
+            exclude_self=exclude_self,
+            model=model,
+            exact=exact,
+            target=target,
+        )
         df = pd.DataFrame(r["hits"])
         df.attrs["query"] = r["query"]
         return df
 
     # -- analysis -----------------------------------------------------------------
-    def predict(self, sample: str, *, knn: int | None = None,
-                reference: str | Iterable[str] | None = None):
+    def predict(self, sample: str, *, knn: int | None = None, reference: str | Iterable[str] | None = None):
         """Predicted expression of every patch of ``sample`` as AnnData: obs = patches
         (sample, z, y, x in model voxels, tissue), var = predicted genes, X = float32
         predictions (no copy), ``obsm["hidden"]`` = the predictor's hidden
         representation. ``knn`` + ``reference`` use the k-nearest-spots baseline."""
         return predictions_anndata(self._s.predict(sample, knn=knn, reference=_names(reference)))
 
-    def domains(self, sample: str, k: int = 5, seed: int = 0, *, restarts: int = 10,
-                max_iter: int = 300, segmentation: PathLike | None = None,
-                downsample: int = 1) -> Domains:
+    def domains(
+        self,
+        sample: str,
+        k: int = 5,
+        seed: int = 0,
+        *,
+        restarts: int = 10,
+        max_iter: int = 300,
+        segmentation: PathLike | None = None,
+        downsample: int = 1,
+    ) -> Domains:
         """k-means spatial domains of ``sample`` (stored in the store, as the CLI does);
         ``segmentation`` (an NPY label volume) adds the ARI against it."""
-        d = self._s.domains(sample, k=int(k), seed=int(seed), restarts=int(restarts),
-                            max_iter=int(max_iter),
-                            segmentation=None if segmentation is None else os.fspath(segmentation),
-                            downsample=int(downsample))
+        d = self._s.domains(
+            sample,
+            k=int(k),
+            seed=int(seed),
+            restarts=int(restarts),
+            max_iter=int(max_iter),
+            segmentation=None if segmentation is None else os.fspath(segmentation),
+            downsample=int(downsample),
+        )
         return Domains.from_native(d)
 
-    def evaluate(self, sample: str, *, spots: str | None = None,
-                 genes: str | Iterable[str] | None = None,
-                 markers: str | Iterable[str] | None = None, smoothed: bool = False,
-                 segmentation: PathLike | None = None, knn: int | None = None,
-                 reference: str | Iterable[str] | None = None) -> dict:
+    def evaluate(
+        self,
+        sample: str,
+        *,
+        spots: str | None = None,
+        genes: str | Iterable[str] | None = None,
+        markers: str | Iterable[str] | None = None,
+        smoothed: bool = False,
+        segmentation: PathLike | None = None,
+        knn: int | None = None,
+        reference: str | Iterable[str] | None = None,
+    ) -> dict:
         """Predicted against measured expression at the spots of ``spots`` (default:
         the sample's): the numbers of ``vortexdb eval --json`` (PCC, SSIM, Moran's I,
         ...). ``pandas.DataFrame(result["genes"])`` gives the per-gene table."""
         return self._s.evaluate(
-            sample, spots=spots, genes=_names(genes), markers=_names(markers),
+            sample,
+            spots=spots,
+            genes=_names(genes),
+            markers=_names(markers),
             smoothed=smoothed,
             segmentation=None if segmentation is None else os.fspath(segmentation),
-            knn=knn, reference=_names(reference))
+            knn=knn,
+            reference=_names(reference),
+        )
 
     # -- raw vectors --------------------------------------------------------------
-    def import_vectors(self, collection: str, vectors: Any, *, metric: str = "l2",
-                       batch_size: int = 10_000, sample: str | None = None,
-                       m: int | None = None, ef_construction: int | None = None) -> dict:
+    def import_vectors(
+        self,
+        collection: str,
+        vectors: Any,
+        *,
+        metric: str = "l2",
+        batch_size: int = 10_000,
+        sample: str | None = None,
+        m: int | None = None,
+        ef_construction: int | None = None,
+    ) -> dict:
         """Import an (N, D) float32 array (read in place when C-contiguous float32,
         converted otherwise) or an NPY/Parquet file into a raw collection, created
         with ``metric`` when missing. Resumable like the CLI's import."""
         if isinstance(vectors, (str, os.PathLike)):
-            return self._s.import_vectors_file(collection, os.fspath(vectors), metric=metric,
-                                               batch_size=batch_size, sample=sample, m=m,
-                                               ef_construction=ef_construction)
+            return self._s.import_vectors_file(
+                collection,
+                os.fspath(vectors),
+                metric=metric,
+                batch_size=batch_size,
+                sample=sample,
+                m=m,
+                ef_construction=ef_construction,
+            )
         a = np.ascontiguousarray(vectors, dtype=np.float32)
-        return self._s.import_vectors(collection, a, metric=metric, batch_size=batch_size,
-                                      sample=sample, m=m, ef_construction=ef_construction)
+        return self._s.import_vectors(
+            collection, a, metric=metric, batch_size=batch_size, sample=sample, m=m, ef_construction=ef_construction
+        )
 
-    def search(self, collection: str, queries: Any, k: int = 10, *, ef: int | None = None,
-               exact: bool = False, filter: dict | None = None,  # noqa: A002
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        collection: str,
+        queries: Any,
+        k: int = 10,
+        *,
+        ef: int | None = None,
+        exact: bool = False,
+        filter: dict | None = None,  # noqa: A002
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest stored vectors of each row of ``queries`` ((N, D) or (D,),
         read in place when C-contiguous float32): ``(ids, distances)``, int64 and
         float32 arrays of shape (N, k), padded with -1 / NaN. ``filter`` may hold
@@ -321,6 +461,13 @@ class Store:
 
             raise InvalidArgument(f"filter: unknown key(s) {sorted(unknown)}; use samples, exclude, region")
         samples = f.get("samples")
-        return self._s.search(collection, q, k=int(k), ef=None if ef is None else int(ef), exact=exact,
-                              samples=None if samples is None else _names(samples),
-                              exclude=_names(f.get("exclude")), region=f.get("region"))
+        return self._s.search(
+            collection,
+            q,
+            k=int(k),
+            ef=None if ef is None else int(ef),
+            exact=exact,
+            samples=None if samples is None else _names(samples),
+            exclude=_names(f.get("exclude")),
+            region=f.get("region"),
+        )

@@ -1,0 +1,238 @@
+//! Queries, predictions, domains and the evaluation.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use vortexdb as vx;
+
+use crate::PyStore;
+use crate::convert::{OrRaise, array, err, serialised};
+use crate::results::{PyQueryResult, predictions_dict};
+
+fn method(knn: Option<usize>, reference: Vec<String>) -> vx::Method {
+    match knn {
+        None => vx::Method::Predictor,
+        Some(k) => vx::Method::Knn { k, reference },
+    }
+}
+
+#[pymethods]
+impl PyStore {
+    /// A molecular query: genes -> spots high in them -> similarity of every patch.
+    #[pyo3(signature = (genes, spots_from=None, min_pcc=0.5, percentile=75.0, min_fraction=0.5, samples=vec![], exclude=vec![], model=None, threshold_percentile=90.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn query_genes(
+        &self,
+        py: Python<'_>,
+        genes: Vec<String>,
+        spots_from: Option<Vec<String>>,
+        min_pcc: f64,
+        percentile: f64,
+        min_fraction: f64,
+        samples: Vec<String>,
+        exclude: Vec<String>,
+        model: Option<String>,
+        threshold_percentile: f64,
+    ) -> PyResult<PyQueryResult> {
+        let s = self.get()?;
+        let q = vx::GeneQuery {
+            genes,
+            spot_samples: spots_from,
+            min_pcc,
+            percentile,
+            min_fraction,
+        };
+        let opts = vx::ScoreOptions {
+            samples,
+            exclude,
+            model,
+            threshold_percentile,
+        };
+        let r = py.detach(|| vx::query_genes(&s, &q, &opts)).or_raise()?;
+        Ok(PyQueryResult::new(r))
+    }
+
+    /// A profile query: gene values (or marker genes) -> similarity of every patch.
+    #[pyo3(signature = (values=None, markers=None, counts=false, samples=vec![], exclude=vec![], model=None, threshold_percentile=90.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn query_profile(
+        &self,
+        py: Python<'_>,
+        values: Option<Vec<(String, f64)>>,
+        markers: Option<Vec<String>>,
+        counts: bool,
+        samples: Vec<String>,
+        exclude: Vec<String>,
+        model: Option<String>,
+        threshold_percentile: f64,
+    ) -> PyResult<PyQueryResult> {
+        let s = self.get()?;
+        let profile = match (values, markers) {
+            (Some(genes), None) => vx::Profile::Values { genes, counts },
+            (None, Some(m)) => vx::Profile::Markers(m),
+            _ => {
+                return Err(err(vx::Error::arg(
+                    "profile",
+                    "give gene values or marker genes (exactly one)",
+                )));
+            }
+        };
+        let opts = vx::ScoreOptions {
+            samples,
+            exclude,
+            model,
+            threshold_percentile,
+        };
+        let r = py
+            .detach(|| vx::query_profile(&s, &profile, &opts))
+            .or_raise()?;
+        Ok(PyQueryResult::new(r))
+    }
+
+    /// The patches most similar to a stored patch (`sample`, `at`) or to an image file.
+    #[pyo3(signature = (sample=None, at=None, image=None, top=10, within=vec![], exclude_self=false, model=None, exact=false, target="3d"))]
+    #[allow(clippy::too_many_arguments)]
+    fn query_patch(
+        &self,
+        py: Python<'_>,
+        sample: Option<String>,
+        at: Option<[i64; 3]>,
+        image: Option<PathBuf>,
+        top: usize,
+        within: Vec<String>,
+        exclude_self: bool,
+        model: Option<String>,
+        exact: bool,
+        target: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let target = match target {
+            "3d" => vx::Modality::Image3d,
+            "2d" => vx::Modality::Image2d,
+            t => {
+                return Err(err(vx::Error::arg(
+                    "target",
+                    format!("'{t}' is not 3d or 2d"),
+                )));
+            }
+        };
+        let source = match (sample, at, image) {
+            (Some(sample), Some(at), None) => vx::PatchSource::Stored { sample, at },
+            (None, None, Some(img)) => vx::PatchSource::Image(img),
+            _ => {
+                return Err(err(vx::Error::arg(
+                    "sample",
+                    "give a sample and a patch origin `at`, or an image",
+                )));
+            }
+        };
+        let q = vx::PatchQuery {
+            source,
+            top,
+            within,
+            exclude_self,
+            model,
+            exact,
+            target,
+        };
+        let r = py.detach(|| vx::query_patch(&s, &q)).or_raise()?;
+        serialised(py, &r)
+    }
+
+    /// Predicted expression of every patch of a sample (predictor head, or `knn`
+    /// nearest spots of the `reference` samples).
+    #[pyo3(signature = (sample, knn=None, reference=vec![]))]
+    fn predict(
+        &self,
+        py: Python<'_>,
+        sample: String,
+        knn: Option<usize>,
+        reference: Vec<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let method = method(knn, reference);
+        let p = py.detach(|| vx::predict(&s, &sample, &method)).or_raise()?;
+        predictions_dict(py, &p)
+    }
+
+    /// k-means spatial domains over the predictor's hidden representation.
+    #[pyo3(signature = (sample, k=5, seed=0, restarts=10, max_iter=300, segmentation=None, downsample=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn domains(
+        &self,
+        py: Python<'_>,
+        sample: String,
+        k: usize,
+        seed: u64,
+        restarts: usize,
+        max_iter: usize,
+        segmentation: Option<PathBuf>,
+        downsample: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let opts = vx::KMeansOptions {
+            k,
+            restarts,
+            max_iter,
+            seed,
+            ..Default::default()
+        };
+        let d = py
+            .detach(|| vx::find_domains(&s, &sample, &opts, segmentation.as_deref()))
+            .or_raise()?;
+        let (vol, shape) = py.detach(|| d.label_volume(downsample.max(1)));
+        let out = pyo3::types::PyDict::new(py);
+        out.set_item("sample", &sample)?;
+        out.set_item("k", d.record.k)?;
+        out.set_item("inertia", d.record.inertia)?;
+        out.set_item("seconds", d.seconds)?;
+        out.set_item(
+            "ids",
+            array(py, d.record.ids.clone(), &[d.record.ids.len()])?,
+        )?;
+        out.set_item(
+            "labels",
+            array(py, d.record.labels.clone(), &[d.record.labels.len()])?,
+        )?;
+        out.set_item("label_volume", array(py, vol, &shape)?)?;
+        out.set_item("domains", serialised(py, &d.summaries)?)?;
+        out.set_item("ari", d.ari.map(|a| a.0))?;
+        out.set_item("ari_patches", d.ari.map(|a| a.1))?;
+        out.set_item("predictions", predictions_dict(py, &d.predictions)?)?;
+        Ok(out.into_any().unbind())
+    }
+
+    /// Predicted against measured expression at the spots: the numbers of
+    /// `vortexdb eval --json`.
+    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![]))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        sample: String,
+        spots: Option<String>,
+        genes: Vec<String>,
+        markers: Vec<String>,
+        smoothed: bool,
+        segmentation: Option<PathBuf>,
+        knn: Option<usize>,
+        reference: Vec<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let method = method(knn, reference);
+        let opts = vx::EvalOptions {
+            spots,
+            genes,
+            markers,
+            smoothed,
+            segmentation,
+        };
+        let ev = py
+            .detach(|| {
+                let pred = vx::predict(&s, &sample, &method)?;
+                vx::evaluate_sample(&s, &pred, &opts)
+            })
+            .or_raise()?;
+        serialised(py, &ev.summary())
+    }
+}

@@ -1,0 +1,160 @@
+//! Raw vectors: NumPy arrays imported and searched without copies.
+
+use std::path::PathBuf;
+
+use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use vortexdb as vx;
+
+use crate::PyStore;
+use crate::convert::{OrRaise, array, err, serialised};
+
+fn import_options(
+    collection: String,
+    metric: &str,
+    batch_size: usize,
+    sample: Option<String>,
+    m: Option<usize>,
+    ef_construction: Option<usize>,
+) -> PyResult<vx::ImportOptions> {
+    let mut o = vx::ImportOptions::new(&collection);
+    o.metric = vx::Metric::from_name(metric).or_raise()?;
+    o.batch_size = batch_size;
+    o.sample = sample;
+    if let Some(m) = m {
+        o.hnsw.m = m;
+    }
+    if let Some(ef) = ef_construction {
+        o.hnsw.ef_construction = ef;
+    }
+    Ok(o)
+}
+
+#[pymethods]
+impl PyStore {
+    /// Import a float32 array (N x D, C-contiguous; borrowed, not copied) into a raw
+    /// collection (created when missing).
+    #[pyo3(signature = (collection, vectors, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn import_vectors(
+        &self,
+        py: Python<'_>,
+        collection: String,
+        vectors: PyReadonlyArray2<'_, f32>,
+        metric: &str,
+        batch_size: usize,
+        sample: Option<String>,
+        m: Option<usize>,
+        ef_construction: Option<usize>,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let opts = import_options(collection, metric, batch_size, sample, m, ef_construction)?;
+        let dim = vectors.shape()[1];
+        let values = vectors.as_slice().map_err(|_| {
+            err(vx::Error::bad_input(
+                "vectors",
+                "the array is not C-contiguous; pass numpy.ascontiguousarray(a)",
+            ))
+        })?;
+        let r = py
+            .detach(|| vx::import_array(&s, values, dim, &opts, &mut |_| {}))
+            .or_raise()?;
+        serialised(py, &r)
+    }
+
+    /// Import an NPY or Parquet vector file (resumable, like `vortexdb vectors import`).
+    #[pyo3(signature = (collection, path, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, column="vector"))]
+    #[allow(clippy::too_many_arguments)]
+    fn import_vectors_file(
+        &self,
+        py: Python<'_>,
+        collection: String,
+        path: PathBuf,
+        metric: &str,
+        batch_size: usize,
+        sample: Option<String>,
+        m: Option<usize>,
+        ef_construction: Option<usize>,
+        column: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let mut opts = import_options(collection, metric, batch_size, sample, m, ef_construction)?;
+        opts.column = column.into();
+        let r = py
+            .detach(|| vx::import_vectors(&s, &path, &opts, &mut |_| {}))
+            .or_raise()?;
+        serialised(py, &r)
+    }
+
+    /// k nearest neighbours of every row of `queries` (float32 N x D, borrowed; `ef`
+    /// defaults to the library's, as the CLI's `--ef`):
+    /// (ids int64 N x k, -1 padded; distances float32 N x k, NaN padded).
+    #[pyo3(signature = (collection, queries, k=10, ef=None, exact=false, samples=None, exclude=vec![], region=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &self,
+        py: Python<'_>,
+        collection: String,
+        queries: PyReadonlyArray2<'_, f32>,
+        k: usize,
+        ef: Option<usize>,
+        exact: bool,
+        samples: Option<Vec<String>>,
+        exclude: Vec<String>,
+        region: Option<String>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let s = self.get()?;
+        let region = region
+            .map(|r| r.parse::<vx::Region>())
+            .transpose()
+            .or_raise()?;
+        let opts = vx::SearchOptions {
+            k,
+            ef: ef.unwrap_or(vx::SearchOptions::default().ef),
+            exact,
+            filter: vx::Filter {
+                samples,
+                exclude_samples: exclude,
+                region,
+            },
+        };
+        let dim = queries.shape()[1];
+        let values = queries.as_slice().map_err(|_| {
+            err(vx::Error::bad_input(
+                "queries",
+                "the array is not C-contiguous; pass numpy.ascontiguousarray(a)",
+            ))
+        })?;
+        let n = queries.shape()[0];
+        let (ids, dist) = py
+            .detach(|| {
+                let info = s.collection(&collection)?;
+                if dim != info.dim {
+                    return Err(vx::Error::DimensionMismatch {
+                        path: "queries".into(),
+                        what: "queries".into(),
+                        found: dim,
+                        against: format!("collection '{}'", info.name),
+                        expected: info.dim,
+                    });
+                }
+                let rows: Vec<&[f32]> = if dim == 0 {
+                    vec![&[][..]; n]
+                } else {
+                    values.chunks_exact(dim).collect()
+                };
+                let hits = s.search(&collection, &rows, &opts)?;
+                let mut ids = vec![-1i64; n * k];
+                let mut dist = vec![f32::NAN; n * k];
+                for (i, h) in hits.iter().enumerate() {
+                    for (j, x) in h.iter().enumerate().take(k) {
+                        ids[i * k + j] = x.id as i64;
+                        dist[i * k + j] = x.distance;
+                    }
+                }
+                Ok::<_, vx::Error>((ids, dist))
+            })
+            .or_raise()?;
+        Ok((array(py, ids, &[n, k])?, array(py, dist, &[n, k])?))
+    }
+}
