@@ -24,4 +24,5 @@ fi
 # The Python package: built by maturin from bindings/python into .venv-py, then its
 # tests (the same answers as the CLI, AnnData, errors, threads, Ctrl-C).
 bash scripts/setup-python-package.sh
+.venv-py/bin/python -m mypy --ignore-missing-imports bindings/python/python/vortexdb
 .venv-py/bin/python -m pytest -q -rs bindings/python/tests

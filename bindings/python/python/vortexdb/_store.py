@@ -30,7 +30,18 @@ def phantom(out: PathLike, seed: int = 7, shape: tuple[int, int, int] = (32, 160
     """Generate the synthetic tissue phantom (volume, H&E planes, spots, labels) in
     ``out``; returns the paths written. Seed 2 tuned the default model: use another
     seed for held-out figures."""
-    return _native.phantom(os.fspath(out), seed, tuple(shape))
+    z, y, x = (int(v) for v in shape)
+    return _native.phantom(os.fspath(out), seed, (z, y, x))
+
+
+def _triple(v: Sequence[float] | float | None) -> tuple[float, float, float] | None:
+    """(z, y, x) from three numbers or one."""
+    if v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return (float(v),) * 3
+    z, y, x = (float(a) for a in v)
+    return (z, y, x)
 
 
 def _names(x: str | Iterable[str] | None) -> list[str]:
@@ -131,15 +142,11 @@ class Store:
         read in place (not copied). ``um_per_voxel`` is (z, y, x) or one number;
         ``None`` takes the model's. Resumable: after Ctrl-C (``errors.Interrupted``)
         the same call continues. Returns the ingest report."""
-        if um_per_voxel is not None and np.ndim(um_per_voxel) == 0:
-            um_per_voxel = (float(um_per_voxel),) * 3
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
             )
-            return self._s.ingest_volume(
-                args, um_per_voxel=None if um_per_voxel is None else tuple(um_per_voxel), **_volume_arg(volume)
-            )
+            return self._s.ingest_volume(args, um_per_voxel=_triple(um_per_voxel), **_volume_arg(volume))
 
     def ingest_sections(
         self,
@@ -336,7 +343,7 @@ class Store:
 
         r = self._s.query_patch(
             sample=sample,
-            at=None if at is None else tuple(int(a) for a in at),
+            at=None if at is None else (int(at[0]), int(at[1]), int(at[2])),
             image=None if image is None else os.fspath(image),
             top=int(top),
             within=_names(within),

@@ -1,0 +1,175 @@
+"""Type stubs of the extension module ``vortexdb._native`` (the Rust bindings). The
+public API is the Python layer (``vortexdb.Store`` and friends); these are the calls it
+makes. Arrays named "borrowed" are read in place while the call runs (no copy); every
+array returned owns a buffer the Rust library filled (no copy either)."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+ORT_VERSION: str
+FORMAT_VERSION: int
+
+Json = Any
+Progress = Callable[[int, int, int], None]
+
+class Store:
+    """A store opened by :func:`create` or :func:`open`."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def read_only(self) -> bool: ...
+    def close(self) -> None: ...
+    def info(self) -> dict[str, Json]: ...
+    def add_model(self, dir: str) -> dict[str, Json]: ...
+    def models(self) -> list[dict[str, Json]]: ...
+    def spots(self, sample: str) -> dict[str, Any]: ...
+    # Ingest. `args`: sample, model, overlap, min_tissue, tissue, intensity_range, batch,
+    # device, threads, progress (a callable (done, total, stored) or None).
+    def ingest_volume(
+        self,
+        args: dict[str, Any],
+        path: str | None = None,
+        data: npt.NDArray[np.uint8 | np.uint16 | np.float32] | None = None,
+        um_per_voxel: tuple[float, float, float] | None = None,
+    ) -> dict[str, Json]: ...
+    def ingest_sections(
+        self,
+        args: dict[str, Any],
+        spacing_um: float,
+        um_per_px: float,
+        images: list[str] | None = None,
+        stack: npt.NDArray[Any] | None = None,
+        transforms: str | None = None,
+    ) -> dict[str, Json]: ...
+    def ingest_image(
+        self, args: dict[str, Any], um_per_px: float, path: str | None = None, data: npt.NDArray[Any] | None = None
+    ) -> dict[str, Json]: ...
+    # `options`: sample, model, min_genes, max_mito, smooth_k, hvg, top, affine, z,
+    # batch, device, threads.
+    def ingest_spots_file(
+        self, options: dict[str, Any], path: str, format: str | None = None, positions: str | None = None
+    ) -> dict[str, Json]: ...
+    def ingest_spots_arrays(
+        self,
+        options: dict[str, Any],
+        name: str,
+        ids: list[str],
+        genes: list[str],
+        indptr: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int64],
+        data: npt.NDArray[np.float64],
+        pixel: npt.NDArray[np.float64],
+        array_xy: npt.NDArray[np.float64] | None = None,
+        z: npt.NDArray[np.float64] | None = None,
+        spot_diameter_px: float | None = None,
+    ) -> dict[str, Json]: ...
+    def query_genes(
+        self,
+        genes: list[str],
+        spots_from: list[str] | None = None,
+        min_pcc: float = 0.5,
+        percentile: float = 75.0,
+        min_fraction: float = 0.5,
+        samples: list[str] = ...,
+        exclude: list[str] = ...,
+        model: str | None = None,
+        threshold_percentile: float = 90.0,
+    ) -> QueryResult: ...
+    def query_profile(
+        self,
+        values: list[tuple[str, float]] | None = None,
+        markers: list[str] | None = None,
+        counts: bool = False,
+        samples: list[str] = ...,
+        exclude: list[str] = ...,
+        model: str | None = None,
+        threshold_percentile: float = 90.0,
+    ) -> QueryResult: ...
+    def query_patch(
+        self,
+        sample: str | None = None,
+        at: tuple[int, int, int] | None = None,
+        image: str | None = None,
+        top: int = 10,
+        within: list[str] = ...,
+        exclude_self: bool = False,
+        model: str | None = None,
+        exact: bool = False,
+        target: str = "3d",
+    ) -> dict[str, Json]: ...
+    def predict(self, sample: str, knn: int | None = None, reference: list[str] = ...) -> dict[str, Any]: ...
+    def domains(
+        self,
+        sample: str,
+        k: int = 5,
+        seed: int = 0,
+        restarts: int = 10,
+        max_iter: int = 300,
+        segmentation: str | None = None,
+        downsample: int = 1,
+    ) -> dict[str, Any]: ...
+    def evaluate(
+        self,
+        sample: str,
+        spots: str | None = None,
+        genes: list[str] = ...,
+        markers: list[str] = ...,
+        smoothed: bool = False,
+        segmentation: str | None = None,
+        knn: int | None = None,
+        reference: list[str] = ...,
+    ) -> dict[str, Json]: ...
+    def import_vectors(
+        self,
+        collection: str,
+        vectors: npt.NDArray[np.float32],
+        metric: str = "l2",
+        batch_size: int = 10000,
+        sample: str | None = None,
+        m: int | None = None,
+        ef_construction: int | None = None,
+    ) -> dict[str, Json]: ...
+    def import_vectors_file(
+        self,
+        collection: str,
+        path: str,
+        metric: str = "l2",
+        batch_size: int = 10000,
+        sample: str | None = None,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        column: str = "vector",
+    ) -> dict[str, Json]: ...
+    def search(
+        self,
+        collection: str,
+        queries: npt.NDArray[np.float32],
+        k: int = 10,
+        ef: int | None = None,
+        exact: bool = False,
+        samples: list[str] | None = None,
+        exclude: list[str] = ...,
+        region: str | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+
+class QueryResult:
+    """A molecular or profile query's result, held by the Rust library."""
+
+    def summary(self, top: int = 10) -> dict[str, Json]: ...
+    def ranked(self) -> dict[str, Any]: ...
+    def heatmap(self, store: Store, sample: str, downsample: int | None = None) -> npt.NDArray[np.float32]: ...
+    def embedding(self) -> npt.NDArray[np.float32]: ...
+    def spots(self) -> list[tuple[str, str]]: ...
+    def write(
+        self, dir: str, store: Store, top: int = 10, downsample: int | None = None, slices: int = 3
+    ) -> list[str]: ...
+
+def create(path: str) -> Store: ...
+def open(path: str, read_only: bool = False) -> Store: ...
+def prefer_runtime_library(path: str) -> bool: ...
+def loaded_runtime_library() -> str | None: ...
+def phantom(out: str, seed: int = 7, shape: tuple[int, int, int] = (32, 160, 160)) -> dict[str, Json]: ...
