@@ -30,12 +30,14 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import vortexdb
@@ -109,6 +111,39 @@ def threaded(
     for t in pool:
         t.join()
     return len(queries) / (time.perf_counter() - t0)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and stolen by the hypervisor."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq + steal) / hz, steal / hz
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process and its finished children."""
+    s, c = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+class Foreign:
+    """Context: CPU time the machine spent on anything but this benchmark (other
+    processes, stolen by the hypervisor) while it ran; large values flag noise."""
+
+    def __enter__(self) -> Self:
+        (self.busy, self.steal), self.own = machine_cpu(), own_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (busy, steal), own = machine_cpu(), own_cpu()
+        self.figures = {
+            "foreign_cpu_s": max(0.0, (busy - self.busy) - (own - self.own)),
+            "steal_s": steal - self.steal,
+            "own_cpu_s": own - self.own,
+        }
 
 
 def cpu_model() -> str:
@@ -194,8 +229,12 @@ def main() -> None:
         ids_equal: dict[str, list[bool]] = {f"ef{ef}": [] for ef in args.ef}
         for r in range(args.rounds):
             rust_store, py_store = tmp / f"rust-{r}", tmp / f"python-{r}"
-            runs["rust_import"].append(rust(rust_store, vectors_npy, "import"))
-            runs["python_import"].append(python_import(py_store, arr))
+            with Foreign() as f:
+                res = rust(rust_store, vectors_npy, "import")
+            runs["rust_import"].append(res | f.figures)
+            with Foreign() as f:
+                res = python_import(py_store, arr)
+            runs["python_import"].append(res | f.figures)
             rs, ps = (
                 runs["rust_import"][-1]["seconds"],
                 runs["python_import"][-1]["seconds"],
@@ -205,11 +244,12 @@ def main() -> None:
             ]
             for ef in args.ef:
                 ids_npy = tmp / f"rust-ids-ef{ef}.npy"
-                runs[f"rust_search_ef{ef}"].append(
-                    rust(rust_store, queries_npy, "search", ef, ids_npy)
-                )
-                res, py_ids = python_search(rust_store, queries, ef)
-                runs[f"python_search_ef{ef}"].append(res)
+                with Foreign() as f:
+                    res = rust(rust_store, queries_npy, "search", ef, ids_npy)
+                runs[f"rust_search_ef{ef}"].append(res | f.figures)
+                with Foreign() as f:
+                    res, py_ids = python_search(rust_store, queries, ef)
+                runs[f"python_search_ef{ef}"].append(res | f.figures)
                 ids_equal[f"ef{ef}"].append(
                     bool(np.array_equal(np.load(ids_npy), py_ids))
                 )
@@ -217,6 +257,8 @@ def main() -> None:
                     f"search ef {ef} rust {runs[f'rust_search_ef{ef}'][-1]['seconds']:.3f} s, "
                     f"python {res['seconds']:.3f} s, ids equal {ids_equal[f'ef{ef}'][-1]}"
                 )
+            foreign = sum(x[-1]["foreign_cpu_s"] for x in runs.values())
+            line.append(f"foreign CPU {foreign:.1f} s")
             print("; ".join(line), flush=True)
             if r + 1 < args.rounds:
                 shutil.rmtree(py_store)
@@ -230,12 +272,13 @@ def main() -> None:
         try:
             tq = np.ascontiguousarray(queries[: args.thread_queries])
             db.search("v", tq[:1], k=K, ef=args.thread_ef)
-            thread_rates: dict[str, dict[str, float]] = {}
+            thread_rates: dict[str, dict] = {}
             for batch in (1, 10):
                 one, two = [], []
-                for _ in range(args.rounds):
-                    one.append(threaded(db, tq, batch, 1, args.thread_ef))
-                    two.append(threaded(db, tq, batch, 2, args.thread_ef))
+                with Foreign() as f:
+                    for _ in range(args.rounds):
+                        one.append(threaded(db, tq, batch, 1, args.thread_ef))
+                        two.append(threaded(db, tq, batch, 2, args.thread_ef))
                 thread_rates[f"batch_{batch}"] = {
                     "calls": len(range(0, len(tq), batch)),
                     "one_thread_qps": max(one),
@@ -243,6 +286,7 @@ def main() -> None:
                     "ratio": max(two) / max(one),
                     "one_thread_runs": one,
                     "two_threads_runs": two,
+                    **f.figures,
                 }
             ids, dist = db.search("v", queries[:100], k=K)
             # The Python-built store against the Rust-built one on the same queries.
