@@ -317,6 +317,13 @@ def main() -> None:
             is arr,
         }
 
+        def foreign_of(op: str) -> float:
+            return sum(
+                x["foreign_cpu_s"]
+                for s in ("rust", "python")
+                for x in runs[f"{s}_{op}"]
+            )
+
         def rounds_of(key: str) -> str:
             return ", ".join(f"{x['seconds']:.3f}" for x in runs[key])
 
@@ -326,9 +333,10 @@ def main() -> None:
         )
         print()
         print(
-            "| work | Rust best (s) | Python best (s) | Python / Rust | Rust rounds | Python rounds |"
+            "| work | Rust best (s) | Python best (s) | Python / Rust | Rust rounds "
+            "| Python rounds | foreign CPU (s) |"
         )
-        print("|---|---:|---:|---:|---|---|")
+        print("|---|---:|---:|---:|---|---|---:|")
         for op in ops:
             if op == "import":
                 what = f"import {args.n} x {args.dim} (HNSW build)"
@@ -336,7 +344,8 @@ def main() -> None:
                 what = f"search {args.queries} queries, k {K}, ef {op.removeprefix('search_ef')}"
             print(
                 f"| {what} | {best['rust_' + op]:.3f} | {best['python_' + op]:.3f} "
-                f"| {ratio[op]:.3f} | {rounds_of('rust_' + op)} | {rounds_of('python_' + op)} |"
+                f"| {ratio[op]:.3f} | {rounds_of('rust_' + op)} | {rounds_of('python_' + op)} "
+                f"| {foreign_of(op):.1f} |"
             )
         print()
         lib_py = min(x["library_seconds"] for x in runs["python_import"])
@@ -362,15 +371,20 @@ def main() -> None:
             f"best of {args.rounds})"
         )
         print()
-        print("| calls | 1 thread (q/s) | 2 threads (q/s) | 2 / 1 |")
-        print("|---|---:|---:|---:|")
+        print("| calls | 1 thread (q/s) | 2 threads (q/s) | 2 / 1 | foreign CPU (s) |")
+        print("|---|---:|---:|---:|---:|")
         for batch in (1, 10):
             t = thread_rates[f"batch_{batch}"]
             print(
                 f"| {t['calls']} x {batch} quer{'y' if batch == 1 else 'ies'} "
-                f"| {t['one_thread_qps']:.0f} | {t['two_threads_qps']:.0f} | {t['ratio']:.2f} |"
+                f"| {t['one_thread_qps']:.0f} | {t['two_threads_qps']:.0f} | {t['ratio']:.2f} "
+                f"| {t['foreign_cpu_s']:.1f} |"
             )
         print()
+        print(
+            "foreign CPU: machine-wide CPU seconds spent outside this benchmark (other "
+            "processes, hypervisor steal) during the measurements; large values mean noise."
+        )
         print(
             f"Zero-copy: ids {zero_copy['ids']['dtype']} owndata="
             f"{zero_copy['ids']['owndata']} base={zero_copy['ids']['base']}; "

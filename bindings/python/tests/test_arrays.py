@@ -109,3 +109,15 @@ def test_sections_and_images_from_arrays_equal_their_files(phantom, tmp_path):
         i = db.ingest_image("img", planes[0], um_per_px=4, progress=False)
         j = db.ingest_image("imgf", phantom["planes"][0], um_per_px=4, progress=False)
         assert i["patches_total"] == j["patches_total"] > 0
+
+
+def test_progress_bar_and_callback(phantom, tmp_path):
+    plane = phantom["planes"][0]
+    seen = []
+    with vortexdb.create(tmp_path / "db") as db:
+        db.add_model("default")
+        db.ingest_image("a", plane, um_per_px=4, progress=True)  # a tqdm bar (installed here)
+        db.ingest_image("b", plane, um_per_px=4, batch=4, progress=lambda *p: seen.append(p))
+    assert seen and 0 < seen[-1][0] <= seen[-1][1] and seen[-1][2] > 0
+    assert len({total for _, total, _ in seen}) == 1
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))

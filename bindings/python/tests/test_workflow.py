@@ -125,3 +125,17 @@ def test_vectors_search_equals_the_cli(tmp_path):
     # Exact neighbours by brute force.
     d = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.testing.assert_array_equal(exact, np.argsort(d, axis=1)[:, :5])
+
+
+def test_profile_and_patch_queries_equal_the_cli(stores, tmp_path):
+    (tmp_path / "p.csv").write_text("gene,value\nTUM01,3.0\nTUM02,2.5\n")
+    ref = cli_json("query", "profile", stores["cli"], "--profile", tmp_path / "p.csv")
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        q = db.query_profile({"TUM01": 3.0, "TUM02": 2.5})
+        assert [t["id"] for t in ref["top"]] == q.top["id"].tolist()
+        best = q.top.iloc[0]
+        at = f"{best['z']},{best['y']},{best['x']}"
+        hits = db.query_patch("ph7", at=(best["z"], best["y"], best["x"]), top=5)
+    want = cli_json("query", "patch", stores["cli"], "--sample", "ph7", "--at", at, "--top", "5")
+    assert hits["id"].tolist() == [h["id"] for h in want["hits"]]
+    np.testing.assert_allclose(hits["similarity"], [h["similarity"] for h in want["hits"]], atol=1e-6)
