@@ -7,7 +7,7 @@ One run, interleaved round by round (Rust, Python, Rust, Python, ...), best of
    of 10 000, default HNSW parameters. Rust: `examples/vector_ops.rs` timing only
    `vortexdb::import_array`; Python: `db.import_vectors("v", arr)` after
    `vortexdb.create`.
-2. Search: every query row, k 10, ef 0 (the package's default), over the store the Rust
+2. Search: every query row, k 10, ef 0 (= k) and 64 (the library's default), over the store the Rust
    side built in that round, both sides after one warm-up query (which loads the graph
    snapshot). Rust: `Store::search` over borrowed rows; Python: `db.search`, which also
    packs the (N, k) id and distance arrays. The ids found by the two sides are compared.
@@ -17,7 +17,8 @@ One run, interleaved round by round (Rust, Python, Rust, Python, ...), best of
 4. Zero-copy: what the id / distance arrays returned by `search` are backed by.
 
     cargo build --release --example vector_ops
-    /tmp/pyvenv/bin/python benches/python_overhead.py --json /tmp/python_overhead.json
+    bash scripts/setup-python-package.sh   # .venv-py with the package built
+    .venv-py/bin/python benches/python_overhead.py --json /tmp/python_overhead.json
 
 Data are synthetic "embedding-like" vectors: 64 Gaussian cluster centres plus noise,
 generated with NumPy from a fixed seed and handed to both sides as NPY files.
