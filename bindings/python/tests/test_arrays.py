@@ -24,7 +24,7 @@ def test_returned_arrays_are_the_rust_buffers(stores):
         a = vortexdb._results.predictions_anndata(raw)
         assert np.shares_memory(a.X, raw["expression"])
         assert not raw["expression"].flags.owndata
-        ids, dist = db.search("vortex-tiny-phantom:3d", q.embedding, k=3)
+        ids, dist = db.search("vortex-tiny-phantom:3d", q.embedding, k=3, exact=True)
         assert not ids.flags.owndata and ids.shape == (1, 3)
         assert ids[0, 0] == q.top["id"][0]
 
