@@ -15,8 +15,11 @@ snapshot), runs the ef sweep (len(efs) x Q queries: 10,000 with the defaults) an
 reads its own /proc/self/status, so no side pollutes another's memory figures.
 "+ rescore xK" sides ask the quantized index for K x 10 candidates and re-rank them
 by exact cosine on the f32 vectors, read from a memory-mapped .npy (file-backed
-pages: on-disk data, not anonymous memory). One more process per usearch index
-loads it into memory (`view=False`) for the load-vs-view comparison.
+pages: on-disk data, not anonymous memory), in a pool of `--threads` Python threads;
+their search effectively runs at max(ef, K x 10), as hnswlib's and usearch's do when
+more results than ef are asked for. One more process per usearch index loads it
+into memory (`view=False`) for the load-vs-view comparison. "build cpu" and "search
+cpu util" are process CPU seconds per wall second: about the threads really busy.
 
 Needs Linux (/proc), NumPy and whichever of usearch, hnswlib and vortexdb are
 installed (missing ones are skipped):
@@ -436,7 +439,12 @@ def main() -> None:
     ap.add_argument(
         "--rescore",
         default="4,10",
-        help="candidate multiples of k for the rescoring sides (comma list)",
+        help="candidate multiples of k for the i8 rescoring sides (comma list)",
+    )
+    ap.add_argument(
+        "--rescore-b1",
+        default="4,10,40",
+        help="candidate multiples of k for the b1 rescoring sides (comma list)",
     )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write all results here")
@@ -465,13 +473,15 @@ def main() -> None:
     skipped = sorted(set(BUILDS) - set(builds))
     if skipped:
         print(f"skipping (not installed): {', '.join(skipped)}", file=log)
-    multiples = [int(x) for x in args.rescore.split(",") if x]
+    multiples = {
+        "usearch-i8": [int(x) for x in args.rescore.split(",") if x],
+        "usearch-b1": [int(x) for x in args.rescore_b1.split(",") if x],
+    }
     serves: list[tuple[str, str, int]] = []  # (label, build, rescore multiple)
     for b in builds:
         name = b.replace("-", " ")
         serves.append((name, b, 0))
-        if b in ("usearch-i8", "usearch-b1"):
-            serves += [(f"{name} + rescore x{r}", b, r) for r in multiples]
+        serves += [(f"{name} + rescore x{r}", b, r) for r in multiples.get(b, [])]
 
     data = worker(args, "--worker", "data")
     print(f"data: {data}", file=log)
