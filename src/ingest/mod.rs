@@ -286,7 +286,14 @@ pub fn ingest_volume(
         // The first real error wins; a closed channel is only a consequence.
         write.and(p).and(i.map(|_| ()))
     });
-    result?;
+    result.map_err(|e| match e {
+        Error::Interrupted { done, total, .. } => Error::Interrupted {
+            what: format!("ingest of sample '{}'", opts.sample),
+            done,
+            total,
+        },
+        other => other,
+    })?;
     patches_total += patches_new;
     // Final marker (the tail of the grid may be background) and completion.
     store.insert(

@@ -1,9 +1,9 @@
 //! Finding and loading the ONNX Runtime shared library, once per process.
 //!
 //! The library is loaded dynamically (`ort`'s `load-dynamic`), from the first of:
-//! `ORT_DYLIB_PATH`; the library given to [`prefer_library`]; `.ort/lib/` in the working directory or above the executable
-//! (written by `scripts/setup-ort.sh` from the `onnxruntime` PyPI wheel); the
-//! `onnxruntime` package of a `.venv` found the same way.
+//! `ORT_DYLIB_PATH`; the library given to [`prefer_library`]; `.ort/lib/` in the
+//! working directory or above the executable (written by `scripts/setup-ort.sh` from the
+//! `onnxruntime` PyPI wheel); the `onnxruntime` package of a `.venv` found the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
