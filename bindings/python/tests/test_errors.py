@@ -231,3 +231,4 @@ def test_store_level_errors(tmp_path):
     # The Python classes are also the built-in ones a caller would catch.
     assert issubclass(errors.UnknownSample, LookupError) and issubclass(errors.BadInput, ValueError)
     assert issubclass(errors.Interrupted, KeyboardInterrupt)
+    assert vortexdb.Error is errors.Error and vortexdb.StoreLocked is errors.StoreLocked

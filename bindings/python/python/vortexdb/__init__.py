@@ -14,7 +14,8 @@ expression and find spatial domains::
 
 The work is done by the Rust library (``vortexdb._native``); this package turns its
 results into NumPy, pandas and AnnData objects. Errors are the classes of
-:mod:`vortexdb.errors`.
+:mod:`vortexdb.errors` (the common ones also as ``vortexdb.Error``, ``vortexdb.BadInput``,
+...).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from . import _runtime, errors
 from ._native import FORMAT_VERSION, ORT_VERSION, loaded_runtime_library
 from ._results import Domains, QueryResult
 from ._store import Store, create, open, phantom  # noqa: A004 - vortexdb.open is the API
+from .errors import BadFile, BadInput, Error, Interrupted, StoreLocked, UnknownGenes, UnknownSample
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,13 @@ _runtime.use_wheel_library()
 __all__ = [
     "FORMAT_VERSION",
     "ORT_VERSION",
+    "BadFile",
+    "BadInput",
+    "Error",
+    "Interrupted",
+    "StoreLocked",
+    "UnknownGenes",
+    "UnknownSample",
     "Domains",
     "QueryResult",
     "Store",
