@@ -25,20 +25,9 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
+from bench_data import clustered
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def clustered(
-    n: int, dim: int, rng: np.random.Generator, centres: np.ndarray, mapping: np.ndarray
-) -> np.ndarray:
-    labels = rng.integers(0, len(centres), size=n)
-    latent = centres[labels] + rng.standard_normal((n, centres.shape[1])).astype(
-        np.float32
-    )
-    x = latent @ mapping
-    x += 0.05 * rng.standard_normal(x.shape).astype(np.float32)
-    return x.astype(np.float32)
 
 
 def make_data(out: Path, n: int, dim: int, nq: int, seed: int) -> None:

@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from bench_data import clustered
 
 K = 10
 BUILDS = ["hnswlib", "vortexdb", "usearch-f32", "usearch-i8", "usearch-b1"]
@@ -65,18 +66,6 @@ INDEX_FILE = {
 
 
 # -- data -------------------------------------------------------------------------
-
-
-def clustered(
-    n: int, dim: int, rng: np.random.Generator, centres: np.ndarray, mapping: np.ndarray
-) -> np.ndarray:
-    labels = rng.integers(0, len(centres), size=n)
-    latent = centres[labels] + rng.standard_normal((n, centres.shape[1])).astype(
-        np.float32
-    )
-    x = latent @ mapping
-    x += 0.05 * rng.standard_normal(x.shape).astype(np.float32)
-    return x.astype(np.float32)
 
 
 def normalised(x: np.ndarray) -> np.ndarray:

@@ -132,7 +132,7 @@ pub use ingest::{
     Encoder, ImportAck, ImportOptions, ImportReport, IngestOptions, IngestReport, Progress,
     Sections, SpotOptions, SpotReport, VectorSearch, default_polarity, import_array,
     import_vectors, ingest_image, ingest_image_source, ingest_section_stack, ingest_sections,
-    ingest_spots, ingest_volume, resolve_model, search_vectors,
+    ingest_spots, ingest_volume, resolve_model, search_array, search_vectors,
 };
 
 // Queries.

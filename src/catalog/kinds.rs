@@ -40,6 +40,19 @@ impl Modality {
             _ => return None,
         })
     }
+
+    /// The patches a retrieval (`query_patch`) searches, `3d` or `2d`; anything else is
+    /// an error naming the `target` parameter.
+    pub fn retrieval_target(s: &str) -> crate::error::Result<Modality> {
+        match s {
+            "3d" => Ok(Modality::Image3d),
+            "2d" => Ok(Modality::Image2d),
+            t => Err(crate::error::Error::arg(
+                "target",
+                format!("'{t}' is not 3d or 2d"),
+            )),
+        }
+    }
 }
 
 /// What a sample's patches were cut from.

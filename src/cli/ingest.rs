@@ -73,10 +73,7 @@ pub struct SpotsArgs {
 }
 
 fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
-    let format = match &a.format {
-        Some(f) => SpotFormat::parse(f)?,
-        None => SpotFormat::detect(&a.path)?,
-    };
+    let format = SpotFormat::named_or_detected(a.format.as_deref(), &a.path)?;
     let mut opts = SpotOptions::new(&a.sample);
     opts.qc.min_genes = a.min_genes;
     opts.qc.max_mito_fraction = a.max_mito;

@@ -186,11 +186,7 @@ fn report(store: &Store, r: &QueryResult, a: &ScoreArgs, json: bool) -> Result<(
 }
 
 fn patch(a: &PatchArgs, json: bool) -> Result<()> {
-    let target = match a.target.as_str() {
-        "3d" => Modality::Image3d,
-        "2d" => Modality::Image2d,
-        t => return Err(Error::arg("target", format!("'{t}' is not 3d or 2d"))),
-    };
+    let target = Modality::retrieval_target(&a.target)?;
     let source = match (&a.sample, &a.at, &a.image) {
         (Some(s), Some(at), None) => PatchSource::Stored {
             sample: s.clone(),

@@ -36,7 +36,7 @@ pub use sources::{
 pub use spots::{SpotOptions, SpotReport, ingest_spots};
 pub use vectors::{
     ImportAck, ImportOptions, ImportReport, VectorSearch, import_array, import_vectors,
-    search_vectors,
+    search_array, search_vectors,
 };
 
 use crate::catalog::{IngestStatus, SampleRecord};

@@ -250,18 +250,29 @@ fn existing_collection(
         Err(Error::UnknownCollection { .. }) => None,
         Err(e) => return Err(e),
     };
-    if let Some(c) = &existing
-        && c.dim != dim
-    {
-        return Err(Error::DimensionMismatch {
-            path: input.to_path_buf(),
-            what: "vectors".into(),
-            found: dim,
-            against: format!("collection '{}'", c.name),
-            expected: c.dim,
-        });
+    if let Some(c) = &existing {
+        same_dimension(c, dim, input, "vectors")?;
     }
     Ok(existing)
+}
+
+/// `what` read from `input` must have the collection's dimension.
+fn same_dimension(
+    c: &crate::engine::CollectionInfo,
+    dim: usize,
+    input: &Path,
+    what: &str,
+) -> Result<()> {
+    if dim == c.dim {
+        return Ok(());
+    }
+    Err(Error::DimensionMismatch {
+        path: input.to_path_buf(),
+        what: what.into(),
+        found: dim,
+        against: format!("collection '{}'", c.name),
+        expected: c.dim,
+    })
 }
 
 /// First all-zero row of a row-major array.
@@ -388,17 +399,34 @@ pub fn search_vectors(
     crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
     let info = store.collection(collection)?;
     let (rows, dim) = crate::vecio::read_all(queries, None)?;
-    if dim != info.dim {
-        return Err(Error::DimensionMismatch {
-            path: queries.to_path_buf(),
-            what: "queries".into(),
-            found: dim,
-            against: format!("collection '{}'", info.name),
-            expected: info.dim,
-        });
-    }
+    same_dimension(&info, dim, queries, "queries")?;
+    search_checked(store, collection, &rows, opts)
+}
+
+/// Search `collection` with the rows of `values`, a row-major N x `dim` array
+/// (borrowed, e.g. a NumPy array without a copy), as [`search_vectors`] does.
+pub fn search_array(
+    store: &Store,
+    collection: &str,
+    values: &[f32],
+    dim: usize,
+    opts: &crate::engine::SearchOptions,
+) -> Result<VectorSearch> {
+    crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
+    let info = store.collection(collection)?;
+    same_dimension(&info, dim, Path::new("queries"), "queries")?;
+    let rows: Vec<&[f32]> = values.chunks_exact(dim).collect();
+    search_checked(store, collection, &rows, opts)
+}
+
+fn search_checked<Q: AsRef<[f32]>>(
+    store: &Store,
+    collection: &str,
+    rows: &[Q],
+    opts: &crate::engine::SearchOptions,
+) -> Result<VectorSearch> {
     let t0 = Instant::now();
-    let hits = store.search(collection, &rows, opts)?;
+    let hits = store.search(collection, rows, opts)?;
     Ok(VectorSearch {
         queries: rows.len(),
         k: opts.k,
@@ -418,18 +446,26 @@ impl VectorSearch {
             .collect();
         crate::vecio::write_ids_npy(ids, &rows, self.k)?;
         if let Some(p) = distances {
-            let d: Vec<Vec<f32>> = self
-                .hits
-                .iter()
-                .map(|h| {
-                    (0..self.k)
-                        .map(|j| h.get(j).map_or(f32::NAN, |x| x.distance))
-                        .collect()
-                })
-                .collect();
+            let (_, dist) = self.padded();
+            let d: Vec<Vec<f32>> = dist.chunks(self.k).map(<[f32]>::to_vec).collect();
             crate::vecio::write_f32_npy(p, &d, self.k)?;
         }
         Ok(())
+    }
+
+    /// Ids and distances as row-major N x K arrays, padded with -1 and NaN where a
+    /// query found fewer than K neighbours.
+    pub fn padded(&self) -> (Vec<i64>, Vec<f32>) {
+        let k = self.k;
+        let mut ids = vec![-1i64; self.hits.len() * k];
+        let mut dist = vec![f32::NAN; self.hits.len() * k];
+        for (i, h) in self.hits.iter().enumerate() {
+            for (j, x) in h.iter().enumerate().take(k) {
+                ids[i * k + j] = x.id as i64;
+                dist[i * k + j] = x.distance;
+            }
+        }
+        (ids, dist)
     }
 }
 

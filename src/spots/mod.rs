@@ -49,6 +49,15 @@ impl SpotFormat {
         }
     }
 
+    /// The layout named by `format`, or the one [`SpotFormat::detect`] guesses from
+    /// `path` when none is named.
+    pub fn named_or_detected(format: Option<&str>, path: &Path) -> Result<Self> {
+        match format {
+            Some(f) => SpotFormat::parse(f),
+            None => SpotFormat::detect(path),
+        }
+    }
+
     /// Guess the layout of `path`: a `.parquet` file, a Visium directory or `.h5`, or a
     /// her2st counts file (`.tsv`, `.tsv.gz`).
     pub fn detect(path: &Path) -> Result<Self> {

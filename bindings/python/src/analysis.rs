@@ -106,16 +106,7 @@ impl PyStore {
         target: &str,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let target = match target {
-            "3d" => vx::Modality::Image3d,
-            "2d" => vx::Modality::Image2d,
-            t => {
-                return Err(err(vx::Error::arg(
-                    "target",
-                    format!("'{t}' is not 3d or 2d"),
-                )));
-            }
-        };
+        let target = vx::Modality::retrieval_target(target).or_raise()?;
         let source = match (sample, at, image) {
             (Some(sample), Some(at), None) => vx::PatchSource::Stored { sample, at },
             (None, None, Some(img)) => vx::PatchSource::Image(img),

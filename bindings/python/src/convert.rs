@@ -3,7 +3,9 @@
 //! results to Python objects, NumPy arrays to borrowed slices and owned vectors to
 //! NumPy arrays without copies.
 
-use numpy::{IntoPyArray, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArrayDescrMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use vortexdb::{Dtype, Error};
@@ -173,10 +175,7 @@ pub fn array_bytes<'a>(
         )));
     };
     if !a.is_c_contiguous() {
-        return Err(err(Error::bad_input(
-            name,
-            "the array is not C-contiguous; pass numpy.ascontiguousarray(a)",
-        )));
+        return Err(not_contiguous(name));
     }
     let shape = a.shape().to_vec();
     let len = shape.iter().product::<usize>() * dt.itemsize();
@@ -191,4 +190,16 @@ pub fn array_bytes<'a>(
         }
     };
     Ok((bytes, shape, dtype))
+}
+
+fn not_contiguous(name: &str) -> PyErr {
+    err(Error::bad_input(
+        name,
+        "the array is not C-contiguous; pass numpy.ascontiguousarray(a)",
+    ))
+}
+
+/// The elements of a C-contiguous 2D float32 array, borrowed (no copy).
+pub fn contiguous<'a>(a: &'a PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
+    a.as_slice().map_err(|_| not_contiguous(name))
 }

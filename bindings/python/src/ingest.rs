@@ -281,10 +281,7 @@ impl PyStore {
         let model = self.model(py, &options.model)?;
         let report = py
             .detach(|| {
-                let format = match &format {
-                    Some(f) => vx::SpotFormat::parse(f)?,
-                    None => vx::SpotFormat::detect(&path)?,
-                };
+                let format = vx::SpotFormat::named_or_detected(format.as_deref(), &path)?;
                 let table = vx::read_spots(&path, format, &vx::SpotPaths { positions })?;
                 vx::ingest_spots(&s, &model, table, &opts)
             })

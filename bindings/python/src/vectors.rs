@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use vortexdb as vx;
 
 use crate::PyStore;
-use crate::convert::{OrRaise, array, err, serialised};
+use crate::convert::{OrRaise, array, contiguous, serialised};
 
 fn import_options(
     collection: String,
@@ -50,12 +50,7 @@ impl PyStore {
         let s = self.get()?;
         let opts = import_options(collection, metric, batch_size, sample, m, ef_construction)?;
         let dim = vectors.shape()[1];
-        let values = vectors.as_slice().map_err(|_| {
-            err(vx::Error::bad_input(
-                "vectors",
-                "the array is not C-contiguous; pass numpy.ascontiguousarray(a)",
-            ))
-        })?;
+        let values = contiguous(&vectors, "vectors")?;
         let r = py
             .detach(|| vx::import_array(&s, values, dim, &opts, &mut |_| {}))
             .or_raise()?;
@@ -118,43 +113,12 @@ impl PyStore {
                 region,
             },
         };
-        let dim = queries.shape()[1];
-        let values = queries.as_slice().map_err(|_| {
-            err(vx::Error::bad_input(
-                "queries",
-                "the array is not C-contiguous; pass numpy.ascontiguousarray(a)",
-            ))
-        })?;
-        let n = queries.shape()[0];
-        let (ids, dist) = py
-            .detach(|| {
-                let info = s.collection(&collection)?;
-                if dim != info.dim {
-                    return Err(vx::Error::DimensionMismatch {
-                        path: "queries".into(),
-                        what: "queries".into(),
-                        found: dim,
-                        against: format!("collection '{}'", info.name),
-                        expected: info.dim,
-                    });
-                }
-                let rows: Vec<&[f32]> = if dim == 0 {
-                    vec![&[][..]; n]
-                } else {
-                    values.chunks_exact(dim).collect()
-                };
-                let hits = s.search(&collection, &rows, &opts)?;
-                let mut ids = vec![-1i64; n * k];
-                let mut dist = vec![f32::NAN; n * k];
-                for (i, h) in hits.iter().enumerate() {
-                    for (j, x) in h.iter().enumerate().take(k) {
-                        ids[i * k + j] = x.id as i64;
-                        dist[i * k + j] = x.distance;
-                    }
-                }
-                Ok::<_, vx::Error>((ids, dist))
-            })
+        let (n, dim) = (queries.shape()[0], queries.shape()[1]);
+        let values = contiguous(&queries, "queries")?;
+        let found = py
+            .detach(|| vx::search_array(&s, &collection, values, dim, &opts))
             .or_raise()?;
+        let (ids, dist) = found.padded();
         Ok((array(py, ids, &[n, k])?, array(py, dist, &[n, k])?))
     }
 }
