@@ -15,7 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Version of the on-disk format written by this build. Bump on any change to the
 /// tables or encodings below (and add a migration and an old-store test fixture).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format this build opens (older and newer ones are refused with
 /// [`crate::Error::Version`]); stores older than [`FORMAT_VERSION`] are migrated in
@@ -24,6 +24,10 @@ pub const OLDEST_SUPPORTED: u32 = SCHEMA_V1;
 
 /// The schema before record checksums; such stores are migrated in place by a writer.
 pub const SCHEMA_V1: u32 = 1;
+
+/// The schema with vectors as redb values (before packed files); migrated in place by
+/// a writer.
+pub const SCHEMA_V2: u32 = 2;
 
 /// Encode a serde value with the store's bincode configuration and a CRC-32 trailer.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {

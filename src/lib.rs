@@ -87,14 +87,16 @@ pub use catalog::{
 };
 pub use codec::{FORMAT_VERSION, OLDEST_SUPPORTED};
 pub use engine::{
-    CollectionInfo, CollectionSpec, DB_FILE, Filter, Hit, INDEX_DIR, ImportMark, ImportProgress,
-    LOCK_FILE, NewVector, PatchRecord, Region, Scored, ScoredPatch, SearchOptions, SnapshotState,
-    Store, StoreInfo,
+    CollectionDisk, CollectionInfo, CollectionSpec, DB_FILE, Filter, Hit, INDEX_DIR, ImportMark,
+    ImportProgress, LOCK_FILE, NewVector, PatchRecord, Region, Scored, ScoredPatch, SearchOptions,
+    SnapshotState, Store, StoreInfo, VECTORS_DIR,
 };
 pub use maintenance::BackupReport;
 
 // The HNSW index.
-pub use index::{HnswParams, Metric, SnapshotFile, SnapshotInfo, VectorIndex, prepare};
+pub use index::{
+    HnswParams, Metric, Quantization, SnapshotFile, SnapshotInfo, VectorIndex, prepare,
+};
 
 // Models and ONNX Runtime.
 pub use model::embedded::{resolve as resolve_default_model, write_to as write_default_model};

@@ -43,12 +43,15 @@ impl StoreSummary {
         let cols: Vec<_> = info
             .collections
             .iter()
-            .map(|(c, snap)| {
+            .zip(&info.disk)
+            .map(|((c, snap), d)| {
                 json!({"name": c.name, "model": c.model, "modality": c.modality,
                        "dim": c.dim, "metric": c.metric.name(), "live": c.live,
                        "tombstones": c.tombstones, "generation": c.generation,
-                       "epoch": c.epoch, "snapshot_generation": snap.generation,
-                       "snapshot_fresh": snap.fresh})
+                       "epoch": c.epoch, "quantization": c.quantization.name(),
+                       "rows": c.rows, "snapshot_generation": snap.generation,
+                       "snapshot_fresh": snap.fresh, "raw_bytes": d.raw_bytes,
+                       "packed_bytes": d.packed_bytes, "index_bytes": d.index_bytes})
             })
             .collect();
         let samples: Vec<_> = self
@@ -72,6 +75,7 @@ impl StoreSummary {
         let models: Vec<_> = self.models.iter().map(|m| &m.name).collect();
         json!({"store": info.path, "schema_version": info.schema_version,
             "generation": info.generation, "db_bytes": info.db_bytes,
+            "disk_bytes": info.disk_bytes(),
             "collections": cols, "models": models, "samples": samples, "spot_sets": sets})
     }
 }
@@ -81,16 +85,20 @@ impl fmt::Display for StoreSummary {
         let info = &self.info;
         write!(
             f,
-            "store {} (schema v{}, generation {}, {} bytes)",
+            "store {} (schema v{}, generation {}, {} bytes: vortex.redb {}, packed vectors {}, \
+             index {})",
             info.path.display(),
             info.schema_version,
             info.generation,
-            info.db_bytes
+            info.disk_bytes(),
+            info.db_bytes,
+            info.disk.iter().map(|d| d.packed_bytes).sum::<u64>(),
+            info.disk.iter().map(|d| d.index_bytes).sum::<u64>(),
         )?;
         if info.collections.is_empty() {
             write!(f, "\n  no collections")?;
         }
-        for (c, snap) in &info.collections {
+        for ((c, snap), d) in info.collections.iter().zip(&info.disk) {
             let index = match (snap.fresh, snap.generation) {
                 (true, _) => "fresh".to_string(),
                 (false, Some(g)) => format!("stale (gen {g} of {})", c.generation),
@@ -98,14 +106,22 @@ impl fmt::Display for StoreSummary {
             };
             write!(
                 f,
-                "\n  {:<24} {:>10} vectors  dim {:<5} {:<6} model {} / {}  deleted {}  index {index}",
+                "\n  {:<24} {:>10} vectors  dim {:<5} {:<6} {:<6} model {} / {}  deleted {}  index {index}  \
+                 packed {} bytes ({:.3}x raw f32)",
                 c.name,
                 c.live,
                 c.dim,
                 c.metric.name(),
+                c.quantization.name(),
                 c.model,
                 c.modality,
                 c.tombstones,
+                d.packed_bytes,
+                if d.raw_bytes > 0 {
+                    d.packed_bytes as f64 / d.raw_bytes as f64
+                } else {
+                    0.0
+                },
             )?;
         }
         for m in &self.models {

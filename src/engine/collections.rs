@@ -20,6 +20,17 @@ pub struct SnapshotState {
     pub fresh: bool,
 }
 
+/// Bytes a collection takes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct CollectionDisk {
+    /// Its vectors as raw f32 (`rows x dim x 4`), for comparison.
+    pub raw_bytes: u64,
+    /// Its packed vector file (the rows redb committed: vectors and their CRC-32s).
+    pub packed_bytes: u64,
+    /// Its HNSW snapshot (derived; rebuilt when missing).
+    pub index_bytes: u64,
+}
+
 /// Summary of a store.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreInfo {
@@ -33,6 +44,20 @@ pub struct StoreInfo {
     pub db_bytes: u64,
     /// Collections with their snapshot state.
     pub collections: Vec<(CollectionInfo, SnapshotState)>,
+    /// Bytes on disk of each collection, in the order of `collections`.
+    pub disk: Vec<CollectionDisk>,
+}
+
+impl StoreInfo {
+    /// Everything the store takes on disk: `vortex.redb`, packed vectors, snapshots.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db_bytes
+            + self
+                .disk
+                .iter()
+                .map(|d| d.packed_bytes + d.index_bytes)
+                .sum::<u64>()
+    }
 }
 
 impl Store {
@@ -102,6 +127,8 @@ impl Store {
                 tombstones: 0,
                 generation: 0,
                 epoch: 0,
+                quantization: spec.quantization,
+                rows: 0,
             };
             cols.insert(spec.name.as_str(), codec::encode(&info).as_slice())
                 .map_err(|e| db_err(&path, e))?;
@@ -181,6 +208,7 @@ impl Store {
             .unwrap_or(0);
         let snaps = txn.open_table(SNAPSHOTS).map_err(|e| db_err(&path, e))?;
         let mut collections = Vec::new();
+        let mut disk = Vec::new();
         for c in self.collections()? {
             let rec: Option<SnapshotRecord> = match snaps.get(c.id).map_err(|e| db_err(&path, e))? {
                 Some(v) => codec::decode(v.value()),
@@ -192,6 +220,20 @@ impl Store {
                     .as_ref()
                     .is_some_and(|r| r.generation == c.generation && r.epoch == c.epoch),
             };
+            let file_len = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            let index_bytes = rec.as_ref().map_or(0, |r| {
+                r.info
+                    .files
+                    .iter()
+                    .map(|f| file_len(self.dir.join(super::INDEX_DIR).join(&r.dir).join(&f.name)))
+                    .sum()
+            });
+            disk.push(CollectionDisk {
+                raw_bytes: c.rows * c.dim as u64 * 4,
+                packed_bytes: file_len(self.packed_path(c.id, c.epoch))
+                    .min(c.rows * super::packed::stride(c.dim) as u64),
+                index_bytes,
+            });
             collections.push((c, state));
         }
         Ok(StoreInfo {
@@ -200,6 +242,7 @@ impl Store {
             generation,
             db_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
             collections,
+            disk,
         })
     }
 }

@@ -24,6 +24,7 @@
 
 mod collections;
 mod open;
+pub(crate) mod packed;
 mod search;
 mod snapshots;
 pub(crate) mod tables;
@@ -37,8 +38,9 @@ use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 
-pub use collections::{SnapshotState, StoreInfo};
+pub use collections::{CollectionDisk, SnapshotState, StoreInfo};
 pub(crate) use open::{Schema, create_database};
+pub use packed::VECTORS_DIR;
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
 pub(crate) use vectors::{insert_in, live_records_of, validate_vector};
@@ -92,6 +94,7 @@ pub struct Store {
     _lock: Option<File>,
     write_guard: Mutex<()>,
     live: RwLock<HashMap<u32, snapshots::Live>>,
+    packed: RwLock<HashMap<u32, std::sync::Arc<packed::Packed>>>,
     warnings: Mutex<Vec<String>>,
 }
 

@@ -23,8 +23,11 @@ pub(crate) struct Schema {
     /// Make their tables in a new store, inside the transaction that creates it.
     pub create_tables: fn(&WriteTransaction, &Path) -> Result<()>,
     /// Migrate a schema-1 store (every table, engine and others, in one write
-    /// transaction) to the current schema; returns the number of records rewritten.
+    /// transaction) to schema 2; returns the number of records rewritten.
     pub migrate_v1: fn(&Store) -> Result<u64>,
+    /// Migrate a schema-2 store to schema 3 (vectors into packed files); returns the
+    /// number of vectors moved.
+    pub migrate_v2: fn(&Store) -> Result<u64>,
 }
 
 fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
@@ -77,6 +80,8 @@ impl Store {
             return Err(Error::bad_file(dir, "already holds a vortexdb store"));
         }
         std::fs::create_dir_all(dir.join(INDEX_DIR)).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(dir.join(super::packed::VECTORS_DIR))
+            .map_err(|e| Error::io(&dir, e))?;
         let lock = acquire_lock(&dir)?;
         let db = create_database(&db_path)?;
         let store = Store::assemble(dir, Db::Write(db), Some(lock));
@@ -88,7 +93,7 @@ impl Store {
                 .map_err(|e| db_err(&db_path, e))?;
             meta.insert(META_GENERATION, &0u64.to_le_bytes()[..])
                 .map_err(|e| db_err(&db_path, e))?;
-            for t in [VECTORS, RECORDS] {
+            for t in [BLOCKS, RECORDS] {
                 txn.open_table(t).map_err(|e| db_err(&db_path, e))?;
             }
             txn.open_table(COLLECTIONS)
@@ -116,6 +121,7 @@ impl Store {
         })?;
         let store = Store::assemble(dir, Db::Write(db), Some(lock));
         store.check_meta(schema)?;
+        store.tidy_packed()?;
         Ok(store)
     }
 
@@ -146,7 +152,8 @@ impl Store {
         let store = Store::assemble(dir.clone(), Db::Read(db), None);
         match store.check_meta(schema) {
             Err(Error::Version { found, .. })
-                if found == codec::SCHEMA_V1 && lock_is_free(&dir) =>
+                if (codec::OLDEST_SUPPORTED..codec::FORMAT_VERSION).contains(&found)
+                    && lock_is_free(&dir) =>
             {
                 drop(store);
                 let w = Store::open_with(&dir, schema)?;
@@ -168,6 +175,7 @@ impl Store {
             _lock: lock,
             write_guard: Mutex::new(()),
             live: RwLock::new(std::collections::HashMap::new()),
+            packed: RwLock::new(std::collections::HashMap::new()),
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -238,7 +246,7 @@ impl Store {
                             .into(),
                 });
             }
-            let version = meta
+            let mut version = meta
                 .get(META_SCHEMA)
                 .map_err(|e| db_err(&path, e))?
                 .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes))
@@ -246,14 +254,23 @@ impl Store {
                     path: path.clone(),
                     message: "schema version missing".into(),
                 })?;
+            drop(meta);
+            drop(txn);
             if version == codec::SCHEMA_V1 && self.is_writable() {
                 let n = (schema.migrate_v1)(self)?;
                 self.warn(format!(
-                    "{}: migrated from schema 1 to schema {} (a CRC-32 on each of {n} records)",
+                    "{}: migrated from schema 1 to schema 2 (a CRC-32 on each of {n} records)",
                     path.display(),
-                    codec::FORMAT_VERSION
                 ));
-                return Ok(());
+                version = codec::SCHEMA_V2;
+            }
+            if version == codec::SCHEMA_V2 && self.is_writable() {
+                let n = (schema.migrate_v2)(self)?;
+                self.warn(format!(
+                    "{}: migrated from schema 2 to schema 3 ({n} vectors moved into packed files)",
+                    path.display(),
+                ));
+                version = codec::FORMAT_VERSION;
             }
             if version != codec::FORMAT_VERSION {
                 return Err(Error::Version {

@@ -1,7 +1,9 @@
 //! Search: the `k` nearest vectors by HNSW (filter applied during the walk, every hit
-//! re-checked, an unfillable query redone exactly) or by brute force over redb, the
-//! filters (samples, excluded samples, a box of patch origins) compiled against each
-//! collection's provenance, and exhaustive similarities for heatmaps and ranks.
+//! re-checked, the candidates of a quantized graph rescored on the full-precision
+//! vectors, an unfillable query redone exactly) or by brute force over the packed
+//! file, the filters (samples, excluded samples, a box of patch origins) compiled
+//! against each collection's provenance, and exhaustive similarities for heatmaps and
+//! ranks, read from the packed rows of the samples asked for.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,11 +11,11 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use redb::ReadTransaction;
 
+use super::packed::Packed;
 use super::snapshots::Live;
 use super::tables::*;
 use super::vectors::validate_vector;
 use super::{Store, db_err, decode_record_at};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::index::{self, ExactTopK};
 
@@ -92,6 +94,10 @@ pub struct SearchOptions {
     pub exact: bool,
     /// Restrictions.
     pub filter: Filter,
+    /// Candidates per wanted neighbour taken from a quantized graph and rescored on
+    /// the full-precision vectors (0: the representation's default, 4 for int8, 16
+    /// for binary; ignored for f32).
+    pub rescore: usize,
 }
 
 impl Default for SearchOptions {
@@ -101,6 +107,7 @@ impl Default for SearchOptions {
             ef: 64,
             exact: false,
             filter: Filter::default(),
+            rescore: 0,
         }
     }
 }
@@ -161,10 +168,11 @@ impl Store {
 
     /// Similarity of `query` to every live vector passing `filter` (all vectors when it
     /// is empty): cosine similarity for cosine collections, minus the L2 distance
-    /// otherwise. An exhaustive, parallel scan of the in-memory graph's vectors, for
-    /// heatmaps and percentile ranks. Vectors without a record belong to no sample.
+    /// otherwise, computed exactly on the full-precision vectors. A parallel scan of
+    /// the packed rows: with a sample filter only the rows of those samples are read
+    /// (runs of consecutive rows), never the whole collection. For heatmaps and
+    /// percentile ranks. Vectors without a record belong to no sample.
     pub fn similarities(&self, collection: &str, query: &[f32], filter: &Filter) -> Result<Scored> {
-        use rayon::prelude::*;
         let info = self.sync_index(collection)?;
         validate_vector(query, info.dim, info.metric, 0).map_err(|e| match e {
             Error::BadInput { message, .. } => Error::bad_input("query", message),
@@ -173,6 +181,7 @@ impl Store {
         let q = index::prepare(query, info.metric).expect("validated");
         let txn = self.read()?;
         let meta = self.meta_for(&txn, &info)?;
+        let packed = self.packed_for(&txn, &info)?;
         let allowed: Option<HashSet<u32>> = filter.samples.as_ref().map(|s| {
             (0..meta.samples.len() as u32)
                 .filter(|&i| s.contains(&meta.samples[i as usize]))
@@ -183,44 +192,66 @@ impl Store {
             .collect();
         let live = self.live.read().expect("live lock");
         let l = live.get(&info.id).expect("synced");
-        let points: Vec<(u64, &[f32])> = l.index.points().collect();
+        let pass = |id: u64| -> Option<(u32, [i64; 3])> {
+            if l.tombstones.contains(&id) {
+                return None;
+            }
+            let (sample, origin) = match meta.rows.get(&id) {
+                Some(&(s, o)) => (s, o),
+                None if allowed.is_none() => (u32::MAX, [0; 3]),
+                None => return None,
+            };
+            if allowed.as_ref().is_some_and(|a| !a.contains(&sample)) || excluded.contains(&sample)
+            {
+                return None;
+            }
+            if let Some(r) = &filter.region
+                && !r.contains(&origin)
+            {
+                return None;
+            }
+            Some((sample, origin))
+        };
+        // The rows to read: those of the samples asked for, or all of them.
+        let rows: Vec<u64> = match &allowed {
+            Some(a) => {
+                let mut r: Vec<u64> = meta
+                    .rows
+                    .iter()
+                    .filter(|(_, (s, _))| a.contains(s))
+                    .filter_map(|(id, _)| packed.row_of(*id))
+                    .collect();
+                r.sort_unstable();
+                r
+            }
+            None => (0..packed.rows()).collect(),
+        };
         let metric = info.metric;
-        let items: Vec<ScoredPatch> = points
-            .par_iter()
-            .filter_map(|&(id, v)| {
-                if l.tombstones.contains(&id) {
-                    return None;
-                }
-                let (sample, origin) = match meta.rows.get(&id) {
-                    Some(&(s, o)) => (s, o),
-                    None if allowed.is_none() => (u32::MAX, [0; 3]),
-                    None => return None,
-                };
-                if allowed.as_ref().is_some_and(|a| !a.contains(&sample))
-                    || excluded.contains(&sample)
-                {
-                    return None;
-                }
-                if let Some(r) = &filter.region
-                    && !(0..3).all(|a| origin[a] >= r.min[a] && origin[a] < r.max[a])
-                {
-                    return None;
-                }
-                let score = match metric {
-                    index::Metric::Cosine => v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(),
-                    index::Metric::L2 => -index::distance(v, &q, metric),
-                };
-                Some(ScoredPatch {
-                    id,
-                    score,
-                    sample,
-                    origin,
-                })
+        let scored: Result<Vec<Option<ScoredPatch>>> = rows
+            .par_chunks(4096)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&row| {
+                        let id = packed.id_of(row);
+                        let Some((sample, origin)) = pass(id) else {
+                            return Ok(None);
+                        };
+                        let v = packed.vector(row, id)?;
+                        Ok(Some(ScoredPatch {
+                            id,
+                            score: similarity(&q, v, metric),
+                            sample,
+                            origin,
+                        }))
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
-            .collect();
+            .collect::<Result<Vec<Vec<_>>>>()
+            .map(|v| v.into_iter().flatten().collect());
         Ok(Scored {
             samples: meta.samples.clone(),
-            items,
+            items: scored?.into_iter().flatten().collect(),
         })
     }
 
@@ -272,23 +303,49 @@ impl Store {
         }
         let keep = |id: u64| compiled.keep(id);
         let filtered = compiled.allowed.is_some() || !live.tombstones.is_empty();
-        let mut results: Vec<Option<Vec<Hit>>> = prepared
+        // A quantized graph gives candidates; their full-precision rows decide.
+        let quantized = !info.quantization.is_exact();
+        let packed = if quantized {
+            Some(self.packed_for(&txn, &info)?)
+        } else {
+            None
+        };
+        let rescore = match opts.rescore {
+            0 => info.quantization.default_rescore(),
+            r => r,
+        };
+        let n_cand = if quantized {
+            opts.k
+                .saturating_mul(rescore)
+                .min(crate::limits::MAX_EF.max(opts.k))
+        } else {
+            opts.k
+        };
+        let results: Result<Vec<Option<Vec<Hit>>>> = prepared
             .par_iter()
             .map(|q| {
-                let raw = live.index.search(
+                let cands = live.index.candidates(
                     q,
-                    opts.k,
-                    opts.ef,
+                    n_cand,
+                    opts.ef.max(n_cand),
                     if filtered { Some(&keep) } else { None },
                 );
-                let hits: Vec<Hit> = raw
-                    .into_iter()
-                    .filter(|(id, _)| compiled.keep(*id))
-                    .map(|(id, distance)| Hit { id, distance })
-                    .collect();
-                (hits.len() >= want).then_some(hits)
+                let mut hits: Vec<Hit> = match &packed {
+                    None => cands
+                        .into_iter()
+                        .map(|(node, distance)| Hit {
+                            id: live.index.id_of(node),
+                            distance,
+                        })
+                        .filter(|h| compiled.keep(h.id))
+                        .collect(),
+                    Some(p) => rescored(p, &live.index, q, &cands, info.metric, &compiled)?,
+                };
+                hits.truncate(opts.k);
+                Ok((hits.len() >= want).then_some(hits))
             })
             .collect();
+        let mut results = results?;
         let missing: Vec<usize> = (0..results.len())
             .filter(|i| results[*i].is_none())
             .collect();
@@ -312,8 +369,7 @@ impl Store {
         k: usize,
         compiled: &Compiled<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
-        let path = self.db_path();
-        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+        let packed = self.packed_for(txn, info)?;
         let mut tops: Vec<ExactTopK> = queries.iter().map(|_| ExactTopK::new(k)).collect();
         let mut chunk: Vec<(u64, Vec<f32>)> = Vec::with_capacity(4096);
         let flush = |chunk: &mut Vec<(u64, Vec<f32>)>, tops: &mut Vec<ExactTopK>| {
@@ -326,47 +382,36 @@ impl Store {
                 });
             chunk.clear();
         };
-        let mut buf = Vec::new();
-        let mut visit = |id: u64, bytes: &[u8], chunk: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
-            if !codec::decode_vector((info.id, id), bytes, info.dim, &mut buf) {
-                return Err(Error::Corrupted {
-                    path: path.clone(),
-                    message: format!("vector {id} of '{}' fails its checksum", info.name),
-                });
-            }
+        let visit = |row: u64, id: u64, chunk: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
+            let v = packed.vector(row, id)?;
             chunk.push((
                 id,
-                index::prepare(&buf, info.metric).unwrap_or_else(|| buf.clone()),
+                index::prepare(v, info.metric).unwrap_or_else(|| v.to_vec()),
             ));
             Ok(())
         };
         match &compiled.allowed {
             Some(allowed) if allowed.len() < info.live as usize / 8 => {
-                let mut ids: Vec<u64> = allowed.iter().copied().collect();
-                ids.sort_unstable();
-                for id in ids {
-                    if !compiled.keep(id) {
-                        continue;
-                    }
-                    if let Some(v) = vectors.get((info.id, id)).map_err(|e| db_err(&path, e))? {
-                        visit(id, v.value(), &mut chunk)?;
-                    }
+                let mut rows: Vec<(u64, u64)> = allowed
+                    .iter()
+                    .filter(|id| compiled.keep(**id))
+                    .filter_map(|&id| packed.row_of(id).map(|r| (r, id)))
+                    .collect();
+                rows.sort_unstable();
+                for (row, id) in rows {
+                    visit(row, id, &mut chunk)?;
                     if chunk.len() == 4096 {
                         flush(&mut chunk, &mut tops);
                     }
                 }
             }
             _ => {
-                for entry in vectors
-                    .range((info.id, 0)..=(info.id, u64::MAX))
-                    .map_err(|e| db_err(&path, e))?
-                {
-                    let (key, v) = entry.map_err(|e| db_err(&path, e))?;
-                    let id = key.value().1;
+                for row in 0..packed.rows() {
+                    let id = packed.id_of(row);
                     if !compiled.keep(id) {
                         continue;
                     }
-                    visit(id, v.value(), &mut chunk)?;
+                    visit(row, id, &mut chunk)?;
                     if chunk.len() == 4096 {
                         flush(&mut chunk, &mut tops);
                     }
@@ -383,6 +428,60 @@ impl Store {
                     .collect()
             })
             .collect())
+    }
+}
+
+/// The candidates of a quantized graph (node, approximate distance) rescored on their
+/// full-precision rows (node `i` is row `i`), kept by the filter, closest first.
+fn rescored(
+    packed: &Packed,
+    index: &index::VectorIndex,
+    q: &[f32],
+    cands: &[(u32, f32)],
+    metric: index::Metric,
+    compiled: &Compiled<'_>,
+) -> Result<Vec<Hit>> {
+    let mut hits = Vec::with_capacity(cands.len());
+    for &(node, _) in cands {
+        let id = index.id_of(node);
+        if !compiled.keep(id) || node as u64 >= packed.rows() {
+            continue;
+        }
+        let v = packed.vector(node as u64, id)?;
+        hits.push(Hit {
+            id,
+            distance: exact_distance(q, v, metric),
+        });
+    }
+    hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+    Ok(hits)
+}
+
+/// The distance of a stored (unprepared) vector to a prepared query, equal to
+/// [`index::distance`] on the prepared vector.
+fn exact_distance(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
+    match metric {
+        index::Metric::L2 => index::l2sq(q, v).sqrt(),
+        index::Metric::Cosine => match index::prepare(v, metric) {
+            Some(p) => index::distance(q, &p, metric),
+            None => 1.0,
+        },
+    }
+}
+
+/// Cosine similarity of a stored (unprepared) vector to a prepared query, or minus
+/// the L2 distance.
+fn similarity(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
+    match metric {
+        index::Metric::Cosine => {
+            let (mut dot, mut norm) = (0f32, 0f32);
+            for (a, b) in q.iter().zip(v) {
+                dot += a * b;
+                norm += b * b;
+            }
+            if norm > 0.0 { dot / norm.sqrt() } else { 0.0 }
+        }
+        index::Metric::L2 => -index::l2sq(q, v).sqrt(),
     }
 }
 

@@ -1,13 +1,19 @@
 //! Each collection's HNSW graph kept in step with redb: loaded from the snapshot redb
 //! names (checked, and rebuilt with a warning when missing, stale or damaged), caught
-//! up from redb's newer vectors, updated in place by this process's writes, written
-//! back as a durable snapshot, and rebuilt without tombstones by compaction.
+//! up from the packed file's newer rows, updated in place by this process's writes,
+//! written back as a durable snapshot, and rebuilt without tombstones by compaction,
+//! which also rewrites the packed file without the deleted rows.
+//!
+//! Node `i` of a graph is row `i` of the packed file of its epoch: rows and nodes are
+//! both appended in id order, and the graph is only ever extended from the rows after
+//! its last node, so a quantized graph's candidates are rescored from their rows.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use redb::ReadTransaction;
 
+use super::packed::FileWriter;
 use super::search::Meta;
 use super::tables::*;
 use super::vectors::read_tombstones;
@@ -108,37 +114,40 @@ impl Store {
         info: &CollectionInfo,
         existing: Option<Live>,
     ) -> Result<(Live, usize)> {
-        let path = self.db_path();
+        let packed = self.packed_for(txn, info)?;
+        let fresh = || {
+            VectorIndex::with_quantization(
+                info.dim,
+                info.metric,
+                info.hnsw,
+                info.rows as usize,
+                info.quantization,
+            )
+        };
         let (mut index, mut inserted) = match existing {
             Some(l) if l.epoch == info.epoch && l.generation <= info.generation => (l.index, 0),
             _ => match load_snapshot(self, txn, info)? {
                 Some((idx, _)) => (idx, 0),
-                None => (
-                    VectorIndex::new(info.dim, info.metric, info.hnsw, info.live as usize),
-                    0,
-                ),
+                None => (fresh(), 0),
             },
         };
-        // Catch up: ids are assigned in increasing order and never reused, so all that
-        // is missing is the key range after the graph's largest id.
-        let start = index.max_id().map_or(0, |m| m + 1);
-        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+        // Node i is row i: a graph whose last node is not the row's vector (it cannot
+        // happen unless a file was replaced) is rebuilt rather than trusted.
+        let n = index.len() as u64;
+        if n > packed.rows() || (n > 0 && index.id_of((n - 1) as u32) != packed.id_of(n - 1)) {
+            self.warn(format!(
+                "the index of '{}' does not match its packed vectors; rebuilding it",
+                info.name
+            ));
+            index = fresh();
+        }
+        // Catch up: the rows after the graph's last node.
+        let start = index.len() as u64;
         let mut chunk: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_CHUNK);
-        let mut buf = Vec::new();
-        for entry in vectors
-            .range((info.id, start)..=(info.id, u64::MAX))
-            .map_err(|e| db_err(&path, e))?
-        {
-            let (k, v) = entry.map_err(|e| db_err(&path, e))?;
-            let id = k.value().1;
-            if !codec::decode_vector((info.id, id), v.value(), info.dim, &mut buf) {
-                return Err(Error::Corrupted {
-                    path,
-                    message: format!("vector {id} of '{}' fails its checksum", info.name),
-                });
-            }
-            let p = index::prepare(&buf, info.metric).ok_or_else(|| Error::Corrupted {
-                path: path.clone(),
+        for row in start..packed.rows() {
+            let (id, v) = packed.vector_at(row)?;
+            let p = index::prepare(v, info.metric).ok_or_else(|| Error::Corrupted {
+                path: packed.path().to_path_buf(),
                 message: format!("vector {id} of '{}' is zero under cosine", info.name),
             })?;
             chunk.push((id, p));
@@ -150,7 +159,7 @@ impl Store {
         }
         index.insert(&chunk);
         inserted += chunk.len();
-        let tombstones = read_tombstones(txn, &path, info.id)?;
+        let tombstones = read_tombstones(txn, &self.db_path(), info.id)?;
         Ok((
             Live {
                 index,
@@ -224,20 +233,23 @@ impl Store {
         let w = self.lock_writes();
         let txn = self.read()?;
         let info = self.collection_in(&txn, collection)?;
+        let old = self.packed_for(&txn, &info)?;
+        let tombstones = read_tombstones(&txn, &path, info.id)?;
         let mut fresh = info.clone();
         fresh.epoch += 1;
         fresh.generation += 1;
         fresh.tombstones = 0;
-        let fresh_graph = VectorIndex::new(info.dim, info.metric, info.hnsw, info.live as usize);
-        let seed = Live {
-            index: fresh_graph,
-            tombstones: HashSet::new(),
-            generation: fresh.generation,
-            epoch: fresh.epoch,
-            meta: None,
-        };
-        let (mut rebuilt, _) = self.bring_up_to_date(&txn, &fresh, Some(seed))?;
-        rebuilt.tombstones.clear();
+        // The live rows, verified, into the next epoch's file (durable before redb
+        // names it; a crash before the commit leaves an orphan file, removed later).
+        let mut out = FileWriter::create(self.packed_path(info.id, fresh.epoch), info.dim)?;
+        for row in 0..old.rows() {
+            let (id, _) = old.vector_at(row)?;
+            if !tombstones.contains(&id) {
+                out.push(id, old.row_bytes(row))?;
+            }
+        }
+        let (rows, blocks) = out.finish()?;
+        fresh.rows = rows;
         drop(txn);
         let removed = info.tombstones;
         self.commit_locked(db, &w, true, |wtxn| {
@@ -247,8 +259,22 @@ impl Store {
             let mut tomb = wtxn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
             tomb.retain_in((info.id, 0)..=(info.id, u64::MAX), |_, _| false)
                 .map_err(|e| db_err(&path, e))?;
+            let mut bt = wtxn.open_table(BLOCKS).map_err(|e| db_err(&path, e))?;
+            bt.retain_in((info.id, 0)..=(info.id, u64::MAX), |_, _| false)
+                .map_err(|e| db_err(&path, e))?;
+            for (first, b) in &blocks {
+                bt.insert((info.id, *first), codec::encode(b).as_slice())
+                    .map_err(|e| db_err(&path, e))?;
+            }
             Ok(())
         })?;
+        drop(old);
+        self.packed.write().expect("packed lock").remove(&info.id);
+        let _ = std::fs::remove_file(self.packed_path(info.id, info.epoch));
+        // The graph of the new epoch, from its rows.
+        let txn = self.read()?;
+        let (rebuilt, _) = self.bring_up_to_date(&txn, &fresh, None)?;
+        drop(txn);
         self.live
             .write()
             .expect("live lock")
@@ -281,12 +307,13 @@ fn load_snapshot(
     };
     if rec.epoch != info.epoch
         || rec.generation > info.generation
+        || rec.info.len as u64 > info.rows
         || rec.info.max_id.is_some_and(|m| m >= info.next_id)
     {
         return Ok(None);
     }
     let dir = store.dir.join(INDEX_DIR).join(&rec.dir);
-    match VectorIndex::load(&dir, &rec.info, info.dim, info.metric) {
+    match VectorIndex::load_quantized(&dir, &rec.info, info.dim, info.metric, info.quantization) {
         Ok(idx) => Ok(Some((idx, rec.generation))),
         Err(e) => {
             store.warn(format!(

@@ -1,6 +1,7 @@
-//! The engine's redb tables (meta, collections, vectors, records, tombstones,
+//! The engine's redb tables (meta, collections, vector blocks, records, tombstones,
 //! imports, snapshots) and the records stored in them; the catalog's tables are
-//! defined by the catalog.
+//! defined by the catalog. The vectors themselves are in packed files
+//! ([`super::packed`]).
 //!
 //! Keys are `(collection id, vector id)` tuples so that one collection is one
 //! contiguous key range; values are encoded by [`crate::codec`].
@@ -8,13 +9,17 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use crate::index::{HnswParams, Metric, SnapshotInfo};
+use crate::index::{HnswParams, Metric, Quantization, SnapshotInfo};
 
 /// `meta`: schema version, format marker, global generation.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `collections`: name -> [`CollectionInfo`].
 pub(crate) const COLLECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("collections");
-/// `vectors`: (collection, id) -> f32 LE bytes + CRC-32.
+/// `vector_blocks`: (collection, first id) -> a [`super::packed::Block`]: where a run
+/// of vectors is in the collection's packed file.
+pub(crate) const BLOCKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("vector_blocks");
+/// `vectors` (schema 1 and 2 only, moved to packed files by the migration to
+/// schema 3): (collection, id) -> f32 LE bytes + CRC-32.
 pub(crate) const VECTORS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("vectors");
 /// `records`: (collection, id) -> [`PatchRecord`] (sample and patch geometry).
 pub(crate) const RECORDS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("records");
@@ -61,6 +66,28 @@ pub struct CollectionInfo {
     pub generation: u64,
     /// Bumped by every compaction; a snapshot of another epoch is never used.
     pub epoch: u64,
+    /// The representation the graph holds in RAM.
+    pub quantization: Quantization,
+    /// Rows of the packed file of this epoch (deleted vectors included until
+    /// compaction); committed with each batch, so rows past it are not yet written.
+    pub rows: u64,
+}
+
+/// A schema-2 [`CollectionInfo`] (before packed vectors), read by the migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CollectionInfoV2 {
+    pub id: u32,
+    pub name: String,
+    pub model: String,
+    pub modality: String,
+    pub dim: usize,
+    pub metric: Metric,
+    pub hnsw: HnswParams,
+    pub next_id: u64,
+    pub live: u64,
+    pub tombstones: u64,
+    pub generation: u64,
+    pub epoch: u64,
 }
 
 /// What identifies a new collection.
@@ -78,9 +105,17 @@ pub struct CollectionSpec {
     pub metric: Metric,
     /// HNSW parameters.
     pub hnsw: HnswParams,
+    /// The representation the graph holds in RAM (f32 unless chosen otherwise).
+    pub quantization: Quantization,
 }
 
 impl CollectionSpec {
+    /// The same spec with `quantization` held in RAM.
+    pub fn with_quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = quantization;
+        self
+    }
+
     /// The collection of one model's embeddings of one modality, named
     /// `{model}:{modality}`; the store keeps at most one per (model, modality) pair so
     /// embeddings of different models never share an index.
@@ -92,6 +127,7 @@ impl CollectionSpec {
             dim,
             metric,
             hnsw: HnswParams::default(),
+            quantization: Quantization::F32,
         }
     }
 
@@ -104,6 +140,7 @@ impl CollectionSpec {
             dim,
             metric,
             hnsw: HnswParams::default(),
+            quantization: Quantization::F32,
         }
     }
 }

@@ -1,13 +1,16 @@
-//! Vectors in a collection: insert (with its provenance record and import mark, in
-//! one durable transaction), get, delete (leaving tombstones until compaction), the
-//! checks every stored or queried vector passes, and scans of a sample's records.
+//! Vectors in a collection: insert (rows appended to the packed file, then its block,
+//! provenance record and import mark in one durable transaction), get, delete
+//! (leaving tombstones until compaction), the mapped packed file of a collection,
+//! the checks every stored or queried vector passes, and scans of a sample's records.
 
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
+use super::packed::{self, Block, Packed};
 use super::tables::*;
 use super::{ImportMark, NewVector, Store, db_err, decode_or_corrupt, decode_record_at};
 use crate::codec;
@@ -59,17 +62,19 @@ impl Store {
         let path = self.db_path();
         let txn = self.read()?;
         let info = self.collection_in(&txn, collection)?;
-        let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
-        let Some(bytes) = vectors.get((info.id, id)).map_err(|e| db_err(&path, e))? else {
+        let tomb = txn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
+        if tomb
+            .get((info.id, id))
+            .map_err(|e| db_err(&path, e))?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let packed = self.packed_for(&txn, &info)?;
+        let Some(row) = packed.row_of(id) else {
             return Ok(None);
         };
-        let mut v = Vec::new();
-        if !codec::decode_vector((info.id, id), bytes.value(), info.dim, &mut v) {
-            return Err(Error::Corrupted {
-                path,
-                message: format!("vector {id} of collection '{collection}' fails its checksum"),
-            });
-        }
+        let v = packed.vector(row, id)?.to_vec();
         let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
         let rec = match records.get((info.id, id)).map_err(|e| db_err(&path, e))? {
             Some(r) => Some(decode_record_at(&path, (info.id, id), r.value())?),
@@ -95,14 +100,16 @@ impl Store {
                         });
                     }
                 };
-            let mut vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+            let blocks = txn.open_table(BLOCKS).map_err(|e| db_err(&path, e))?;
             let mut records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
             let mut tomb = txn.open_table(TOMBSTONES).map_err(|e| db_err(&path, e))?;
             for &id in ids {
-                if vectors
-                    .remove((info.id, id))
-                    .map_err(|e| db_err(&path, e))?
-                    .is_some()
+                let stored = block_of(&blocks, &path, info.id, id)?.is_some();
+                if stored
+                    && tomb
+                        .get((info.id, id))
+                        .map_err(|e| db_err(&path, e))?
+                        .is_none()
                 {
                     records
                         .remove((info.id, id))
@@ -136,6 +143,111 @@ impl Store {
         })?;
         Ok(n)
     }
+
+    /// The packed file of `info` (read in `txn`), mapped: cached while the collection
+    /// has the same epoch and rows, remapped when it grew.
+    pub(crate) fn packed_for(
+        &self,
+        txn: &ReadTransaction,
+        info: &CollectionInfo,
+    ) -> Result<Arc<Packed>> {
+        let previous = {
+            let cache = self.packed.read().expect("packed lock");
+            match cache.get(&info.id) {
+                Some(p) if p.epoch == info.epoch && p.rows() == info.rows => return Ok(p.clone()),
+                other => other.cloned(),
+            }
+        };
+        let path = self.db_path();
+        let table = txn.open_table(BLOCKS).map_err(|e| db_err(&path, e))?;
+        let mut blocks = Vec::new();
+        for kv in table
+            .range((info.id, 0)..=(info.id, u64::MAX))
+            .map_err(|e| db_err(&path, e))?
+        {
+            let (k, v) = kv.map_err(|e| db_err(&path, e))?;
+            let b: Block = decode_or_corrupt(&path, v.value(), "vector block")?;
+            blocks.push((k.value().1, b));
+        }
+        let file = self.packed_path(info.id, info.epoch);
+        let p = Arc::new(Packed::open(
+            file,
+            info.id,
+            &info.name,
+            info.epoch,
+            info.dim,
+            info.rows,
+            blocks,
+            previous.as_deref(),
+        )?);
+        self.packed
+            .write()
+            .expect("packed lock")
+            .insert(info.id, p.clone());
+        Ok(p)
+    }
+
+    /// After a crash: cut each packed file to the rows redb committed (a crashed
+    /// batch's tail) and remove files no collection names (an interrupted compaction
+    /// or migration). Writers only, when opening.
+    pub(crate) fn tidy_packed(&self) -> Result<()> {
+        let dir = self.dir.join(packed::VECTORS_DIR);
+        let mut named = HashSet::new();
+        for c in self.collections()? {
+            let path = self.packed_path(c.id, c.epoch);
+            let want = c.rows * packed::stride(c.dim) as u64;
+            if let Ok(m) = std::fs::metadata(&path)
+                && m.len() > want
+            {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                f.set_len(want).map_err(|e| Error::io(&path, e))?;
+                f.sync_all().map_err(|e| Error::io(&path, e))?;
+            }
+            named.insert(packed::file_name(c.id, c.epoch));
+        }
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    if !named.contains(&n) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            Err(_) => std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?,
+        }
+        Ok(())
+    }
+
+    /// Path of the packed file of collection `cid` in `epoch`.
+    pub(crate) fn packed_path(&self, cid: u32, epoch: u64) -> std::path::PathBuf {
+        self.dir
+            .join(packed::VECTORS_DIR)
+            .join(packed::file_name(cid, epoch))
+    }
+}
+
+/// The block of collection `cid` holding `id`, if any: (first id, block).
+pub(crate) fn block_of(
+    blocks: &impl ReadableTable<(u32, u64), &'static [u8]>,
+    path: &Path,
+    cid: u32,
+    id: u64,
+) -> Result<Option<(u64, Block)>> {
+    let Some(kv) = blocks
+        .range((cid, 0)..=(cid, id))
+        .map_err(|e| db_err(path, e))?
+        .next_back()
+    else {
+        return Ok(None);
+    };
+    let (k, v) = kv.map_err(|e| db_err(path, e))?;
+    let b: Block = decode_or_corrupt(path, v.value(), "vector block")?;
+    let first = k.value().1;
+    Ok(b.row_of(first, id).is_some().then_some((first, b)))
 }
 
 /// The body of [`Store::insert`] inside a caller's write transaction (vectors already
@@ -159,15 +271,30 @@ pub(crate) fn insert_in(
         }
     };
     let start = info.next_id;
-    let mut vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
+    if !batch.is_empty() {
+        // The rows first, durably, at the committed end of the file; then redb names
+        // them in this transaction.
+        let store_dir = path.parent().unwrap_or(Path::new("."));
+        let file = store_dir
+            .join(packed::VECTORS_DIR)
+            .join(packed::file_name(info.id, info.epoch));
+        let mut rows = Vec::new();
+        packed::encode_rows(info.id, start, batch.iter().map(|nv| nv.vector), &mut rows);
+        packed::write_rows(&file, packed::stride(info.dim), info.rows, &rows)?;
+        let mut blocks = txn.open_table(BLOCKS).map_err(|e| db_err(&path, e))?;
+        let block = Block {
+            first_row: info.rows,
+            count: batch.len() as u64,
+            ids: Vec::new(),
+        };
+        blocks
+            .insert((info.id, start), codec::encode(&block).as_slice())
+            .map_err(|e| db_err(&path, e))?;
+        info.rows += batch.len() as u64;
+    }
     let mut records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
-    let mut buf = Vec::new();
     for (i, nv) in batch.iter().enumerate() {
         let id = start + i as u64;
-        codec::encode_vector((info.id, id), nv.vector, &mut buf);
-        vectors
-            .insert((info.id, id), buf.as_slice())
-            .map_err(|e| db_err(&path, e))?;
         if let Some(r) = &nv.record {
             records
                 .insert((info.id, id), codec::encode_at((info.id, id), r).as_slice())

@@ -14,6 +14,7 @@
 
 mod repair;
 mod snapshot;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -25,62 +26,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use space::Fma;
+use space::l2sq_lanes;
+pub(crate) use space::{Bits, Flat, Kernel, Portable, Space, Sq8};
+
 const NO_ENTRY: u64 = u64::MAX;
 const MAX_LEVEL: usize = 15;
 
 /// Squared-L2 kernel signature.
 type DistFn = fn(&[f32], &[f32]) -> f32;
-
-/// A distance kernel chosen at compile time inside the graph's hot loops, so the
-/// whole search is compiled once per instruction set and the kernel is inlined.
-trait Kernel {
-    fn d(a: &[f32], b: &[f32]) -> f32;
-}
-
-struct Portable;
-impl Kernel for Portable {
-    #[inline(always)]
-    fn d(a: &[f32], b: &[f32]) -> f32 {
-        l2sq_portable(a, b)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Fma;
-#[cfg(target_arch = "x86_64")]
-impl Kernel for Fma {
-    #[inline(always)]
-    fn d(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: `Fma` is only used after AVX2 and FMA were detected at run time.
-        unsafe { l2sq_avx2_inner(a, b) }
-    }
-}
-
-/// Squared L2 over 16 lanes; `FMA` selects fused multiply-add, which is only fast
-/// when inlined into code compiled with the `fma` target feature.
-#[inline(always)]
-fn l2sq_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let ca = a.chunks_exact(16);
-    let cb = b.chunks_exact(16);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            let d = x[i] - y[i];
-            acc[i] = if FMA {
-                d.mul_add(d, acc[i])
-            } else {
-                acc[i] + d * d
-            };
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        let d = x - y;
-        s += d * d;
-    }
-    s
-}
 
 #[inline(always)]
 fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
@@ -102,7 +57,9 @@ fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
 fn has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("popcnt")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -126,7 +83,7 @@ pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
 
 /// Hint the CPU to start loading the cache line at `p` (no effect on other targets).
 #[inline(always)]
-fn prefetch(p: *const f32) {
+fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching never faults, whatever the address.
     unsafe {
@@ -182,15 +139,15 @@ impl Visited {
 
 thread_local!(static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) });
 
-/// The graph. Node numbers are dense `u32`; `ids` maps them to the store's ids.
-pub(crate) struct Graph {
-    dim: usize,
+/// The graph over one [`Space`]. Node numbers are dense `u32` in insertion order;
+/// `ids` maps them to the store's ids.
+pub(crate) struct Graph<S: Space> {
+    space: S,
     m: usize,
     m0: usize,
     ef_construction: usize,
     seed: u64,
     fma: bool,
-    vectors: Vec<f32>,
     ids: Vec<u64>,
     levels: Vec<u8>,
     layer0: Vec<AtomicU32>,
@@ -211,19 +168,18 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-impl Graph {
+impl<S: Space> Graph<S> {
     /// An empty graph.
     pub(crate) fn new(dim: usize, m: usize, ef_construction: usize, capacity: usize) -> Self {
         let m = m.max(2);
         let m0 = 2 * m;
         Graph {
-            dim,
+            space: S::empty(dim, capacity),
             m,
             m0,
             ef_construction: ef_construction.max(m),
             seed: 0x5EED,
             fma: has_fma(),
-            vectors: Vec::with_capacity(capacity * dim),
             ids: Vec::with_capacity(capacity),
             levels: Vec::with_capacity(capacity),
             layer0: Vec::with_capacity(capacity * (m0 + 1)),
@@ -236,7 +192,7 @@ impl Graph {
 
     /// Vector dimension.
     pub(crate) fn dim(&self) -> usize {
-        self.dim
+        self.space.dim()
     }
 
     /// Number of nodes.
@@ -244,18 +200,14 @@ impl Graph {
         self.ids.len()
     }
 
-    /// Every (external id, stored vector), in node order.
-    pub(crate) fn points(&self) -> impl Iterator<Item = (u64, &[f32])> + '_ {
-        self.ids
-            .iter()
-            .copied()
-            .zip(self.vectors.chunks_exact(self.dim))
+    /// The store id of a node.
+    pub(crate) fn id(&self, node: u32) -> u64 {
+        self.ids[node as usize]
     }
 
-    #[inline]
-    fn vec(&self, node: u32) -> &[f32] {
-        let s = node as usize * self.dim;
-        &self.vectors[s..s + self.dim]
+    /// Every node's store id, in node order.
+    pub(crate) fn ids(&self) -> &[u64] {
+        &self.ids
     }
 
     #[inline]
@@ -296,10 +248,13 @@ impl Graph {
     /// Append `(id, vector)` pairs and link them into the graph (in parallel).
     pub(crate) fn insert(&mut self, items: &[(u64, Vec<f32>)]) {
         let start = self.ids.len();
+        if start == 0 {
+            self.space.fit(items);
+        }
         for (id, v) in items {
-            assert_eq!(v.len(), self.dim, "vector dimension");
+            assert_eq!(v.len(), self.space.dim(), "vector dimension");
             let level = self.random_level(*id);
-            self.vectors.extend_from_slice(v);
+            self.space.push(v);
             self.ids.push(*id);
             self.levels.push(level as u8);
             self.layer0
@@ -335,12 +290,12 @@ impl Graph {
         }
     }
     /// Internal node numbers nearest to `q` (no filter), closest first.
-    fn search_internal(&self, q: &[f32], ef: usize) -> Vec<u32> {
+    fn search_internal(&self, q: &S::Query, ef: usize) -> Vec<u32> {
         let Some((entry, top)) = self.entry() else {
             return Vec::new();
         };
         let mut buf = Vec::new();
-        let d0 = l2sq(q, self.vec(entry));
+        let d0 = self.space.dist::<Portable>(q, entry);
         let (cur, cur_d) = if top > 0 {
             self.greedy::<Portable>(q, entry, d0, top, 1, &mut buf)
         } else {
@@ -366,7 +321,7 @@ impl Graph {
     #[inline(always)]
     fn greedy<K: Kernel>(
         &self,
-        q: &[f32],
+        q: &S::Query,
         mut cur: u32,
         mut cur_d: f32,
         from: usize,
@@ -378,7 +333,7 @@ impl Graph {
                 let mut changed = false;
                 Self::read_links(self.links(cur, level), buf);
                 for &nb in buf.iter() {
-                    let d = K::d(q, self.vec(nb));
+                    let d = self.space.dist::<K>(q, nb);
                     if d < cur_d {
                         cur_d = d;
                         cur = nb;
@@ -399,7 +354,7 @@ impl Graph {
     #[allow(clippy::too_many_arguments)] // hot path: scratch buffers passed in
     fn search_layer<K: Kernel>(
         &self,
-        q: &[f32],
+        q: &S::Query,
         eps: &[Cand],
         ef: usize,
         level: usize,
@@ -431,10 +386,10 @@ impl Graph {
             // first distance is computed.
             buf.retain(|&nb| visited.insert(nb));
             for &nb in buf.iter() {
-                prefetch(self.vectors.as_ptr().wrapping_add(nb as usize * self.dim));
+                prefetch(self.space.addr(nb));
             }
             for &nb in buf.iter() {
-                let d = K::d(q, self.vec(nb));
+                let d = self.space.dist::<K>(q, nb);
                 if results.len() < ef || d < bound {
                     cands.push(Reverse(Cand(d, nb)));
                     if keep.is_none_or(|f| f(nb)) {
@@ -459,8 +414,7 @@ impl Graph {
         }
         let mut kept: Vec<u32> = Vec::with_capacity(m);
         for c in cands {
-            let v = self.vec(c.1);
-            if kept.iter().all(|&r| K::d(v, self.vec(r)) >= c.0) {
+            if kept.iter().all(|&r| self.space.between::<K>(c.1, r) >= c.0) {
                 kept.push(c.1);
                 if kept.len() == m {
                     break;
@@ -480,14 +434,14 @@ impl Graph {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     fn link_fma(&self, node: u32) {
         self.link_k::<Fma>(node)
     }
 
     #[inline(always)]
     fn link_k<K: Kernel>(&self, node: u32) {
-        let q = self.vec(node);
+        let q = &self.space.node_query(node);
         let level = self.levels[node as usize] as usize;
         let mut buf = Vec::with_capacity(self.m0);
         let (entry, top) = self.entry().expect("graph has an entry point");
@@ -500,7 +454,7 @@ impl Graph {
         } else {
             (None, entry, top)
         };
-        let d0 = K::d(q, self.vec(entry));
+        let d0 = self.space.dist::<K>(q, entry);
         let (cur, cur_d) = if top > level {
             self.greedy::<K>(q, entry, d0, top, level + 1, &mut buf)
         } else {
@@ -533,7 +487,7 @@ impl Graph {
                         let mut union: Vec<Cand> = selected
                             .iter()
                             .chain(buf.iter().filter(|x| !selected.contains(x)))
-                            .map(|&n| Cand(K::d(q, self.vec(n)), n))
+                            .map(|&n| Cand(self.space.dist::<K>(q, n), n))
                             .collect();
                         union.sort_unstable();
                         let kept = if union.len() <= max {
@@ -568,59 +522,60 @@ impl Graph {
             list[0].store(buf.len() as u32 + 1, Ordering::Release);
             return;
         }
-        let base = self.vec(to);
         let mut cands: Vec<Cand> = buf
             .iter()
             .chain(std::iter::once(&new))
-            .map(|&n| Cand(K::d(base, self.vec(n)), n))
+            .map(|&n| Cand(self.space.between::<K>(to, n), n))
             .collect();
         cands.sort_unstable();
         let kept = self.select::<K>(&cands, max);
         Self::write_links(list, &kept);
     }
 
-    /// The `k` nearest nodes to `q` among those whose id passes `keep`: (id, squared
-    /// L2 distance), closest first.
+    /// The `k` nearest nodes to `q` (prepared for the metric) among those whose id
+    /// passes `keep`: (node, distance in the space), closest first. For `Flat` the
+    /// distance is the squared L2 distance.
     pub(crate) fn search(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
-    ) -> Vec<(u64, f32)> {
+    ) -> Vec<(u32, f32)> {
+        let q = self.space.query(q);
         #[cfg(target_arch = "x86_64")]
         if self.fma {
-            // SAFETY: `fma` is set only when AVX2 and FMA were detected at run time.
-            return unsafe { self.search_fma(q, k, ef, keep) };
+            // SAFETY: `fma` is set only when AVX2, FMA and POPCNT were detected at run time.
+            return unsafe { self.search_fma(&q, k, ef, keep) };
         }
-        self.search_k::<Portable>(q, k, ef, keep)
+        self.search_k::<Portable>(&q, k, ef, keep)
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     fn search_fma(
         &self,
-        q: &[f32],
+        q: &S::Query,
         k: usize,
         ef: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
-    ) -> Vec<(u64, f32)> {
+    ) -> Vec<(u32, f32)> {
         self.search_k::<Fma>(q, k, ef, keep)
     }
 
     #[inline(always)]
     fn search_k<K: Kernel>(
         &self,
-        q: &[f32],
+        q: &S::Query,
         k: usize,
         ef: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
-    ) -> Vec<(u64, f32)> {
+    ) -> Vec<(u32, f32)> {
         let Some((entry, top)) = self.entry() else {
             return Vec::new();
         };
         let mut buf = Vec::with_capacity(self.m0);
-        let d0 = K::d(q, self.vec(entry));
+        let d0 = self.space.dist::<K>(q, entry);
         let (cur, cur_d) = if top > 0 {
             self.greedy::<K>(q, entry, d0, top, 1, &mut buf)
         } else {
@@ -638,10 +593,6 @@ impl Graph {
                 &mut buf,
             )
         });
-        found
-            .into_iter()
-            .take(k)
-            .map(|c| (self.ids[c.1 as usize], c.0))
-            .collect()
+        found.into_iter().take(k).map(|c| (c.1, c.0)).collect()
     }
 }

@@ -4,6 +4,9 @@
 //! relies on:
 //! * distances are always L2 on what is indexed; a cosine collection indexes unit
 //!   vectors, so the ranking equals cosine ranking and `1 - cos = d^2 / 2`;
+//! * the graph holds one [`Quantization`] of the vectors in RAM: f32 (exact), int8
+//!   or one bit per dimension; the quantized ones return candidates with approximate
+//!   distances, which the store rescores on the full-precision vectors;
 //! * ids are the store's `u64` vector ids;
 //! * a snapshot is one file with a CRC-32 footer, also recorded in redb, so a damaged
 //!   snapshot is detected while it is read and never used;
@@ -58,6 +61,74 @@ impl Metric {
     }
 }
 
+/// The representation of a collection's vectors held in RAM by its graph, chosen when
+/// the collection is created. The full-precision vectors are always kept on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Quantization {
+    /// 32-bit floats: exact distances, `4 d` bytes per vector.
+    #[default]
+    F32,
+    /// Int8 scalar quantization with a per-dimension offset and scale: `d` bytes per
+    /// vector; candidates rescored on the f32 vectors.
+    Int8,
+    /// One bit per dimension (sign about the mean), Hamming distance: `d / 8` bytes
+    /// per vector; candidates rescored on the f32 vectors.
+    Binary,
+}
+
+impl Quantization {
+    /// Every representation, in order of decreasing size.
+    pub const ALL: [Quantization; 3] =
+        [Quantization::F32, Quantization::Int8, Quantization::Binary];
+
+    /// Lower-case name: `f32`, `int8`, `binary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantization::F32 => "f32",
+            Quantization::Int8 => "int8",
+            Quantization::Binary => "binary",
+        }
+    }
+
+    /// Parse a name as given by [`Quantization::name`] (also `none`, `i8`, `sq8`, `b1`,
+    /// `bit`), or an error naming the option.
+    pub fn from_name(s: &str) -> Result<Quantization> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "none" | "float" => Ok(Quantization::F32),
+            "int8" | "i8" | "sq8" => Ok(Quantization::Int8),
+            "binary" | "b1" | "bit" | "bits" => Ok(Quantization::Binary),
+            _ => Err(Error::arg(
+                "quantization",
+                format!("'{s}' is not f32, int8 or binary"),
+            )),
+        }
+    }
+
+    /// How many candidates per wanted neighbour a search takes from the graph and
+    /// rescores on the full-precision vectors, unless the caller says otherwise.
+    pub fn default_rescore(self) -> usize {
+        match self {
+            Quantization::F32 => 1,
+            Quantization::Int8 => 4,
+            Quantization::Binary => 16,
+        }
+    }
+
+    /// True when graph distances are exact (no rescoring needed).
+    pub fn is_exact(self) -> bool {
+        self == Quantization::F32
+    }
+
+    /// Bytes per vector of the representation held in RAM (links and ids excluded).
+    pub fn code_bytes(self, dim: usize) -> usize {
+        match self {
+            Quantization::F32 => 4 * dim,
+            Quantization::Int8 => dim,
+            Quantization::Binary => 8 * dim.div_ceil(64),
+        }
+    }
+}
+
 /// HNSW construction parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
@@ -79,9 +150,28 @@ impl Default for HnswParams {
 /// File name of a graph inside a snapshot directory.
 const GRAPH_FILE: &str = "graph.vxh";
 
+/// The graph over one of the representations.
+enum Graphs {
+    F32(hnsw::Graph<hnsw::Flat>),
+    Int8(hnsw::Graph<hnsw::Sq8>),
+    Binary(hnsw::Graph<hnsw::Bits>),
+}
+
+/// Run `$e` with `$g` bound to the graph, whatever its representation.
+macro_rules! each {
+    ($graphs:expr, $g:ident => $e:expr) => {
+        match $graphs {
+            Graphs::F32($g) => $e,
+            Graphs::Int8($g) => $e,
+            Graphs::Binary($g) => $e,
+        }
+    };
+}
+
 /// An in-memory HNSW graph over one collection.
 pub struct VectorIndex {
-    graph: hnsw::Graph,
+    graph: Graphs,
+    quantization: Quantization,
     metric: Metric,
     dim: usize,
     len: usize,
@@ -113,8 +203,27 @@ pub struct SnapshotInfo {
 impl VectorIndex {
     /// An empty index for `dim`-dimensional vectors, sized for about `capacity` points.
     pub fn new(dim: usize, metric: Metric, params: HnswParams, capacity: usize) -> Self {
+        Self::with_quantization(dim, metric, params, capacity, Quantization::F32)
+    }
+
+    /// [`VectorIndex::new`] holding `quantization` of the vectors (the quantizer is
+    /// fitted on the first batch inserted).
+    pub fn with_quantization(
+        dim: usize,
+        metric: Metric,
+        params: HnswParams,
+        capacity: usize,
+        quantization: Quantization,
+    ) -> Self {
+        let (m, efc) = (params.m, params.ef_construction);
+        let graph = match quantization {
+            Quantization::F32 => Graphs::F32(hnsw::Graph::new(dim, m, efc, capacity)),
+            Quantization::Int8 => Graphs::Int8(hnsw::Graph::new(dim, m, efc, capacity)),
+            Quantization::Binary => Graphs::Binary(hnsw::Graph::new(dim, m, efc, capacity)),
+        };
         VectorIndex {
-            graph: hnsw::Graph::new(dim, params.m, params.ef_construction, capacity),
+            graph,
+            quantization,
             metric,
             dim,
             len: 0,
@@ -142,10 +251,14 @@ impl VectorIndex {
         self.dim
     }
 
-    /// Every (id, stored vector) of the graph, deleted ones included; vectors are as
-    /// [`prepare`] left them (unit length for cosine).
-    pub fn points(&self) -> impl Iterator<Item = (u64, &[f32])> + '_ {
-        self.graph.points()
+    /// The representation held in RAM.
+    pub fn quantization(&self) -> Quantization {
+        self.quantization
+    }
+
+    /// Every node's id, in node order (node `i` is the `i`-th vector inserted).
+    pub fn ids(&self) -> &[u64] {
+        each!(&self.graph, g => g.ids())
     }
 
     /// Insert `(id, vector)` pairs in parallel (rayon). Vectors must already be
@@ -154,14 +267,16 @@ impl VectorIndex {
         if items.is_empty() {
             return;
         }
-        self.graph.insert(items);
+        each!(&mut self.graph, g => g.insert(items));
         self.len += items.len();
         let batch_max = items.iter().map(|(id, _)| *id).max();
         self.max_id = self.max_id.max(batch_max);
     }
 
     /// The `k` nearest ids to `query` (already prepared), closest first, with their
-    /// distances in the collection's metric. `keep` restricts the search.
+    /// distances in the collection's metric. `keep` restricts the search. For a
+    /// quantized index the distances (and so the order) are approximate: see
+    /// [`VectorIndex::candidates`].
     pub fn search(
         &self,
         query: &[f32],
@@ -169,14 +284,40 @@ impl VectorIndex {
         ef: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
     ) -> Vec<(u64, f32)> {
-        self.graph
-            .search(query, k, ef.max(k), keep)
+        self.candidates(query, k, ef, keep)
             .into_iter()
-            .map(|(id, d2)| (id, self.metric_distance(d2)))
+            .map(|(node, d)| (self.id_of(node), d))
             .collect()
     }
 
-    fn metric_distance(&self, l2sq: f32) -> f32 {
+    /// The `k` best nodes for `query` by the graph's own distances: (node number,
+    /// distance), closest first; the distance is in the collection's metric for f32
+    /// and int8 (approximate for int8) and a Hamming distance for binary. Node `i` is
+    /// the `i`-th vector inserted, so the store finds its full-precision vector by it.
+    pub fn candidates(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: Option<&dyn Fn(u64) -> bool>,
+    ) -> Vec<(u32, f32)> {
+        let raw = each!(&self.graph, g => g.search(query, k, ef.max(k), keep));
+        match self.quantization {
+            Quantization::Binary => raw,
+            _ => raw
+                .into_iter()
+                .map(|(n, d2)| (n, self.metric_distance(d2.max(0.0))))
+                .collect(),
+        }
+    }
+
+    /// The id of node `node`.
+    pub fn id_of(&self, node: u32) -> u64 {
+        each!(&self.graph, g => g.id(node))
+    }
+
+    /// Distance in the collection's metric from a squared L2 distance.
+    pub fn metric_distance(&self, l2sq: f32) -> f32 {
         match self.metric {
             Metric::L2 => l2sq.sqrt(),
             Metric::Cosine => 0.5 * l2sq,
@@ -186,14 +327,12 @@ impl VectorIndex {
     /// Write the graph into `dir` (which must exist) and return what was written,
     /// with its checksum. The file is fsynced before returning.
     pub fn save(&self, dir: &Path) -> Result<SnapshotInfo> {
-        self.graph.ensure_reachable();
+        each!(&self.graph, g => g.ensure_reachable());
         let path = dir.join(GRAPH_FILE);
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let (len, crc32) = self
-            .graph
-            .write_to(&mut w)
-            .map_err(|e| Error::io(&path, e))?;
+        let (len, crc32) =
+            each!(&self.graph, g => g.write_to(&mut w)).map_err(|e| Error::io(&path, e))?;
         let file = w
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
@@ -214,6 +353,18 @@ impl VectorIndex {
     /// match what redb recorded; any mismatch or damage is an error (the store then
     /// rebuilds from redb).
     pub fn load(dir: &Path, info: &SnapshotInfo, dim: usize, metric: Metric) -> Result<Self> {
+        Self::load_quantized(dir, info, dim, metric, Quantization::F32)
+    }
+
+    /// [`VectorIndex::load`] of a graph holding `quantization` (a snapshot of another
+    /// representation is refused).
+    pub fn load_quantized(
+        dir: &Path,
+        info: &SnapshotInfo,
+        dim: usize,
+        metric: Metric,
+        quantization: Quantization,
+    ) -> Result<Self> {
         let [f] = info.files.as_slice() else {
             return Err(Error::Index(format!(
                 "{}: snapshot record lists {} files",
@@ -237,7 +388,18 @@ impl VectorIndex {
         }
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let mut r = std::io::BufReader::with_capacity(1 << 20, file);
-        let (graph, crc) = hnsw::Graph::read_from(&mut r, actual).map_err(corrupt)?;
+        let (graph, crc) = match quantization {
+            Quantization::F32 => {
+                hnsw::Graph::read_from(&mut r, actual).map(|(g, c)| (Graphs::F32(g), c))
+            }
+            Quantization::Int8 => {
+                hnsw::Graph::read_from(&mut r, actual).map(|(g, c)| (Graphs::Int8(g), c))
+            }
+            Quantization::Binary => {
+                hnsw::Graph::read_from(&mut r, actual).map(|(g, c)| (Graphs::Binary(g), c))
+            }
+        }
+        .map_err(corrupt)?;
         if crc != f.crc32 {
             return Err(corrupt(format!(
                 "checksum {crc:08x} differs from the recorded {:08x}",
@@ -245,15 +407,16 @@ impl VectorIndex {
             )));
         }
         // The dimension must match even for an empty graph: later inserts use it.
-        if graph.len() != info.len || graph.dim() != dim {
+        let (n, d) = each!(&graph, g => (g.len(), g.dim()));
+        if n != info.len || d != dim {
             return Err(corrupt(format!(
-                "snapshot holds {} points, expected {} of dimension {dim}",
-                graph.len(),
+                "snapshot holds {n} points, expected {} of dimension {dim}",
                 info.len
             )));
         }
         Ok(VectorIndex {
             graph,
+            quantization,
             metric,
             dim,
             len: info.len,

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::engine::{CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, Store};
 use crate::error::{Error, Result};
-use crate::index::{HnswParams, Metric};
+use crate::index::{HnswParams, Metric, Quantization};
 use crate::vecio::VectorReader;
 
 /// Settings of [`import_vectors`].
@@ -30,10 +30,13 @@ pub struct ImportOptions {
     pub sample: Option<String>,
     /// HNSW parameters of a new collection.
     pub hnsw: HnswParams,
+    /// The representation a new collection's graph holds in RAM.
+    pub quantization: Quantization,
 }
 
 impl ImportOptions {
-    /// Import into `collection` (L2, batches of 10 000, column `vector`, HNSW M 16).
+    /// Import into `collection` (L2, batches of 10 000, column `vector`, HNSW M 16,
+    /// f32 in RAM).
     pub fn new(collection: &str) -> Self {
         ImportOptions {
             collection: collection.into(),
@@ -42,6 +45,7 @@ impl ImportOptions {
             column: "vector".into(),
             sample: None,
             hnsw: HnswParams::default(),
+            quantization: Quantization::F32,
         }
     }
 }
@@ -299,6 +303,7 @@ fn prepare_import(
             dim,
             metric: opts.metric,
             hnsw: opts.hnsw,
+            quantization: opts.quantization,
         })?;
     }
     let done_before = store

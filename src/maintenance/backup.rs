@@ -2,7 +2,8 @@
 //! snapshot of redb at one generation), while a writer may keep writing.
 //!
 //! Every record and vector is checksum-verified as it is copied (a backup never
-//! carries damage silently), the copy is built in `DEST.partial-<pid>` and renamed to
+//! carries damage silently; the packed vector files are copied row by row up to the
+//! length the snapshot commits), the copy is built in `DEST.partial-<pid>` and renamed to
 //! `DEST` only when complete and synced, and registered models are copied with their
 //! checksums verified. HNSW snapshots are not copied: they are derived from redb and
 //! the copy rebuilds them on first use. Restoring is opening the copy.
@@ -156,11 +157,38 @@ impl Store {
                 codec::strip_crc(v).is_some()
             })?;
         }
-        for def in [VECTORS, PREDICTIONS, RECORDS] {
+        for def in [PREDICTIONS, RECORDS] {
             n += copy_table(&src, &dst, def, &src_path, |k, v| {
                 codec::keyed_crc_ok(k.value(), v)
             })?;
         }
+        n += copy_table(&src, &dst, BLOCKS, &src_path, |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
+        // The packed vectors of every collection, each row verified.
+        let cols = src
+            .open_table(COLLECTIONS)
+            .map_err(|e| db_err(&src_path, e))?;
+        let vectors_dir = partial.join(crate::engine::packed::VECTORS_DIR);
+        std::fs::create_dir_all(&vectors_dir).map_err(|e| Error::io(&vectors_dir, e))?;
+        for kv in cols.iter().map_err(|e| db_err(&src_path, e))? {
+            let (_, v) = kv.map_err(|e| db_err(&src_path, e))?;
+            let info: CollectionInfo = decode_or_corrupt(&src_path, v.value(), "collection")?;
+            let packed = self.packed_for(&src, &info)?;
+            let to = vectors_dir.join(crate::engine::packed::file_name(info.id, info.epoch));
+            let file = std::fs::File::create(&to).map_err(|e| Error::io(&to, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            for row in 0..packed.rows() {
+                packed.vector_at(row)?;
+                std::io::Write::write_all(&mut w, packed.row_bytes(row))
+                    .map_err(|e| Error::io(&to, e))?;
+                n += 1;
+            }
+            let file = w.into_inner().map_err(|e| Error::io(&to, e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(&to, e))?;
+        }
+        drop(cols);
+        crate::index::sync_dir(&vectors_dir)?;
         n += copy_table(&src, &dst, IMPORTS, &src_path, |_, v| {
             codec::strip_crc(v).is_some()
         })?;

@@ -1,5 +1,5 @@
-//! `Store::check`: every page of `vortex.redb` (redb's integrity check), every vector,
-//! every record's CRC-32 and every registered model file, verified.
+//! `Store::check`: every page of `vortex.redb` (redb's integrity check), every packed
+//! vector, every record's CRC-32 and every registered model file, verified.
 
 use std::path::Path;
 
@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableTable};
 
 use crate::catalog::tables::{DOMAINS, EXPRESSION, MODELS, PREDICTIONS, SAMPLES, SPOT_SETS, SPOTS};
 use crate::codec;
-use crate::engine::tables::{COLLECTIONS, IMPORTS, RECORDS, SNAPSHOTS, VECTORS};
+use crate::engine::tables::{BLOCKS, COLLECTIONS, IMPORTS, RECORDS, SNAPSHOTS};
 use crate::engine::{Store, db_err};
 use crate::error::{Error, Result};
 
@@ -21,26 +21,12 @@ impl Store {
         let mut checked = 0u64;
         for c in self.collections()? {
             let txn = self.read()?;
-            let vectors = txn.open_table(VECTORS).map_err(|e| db_err(&path, e))?;
-            let mut v = Vec::new();
-            for entry in vectors
-                .range((c.id, 0)..=(c.id, u64::MAX))
-                .map_err(|e| db_err(&path, e))?
-            {
-                let (k, val) = entry.map_err(|e| db_err(&path, e))?;
-                if !codec::decode_vector(k.value(), val.value(), c.dim, &mut v) {
-                    return Err(Error::Corrupted {
-                        path,
-                        message: format!(
-                            "vector {} of '{}' fails its checksum",
-                            k.value().1,
-                            c.name
-                        ),
-                    });
-                }
+            let packed = self.packed_for(&txn, &c)?;
+            for row in 0..packed.rows() {
+                packed.vector_at(row)?;
                 checked += 1;
             }
-            drop(vectors);
+            drop(packed);
             drop(txn);
             // Loading the graph verifies its snapshot; a writer rebuilds a bad one.
             self.sync_index(&c.name)?;
@@ -61,6 +47,9 @@ impl Store {
             |k: &redb::AccessGuard<'_, (u32, u64)>, v: &[u8]| codec::keyed_crc_ok(k.value(), v);
         check_table(&txn, RECORDS, &path, "patch record", keyed)?;
         check_table(&txn, PREDICTIONS, &path, "prediction", keyed)?;
+        check_table(&txn, BLOCKS, &path, "vector block", |_, v| {
+            codec::strip_crc(v).is_some()
+        })?;
         check_table(&txn, SNAPSHOTS, &path, "snapshot", |_, v| {
             codec::strip_crc(v).is_some()
         })?;

@@ -1,7 +1,9 @@
-//! In-place migration of schema-1 stores (records without a CRC) to schema 2 (every
-//! bincode record followed by a CRC-32; vectors, predictions and patch records by a
-//! CRC-32 of their key and bytes): one write transaction rewrites every table and the
-//! schema version, so a crash leaves either the old or the new store.
+//! In-place migrations, each ending in one write transaction so that a crash leaves
+//! either the old or the new store:
+//! * schema 1 (records without a CRC) to schema 2 (every bincode record followed by a
+//!   CRC-32; vectors, predictions and patch records by a CRC-32 of their key and
+//!   bytes): one write transaction rewrites every table and the schema version;
+//! * schema 2 to schema 3 (vectors moved from redb into packed files).
 
 use std::path::Path;
 
@@ -9,9 +11,14 @@ use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
 
 use crate::catalog::tables::{DOMAINS, EXPRESSION, MODELS, PREDICTIONS, SAMPLES, SPOT_SETS, SPOTS};
 use crate::codec;
-use crate::engine::tables::{COLLECTIONS, IMPORTS, META, META_SCHEMA, RECORDS, SNAPSHOTS, VECTORS};
+use crate::engine::packed::{Block, FileWriter};
+use crate::engine::tables::{
+    BLOCKS, COLLECTIONS, CollectionInfo, CollectionInfoV2, IMPORTS, META, META_SCHEMA, RECORDS,
+    SNAPSHOTS, TOMBSTONES, VECTORS,
+};
 use crate::engine::{Store, db_err, guard};
 use crate::error::{Error, Result};
+use crate::index::Quantization;
 
 /// Rewrite every value of one table with [`codec::add_crc`]. `owned` turns a borrowed
 /// key into an owned one and `borrow` back, so the table can be rewritten after it was
@@ -121,8 +128,125 @@ fn migrate_all(txn: &WriteTransaction, path: &Path) -> Result<u64> {
     }
     {
         let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
-        meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
+        meta.insert(META_SCHEMA, &codec::SCHEMA_V2.to_le_bytes()[..])
             .map_err(|e| db_err(path, e))?;
     }
     Ok(n)
+}
+
+/// Migrate a schema-2 store (opened for writing) to schema 3: every collection's
+/// vectors move from redb's `vectors` table into a packed file of the next epoch
+/// (written and made durable first), then one write transaction names the files
+/// (blocks, row counts), drops the `vectors` table, the tombstones of vectors it no
+/// longer held and the snapshots, and writes the schema version. A crash before that
+/// commit leaves the schema-2 store as it was (and orphan files, removed later).
+/// Returns the number of vectors moved.
+pub(crate) fn v2_to_v3(store: &Store) -> Result<u64> {
+    let path = &store.db_path();
+    guard(path, "migrating the store to schema 3", || {
+        migrate_v2(store, path)
+    })
+    .map_err(|e| match e {
+        Error::Corrupted { path, message } => Error::Corrupted {
+            path,
+            message: format!("schema-2 store could not be migrated: {message}"),
+        },
+        other => other,
+    })
+}
+
+fn migrate_v2(store: &Store, path: &Path) -> Result<u64> {
+    let txn = store.read()?;
+    let cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(path, e))?;
+    let mut old: Vec<CollectionInfoV2> = Vec::new();
+    for kv in cols.iter().map_err(|e| db_err(path, e))? {
+        let (_, v) = kv.map_err(|e| db_err(path, e))?;
+        old.push(codec::decode(v.value()).ok_or_else(|| Error::Corrupted {
+            path: path.to_path_buf(),
+            message: "a schema-2 collection record fails its checksum".into(),
+        })?);
+    }
+    drop(cols);
+    let mut moved = 0u64;
+    let mut new: Vec<(CollectionInfo, Vec<(u64, Block)>)> = Vec::new();
+    for c in old {
+        let file = store.packed_path(c.id, c.epoch + 1);
+        let mut out = FileWriter::create(file, c.dim)?;
+        match txn.open_table(VECTORS) {
+            Ok(t) => {
+                let mut v = Vec::new();
+                for kv in t
+                    .range((c.id, 0)..=(c.id, u64::MAX))
+                    .map_err(|e| db_err(path, e))?
+                {
+                    let (k, bytes) = kv.map_err(|e| db_err(path, e))?;
+                    if !codec::decode_vector(k.value(), bytes.value(), c.dim, &mut v) {
+                        return Err(Error::Corrupted {
+                            path: path.to_path_buf(),
+                            message: format!(
+                                "vector {} of '{}' fails its checksum",
+                                k.value().1,
+                                c.name
+                            ),
+                        });
+                    }
+                    out.push(k.value().1, bytes.value())?;
+                    moved += 1;
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(db_err(path, e)),
+        }
+        let (rows, blocks) = out.finish()?;
+        let info = CollectionInfo {
+            id: c.id,
+            name: c.name,
+            model: c.model,
+            modality: c.modality,
+            dim: c.dim,
+            metric: c.metric,
+            hnsw: c.hnsw,
+            next_id: c.next_id,
+            live: rows,
+            tombstones: 0,
+            generation: c.generation + 1,
+            epoch: c.epoch + 1,
+            quantization: Quantization::F32,
+            rows,
+        };
+        new.push((info, blocks));
+    }
+    drop(txn);
+    store.write(|txn| {
+        {
+            let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(path, e))?;
+            let mut bt = txn.open_table(BLOCKS).map_err(|e| db_err(path, e))?;
+            for (info, blocks) in &new {
+                cols.insert(info.name.as_str(), codec::encode(info).as_slice())
+                    .map_err(|e| db_err(path, e))?;
+                for (first, b) in blocks {
+                    bt.insert((info.id, *first), codec::encode(b).as_slice())
+                        .map_err(|e| db_err(path, e))?;
+                }
+            }
+            let mut tomb = txn.open_table(TOMBSTONES).map_err(|e| db_err(path, e))?;
+            tomb.retain(|_, _| false).map_err(|e| db_err(path, e))?;
+            let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| db_err(path, e))?;
+            snaps.retain(|_, _| false).map_err(|e| db_err(path, e))?;
+            let mut meta = txn.open_table(META).map_err(|e| db_err(path, e))?;
+            meta.insert(META_SCHEMA, &codec::FORMAT_VERSION.to_le_bytes()[..])
+                .map_err(|e| db_err(path, e))?;
+        }
+        match txn.delete_table(VECTORS) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(db_err(path, e)),
+        }
+    })?;
+    // The old epochs' snapshot directories are no longer named by redb.
+    if let Ok(rd) = std::fs::read_dir(store.path().join(crate::engine::INDEX_DIR)) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(moved)
 }

@@ -13,6 +13,7 @@ use crate::error::Result;
 const SCHEMA: Schema = Schema {
     create_tables: catalog::create_tables,
     migrate_v1: migrate::v1_to_v2,
+    migrate_v2: migrate::v2_to_v3,
 };
 
 impl Store {

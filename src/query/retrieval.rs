@@ -175,6 +175,7 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
             exclude_samples: exclude,
             region: None,
         },
+        rescore: 0,
     };
     let hits = store.search(&target, &[query], &opts)?;
     let mut rows = Vec::new();

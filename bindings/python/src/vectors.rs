@@ -16,8 +16,10 @@ fn import_options(
     sample: Option<String>,
     m: Option<usize>,
     ef_construction: Option<usize>,
+    quantization: &str,
 ) -> PyResult<vx::ImportOptions> {
     let mut o = vx::ImportOptions::new(&collection);
+    o.quantization = vx::Quantization::from_name(quantization).or_raise()?;
     o.metric = vx::Metric::from_name(metric).or_raise()?;
     o.batch_size = batch_size;
     o.sample = sample;
@@ -34,7 +36,7 @@ fn import_options(
 impl PyStore {
     /// Import a float32 array (N x D, C-contiguous; borrowed, not copied) into a raw
     /// collection (created when missing).
-    #[pyo3(signature = (collection, vectors, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None))]
+    #[pyo3(signature = (collection, vectors, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, quantization="f32"))]
     #[allow(clippy::too_many_arguments)]
     fn import_vectors(
         &self,
@@ -46,9 +48,18 @@ impl PyStore {
         sample: Option<String>,
         m: Option<usize>,
         ef_construction: Option<usize>,
+        quantization: &str,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let opts = import_options(collection, metric, batch_size, sample, m, ef_construction)?;
+        let opts = import_options(
+            collection,
+            metric,
+            batch_size,
+            sample,
+            m,
+            ef_construction,
+            quantization,
+        )?;
         let dim = vectors.shape()[1];
         let values = contiguous(&vectors, "vectors")?;
         let r = py
@@ -58,7 +69,7 @@ impl PyStore {
     }
 
     /// Import an NPY or Parquet vector file (resumable, like `vortexdb vectors import`).
-    #[pyo3(signature = (collection, path, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, column="vector"))]
+    #[pyo3(signature = (collection, path, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, column="vector", quantization="f32"))]
     #[allow(clippy::too_many_arguments)]
     fn import_vectors_file(
         &self,
@@ -71,9 +82,18 @@ impl PyStore {
         m: Option<usize>,
         ef_construction: Option<usize>,
         column: &str,
+        quantization: &str,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let mut opts = import_options(collection, metric, batch_size, sample, m, ef_construction)?;
+        let mut opts = import_options(
+            collection,
+            metric,
+            batch_size,
+            sample,
+            m,
+            ef_construction,
+            quantization,
+        )?;
         opts.column = column.into();
         let r = py
             .detach(|| vx::import_vectors(&s, &path, &opts, &mut |_| {}))
@@ -84,7 +104,7 @@ impl PyStore {
     /// k nearest neighbours of every row of `queries` (float32 N x D, borrowed; `ef`
     /// defaults to the library's, as the CLI's `--ef`):
     /// (ids int64 N x k, -1 padded; distances float32 N x k, NaN padded).
-    #[pyo3(signature = (collection, queries, k=10, ef=None, exact=false, samples=None, exclude=vec![], region=None))]
+    #[pyo3(signature = (collection, queries, k=10, ef=None, exact=false, samples=None, exclude=vec![], region=None, rescore=0))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
@@ -97,6 +117,7 @@ impl PyStore {
         samples: Option<Vec<String>>,
         exclude: Vec<String>,
         region: Option<String>,
+        rescore: usize,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let s = self.get()?;
         let region = region
@@ -112,6 +133,7 @@ impl PyStore {
                 exclude_samples: exclude,
                 region,
             },
+            rescore,
         };
         let (n, dim) = (queries.shape()[0], queries.shape()[1]);
         let values = contiguous(&queries, "queries")?;

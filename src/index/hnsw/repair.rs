@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
-use super::{Cand, Graph, Portable, l2sq};
+use super::{Cand, Graph, Portable, Space};
 
-impl Graph {
+impl<S: Space> Graph<S> {
     /// Repair what parallel insertion and neighbour pruning can leave behind among
     /// the nodes of the last batch: too few links, or no link back from the nearest
     /// neighbour (an outlier no beam search would find).
@@ -36,9 +36,10 @@ impl Graph {
                 let mut buf = Vec::new();
                 let mut theirs = Vec::new();
                 Self::read_links(this.links(node, 0), &mut buf);
-                let q = this.vec(node);
-                let mut near: Vec<Cand> =
-                    buf.iter().map(|&c| Cand(l2sq(q, this.vec(c)), c)).collect();
+                let mut near: Vec<Cand> = buf
+                    .iter()
+                    .map(|&c| Cand(this.space.between::<Portable>(node, c), c))
+                    .collect();
                 near.sort_unstable();
                 near.truncate(3);
                 let linked_back = near.iter().any(|c| {
@@ -76,7 +77,8 @@ impl Graph {
                 if reached[node as usize] {
                     continue; // reached through an earlier repair in this round
                 }
-                let found = self.search_internal(self.vec(node), self.ef_construction);
+                let found =
+                    self.search_internal(&self.space.node_query(node), self.ef_construction);
                 let near: Vec<u32> = found
                     .into_iter()
                     .filter(|&c| c != node && reached[c as usize])
@@ -110,12 +112,12 @@ impl Graph {
 
     /// Search again for the neighbours of a thinly linked node and merge them in.
     fn relink(&self, node: u32) {
-        let q = self.vec(node);
+        let q = self.space.node_query(node);
         let cands: Vec<Cand> = self
-            .search_internal(q, self.ef_construction)
+            .search_internal(&q, self.ef_construction)
             .into_iter()
             .filter(|&c| c != node)
-            .map(|c| Cand(l2sq(q, self.vec(c)), c))
+            .map(|c| Cand(self.space.between::<Portable>(node, c), c))
             .collect();
         let selected = self.select::<Portable>(&cands, self.m);
         {
@@ -126,7 +128,7 @@ impl Graph {
             let mut union: Vec<Cand> = selected
                 .iter()
                 .chain(buf.iter().filter(|x| !selected.contains(x)))
-                .map(|&c| Cand(l2sq(q, self.vec(c)), c))
+                .map(|&c| Cand(self.space.between::<Portable>(node, c), c))
                 .collect();
             union.sort_unstable();
             let kept: Vec<u32> = if union.len() <= self.m0 {
@@ -155,11 +157,9 @@ impl Graph {
         if theirs.len() < self.m0 {
             theirs.push(node);
         } else {
-            let base = self.vec(target);
+            let d = |x: u32| self.space.between::<Portable>(target, x);
             let worst = (0..theirs.len())
-                .max_by(|&a, &b| {
-                    l2sq(base, self.vec(theirs[a])).total_cmp(&l2sq(base, self.vec(theirs[b])))
-                })
+                .max_by(|&a, &b| d(theirs[a]).total_cmp(&d(theirs[b])))
                 .expect("full list");
             theirs[worst] = node;
         }

@@ -1,15 +1,16 @@
-//! Snapshot serialisation of the graph: header, ids, levels, links and vectors in one
-//! stream with a CRC-32 footer; reading checks sizes and structure before use.
+//! Snapshot serialisation of the graph: header (with the space's kind), ids, levels,
+//! links and the space's parameters and codes in one stream with a CRC-32 footer;
+//! reading checks sizes and structure before use.
 
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::{Graph, MAX_LEVEL, NO_ENTRY, has_fma};
+use super::{Graph, MAX_LEVEL, NO_ENTRY, Space, has_fma};
 
-const MAGIC: &[u8; 8] = b"VXHNSW01";
+const MAGIC: &[u8; 8] = b"VXHNSW02";
 
-impl Graph {
+impl<S: Space> Graph<S> {
     /// Serialise the graph; returns bytes written and the CRC-32 of the file.
     pub(crate) fn write_to(&self, w: &mut impl Write) -> std::io::Result<(u64, u32)> {
         let mut h = HashingWriter {
@@ -18,7 +19,8 @@ impl Graph {
             len: 0,
         };
         h.write_all(MAGIC)?;
-        for v in [self.dim, self.m, self.m0, self.ef_construction] {
+        h.write_all(&[S::KIND])?;
+        for v in [self.space.dim(), self.m, self.m0, self.ef_construction] {
             h.write_all(&(v as u32).to_le_bytes())?;
         }
         h.write_all(&(self.ids.len() as u64).to_le_bytes())?;
@@ -37,7 +39,7 @@ impl Graph {
             tmp.extend(list.iter().map(|a| a.load(Ordering::Acquire)));
             h.write_all(bytemuck::cast_slice(&tmp))?;
         }
-        h.write_all(bytemuck::cast_slice(&self.vectors))?;
+        self.space.write(&mut h)?;
         let crc = h.hasher.clone().finalize();
         let len = h.len;
         h.inner.write_all(&crc.to_le_bytes())?;
@@ -46,7 +48,7 @@ impl Graph {
 
     /// Read a graph written by [`Graph::write_to`]; `Err` with a reason on any damage
     /// (bad magic, impossible sizes, short file, checksum mismatch).
-    pub(crate) fn read_from(r: &mut impl Read, file_len: u64) -> Result<(Graph, u32), String> {
+    pub(crate) fn read_from(r: &mut impl Read, file_len: u64) -> Result<(Self, u32), String> {
         let mut h = HashingReader {
             inner: r,
             hasher: crc32fast::Hasher::new(),
@@ -55,7 +57,17 @@ impl Graph {
         h.read_exact(&mut magic)
             .map_err(|e| format!("header: {e}"))?;
         if &magic != MAGIC {
-            return Err("not a vortexdb graph file (bad magic)".into());
+            return Err("not a vortexdb graph file of this version (bad magic)".into());
+        }
+        let mut kind = [0u8; 1];
+        h.read_exact(&mut kind)
+            .map_err(|e| format!("header: {e}"))?;
+        if kind[0] != S::KIND {
+            return Err(format!(
+                "graph of representation {} where {} was expected",
+                kind[0],
+                S::KIND
+            ));
         }
         let mut u32s = [0u32; 4];
         for x in &mut u32s {
@@ -81,11 +93,11 @@ impl Graph {
         // Sizes must fit the file before anything large is allocated (checked: a
         // damaged header must not wrap the product).
         let per_node = (4 * (m0 as u64 + 1))
-            .checked_add(4 * dim as u64)
+            .checked_add(S::node_bytes(dim) as u64)
             .and_then(|b| b.checked_add(8 + 1));
         let fixed = per_node
             .and_then(|b| b.checked_mul(n as u64))
-            .and_then(|b| b.checked_add(8 + 16 + 24 + 4));
+            .and_then(|b| b.checked_add(8 + 1 + 16 + 24 + 4 + S::param_bytes(dim) as u64));
         if fixed.is_none_or(|f| f > file_len) {
             return Err(format!("file too short for {n} nodes ({file_len} bytes)"));
         }
@@ -109,8 +121,7 @@ impl Graph {
                     .collect::<Box<[AtomicU32]>>(),
             );
         }
-        let mut vectors = vec![0f32; n * dim];
-        read_exact(&mut h, bytemuck::cast_slice_mut(&mut vectors))?;
+        let space = S::read(&mut h, dim, n)?;
         let crc = h.hasher.clone().finalize();
         let stored = read_u32(&mut h.inner)?;
         if stored != crc {
@@ -141,13 +152,12 @@ impl Graph {
             return Err("nodes without an entry point".into());
         }
         let g = Graph {
-            dim,
+            space,
             m,
             m0,
             ef_construction: efc,
             seed,
             fma: has_fma(),
-            vectors,
             ids,
             levels,
             layer0: l0.into_iter().map(AtomicU32::new).collect(),

@@ -13,7 +13,7 @@ fn kernels_agree() {
 
 #[test]
 fn roundtrip_and_rejects_damage() {
-    let mut g = Graph::new(4, 4, 16, 10);
+    let mut g = Graph::<Flat>::new(4, 4, 16, 10);
     let items: Vec<(u64, Vec<f32>)> = (0..200u64)
         .map(|i| (i * 3, vec![i as f32, (i % 7) as f32, 1.0, -(i as f32)]))
         .collect();
@@ -21,11 +21,11 @@ fn roundtrip_and_rejects_damage() {
     let mut bytes = Vec::new();
     let (len, crc) = g.write_to(&mut bytes).unwrap();
     assert_eq!(len as usize, bytes.len());
-    let (back, crc2) = Graph::read_from(&mut &bytes[..], len).unwrap();
+    let (back, crc2) = Graph::<Flat>::read_from(&mut &bytes[..], len).unwrap();
     assert_eq!(crc, crc2);
-    assert_eq!(back.search(&items[50].1, 1, 16, None)[0].0, 150);
+    assert_eq!(back.id(back.search(&items[50].1, 1, 16, None)[0].0), 150);
     let mut bad = bytes.clone();
     bad[100] ^= 4;
-    assert!(Graph::read_from(&mut &bad[..], len).is_err());
-    assert!(Graph::read_from(&mut &bytes[..bytes.len() / 2], len / 2).is_err());
+    assert!(Graph::<Flat>::read_from(&mut &bad[..], len).is_err());
+    assert!(Graph::<Flat>::read_from(&mut &bytes[..bytes.len() / 2], len / 2).is_err());
 }

@@ -132,6 +132,7 @@ class Store:
         sample: str | None = None,
         m: int | None = None,
         ef_construction: int | None = None,
+        quantization: str = "f32",
     ) -> dict[str, Json]: ...
     def import_vectors_file(
         self,
@@ -143,6 +144,7 @@ class Store:
         m: int | None = None,
         ef_construction: int | None = None,
         column: str = "vector",
+        quantization: str = "f32",
     ) -> dict[str, Json]: ...
     def search(
         self,
@@ -154,6 +156,7 @@ class Store:
         samples: list[str] | None = None,
         exclude: list[str] = ...,
         region: str | None = None,
+        rescore: int = 0,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 
 class QueryResult:

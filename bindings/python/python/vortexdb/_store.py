@@ -425,10 +425,12 @@ class Store:
         sample: str | None = None,
         m: int | None = None,
         ef_construction: int | None = None,
+        quantization: str = "f32",
     ) -> dict:
         """Import an (N, D) float32 array (read in place when C-contiguous float32,
         converted otherwise) or an NPY/Parquet file into a raw collection, created
-        with ``metric`` when missing. Resumable like the CLI's import."""
+        with ``metric`` and ``quantization`` (what its graph holds in RAM: ``"f32"``,
+        ``"int8"`` or ``"binary"``) when missing. Resumable like the CLI's import."""
         if isinstance(vectors, (str, os.PathLike)):
             return self._s.import_vectors_file(
                 collection,
@@ -438,10 +440,18 @@ class Store:
                 sample=sample,
                 m=m,
                 ef_construction=ef_construction,
+                quantization=quantization,
             )
         a = np.ascontiguousarray(vectors, dtype=np.float32)
         return self._s.import_vectors(
-            collection, a, metric=metric, batch_size=batch_size, sample=sample, m=m, ef_construction=ef_construction
+            collection,
+            a,
+            metric=metric,
+            batch_size=batch_size,
+            sample=sample,
+            m=m,
+            ef_construction=ef_construction,
+            quantization=quantization,
         )
 
     def search(
@@ -453,11 +463,14 @@ class Store:
         ef: int | None = None,
         exact: bool = False,
         filter: dict | None = None,  # noqa: A002
+        rescore: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest stored vectors of each row of ``queries`` ((N, D) or (D,),
         read in place when C-contiguous float32): ``(ids, distances)``, int64 and
         float32 arrays of shape (N, k), padded with -1 / NaN. ``filter`` may hold
-        ``samples``, ``exclude`` (sample ids) and ``region`` (``"z0:z1,y0:y1,x0:x1"``)."""
+        ``samples``, ``exclude`` (sample ids) and ``region`` (``"z0:z1,y0:y1,x0:x1"``).
+        ``rescore``: candidates per neighbour rescored on the f32 vectors for an int8
+        or binary collection (0: the default, 4 and 16)."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -477,4 +490,5 @@ class Store:
             samples=None if samples is None else _names(samples),
             exclude=_names(f.get("exclude")),
             region=f.get("region"),
+            rescore=int(rescore),
         )
