@@ -21,16 +21,29 @@ fn json_file(name: &str) -> serde_json::Value {
 
 #[test]
 fn format_constants_cover_the_fixtures() {
-    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(FORMAT_VERSION, 3);
     assert_eq!(OLDEST_SUPPORTED, 1);
 }
 
 #[test]
 fn a_schema_2_store_of_the_previous_release_answers_as_before() {
     let (_dir, store) = store_from_fixture(Path::new(FIXTURE));
+    // Opening it for writing moves its vectors into packed files (schema 3).
     let db = Store::open(&store).unwrap();
-    assert_eq!(db.info().unwrap().schema_version, 2);
-    assert!(db.take_warnings().iter().all(|w| !w.contains("migrated")));
+    assert_eq!(db.info().unwrap().schema_version, 3);
+    let warnings = db.take_warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("migrated from schema 2 to schema 3")),
+        "{warnings:?}"
+    );
+    assert!(store.join("vortex.redb").exists());
+    let packed: Vec<_> = std::fs::read_dir(store.join(vortexdb::VECTORS_DIR))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!packed.is_empty(), "no packed vector files after migration");
     // Library: the same hits as the previous release's CLI printed.
     let q = PatchQuery {
         top: 5,

@@ -153,10 +153,16 @@ fn common_ids(a: &[u8], b: &[u8]) -> usize {
 
 #[test]
 fn damaged_database_gives_clear_error_not_panic() {
-    // (1) truncated, (2) header overwritten, (3) a stored vector's bytes flipped.
+    // (1) truncated, (2) header overwritten, (3) a stored vector's bytes flipped (in
+    // its packed file: the error names that file).
     for case in 0..3 {
         let f = fixture();
-        let db = f.store.join("vortex.redb");
+        let db = if case == 2 {
+            f.store.join(vortexdb::VECTORS_DIR).join("c0-e0.vec")
+        } else {
+            f.store.join("vortex.redb")
+        };
+        let named = if case == 2 { "c0-e0.vec" } else { "vortex.redb" };
         let mut bytes = std::fs::read(&db).unwrap();
         match case {
             0 => bytes.truncate(bytes.len() / 3),
@@ -210,7 +216,7 @@ fn damaged_database_gives_clear_error_not_panic() {
                 o.status.code()
             );
             assert!(
-                err.contains("vortex.redb") && err.contains("damaged"),
+                err.contains(named) && err.contains("damaged"),
                 "case {case} {args:?}: error does not name the file as damaged: {err}"
             );
         }

@@ -371,23 +371,18 @@ fn damaged_records_are_reported_never_answered() {
     let args = search(&["--sample", "samplezzqq"]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     expect_ok(&refs);
-    // A value under the wrong key (two vectors swapped, as a damaged key or a
-    // misdirected page would do) is detected: each CRC covers its key.
+    // A row in the wrong place (two packed vectors swapped, as a misdirected write
+    // would do) is detected: each row's CRC covers its collection and id.
     let swapped = dir.path().join("swapped");
     copy_dir(&store, &swapped);
+    let packed = swapped.join(vortexdb::VECTORS_DIR).join("c0-e0.vec");
     {
-        let db = redb::Database::open(swapped.join("vortex.redb")).unwrap();
-        let t = redb::TableDefinition::<(u32, u64), &[u8]>::new("vectors");
-        let txn = db.begin_write().unwrap();
-        {
-            use redb::ReadableTable;
-            let mut tab = txn.open_table(t).unwrap();
-            let a = tab.get((0, 3)).unwrap().unwrap().value().to_vec();
-            let b = tab.get((0, 4)).unwrap().unwrap().value().to_vec();
-            tab.insert((0, 3), b.as_slice()).unwrap();
-            tab.insert((0, 4), a.as_slice()).unwrap();
-        }
-        txn.commit().unwrap();
+        let mut b = std::fs::read(&packed).unwrap();
+        let stride = b.len() / rows.len();
+        let (r3, r4) = (b[3 * stride..4 * stride].to_vec(), b[4 * stride..5 * stride].to_vec());
+        b[3 * stride..4 * stride].copy_from_slice(&r4);
+        b[4 * stride..5 * stride].copy_from_slice(&r3);
+        std::fs::write(&packed, b).unwrap();
     }
     let sargs: Vec<String> = refs
         .iter()
@@ -396,9 +391,9 @@ fn damaged_records_are_reported_never_answered() {
     let sargs: Vec<&str> = sargs.iter().map(String::as_str).collect();
     expect_user_error(
         &sargs[..sargs.len() - 2],
-        &["vortex.redb", "damaged", "vector"],
+        &["c0-e0.vec", "damaged", "vector 3"],
     );
-    expect_user_error(&["check", s(&swapped)], &["vortex.redb", "damaged"]);
+    expect_user_error(&["check", s(&swapped)], &["c0-e0.vec", "damaged"]);
     let n = damage_all(&store.join("vortex.redb"), b"samplezzqq");
     assert!(n >= 1, "sample name not found in vortex.redb");
     let err = expect_user_error(&refs, &["vortex.redb", "damaged", "checksum"]);
@@ -434,7 +429,7 @@ fn a_schema_1_store_is_migrated_and_answers_as_before() {
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("migrated from schema 1"), "{err}");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("schema v2"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("schema v3"));
     store_is_intact(&store);
     answers_as_recorded(fx, &store);
 }

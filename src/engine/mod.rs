@@ -105,6 +105,18 @@ pub(crate) fn db_err(path: &Path, e: impl Into<redb::Error>) -> Error {
             path: path.to_path_buf(),
             message,
         },
+        // A read past the end or bytes redb cannot parse: a truncated or damaged file.
+        redb::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Error::Corrupted {
+                path: path.to_path_buf(),
+                message: format!("cannot read the database: {io}"),
+            }
+        }
         redb::Error::Io(io) => Error::io(path, io),
         other => Error::Database {
             path: path.to_path_buf(),

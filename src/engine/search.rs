@@ -473,15 +473,16 @@ fn exact_distance(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
 /// the L2 distance.
 fn similarity(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
     match metric {
+        // The same arithmetic as [`index::prepare`] followed by a dot product, so
+        // scores equal those of the in-memory f32 vectors bit for bit.
         index::Metric::Cosine => {
-            let (mut dot, mut norm) = (0f32, 0f32);
-            for (a, b) in q.iter().zip(v) {
-                dot += a * b;
-                norm += b * b;
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm == 0.0 || !norm.is_finite() {
+                return 0.0;
             }
-            if norm > 0.0 { dot / norm.sqrt() } else { 0.0 }
+            v.iter().zip(q).map(|(x, b)| (x / norm) * b).sum::<f32>()
         }
-        index::Metric::L2 => -index::l2sq(q, v).sqrt(),
+        index::Metric::L2 => -index::distance(v, q, metric),
     }
 }
 
