@@ -1,5 +1,6 @@
 """Measure usearch (f32, i8, b1, quantized ones with and without exact rescoring)
-against vortexdb's own HNSW and hnswlib on the same embedding-like vectors, same run.
+and vortexdb's own HNSW (f32, int8 and binary codes in RAM, natively rescored on its
+packed f32 vectors) against hnswlib on the same embedding-like vectors, same run.
 
 The data: N fixed-seed vectors from 100 Gaussian clusters in a 32-d latent space,
 mapped linearly to D dimensions plus a little noise (the generator of
@@ -21,11 +22,17 @@ more results than ef are asked for. One more process per usearch index loads it
 into memory (`view=False`) for the load-vs-view comparison. "build cpu" and "search
 cpu util" are process CPU seconds per wall second: about the threads really busy.
 
+"vortexdb int8 / binary" sides are collections created with that quantization; their
+"rescore xK" is the store's own rescoring (`search(..., rescore=K)`: K x 10 candidates
+from the graph re-ranked on the packed f32 rows), not the Python one.
+
 Needs Linux (/proc), NumPy and whichever of usearch, hnswlib and vortexdb are
-installed (missing ones are skipped):
+installed (missing ones are skipped); `--sides` picks builds:
 
     python benches/compare_usearch.py --n 200000 --dim 512 --queries 2000 \\
         --json /tmp/compare_usearch.json
+    python benches/compare_usearch.py --n 2000000 --dim 512 --queries 2000 \\
+        --sides hnswlib,vortexdb,vortexdb-int8,vortexdb-binary --rounds 2
 """
 
 from __future__ import annotations
@@ -48,10 +55,20 @@ import numpy as np
 from bench_data import clustered
 
 K = 10
-BUILDS = ["hnswlib", "vortexdb", "usearch-f32", "usearch-i8", "usearch-b1"]
+BUILDS = [
+    "hnswlib",
+    "vortexdb",
+    "vortexdb-int8",
+    "vortexdb-binary",
+    "usearch-f32",
+    "usearch-i8",
+    "usearch-b1",
+]
 NEEDS = {
     "hnswlib": "hnswlib",
     "vortexdb": "vortexdb",
+    "vortexdb-int8": "vortexdb",
+    "vortexdb-binary": "vortexdb",
     "usearch-f32": "usearch",
     "usearch-i8": "usearch",
     "usearch-b1": "usearch",
@@ -59,6 +76,8 @@ NEEDS = {
 INDEX_FILE = {
     "hnswlib": "hnswlib.bin",
     "vortexdb": "vortexdb-store",
+    "vortexdb-int8": "vortexdb-int8-store",
+    "vortexdb-binary": "vortexdb-binary-store",
     "usearch-f32": "usearch-f32.usearch",
     "usearch-i8": "usearch-i8.usearch",
     "usearch-b1": "usearch-b1.usearch",
@@ -180,18 +199,26 @@ def build(side: str, work: Path, threads: int, m: int, efc: int) -> dict:
         index.save_index(str(path))
         out["save_s"] = time.perf_counter() - t
         out["version"] = _version("hnswlib")
-    elif side == "vortexdb":
+    elif side.startswith("vortexdb"):
         import vortexdb
 
+        quantization = side.split("-")[1] if "-" in side else "f32"
         with vortexdb.create(path) as db:
             report = db.import_vectors(
-                "v", base, metric="cosine", m=m, ef_construction=efc
+                "v",
+                base,
+                metric="cosine",
+                m=m,
+                ef_construction=efc,
+                quantization=quantization,
             )
             build_s, c1 = time.perf_counter() - t0, cpu_s()
             after = proc_status()
         out["import_report"] = report
-        out["note"] = "build = import_vectors: redb writes + graph + snapshot"
+        out["note"] = "build = import_vectors: packed writes + graph + snapshot"
         out["snapshot_bytes"] = disk_bytes(path / "index")
+        out["packed_bytes"] = disk_bytes(path / "vectors")
+        out["redb_bytes"] = disk_bytes(path / "vortex.redb")
         out["version"] = _version("vortexdb")
     else:
         from usearch.index import Index
@@ -259,11 +286,14 @@ def serve(
     queries = np.load(work / "queries.npy")
     gt = np.load(work / "gt.npy")
     path = work / INDEX_FILE[side]
-    kk = K * rescore if rescore else K
-    vectors = np.load(work / "base.npy", mmap_mode="r") if rescore else None
+    native = side.startswith("vortexdb")  # rescoring inside the store
+    kk = K * rescore if rescore and not native else K
+    vectors = (
+        np.load(work / "base.npy", mmap_mode="r") if rescore and not native else None
+    )
     if side == "hnswlib":
         import hnswlib
-    elif side == "vortexdb":
+    elif native:
         import vortexdb
     else:
         from usearch.index import Index
@@ -278,11 +308,11 @@ def serve(
             index.set_ef(max(ef, kk))
             return index.knn_query(q, k=kk, num_threads=threads)[0]
 
-    elif side == "vortexdb":
+    elif native:
         db = vortexdb.open(path)
 
         def search(q: np.ndarray, ef: int) -> np.ndarray:
-            return db.search("v", q, k=kk, ef=ef)[0]
+            return db.search("v", q, k=kk, ef=ef, rescore=rescore)[0]
 
     else:
         index = Index.restore(str(path), view=mode == "view")
@@ -302,7 +332,7 @@ def serve(
     for ef in efs:
         c0, t = cpu_s(), time.perf_counter()
         ids = search(queries, ef)
-        if rescore:
+        if vectors is not None:
             ids = rescored(ids, queries, vectors, threads)
         wall = time.perf_counter() - t
         runs.append(
@@ -435,6 +465,19 @@ def main() -> None:
         default="4,10,40",
         help="candidate multiples of k for the b1 rescoring sides (comma list)",
     )
+    ap.add_argument(
+        "--rescore-vx",
+        default="2,4,8",
+        help="rescore multiples for the vortexdb int8 side (native; comma list)",
+    )
+    ap.add_argument(
+        "--rescore-vx-binary",
+        default="16,32,64",
+        help="rescore multiples for the vortexdb binary side (native; comma list)",
+    )
+    ap.add_argument(
+        "--sides", help="builds to run (comma list; default: all installed)"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--workdir", type=Path, help="data and indexes (default /tmp/...)")
@@ -458,18 +501,26 @@ def main() -> None:
 
     t_all = time.perf_counter()
     log = sys.stderr
-    builds = [b for b in BUILDS if importlib.util.find_spec(NEEDS[b]) is not None]
+    wanted = args.sides.split(",") if args.sides else BUILDS
+    builds = [
+        b
+        for b in BUILDS
+        if b in wanted and importlib.util.find_spec(NEEDS[b]) is not None
+    ]
     skipped = sorted(set(BUILDS) - set(builds))
     if skipped:
         print(f"skipping (not installed): {', '.join(skipped)}", file=log)
     multiples = {
         "usearch-i8": [int(x) for x in args.rescore.split(",") if x],
         "usearch-b1": [int(x) for x in args.rescore_b1.split(",") if x],
+        "vortexdb-int8": [int(x) for x in args.rescore_vx.split(",") if x],
+        "vortexdb-binary": [int(x) for x in args.rescore_vx_binary.split(",") if x],
     }
     serves: list[tuple[str, str, int]] = []  # (label, build, rescore multiple)
     for b in builds:
         name = b.replace("-", " ")
-        serves.append((name, b, 0))
+        if b not in ("vortexdb-int8", "vortexdb-binary"):  # those always rescore
+            serves.append((name, b, 0))
         serves += [(f"{name} + rescore x{r}", b, r) for r in multiples.get(b, [])]
 
     data = worker(args, "--worker", "data")
@@ -518,8 +569,10 @@ def main() -> None:
                 }
             )
         extra_disk = (
-            disk_bytes(args.workdir / "base.npy") if mult else 0
-        )  # f32 vectors read by the rescoring
+            disk_bytes(args.workdir / "base.npy")
+            if mult and not b.startswith("vortexdb")
+            else 0
+        )  # f32 vectors read by the Python rescoring (vortexdb's are in its store)
         sides[label] = {
             "build": b,
             "rescore_multiple": mult,

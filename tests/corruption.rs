@@ -162,7 +162,11 @@ fn damaged_database_gives_clear_error_not_panic() {
         } else {
             f.store.join("vortex.redb")
         };
-        let named = if case == 2 { "c0-e0.vec" } else { "vortex.redb" };
+        let named = if case == 2 {
+            "c0-e0.vec"
+        } else {
+            "vortex.redb"
+        };
         let mut bytes = std::fs::read(&db).unwrap();
         match case {
             0 => bytes.truncate(bytes.len() / 3),

@@ -379,7 +379,10 @@ fn damaged_records_are_reported_never_answered() {
     {
         let mut b = std::fs::read(&packed).unwrap();
         let stride = b.len() / rows.len();
-        let (r3, r4) = (b[3 * stride..4 * stride].to_vec(), b[4 * stride..5 * stride].to_vec());
+        let (r3, r4) = (
+            b[3 * stride..4 * stride].to_vec(),
+            b[4 * stride..5 * stride].to_vec(),
+        );
         b[3 * stride..4 * stride].copy_from_slice(&r4);
         b[4 * stride..5 * stride].copy_from_slice(&r3);
         std::fs::write(&packed, b).unwrap();

@@ -121,6 +121,9 @@ pub struct CommonArgs {
     #[arg(long)] pub intensity_range: Option<String>,
     /// Patches per inference batch and per store transaction.
     #[arg(long, default_value_t = 64)] pub batch: usize,
+    /// What the model's collection holds in RAM when this ingest creates it: f32,
+    /// int8 (4x smaller) or binary (32x smaller); searches rescore on the f32 vectors.
+    #[arg(long, default_value = "f32")] pub quantization: String,
     /// Execution provider and threads (CUDA needs a build with `--features cuda`).
     #[command(flatten)] pub run: RunArgs,
 }
@@ -179,6 +182,7 @@ impl CommonArgs {
             },
             batch: self.batch,
             run: self.run.options()?,
+            quantization: vortexdb::Quantization::from_name(&self.quantization)?,
             ..Default::default()
         })
     }

@@ -95,6 +95,8 @@ pub struct Store {
     write_guard: Mutex<()>,
     live: RwLock<HashMap<u32, snapshots::Live>>,
     packed: RwLock<HashMap<u32, std::sync::Arc<packed::Packed>>>,
+    /// Each collection's provenance for filters, at a generation.
+    meta: RwLock<HashMap<u32, (u64, std::sync::Arc<search::Meta>)>>,
     warnings: Mutex<Vec<String>>,
 }
 

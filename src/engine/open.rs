@@ -176,6 +176,7 @@ impl Store {
             write_guard: Mutex::new(()),
             live: RwLock::new(std::collections::HashMap::new()),
             packed: RwLock::new(std::collections::HashMap::new()),
+            meta: RwLock::new(std::collections::HashMap::new()),
             warnings: Mutex::new(Vec::new()),
         }
     }

@@ -14,7 +14,7 @@ use redb::ReadTransaction;
 use super::packed::Packed;
 use super::snapshots::Live;
 use super::tables::*;
-use super::vectors::validate_vector;
+use super::vectors::{read_tombstones, validate_vector};
 use super::{Store, db_err, decode_record_at};
 use crate::error::{Error, Result};
 use crate::index::{self, ExactTopK};
@@ -133,14 +133,10 @@ impl Compiled<'_> {
 
 impl Store {
     fn meta_for(&self, txn: &ReadTransaction, info: &CollectionInfo) -> Result<Arc<Meta>> {
+        if let Some((g, m)) = self.meta.read().expect("meta lock").get(&info.id)
+            && *g == info.generation
         {
-            let live = self.live.read().expect("live lock");
-            if let Some(l) = live.get(&info.id)
-                && let Some((g, m)) = &l.meta
-                && *g == info.generation
-            {
-                return Ok(m.clone());
-            }
+            return Ok(m.clone());
         }
         let path = self.db_path();
         let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
@@ -160,9 +156,10 @@ impl Store {
             rows.insert(k.value().1, (ix, r.origin));
         }
         let meta = Arc::new(Meta { samples, rows });
-        if let Some(l) = self.live.write().expect("live lock").get_mut(&info.id) {
-            l.meta = Some((info.generation, meta.clone()));
-        }
+        self.meta
+            .write()
+            .expect("meta lock")
+            .insert(info.id, (info.generation, meta.clone()));
         Ok(meta)
     }
 
@@ -170,18 +167,20 @@ impl Store {
     /// is empty): cosine similarity for cosine collections, minus the L2 distance
     /// otherwise, computed exactly on the full-precision vectors. A parallel scan of
     /// the packed rows: with a sample filter only the rows of those samples are read
-    /// (runs of consecutive rows), never the whole collection. For heatmaps and
-    /// percentile ranks. Vectors without a record belong to no sample.
+    /// (runs of consecutive rows), never the whole collection, and the graph is not
+    /// needed (nor built). For heatmaps and percentile ranks. Vectors without a record
+    /// belong to no sample.
     pub fn similarities(&self, collection: &str, query: &[f32], filter: &Filter) -> Result<Scored> {
-        let info = self.sync_index(collection)?;
+        let txn = self.read()?;
+        let info = self.collection_in(&txn, collection)?;
         validate_vector(query, info.dim, info.metric, 0).map_err(|e| match e {
             Error::BadInput { message, .. } => Error::bad_input("query", message),
             other => other,
         })?;
         let q = index::prepare(query, info.metric).expect("validated");
-        let txn = self.read()?;
         let meta = self.meta_for(&txn, &info)?;
         let packed = self.packed_for(&txn, &info)?;
+        let tombstones = read_tombstones(&txn, &self.db_path(), info.id)?;
         let allowed: Option<HashSet<u32>> = filter.samples.as_ref().map(|s| {
             (0..meta.samples.len() as u32)
                 .filter(|&i| s.contains(&meta.samples[i as usize]))
@@ -190,10 +189,8 @@ impl Store {
         let excluded: HashSet<u32> = (0..meta.samples.len() as u32)
             .filter(|&i| filter.exclude_samples.contains(&meta.samples[i as usize]))
             .collect();
-        let live = self.live.read().expect("live lock");
-        let l = live.get(&info.id).expect("synced");
         let pass = |id: u64| -> Option<(u32, [i64; 3])> {
-            if l.tombstones.contains(&id) {
+            if !tombstones.is_empty() && tombstones.contains(&id) {
                 return None;
             }
             let (sample, origin) = match meta.rows.get(&id) {
@@ -473,14 +470,12 @@ fn exact_distance(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
 /// the L2 distance.
 fn similarity(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
     match metric {
-        // The same arithmetic as [`index::prepare`] followed by a dot product, so
-        // scores equal those of the in-memory f32 vectors bit for bit.
         index::Metric::Cosine => {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let norm = index::dot(v, v).sqrt();
             if norm == 0.0 || !norm.is_finite() {
                 return 0.0;
             }
-            v.iter().zip(q).map(|(x, b)| (x / norm) * b).sum::<f32>()
+            index::dot(q, v) / norm
         }
         index::Metric::L2 => -index::distance(v, q, metric),
     }

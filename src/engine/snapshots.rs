@@ -9,12 +9,10 @@
 //! its last node, so a quantized graph's candidates are rescored from their rows.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use redb::ReadTransaction;
 
 use super::packed::FileWriter;
-use super::search::Meta;
 use super::tables::*;
 use super::vectors::read_tombstones;
 use super::{DB_FILE, INDEX_DIR, Store, db_err};
@@ -31,7 +29,6 @@ pub(crate) struct Live {
     pub(super) tombstones: HashSet<u64>,
     generation: u64,
     epoch: u64,
-    pub(super) meta: Option<(u64, Arc<Meta>)>,
 }
 
 impl Store {
@@ -166,7 +163,6 @@ impl Store {
                 tombstones,
                 generation: info.generation,
                 epoch: info.epoch,
-                meta: None,
             },
             inserted,
         ))

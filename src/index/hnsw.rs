@@ -28,8 +28,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use space::Fma;
-use space::l2sq_lanes;
 pub(crate) use space::{Bits, Flat, Kernel, Portable, Space, Sq8};
+use space::{dot_lanes, l2sq_lanes};
 
 const NO_ENTRY: u64 = u64::MAX;
 const MAX_LEVEL: usize = 15;
@@ -78,6 +78,27 @@ fn pick_kernel() -> DistFn {
 /// Squared L2 distance with the fastest kernel this CPU supports.
 pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
     thread_local!(static K: DistFn = pick_kernel());
+    K.with(|k| k(a, b))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_avx2_inner(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes::<true>(a, b)
+}
+
+fn pick_dot() -> DistFn {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: only chosen after detecting AVX2 and FMA at run time.
+        return |a, b| unsafe { dot_avx2_inner(a, b) };
+    }
+    |a, b| dot_lanes::<false>(a, b)
+}
+
+/// Dot product with the fastest kernel this CPU supports.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    thread_local!(static K: DistFn = pick_dot());
     K.with(|k| k(a, b))
 }
 

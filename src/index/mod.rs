@@ -23,7 +23,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use hnsw::l2sq;
+pub use hnsw::{dot, l2sq};
 
 use crate::error::{Error, Result};
 

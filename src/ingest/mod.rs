@@ -169,12 +169,10 @@ pub fn ingest_volume(
     let kind = opts.encoder.collection_kind();
     let collection = crate::catalog::collection_name(&m.name, opts.encoder.modality());
     if store.collection(&collection).is_err() {
-        store.create_collection(&CollectionSpec::for_model(
-            &m.name,
-            kind,
-            m.embedding_dim,
-            Metric::Cosine,
-        ))?;
+        store.create_collection(
+            &CollectionSpec::for_model(&m.name, kind, m.embedding_dim, Metric::Cosine)
+                .with_quantization(opts.quantization),
+        )?;
     }
     let existing = store.sample(&opts.sample)?;
     let (threshold, mut patches_total) = match &existing {

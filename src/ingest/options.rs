@@ -2,6 +2,7 @@
 
 use crate::catalog::SampleKind;
 use crate::error::{Error, Result};
+use crate::index::Quantization;
 use crate::model::RunOptions;
 use crate::volume::grid::Polarity;
 
@@ -76,6 +77,9 @@ pub struct IngestOptions {
     pub batch: usize,
     /// Execution provider and threads.
     pub run: RunOptions,
+    /// What the graph of the model's collection holds in RAM, when this ingest
+    /// creates the collection (an existing collection keeps its own).
+    pub quantization: Quantization,
 }
 
 impl IngestOptions {
@@ -101,6 +105,7 @@ impl Default for IngestOptions {
             polarity: Polarity::Bright,
             batch: 64,
             run: RunOptions::default(),
+            quantization: Quantization::F32,
         }
     }
 }

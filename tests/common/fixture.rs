@@ -67,7 +67,8 @@ pub fn store_from_fixture(fx: &Path) -> (tempfile::TempDir, PathBuf) {
 
 /// The CLI's JSON answers on `store` equal the ones a store fixture recorded
 /// (`query_patch.json`: an exact patch query on sample ph5; `query_genes.json`: a
-/// molecular query for TUM01).
+/// molecular query for TUM01): every id, name and count equal, every float within
+/// 1e-6 relative (scores are f32 sums whose order may change between releases).
 pub fn answers_as_recorded(fx: &Path, store: &Path) {
     let st = s(store);
     for (args, file) in [
@@ -88,7 +89,38 @@ pub fn answers_as_recorded(fx: &Path, store: &Path) {
         let got: serde_json::Value = serde_json::from_str(&expect_ok(&args)).unwrap();
         let want: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fx.join(file)).unwrap()).unwrap();
-        assert_eq!(got, want, "{file}");
+        assert_json_close(&got, &want, file);
+    }
+}
+
+/// `got` equals `want` but for floats, which may differ by 1e-6 relative.
+pub fn assert_json_close(got: &serde_json::Value, want: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (got, want) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-3),
+                "{at}: {a} != {b}"
+            );
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{at}: lengths");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_json_close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{at}: keys"
+            );
+            for (k, x) in a {
+                assert_json_close(x, &b[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(got, want, "{at}"),
     }
 }
 

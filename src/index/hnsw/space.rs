@@ -1,8 +1,8 @@
 //! What the graph keeps per node to compute distances, and the distance kernels.
 //!
 //! A [`Space`] is one representation of the indexed vectors held in RAM: `Flat` (f32,
-//! exact), `Sq8` (int8 scalar quantization with a per-dimension offset and scale: 4x
-//! smaller) and `Bits` (one bit per dimension, the sign about a per-dimension mean:
+//! exact), `Sq8` (8-bit scalar quantization with a per-dimension offset and one step:
+//! 4x smaller) and `Bits` (one bit per dimension, the sign about a per-dimension mean:
 //! 32x smaller). The graph is generic over it, so each representation's walk is
 //! compiled with its kernel inlined. Distances of quantized spaces approximate the
 //! squared L2 distance (`Sq8`) or rank like it (`Bits`: Hamming distance); the store
@@ -18,10 +18,8 @@ use std::io::{Read, Write};
 pub(crate) trait Kernel {
     /// Squared L2 between two f32 vectors.
     fn l2(a: &[f32], b: &[f32]) -> f32;
-    /// `sum (a_i - s_i c_i)^2`: a query minus the offset against an int8 code.
-    fn sq8(a: &[f32], s: &[f32], c: &[u8]) -> f32;
-    /// `sum (s_i (a_i - b_i))^2` between two int8 codes.
-    fn sq8_pair(s: &[f32], a: &[u8], b: &[u8]) -> f32;
+    /// `sum (a_i - b_i)^2` between two 8-bit codes.
+    fn sq8(a: &[u8], b: &[u8]) -> u32;
     /// Hamming distance between two bit vectors.
     fn hamming(a: &[u64], b: &[u64]) -> f32;
 }
@@ -34,12 +32,8 @@ impl Kernel for Portable {
         l2sq_lanes::<false>(a, b)
     }
     #[inline(always)]
-    fn sq8(a: &[f32], s: &[f32], c: &[u8]) -> f32 {
-        sq8_lanes::<false>(a, s, c)
-    }
-    #[inline(always)]
-    fn sq8_pair(s: &[f32], a: &[u8], b: &[u8]) -> f32 {
-        sq8_pair_lanes::<false>(s, a, b)
+    fn sq8(a: &[u8], b: &[u8]) -> u32 {
+        sq8_portable(a, b)
     }
     #[inline(always)]
     fn hamming(a: &[u64], b: &[u64]) -> f32 {
@@ -57,12 +51,10 @@ impl Kernel for Fma {
         l2sq_lanes::<true>(a, b)
     }
     #[inline(always)]
-    fn sq8(a: &[f32], s: &[f32], c: &[u8]) -> f32 {
-        sq8_lanes::<true>(a, s, c)
-    }
-    #[inline(always)]
-    fn sq8_pair(s: &[f32], a: &[u8], b: &[u8]) -> f32 {
-        sq8_pair_lanes::<true>(s, a, b)
+    fn sq8(a: &[u8], b: &[u8]) -> u32 {
+        // SAFETY: `Fma` kernels run only inside functions compiled with AVX2 after
+        // AVX2 was detected at run time.
+        unsafe { sq8_avx2(a, b) }
     }
     #[inline(always)]
     fn hamming(a: &[u64], b: &[u64]) -> f32 {
@@ -97,42 +89,63 @@ pub(crate) fn l2sq_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Dot product over 16 lanes (see [`l2sq_lanes`]).
 #[inline(always)]
-fn sq8_lanes<const FMA: bool>(a: &[f32], s: &[f32], c: &[u8]) -> f32 {
+pub(crate) fn dot_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
-    let (ca, cs, cc) = (a.chunks_exact(16), s.chunks_exact(16), c.chunks_exact(16));
-    let (ra, rs, rc) = (ca.remainder(), cs.remainder(), cc.remainder());
-    for ((x, sc), code) in ca.zip(cs).zip(cc) {
+    let ca = a.chunks_exact(16);
+    let cb = b.chunks_exact(16);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
         for i in 0..16 {
-            let d = fma_or::<FMA>(-sc[i], code[i] as f32, x[i]);
-            acc[i] = fma_or::<FMA>(d, d, acc[i]);
+            acc[i] = fma_or::<FMA>(x[i], y[i], acc[i]);
         }
     }
-    let mut sum: f32 = acc.iter().sum();
-    for ((x, sc), code) in ra.iter().zip(rs).zip(rc) {
-        let d = x - sc * *code as f32;
-        sum += d * d;
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
     }
-    sum
+    s
 }
 
 #[inline(always)]
-fn sq8_pair_lanes<const FMA: bool>(s: &[f32], a: &[u8], b: &[u8]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (cs, ca, cb) = (s.chunks_exact(16), a.chunks_exact(16), b.chunks_exact(16));
-    let (rs, ra, rb) = (cs.remainder(), ca.remainder(), cb.remainder());
-    for ((sc, x), y) in cs.zip(ca).zip(cb) {
-        for i in 0..16 {
-            let d = (x[i] as f32 - y[i] as f32) * sc[i];
-            acc[i] = fma_or::<FMA>(d, d, acc[i]);
+fn sq8_portable(a: &[u8], b: &[u8]) -> u32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = *x as i32 - *y as i32;
+            (d * d) as u32
+        })
+        .sum()
+}
+
+/// `sum (a_i - b_i)^2` of two 8-bit codes, 16 dimensions per step: widened to i16,
+/// subtracted, squared and pairwise added to i32 by `vpmaddwd`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn sq8_avx2(a: &[u8], b: &[u8]) -> u32 {
+    use core::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    // SAFETY: every load reads 16 bytes at `i`, with `i + 16 <= n`; the caller runs
+    // this only where AVX2 is available.
+    unsafe {
+        let mut acc = _mm256_setzero_si256();
+        while i + 16 <= n {
+            let va = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
+            let vb = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+            let d = _mm256_sub_epi16(va, vb);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+            i += 16;
         }
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256::<1>(acc),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s) as u32 + sq8_portable(&a[i..n], &b[i..n])
     }
-    let mut sum: f32 = acc.iter().sum();
-    for ((sc, x), y) in rs.iter().zip(ra).zip(rb) {
-        let d = (*x as f32 - *y as f32) * sc;
-        sum += d * d;
-    }
-    sum
 }
 
 #[inline(always)]
@@ -252,13 +265,15 @@ impl Space for Flat {
     }
 }
 
-/// Int8 scalar quantization (`--quantization int8`): `x_i ~ lo_i + scale_i * c_i` with
-/// `c_i` in 0..=255, the range of each dimension fitted on the first batch with a
-/// margin (values outside it are clipped).
+/// 8-bit scalar quantization (`--quantization int8`): `x_i ~ lo_i + step * c_i` with
+/// `c_i` in 0..=255, the offsets and the one step fitted on the first batch with a
+/// margin (values outside are clipped). One step for every dimension makes the
+/// distance an integer sum, `step^2 sum (a_i - b_i)^2`, computed 16 dimensions at a
+/// time; queries are quantized the same way (the store rescores the candidates).
 pub(crate) struct Sq8 {
     dim: usize,
     lo: Vec<f32>,
-    scale: Vec<f32>,
+    step: f32,
     codes: Vec<u8>,
 }
 
@@ -268,16 +283,23 @@ impl Sq8 {
         let s = node as usize * self.dim;
         &self.codes[s..s + self.dim]
     }
+
+    fn encode(&self, v: &[f32], out: &mut Vec<u8>) {
+        out.extend(v.iter().zip(&self.lo).map(|(x, lo)| {
+            let c = ((x - lo) / self.step).round();
+            c.clamp(0.0, 255.0) as u8
+        }));
+    }
 }
 
 impl Space for Sq8 {
-    type Query = Vec<f32>;
+    type Query = Vec<u8>;
     const KIND: u8 = 1;
     fn empty(dim: usize, capacity: usize) -> Self {
         Sq8 {
             dim,
             lo: vec![-1.0; dim],
-            scale: vec![2.0 / 255.0; dim],
+            step: 2.0 / 255.0,
             codes: Vec::with_capacity(capacity * dim),
         }
     }
@@ -297,9 +319,9 @@ impl Space for Sq8 {
                 max[i] = max[i].max(v[i]);
             }
         }
-        let typical = (0..d).map(|i| max[i] - min[i]).sum::<f32>() / d as f32;
-        let typical = if typical > 0.0 {
-            typical
+        let widest = (0..d).map(|i| max[i] - min[i]).fold(0f32, f32::max);
+        let widest = if widest > 0.0 {
+            widest
         } else {
             batch[0]
                 .1
@@ -307,43 +329,35 @@ impl Space for Sq8 {
                 .fold(0f32, |a, x| a.max(x.abs()))
                 .max(1e-3)
         };
-        // A small first batch says little about the range: widen it.
-        let extra = if batch.len() < 1000 {
-            0.5 * typical
-        } else {
-            0.0
-        };
+        // A small first batch says little about the range: widen it more.
+        let pad = if batch.len() < 1000 { 0.5 } else { 0.05 } * widest;
+        let span = widest + 2.0 * pad;
         for i in 0..d {
-            let pad = 0.05 * (max[i] - min[i]) + extra;
-            let (lo, hi) = (min[i] - pad, max[i] + pad);
-            let span = (hi - lo).max(1e-3 * typical);
-            self.lo[i] = lo;
-            self.scale[i] = span / 255.0;
+            // Centre each dimension's range in the common span.
+            self.lo[i] = 0.5 * (min[i] + max[i]) - 0.5 * span;
         }
+        self.step = span / 255.0;
     }
     fn push(&mut self, v: &[f32]) {
-        for i in 0..self.dim {
-            let c = ((v[i] - self.lo[i]) / self.scale[i]).round();
-            self.codes.push(c.clamp(0.0, 255.0) as u8);
-        }
+        let mut out = std::mem::take(&mut self.codes);
+        self.encode(v, &mut out);
+        self.codes = out;
     }
-    fn query(&self, v: &[f32]) -> Vec<f32> {
-        v.iter().zip(&self.lo).map(|(x, lo)| x - lo).collect()
+    fn query(&self, v: &[f32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.dim);
+        self.encode(v, &mut out);
+        out
     }
-    fn node_query(&self, node: u32) -> Vec<f32> {
-        self.code(node)
-            .iter()
-            .zip(&self.scale)
-            .map(|(c, s)| *c as f32 * s)
-            .collect()
+    fn node_query(&self, node: u32) -> Vec<u8> {
+        self.code(node).to_vec()
     }
     #[inline(always)]
-    fn dist<K: Kernel>(&self, q: &Vec<f32>, node: u32) -> f32 {
-        K::sq8(q, &self.scale, self.code(node))
+    fn dist<K: Kernel>(&self, q: &Vec<u8>, node: u32) -> f32 {
+        K::sq8(q, self.code(node)) as f32 * (self.step * self.step)
     }
     #[inline(always)]
     fn between<K: Kernel>(&self, a: u32, b: u32) -> f32 {
-        K::sq8_pair(&self.scale, self.code(a), self.code(b))
+        K::sq8(self.code(a), self.code(b)) as f32 * (self.step * self.step)
     }
     #[inline(always)]
     fn addr(&self, node: u32) -> *const u8 {
@@ -353,18 +367,18 @@ impl Space for Sq8 {
         dim
     }
     fn param_bytes(dim: usize) -> usize {
-        8 * dim
+        4 * dim + 4
     }
     fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
         w.write_all(bytemuck::cast_slice(&self.lo))?;
-        w.write_all(bytemuck::cast_slice(&self.scale))?;
+        w.write_all(&self.step.to_le_bytes())?;
         w.write_all(&self.codes)
     }
     fn read(r: &mut dyn Read, dim: usize, n: usize) -> Result<Self, String> {
         let lo = read_f32s(r, dim)?;
-        let scale = read_f32s(r, dim)?;
-        if scale.iter().any(|s| *s <= 0.0) {
-            return Err("int8 scale not positive".into());
+        let step = read_f32s(r, 1)?[0];
+        if step <= 0.0 {
+            return Err("int8 step not positive".into());
         }
         let mut codes = vec![0u8; n * dim];
         r.read_exact(&mut codes)
@@ -372,19 +386,37 @@ impl Space for Sq8 {
         Ok(Sq8 {
             dim,
             lo,
-            scale,
+            step,
             codes,
         })
     }
 }
 
-/// One bit per dimension (`--quantization binary`): the sign of `x_i - mean_i`, the
-/// mean fitted on the first batch; distances are Hamming distances.
+/// One bit per dimension (`--quantization binary`): the signs `s_i = +-1` of
+/// `x' = x - mean` (the mean fitted on the first batch), plus two numbers per vector,
+/// `|x'|^2` and `a = mean_i |x'_i|` (the scale for which `a s` is closest to `x'`).
+/// Squared L2 distances are estimated from `x' ~ a s`: to a query (kept in f32,
+/// `q' = q - mean`) as `|x'|^2 - 2 a <q', s>` (plus `|q'|^2`, the same for every
+/// node), `<q', s>` read through one 256-entry table per byte of the code; between
+/// two nodes as `|x'|^2 + |y'|^2 - 2 a_x a_y (d - 2 hamming(s_x, s_y))`.
 pub(crate) struct Bits {
     dim: usize,
     words: usize,
     mean: Vec<f32>,
     bits: Vec<u64>,
+    /// Per node: `|x'|^2` and `a`.
+    norms: Vec<[f32; 2]>,
+}
+
+/// A query in a [`Bits`] space: its tables, or a node used as a query (building).
+pub(crate) struct BitsQuery {
+    /// `tables[j * 256 + b]`: minus twice the sum of `q'_i` over the set bits `b` of
+    /// byte `j`; empty for a node's own query.
+    tables: Vec<f32>,
+    /// `sum_i q'_i`.
+    total: f32,
+    /// The node, for a node's own query.
+    node: u32,
 }
 
 impl Bits {
@@ -392,6 +424,16 @@ impl Bits {
     fn word(&self, node: u32) -> &[u64] {
         let s = node as usize * self.words;
         &self.bits[s..s + self.words]
+    }
+
+    fn norms_of(&self, v: &[f32]) -> [f32; 2] {
+        let (mut n2, mut abs) = (0f32, 0f32);
+        for (x, m) in v.iter().zip(&self.mean) {
+            let c = x - m;
+            n2 += c * c;
+            abs += c.abs();
+        }
+        [n2, abs / self.dim as f32]
     }
 
     fn encode(&self, v: &[f32], out: &mut Vec<u64>) {
@@ -409,7 +451,7 @@ impl Bits {
 }
 
 impl Space for Bits {
-    type Query = Vec<u64>;
+    type Query = BitsQuery;
     const KIND: u8 = 2;
     fn empty(dim: usize, capacity: usize) -> Self {
         let words = dim.div_ceil(64);
@@ -418,6 +460,7 @@ impl Space for Bits {
             words,
             mean: vec![0.0; dim],
             bits: Vec::with_capacity(capacity * words),
+            norms: Vec::with_capacity(capacity),
         }
     }
     fn dim(&self) -> usize {
@@ -441,36 +484,75 @@ impl Space for Bits {
         let mut out = std::mem::take(&mut self.bits);
         self.encode(v, &mut out);
         self.bits = out;
+        let n = self.norms_of(v);
+        self.norms.push(n);
     }
-    fn query(&self, v: &[f32]) -> Vec<u64> {
-        let mut out = Vec::with_capacity(self.words);
-        self.encode(v, &mut out);
-        out
+    fn query(&self, v: &[f32]) -> BitsQuery {
+        let centred: Vec<f32> = v.iter().zip(&self.mean).map(|(x, m)| x - m).collect();
+        let bytes = self.words * 8;
+        let mut tables = vec![0f32; bytes * 256];
+        for j in 0..bytes {
+            let t = &mut tables[j * 256..(j + 1) * 256];
+            for b in 0..8 {
+                let i = j * 8 + b;
+                let w = if i < self.dim { -2.0 * centred[i] } else { 0.0 };
+                // Entries with bit b set get w added: doubling fills the table.
+                let step = 1usize << b;
+                for e in 0..step {
+                    t[e + step] = t[e] + w;
+                }
+            }
+        }
+        BitsQuery {
+            tables,
+            total: centred.iter().sum(),
+            node: 0,
+        }
     }
-    fn node_query(&self, node: u32) -> Vec<u64> {
-        self.word(node).to_vec()
+    fn node_query(&self, node: u32) -> BitsQuery {
+        BitsQuery {
+            tables: Vec::new(),
+            total: 0.0,
+            node,
+        }
     }
     #[inline(always)]
-    fn dist<K: Kernel>(&self, q: &Vec<u64>, node: u32) -> f32 {
-        K::hamming(q, self.word(node))
+    fn dist<K: Kernel>(&self, q: &BitsQuery, node: u32) -> f32 {
+        if q.tables.is_empty() {
+            return self.between::<K>(q.node, node);
+        }
+        // <q', s> = 2 sum_{set} q'_i - total = -(total + the tables' sum).
+        let mut acc = 0f32;
+        for (w, word) in self.word(node).iter().enumerate() {
+            let bytes = word.to_le_bytes();
+            let base = w * 8 * 256;
+            for (j, byte) in bytes.iter().enumerate() {
+                acc += q.tables[base + j * 256 + *byte as usize];
+            }
+        }
+        let [n2, a] = self.norms[node as usize];
+        n2 + 2.0 * a * (q.total + acc)
     }
     #[inline(always)]
     fn between<K: Kernel>(&self, a: u32, b: u32) -> f32 {
-        K::hamming(self.word(a), self.word(b))
+        let ham = K::hamming(self.word(a), self.word(b));
+        let ([na, aa], [nb, ab]) = (self.norms[a as usize], self.norms[b as usize]);
+        (na + nb - 2.0 * aa * ab * (self.dim as f32 - 2.0 * ham)).max(0.0)
     }
     #[inline(always)]
     fn addr(&self, node: u32) -> *const u8 {
         self.bits.as_ptr().wrapping_add(node as usize * self.words) as *const u8
     }
     fn node_bytes(dim: usize) -> usize {
-        8 * dim.div_ceil(64)
+        8 * dim.div_ceil(64) + 8
     }
     fn param_bytes(dim: usize) -> usize {
         4 * dim
     }
     fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
         w.write_all(bytemuck::cast_slice(&self.mean))?;
-        w.write_all(bytemuck::cast_slice(&self.bits))
+        w.write_all(bytemuck::cast_slice(&self.bits))?;
+        w.write_all(bytemuck::cast_slice(&self.norms))
     }
     fn read(r: &mut dyn Read, dim: usize, n: usize) -> Result<Self, String> {
         let words = dim.div_ceil(64);
@@ -478,11 +560,14 @@ impl Space for Bits {
         let mut bits = vec![0u64; n * words];
         r.read_exact(bytemuck::cast_slice_mut(&mut bits))
             .map_err(|e| format!("truncated ({e})"))?;
+        let flat = read_f32s(r, 2 * n)?;
+        let norms = flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
         Ok(Bits {
             dim,
             words,
             mean,
             bits,
+            norms,
         })
     }
 }

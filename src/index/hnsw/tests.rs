@@ -29,3 +29,72 @@ fn roundtrip_and_rejects_damage() {
     assert!(Graph::<Flat>::read_from(&mut &bad[..], len).is_err());
     assert!(Graph::<Flat>::read_from(&mut &bytes[..bytes.len() / 2], len / 2).is_err());
 }
+
+#[test]
+fn quantized_kernels_agree_with_plain_loops() {
+    let a: Vec<u8> = (0..517).map(|i| (i * 37 % 256) as u8).collect();
+    let b: Vec<u8> = (0..517).map(|i| (i * 91 % 253) as u8).collect();
+    let plain: u32 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (*x as i32 - *y as i32).pow(2) as u32)
+        .sum();
+    assert_eq!(Portable::sq8(&a, &b), plain);
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        for n in [0, 5, 16, 31, 512, 517] {
+            let want: u32 = Portable::sq8(&a[..n], &b[..n]);
+            // SAFETY: AVX2 was detected just above.
+            let got = unsafe { sq8_in_avx2(&a[..n], &b[..n]) };
+            assert_eq!(got, want, "n {n}");
+        }
+    }
+    let x = [0xF0F0u64, 0x1];
+    let y = [0x0FF0u64, 0x3];
+    assert_eq!(Portable::hamming(&x, &y), 9.0);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,popcnt")]
+fn sq8_in_avx2(a: &[u8], b: &[u8]) -> u32 {
+    Fma::sq8(a, b)
+}
+
+#[test]
+fn quantized_graphs_find_their_points() {
+    let items: Vec<(u64, Vec<f32>)> = (0..600u64)
+        .map(|i| {
+            let t = i as f32 * 0.37;
+            (i, (0..24).map(|j| (t * (j + 1) as f32).sin()).collect())
+        })
+        .collect();
+    let mut g = Graph::<Sq8>::new(24, 8, 64, 600);
+    g.insert(&items);
+    let found = (0..600)
+        .filter(|&i| g.id(g.search(&items[i].1, 1, 32, None)[0].0) == i as u64)
+        .count();
+    assert!(found >= 590, "int8: {found} of 600");
+    let mut b = Graph::<Bits>::new(24, 8, 64, 600);
+    b.insert(&items);
+    // Binary codes rank coarsely: a point is among its own 10 best candidates.
+    let found = (0..600)
+        .filter(|&i| {
+            b.search(&items[i].1, 10, 64, None)
+                .iter()
+                .any(|(n, _)| b.id(*n) == i as u64)
+        })
+        .count();
+    assert!(found >= 540, "binary: {found} of 600");
+    // Snapshots of quantized graphs round-trip.
+    let mut bytes = Vec::new();
+    let (len, _) = g.write_to(&mut bytes).unwrap();
+    let (back, _) = Graph::<Sq8>::read_from(&mut &bytes[..], len).unwrap();
+    assert_eq!(
+        back.search(&items[9].1, 3, 32, None),
+        g.search(&items[9].1, 3, 32, None)
+    );
+    assert!(
+        Graph::<Bits>::read_from(&mut &bytes[..], len).is_err(),
+        "kind not checked"
+    );
+}
