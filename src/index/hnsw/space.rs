@@ -395,10 +395,10 @@ impl Space for Sq8 {
 /// One bit per dimension (`--quantization binary`): the signs `s_i = +-1` of
 /// `x' = x - mean` (the mean fitted on the first batch), plus two numbers per vector,
 /// `|x'|^2` and `a = mean_i |x'_i|` (the scale for which `a s` is closest to `x'`).
-/// Squared L2 distances are estimated from `x' ~ a s`: to a query (kept in f32,
-/// `q' = q - mean`) as `|x'|^2 - 2 a <q', s>` (plus `|q'|^2`, the same for every
-/// node), `<q', s>` read through one 256-entry table per byte of the code; between
-/// two nodes as `|x'|^2 + |y'|^2 - 2 a_x a_y (d - 2 hamming(s_x, s_y))`.
+/// Squared L2 distances to a query (kept in f32, `q' = q - mean`) are estimated as
+/// `|x'|^2 - 2 <q', s> |x'|^2 / <x', s>` (plus `|q'|^2`, the same for every node; exact
+/// for the vector itself), `<q', s>` read through one 256-entry table per byte of the
+/// code; between two nodes as `|x'|^2 + |y'|^2 - 2 a_x a_y (d - 2 hamming(s_x, s_y))`.
 pub(crate) struct Bits {
     dim: usize,
     words: usize,
@@ -530,8 +530,15 @@ impl Space for Bits {
                 acc += q.tables[base + j * 256 + *byte as usize];
             }
         }
+        // <q', x'> ~ <q', s> |x'|^2 / <x', s>: exact when q is x itself (so a stored
+        // vector finds itself), as in RaBitQ's estimator.
         let [n2, a] = self.norms[node as usize];
-        n2 + 2.0 * a * (q.total + acc)
+        let scale = if a > 0.0 {
+            n2 / (self.dim as f32 * a)
+        } else {
+            0.0
+        };
+        n2 + 2.0 * scale * (q.total + acc)
     }
     #[inline(always)]
     fn between<K: Kernel>(&self, a: u32, b: u32) -> f32 {
