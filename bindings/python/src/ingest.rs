@@ -25,6 +25,7 @@ struct IngestArgs {
     device: String,
     threads: usize,
     progress: Option<Py<PyAny>>,
+    quantization: String,
 }
 
 impl IngestArgs {
@@ -41,6 +42,7 @@ impl IngestArgs {
             polarity,
             batch: self.batch,
             run: run_options(&self.device, self.threads)?,
+            quantization: vx::Quantization::from_name(&self.quantization).or_raise()?,
             ..vx::IngestOptions::default()
         })
     }

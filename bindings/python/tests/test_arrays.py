@@ -121,3 +121,42 @@ def test_progress_bar_and_callback(phantom, tmp_path):
     assert seen and 0 < seen[-1][0] <= seen[-1][1] and seen[-1][2] > 0
     assert len({total for _, total, _ in seen}) == 1
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+
+
+@pytest.mark.parametrize("quantization", ["int8", "binary"])
+def test_quantized_collections_rescore_on_the_stored_vectors(tmp_path, quantization):
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((20, 64)).astype(np.float32) * 3
+    base = centres[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 64)).astype(np.float32)
+    with vortexdb.create(tmp_path / "db") as db:
+        db.import_vectors("q", base, metric="l2", quantization=quantization)
+        (col,) = db.info()["collections"]
+        assert col["quantization"] == quantization
+        assert col["packed_bytes"] == 3000 * (64 * 4 + 4)
+        queries = base[:50] + 0.01
+        ids, dist = db.search("q", queries, k=10, rescore=64)
+        exact_ids, exact_dist = db.search("q", queries, k=10, exact=True)
+        assert (ids[:, 0] == np.arange(50)).all()
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids, strict=True)])
+        assert recall >= 0.9, recall
+        # Rescored distances are the exact L2 distances to the stored vectors.
+        want = np.linalg.norm(base[ids] - queries[:, None, :], axis=2)
+        np.testing.assert_allclose(dist, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(errors.InvalidArgument, match="quantization"):
+        with vortexdb.create(tmp_path / "db2") as db:
+            db.import_vectors("q", base, quantization="int3")
+
+
+def test_an_int8_model_collection_gives_the_same_heatmap(stores, phantom, tmp_path):
+    """Heatmaps are computed on the stored f32 vectors whatever the graph holds."""
+    with vortexdb.create(tmp_path / "db") as db:
+        db.add_model("default")
+        db.ingest_volume("ph7", np.load(phantom["volume"]), quantization="int8", progress=False)
+        db.ingest_spots("ph7", phantom["spots"])
+        kinds = {c["name"]: c["quantization"] for c in db.info()["collections"]}
+        assert kinds["vortex-tiny-phantom:3d"] == "int8", kinds
+        got = db.query_genes("TUM01")
+        with vortexdb.open(stores["py"], read_only=True) as ref:
+            want = ref.query_genes("TUM01")
+            np.testing.assert_allclose(got.heatmap["ph7"], want.heatmap["ph7"], rtol=0, atol=1e-6, equal_nan=True)
+            assert list(got.top["id"][:10]) == list(want.top["id"][:10])

@@ -28,7 +28,7 @@ class Store:
     def models(self) -> list[dict[str, Json]]: ...
     def spots(self, sample: str) -> dict[str, Any]: ...
     # Ingest. `args`: sample, model, overlap, min_tissue, tissue, intensity_range, batch,
-    # device, threads, progress (a callable (done, total, stored) or None).
+    # device, threads, progress (a callable (done, total, stored) or None), quantization.
     def ingest_volume(
         self,
         args: dict[str, Any],

@@ -106,7 +106,7 @@ class Store:
     # -- ingest -------------------------------------------------------------------
     @staticmethod
     def _ingest_args(
-        sample: str, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, progress
+        sample: str, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, progress, quantization
     ) -> dict:
         return {
             "sample": sample,
@@ -119,6 +119,7 @@ class Store:
             "device": device,
             "threads": int(threads),
             "progress": progress,
+            "quantization": quantization,
         }
 
     def ingest_volume(
@@ -136,15 +137,18 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
+        quantization: str = "f32",
     ) -> dict:
         """Embed every tissue patch of a 3D volume: a path (NPY, TIFF, slice directory)
         or a C-contiguous array (Z, Y, X) or (Z, Y, X, C) of uint8, uint16 or float32,
         read in place (not copied). ``um_per_voxel`` is (z, y, x) or one number;
         ``None`` takes the model's. Resumable: after Ctrl-C (``errors.Interrupted``)
-        the same call continues. Returns the ingest report."""
+        the same call continues. ``quantization`` (``"f32"``, ``"int8"``, ``"binary"``)
+        is what the model's collection holds in RAM when this call creates it.
+        Returns the ingest report."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
-                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
+                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
             return self._s.ingest_volume(args, um_per_voxel=_triple(um_per_voxel), **_volume_arg(volume))
 
@@ -165,6 +169,7 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
+        quantization: str = "f32",
     ) -> dict:
         """Stack serial H&E sections into a 2.5D volume and embed it: image paths (with
         an optional ``transforms`` JSON registering them) or arrays of one shape, a
@@ -172,7 +177,7 @@ class Store:
         stacked, i.e. copied, once)."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
-                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
+                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
             kw: dict[str, Any] = {"spacing_um": float(spacing_um), "um_per_px": float(um_per_px)}
             if isinstance(images, np.ndarray):
@@ -201,11 +206,12 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
+        quantization: str = "f32",
     ) -> dict:
         """Embed one H&E image (a path or a (Y, X[, C]) array) through the 2D encoder."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
-                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb
+                sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
             return self._s.ingest_image(args, float(um_per_px), **_volume_arg(image))
 
