@@ -41,25 +41,41 @@ impl Kernel for Portable {
     }
 }
 
-/// The kernels inlined into code compiled with AVX2, FMA and POPCNT.
+/// The kernels compiled with AVX2, FMA and POPCNT. Each is its own
+/// `#[target_feature]` function, so it is fast wherever it is called from (a closure
+/// in the graph walk is compiled without the features; an FMA inlined there would
+/// become a call to the software `fmaf`), and inlined into callers that have them.
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Fma;
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Fma {
     #[inline(always)]
     fn l2(a: &[f32], b: &[f32]) -> f32 {
-        l2sq_lanes::<true>(a, b)
+        // SAFETY: `Fma` is used only after AVX2, FMA and POPCNT were detected.
+        unsafe { l2_fma(a, b) }
     }
     #[inline(always)]
     fn sq8(a: &[u8], b: &[u8]) -> u32 {
-        // SAFETY: `Fma` kernels run only inside functions compiled with AVX2 after
-        // AVX2 was detected at run time.
+        // SAFETY: as above.
         unsafe { sq8_avx2(a, b) }
     }
     #[inline(always)]
     fn hamming(a: &[u64], b: &[u64]) -> f32 {
-        hamming_words(a, b)
+        // SAFETY: as above.
+        unsafe { hamming_popcnt(a, b) }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn l2_fma(a: &[f32], b: &[f32]) -> f32 {
+    l2sq_lanes::<true>(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn hamming_popcnt(a: &[u64], b: &[u64]) -> f32 {
+    hamming_words(a, b)
 }
 
 #[inline(always)]
@@ -122,13 +138,12 @@ fn sq8_portable(a: &[u8], b: &[u8]) -> u32 {
 /// `sum (a_i - b_i)^2` of two 8-bit codes, 16 dimensions per step: widened to i16,
 /// subtracted, squared and pairwise added to i32 by `vpmaddwd`.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn sq8_avx2(a: &[u8], b: &[u8]) -> u32 {
+#[target_feature(enable = "avx2")]
+fn sq8_avx2(a: &[u8], b: &[u8]) -> u32 {
     use core::arch::x86_64::*;
     let n = a.len().min(b.len());
     let mut i = 0;
-    // SAFETY: every load reads 16 bytes at `i`, with `i + 16 <= n`; the caller runs
-    // this only where AVX2 is available.
+    // SAFETY: every load reads 16 bytes at `i`, with `i + 16 <= n`.
     unsafe {
         let mut acc = _mm256_setzero_si256();
         while i + 16 <= n {
