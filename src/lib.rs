@@ -121,7 +121,7 @@ pub use expression::{
     CountMatrix, GeneIndex, QcSettings, QcSummary, SpotQc, dense_panel, highly_variable_genes,
     normalize_log1p, quality_control, smooth_knn, top_expressed,
 };
-pub use spots::{SpotFormat, SpotPaths, SpotPositions, SpotTable, read_spots};
+pub use spots::{H5adOptions, SpotFormat, SpotPaths, SpotPositions, SpotTable, read_spots};
 
 // Vector files.
 pub use vecio::{

@@ -11,9 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{RunArgs, floats};
 use super::{emit, flush_warnings};
 use vortexdb::{
-    IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat, SpotOptions,
-    SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots, ingest_volume,
-    open_volume, read_spots, resolve_model,
+    H5adOptions, IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat,
+    SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots,
+    ingest_volume, open_volume, read_spots, resolve_model,
 };
 
 /// Subcommands of `ingest`.
@@ -27,7 +27,7 @@ pub enum IngestCommand {
     /// Embed one 2D H&E image with the model's 2D encoder (collection `<model>:2d`), the
     /// target of 3D -> 2D retrieval (`query patch --target 2d`).
     Image(ImageArgs),
-    /// Read spot expression (her2st, Visium MTX/.h5, Parquet), QC, normalise, and embed
+    /// Read spot expression (her2st, Visium MTX/.h5, AnnData .h5ad, Parquet), QC, normalise, and embed
     /// the kept spots with the model's gene encoder.
     Spots(SpotsArgs),
 }
@@ -40,14 +40,23 @@ pub struct SpotsArgs {
     pub store: PathBuf,
     /// Sample id the spots belong to (the volume or section stack they were measured on).
     #[arg(long)] pub sample: String,
-    /// her2st counts (.tsv.gz), a Visium output directory / matrix directory / .h5, or a
-    /// Parquet table.
+    /// her2st counts (.tsv.gz), a Visium output directory / matrix directory / .h5, an
+    /// AnnData .h5ad file, or a Parquet table.
     pub path: PathBuf,
-    /// her2st, visium or parquet (default: guessed from PATH).
+    /// her2st, visium, h5ad or parquet (default: guessed from PATH).
     #[arg(long)] pub format: Option<String>,
     /// Positions table when not in the standard place (her2st selection TSV, Visium
     /// tissue_positions CSV).
     #[arg(long)] pub positions: Option<PathBuf>,
+    /// .h5ad: raw counts in this layer (`layers/NAME`) instead of X.
+    #[arg(long)] pub layer: Option<String>,
+    /// .h5ad: raw counts in `raw/X` (genes from `raw/var`) instead of X.
+    #[arg(long)] pub raw: bool,
+    /// .h5ad: the obsm entry holding spot positions in image pixels.
+    #[arg(long, default_value = "spatial")] pub spatial_key: String,
+    /// .h5ad: the uns["spatial"] library whose scale factors give the spot diameter
+    /// (default: the only one).
+    #[arg(long)] pub library_id: Option<String>,
     /// Registered model name, or a model directory (registered on the way). Default:
     /// the store's only model.
     #[arg(long)] pub model: Option<String>,
@@ -90,6 +99,12 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
     let model = resolve_model(&store, a.model.as_deref())?;
     let paths = SpotPaths {
         positions: a.positions.clone(),
+        h5ad: H5adOptions {
+            layer: a.layer.clone(),
+            raw: a.raw,
+            spatial_key: Some(a.spatial_key.clone()),
+            library_id: a.library_id.clone(),
+        },
     };
     let table = read_spots(&a.path, format, &paths)?;
     let r = ingest_spots(&store, &model, table, &opts)?;

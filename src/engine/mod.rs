@@ -100,6 +100,18 @@ pub struct Store {
     warnings: Mutex<Vec<String>>,
 }
 
+/// An I/O error on the store's own file: a read past the end or bytes that cannot be
+/// parsed are damage to the store ([`Error::Corrupted`]), anything else a failing disk.
+pub(crate) fn io_err(path: &Path, io: std::io::Error, doing: &str) -> Error {
+    match io.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => Error::Corrupted {
+            path: path.to_path_buf(),
+            message: format!("{doing}: {io}"),
+        },
+        _ => Error::io(path, io),
+    }
+}
+
 /// A redb error on the database at `path` as an [`Error`].
 pub(crate) fn db_err(path: &Path, e: impl Into<redb::Error>) -> Error {
     match e.into() {
@@ -107,19 +119,7 @@ pub(crate) fn db_err(path: &Path, e: impl Into<redb::Error>) -> Error {
             path: path.to_path_buf(),
             message,
         },
-        // A read past the end or bytes redb cannot parse: a truncated or damaged file.
-        redb::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            Error::Corrupted {
-                path: path.to_path_buf(),
-                message: format!("cannot read the database: {io}"),
-            }
-        }
-        redb::Error::Io(io) => Error::io(path, io),
+        redb::Error::Io(io) => io_err(path, io, "cannot read the database"),
         other => Error::Database {
             path: path.to_path_buf(),
             message: other.to_string(),

@@ -38,18 +38,9 @@ fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
         },
         // redb reports a file that is not (or no longer) a redb database as invalid
         // data: that is damage to the store, not a failing disk.
-        redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            Error::Corrupted {
-                path: path.to_path_buf(),
-                message: format!("cannot open database: {io}"),
-            }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            super::io_err(path, io, "cannot open database")
         }
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::io(path, io),
         other => Error::Corrupted {
             path: path.to_path_buf(),
             message: format!("cannot open database: {other}"),

@@ -1,11 +1,12 @@
 //! Spot readers: the her2st Spatial Transcriptomics layout, 10x Visium output (MTX
-//! directory or `.h5`, tissue positions, scale factors) and Parquet tables (wide or
-//! long). Each returns a [`SpotTable`]: spot ids, positions in the sample image's
+//! directory or `.h5`, tissue positions, scale factors), AnnData `.h5ad` files and
+//! Parquet tables (wide or long). Each returns a [`SpotTable`]: spot ids, positions in the sample image's
 //! pixels and a sparse count matrix, validated (unique ids, non-negative integer
 //! counts, every counted spot has a position) with errors that name the file.
 
 mod arrays;
 mod h5;
+mod h5ad;
 mod parquet_spots;
 
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::expression::CountMatrix;
 pub use arrays::SpotPositions;
+pub use h5ad::H5adOptions;
 
 /// Spot file layouts understood by [`read_spots`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,21 +32,25 @@ pub enum SpotFormat {
     Visium,
     /// Parquet, wide (one column per gene) or long (`spot, gene, count` rows).
     Parquet,
+    /// AnnData `.h5ad` (scanpy, squidpy, HEST-1k): counts from `X`, a layer or
+    /// `raw/X`, positions from `obsm["spatial"]` (see [`H5adOptions`]).
+    H5ad,
     /// Arrays handed over in memory ([`SpotTable::from_arrays`], e.g. from an AnnData
     /// object by the Python package); not a file layout.
     Arrays,
 }
 
 impl SpotFormat {
-    /// Parse `her2st`, `visium` or `parquet`.
+    /// Parse `her2st`, `visium`, `h5ad` or `parquet`.
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "her2st" | "st" => Ok(SpotFormat::Her2st),
             "visium" | "10x" => Ok(SpotFormat::Visium),
             "parquet" => Ok(SpotFormat::Parquet),
+            "h5ad" | "anndata" => Ok(SpotFormat::H5ad),
             _ => Err(Error::arg(
                 "format",
-                format!("'{s}' is not a spot format; use her2st, visium or parquet"),
+                format!("'{s}' is not a spot format; use her2st, visium, h5ad or parquet"),
             )),
         }
     }
@@ -58,12 +64,14 @@ impl SpotFormat {
         }
     }
 
-    /// Guess the layout of `path`: a `.parquet` file, a Visium directory or `.h5`, or a
-    /// her2st counts file (`.tsv`, `.tsv.gz`).
+    /// Guess the layout of `path`: a `.parquet` file, an `.h5ad` file, a Visium
+    /// directory or `.h5`, or a her2st counts file (`.tsv`, `.tsv.gz`).
     pub fn detect(path: &Path) -> Result<Self> {
         let name = path.to_string_lossy().to_ascii_lowercase();
         if name.ends_with(".parquet") {
             Ok(SpotFormat::Parquet)
+        } else if name.ends_with(".h5ad") {
+            Ok(SpotFormat::H5ad)
         } else if path.is_dir() || name.ends_with(".h5") {
             Ok(SpotFormat::Visium)
         } else if name.ends_with(".tsv") || name.ends_with(".tsv.gz") {
@@ -103,11 +111,14 @@ pub struct SpotTable {
     pub counts: CountMatrix,
 }
 
-/// Where a spot table's positions live, when not beside the counts.
+/// Where a spot table's positions live, when not beside the counts, and which parts
+/// of an `.h5ad` file to read.
 #[derive(Debug, Clone, Default)]
 pub struct SpotPaths {
     /// Positions table (her2st selection TSV or Visium tissue positions CSV).
     pub positions: Option<PathBuf>,
+    /// The parts of an AnnData file holding counts and positions.
+    pub h5ad: H5adOptions,
 }
 
 /// Read spots from `path` in `format` (see [`SpotFormat`]).
@@ -119,6 +130,7 @@ pub fn read_spots(path: &Path, format: SpotFormat, extra: &SpotPaths) -> Result<
         SpotFormat::Her2st => read_her2st(path, extra.positions.as_deref())?,
         SpotFormat::Visium => read_visium(path, extra.positions.as_deref())?,
         SpotFormat::Parquet => parquet_spots::read(path)?,
+        SpotFormat::H5ad => h5ad::read(path, &extra.h5ad)?,
         SpotFormat::Arrays => {
             return Err(Error::arg(
                 "format",

@@ -268,8 +268,10 @@ impl PyStore {
         }
     }
 
-    /// Ingest spots from files (her2st, Visium, Parquet).
-    #[pyo3(signature = (options, path, format=None, positions=None))]
+    /// Ingest spots from files (her2st, Visium, AnnData `.h5ad`, Parquet); `layer`,
+    /// `raw`, `spatial_key` and `library_id` choose the parts of an `.h5ad` file.
+    #[pyo3(signature = (options, path, format=None, positions=None, layer=None, raw=false, spatial_key=None, library_id=None))]
+    #[allow(clippy::too_many_arguments)]
     fn ingest_spots_file(
         &self,
         py: Python<'_>,
@@ -277,14 +279,27 @@ impl PyStore {
         path: PathBuf,
         format: Option<String>,
         positions: Option<PathBuf>,
+        layer: Option<String>,
+        raw: bool,
+        spatial_key: Option<String>,
+        library_id: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let opts = options.options()?;
         let model = self.model(py, &options.model)?;
+        let paths = vx::SpotPaths {
+            positions,
+            h5ad: vx::H5adOptions {
+                layer,
+                raw,
+                spatial_key,
+                library_id,
+            },
+        };
         let report = py
             .detach(|| {
                 let format = vx::SpotFormat::named_or_detected(format.as_deref(), &path)?;
-                let table = vx::read_spots(&path, format, &vx::SpotPaths { positions })?;
+                let table = vx::read_spots(&path, format, &paths)?;
                 vx::ingest_spots(&s, &model, table, &opts)
             })
             .or_raise()?;

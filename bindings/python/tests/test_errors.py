@@ -151,6 +151,52 @@ def spots_normalised_values(db, d):
     db.ingest_spots("s", a)
 
 
+def small_h5ad(path: Path, x, *, spatial: bool = True, layers: dict | None = None) -> Path:
+    """An .h5ad file written by anndata: 3 spots x 2 genes."""
+    import anndata
+
+    a = anndata.AnnData(X=np.asarray(x, np.float32))
+    a.obs_names = ["s0", "s1", "s2"]
+    a.var_names = ["G1", "G2"]
+    if spatial:
+        a.obsm["spatial"] = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    for k, v in (layers or {}).items():
+        a.layers[k] = np.asarray(v, np.float32)
+    a.write_h5ad(path)
+    return path
+
+
+COUNTS = [[1, 2], [3, 0], [0, 5]]
+
+
+def h5ad_without_positions(db, d):
+    db.ingest_spots("s", small_h5ad(d / "nopos.h5ad", COUNTS, spatial=False))
+
+
+def h5ad_normalised_x(db, d):
+    f = small_h5ad(d / "norm.h5ad", [[0.5, 1.2], [1.0, 0.0], [0.0, 2.1]], layers={"counts": COUNTS})
+    db.ingest_spots("s", f)
+
+
+def h5ad_missing_layer(db, d):
+    db.ingest_spots("s", small_h5ad(d / "nolayer.h5ad", COUNTS), layer="counts")
+
+
+def h5ad_without_raw(db, d):
+    db.ingest_spots("s", small_h5ad(d / "noraw.h5ad", COUNTS), raw=True)
+
+
+def h5ad_truncated(db, d):
+    f = small_h5ad(d / "cut.h5ad", COUNTS)
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    db.ingest_spots("s", f)
+
+
+def h5ad_not_hdf5(db, d):
+    (d / "text.h5ad").write_text("spot,gene,count\n")
+    db.ingest_spots("s", d / "text.h5ad")
+
+
 def bad_region(db, d):
     db.search("c", rows(1, 8), filter={"region": "0:1,2"})
 
@@ -181,6 +227,12 @@ CASES = [
     (spots_without_positions, errors.BadInput, ["obsm['spatial']"]),
     (spots_negative_counts, errors.BadInput, ["AnnData", "negative"]),
     (spots_normalised_values, errors.BadInput, ["AnnData", "not an integer"]),
+    (h5ad_without_positions, errors.BadFile, ["nopos.h5ad", "no obsm/spatial", "--spatial-key"]),
+    (h5ad_normalised_x, errors.BadFile, ["norm.h5ad", "not an integer", "--layer", "layers: counts"]),
+    (h5ad_missing_layer, errors.BadFile, ["nolayer.h5ad", "no layer 'counts'"]),
+    (h5ad_without_raw, errors.BadFile, ["noraw.h5ad", "raw/X"]),
+    (h5ad_truncated, errors.BadFile, ["cut.h5ad"]),
+    (h5ad_not_hdf5, errors.BadFile, ["text.h5ad", "HDF5"]),
     (bad_region, errors.InvalidArgument, ["region"]),
     (bad_k, errors.InvalidArgument, ["k"]),
 ]

@@ -35,10 +35,13 @@ def _diameter(adata: Any, library_id: str | None) -> float | None:
     return None if d is None else float(d)
 
 
-def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str, library_id: str | None) -> dict:
+def spots_from_anndata(
+    adata: Any, *, layer: str | None, spatial_key: str, library_id: str | None, raw: bool = False
+) -> dict:
     """The arrays ``_native.Store.ingest_spots_arrays`` takes, from an AnnData object.
 
-    Counts: ``.layers[layer]`` or ``.X``. Positions: ``.obsm[spatial_key]`` (x, y in
+    Counts: ``.layers[layer]``, ``.raw.X`` (with ``raw``; genes ``.raw.var_names``) or
+    ``.X``. Positions: ``.obsm[spatial_key]`` (x, y in
     pixels of the full-resolution image). Array coordinates: ``obs["array_col"]`` and
     ``obs["array_row"]`` when both exist; sections: ``obs["z"]``.
     """
@@ -46,7 +49,14 @@ def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str, libra
 
     if not hasattr(adata, "obsm") or not hasattr(adata, "var_names"):
         raise BadInput(f"spots: expected an AnnData object or a path, got {type(adata).__name__}")
-    if layer is not None:
+    genes = adata.var_names
+    if raw and layer is not None:
+        raise BadInput("spots: give either a layer or raw=True, not both")
+    if raw:
+        if adata.raw is None:
+            raise BadInput("spots: raw=True but the AnnData object has no .raw")
+        x, genes = adata.raw.X, adata.raw.var_names
+    elif layer is not None:
         if layer not in adata.layers:
             raise BadInput(f"spots: no layer '{layer}' (layers: {sorted(adata.layers)})")
         x = adata.layers[layer]
@@ -68,9 +78,9 @@ def spots_from_anndata(adata: Any, *, layer: str | None, spatial_key: str, libra
     z = obs["z"].to_numpy(np.float64) if "z" in obs else None
     indptr, indices, data = _csr(x)
     return {
-        "name": "AnnData" if layer is None else f"AnnData layer '{layer}'",
+        "name": "AnnData .raw" if raw else "AnnData" if layer is None else f"AnnData layer '{layer}'",
         "ids": [str(i) for i in adata.obs_names],
-        "genes": [str(g) for g in adata.var_names],
+        "genes": [str(g) for g in genes],
         "indptr": indptr,
         "indices": indices,
         "data": data,

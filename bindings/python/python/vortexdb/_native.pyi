@@ -51,7 +51,15 @@ class Store:
     # `options`: sample, model, min_genes, max_mito, smooth_k, hvg, top, affine, z,
     # batch, device, threads.
     def ingest_spots_file(
-        self, options: dict[str, Any], path: str, format: str | None = None, positions: str | None = None
+        self,
+        options: dict[str, Any],
+        path: str,
+        format: str | None = None,
+        positions: str | None = None,
+        layer: str | None = None,
+        raw: bool = False,
+        spatial_key: str | None = None,
+        library_id: str | None = None,
     ) -> dict[str, Json]: ...
     def ingest_spots_arrays(
         self,

@@ -223,6 +223,7 @@ class Store:
         format: str | None = None,  # noqa: A002
         positions: PathLike | None = None,
         layer: str | None = None,
+        raw: bool = False,
         spatial_key: str = "spatial",
         library_id: str | None = None,
         model: str | None = None,
@@ -237,13 +238,14 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
     ) -> dict:
-        """Ingest spot expression: an AnnData object (raw counts in ``.X`` or
-        ``.layers[layer]``, dense or sparse; positions in ``.obsm[spatial_key]``
-        (image pixels); array coordinates from ``obs["array_col"/"array_row"]`` and
-        section indices from ``obs["z"]`` when present; the spot diameter from
-        ``.uns["spatial"][library_id]["scalefactors"]``), or a path (her2st counts,
-        Visium output, Parquet; ``format`` names the layout when the name does not).
-        QC, normalisation, smoothing and the gene encoder run as for the CLI."""
+        """Ingest spot expression: an AnnData object or ``.h5ad`` file (raw counts in
+        ``.X``, ``.layers[layer]`` or, with ``raw``, ``.raw.X``, dense or sparse;
+        positions in ``.obsm[spatial_key]`` (image pixels); array coordinates from
+        ``obs["array_col"/"array_row"]`` and section indices from ``obs["z"]`` when
+        present; the spot diameter from ``.uns["spatial"][library_id]["scalefactors"]``),
+        or another path (her2st counts, Visium output, Parquet; ``format`` names the
+        layout when the name does not). QC, normalisation, smoothing and the gene
+        encoder run as for the CLI."""
         opts = {
             "sample": sample,
             "model": model,
@@ -260,9 +262,16 @@ class Store:
         }
         if isinstance(data, (str, os.PathLike)):
             return self._s.ingest_spots_file(
-                opts, os.fspath(data), format, None if positions is None else os.fspath(positions)
+                opts,
+                os.fspath(data),
+                format,
+                None if positions is None else os.fspath(positions),
+                layer=layer,
+                raw=raw,
+                spatial_key=spatial_key,
+                library_id=library_id,
             )
-        arrays = spots_from_anndata(data, layer=layer, spatial_key=spatial_key, library_id=library_id)
+        arrays = spots_from_anndata(data, layer=layer, raw=raw, spatial_key=spatial_key, library_id=library_id)
         return self._s.ingest_spots_arrays(opts, **arrays)
 
     def spots(self, sample: str):
