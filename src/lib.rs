@@ -1,9 +1,11 @@
 //! vortexdb: an embedded morphology-transcriptome vector database for the VORTEX
 //! method (3D spatial transcriptomics predicted from 3D tissue images).
 //!
-//! A [`Store`] is a directory: `vortex.redb` holds everything (collections, vectors as
-//! raw f32 with a CRC, patch provenance, tombstones, import progress, models, samples,
-//! spots, predictions, domains) and `index/` holds HNSW snapshots derived from it.
+//! A [`Store`] is a directory: `vortex.redb` is the source of truth (collections, the
+//! committed length and blocks of each packed vector file, patch provenance,
+//! tombstones, import progress, models, samples, spots, predictions, domains),
+//! `vectors/` holds the vectors packed as raw f32 rows with a CRC each (memory-mapped),
+//! and `index/` holds HNSW snapshots derived from them.
 //!
 //! This file is the table of contents: the modules are private and the `pub use`
 //! list below is the whole API. Each user operation is one call returning typed values
@@ -23,7 +25,7 @@
 //! * `codec`: byte encodings (every record with a CRC-32) and the schema version;
 //! * `limits`: bounds on sizes read from files and on numeric arguments;
 //! * `names`: sample ids and model names validated, gene names mapped to file names;
-//! * `spots`: spot readers (her2st, Visium MTX / `.h5`, Parquet);
+//! * `spots`: spot readers (her2st, Visium MTX / `.h5`, AnnData `.h5ad`, Parquet);
 //! * `expression`: spot QC, normalisation, highly variable genes, smoothing, panels;
 //! * `model`: model directories, the ONNX Runtime sessions, the built-in default model;
 //! * `volume`: volume readers, resampling, tissue mask and the patch grid;

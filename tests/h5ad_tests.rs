@@ -143,6 +143,23 @@ fn bad_h5ad_files_are_refused_with_the_file_named_and_nothing_written() {
     }
     std::fs::write(&bad, b"spot,gene,count\n").unwrap();
     run(&bad, &[], &["bad.h5ad", "HDF5"]);
+    // The .h5ad options on another format are an error, not ignored.
+    let parquet = dir.path().join("spots.parquet");
+    std::fs::write(&parquet, b"not read").unwrap();
+    let err = expect_user_error(
+        &[
+            "ingest",
+            "spots",
+            s(&db),
+            "--sample",
+            "x",
+            s(&parquet),
+            "--layer",
+            "counts",
+        ],
+        &["parts of an .h5ad file", "Parquet"],
+    );
+    assert!(err.contains("layer"), "{err}");
     // Every byte flipped in turn in a stretch of the file: an error or a table, never a
     // crash (read directly, without a store, to keep the loop fast).
     for i in (0..bytes.len()).step_by(97) {

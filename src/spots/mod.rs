@@ -126,6 +126,19 @@ pub fn read_spots(path: &Path, format: SpotFormat, extra: &SpotPaths) -> Result<
     if !path.exists() {
         return Err(Error::bad_file(path, "no such file or directory"));
     }
+    let h = &extra.h5ad;
+    let other_key = h.spatial_key.as_deref().is_some_and(|k| k != "spatial");
+    if format != SpotFormat::H5ad
+        && (h.layer.is_some() || h.raw || h.library_id.is_some() || other_key)
+    {
+        return Err(Error::arg(
+            "layer",
+            format!(
+                "layer, raw, spatial key and library id choose parts of an .h5ad file; {} is read as {format:?}",
+                path.display()
+            ),
+        ));
+    }
     let t = match format {
         SpotFormat::Her2st => read_her2st(path, extra.positions.as_deref())?,
         SpotFormat::Visium => read_visium(path, extra.positions.as_deref())?,
