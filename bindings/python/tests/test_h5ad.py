@@ -14,20 +14,6 @@ import vortexdb
 
 from conftest import cli, cli_json
 
-OBS_COLUMNS = [
-    "pixel_x",
-    "pixel_y",
-    "array_x",
-    "array_y",
-    "z",
-    "y",
-    "x",
-    "n_genes",
-    "total_counts",
-    "mito_fraction",
-    "kept",
-]
-
 
 def h5ad_variants(adata, out: Path) -> dict[str, tuple[Path, list[str]]]:
     """``adata`` (raw counts in a dense ``X``) written five ways, each with the CLI
@@ -71,7 +57,10 @@ def h5ad_variants(adata, out: Path) -> dict[str, tuple[Path, list[str]]]:
 def assert_same_spots(got, want) -> None:
     assert got.n_obs == want.n_obs > 0
     assert list(got.obs_names) == list(want.obs_names)
-    for col in OBS_COLUMNS:
+    # Every column (positions, grid, section, QC) of both, in the same order.
+    assert list(got.obs.columns) == list(want.obs.columns)
+    assert {"pixel_x", "pixel_y", "array_x", "array_y", "z", "n_genes", "kept"} <= set(got.obs.columns)
+    for col in got.obs.columns:
         np.testing.assert_array_equal(got.obs[col].to_numpy(), want.obs[col].to_numpy(), err_msg=col)
     assert list(got.var_names) == list(want.var_names)
     np.testing.assert_array_equal(got.X, want.X)
