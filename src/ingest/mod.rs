@@ -161,7 +161,7 @@ pub fn ingest_volume(
         "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),
         "encoder": opts.encoder.network(),
     });
-    h.update(settings.to_string().as_bytes());
+    h.update(crate::codec::canonical_json(&settings).as_bytes());
     let fingerprint: String = h.finalize()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
