@@ -144,6 +144,26 @@ pub fn decode_vector(key: Key, bytes: &[u8], dim: usize, out: &mut Vec<f32>) -> 
     true
 }
 
+/// `v` as JSON text with every object's keys sorted: the same bytes whatever the
+/// `serde_json` features of the build (`preserve_order`, which a dependency may turn
+/// on, keeps insertion order instead). For what is hashed into fingerprints.
+pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect(),
+                )
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

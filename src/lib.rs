@@ -28,7 +28,8 @@
 //! * `spots`: spot readers (her2st, Visium MTX / `.h5`, AnnData `.h5ad`, Parquet);
 //! * `expression`: spot QC, normalisation, highly variable genes, smoothing, panels;
 //! * `model`: model directories, the ONNX Runtime sessions, the built-in default model;
-//! * `volume`: volume readers, resampling, tissue mask and the patch grid;
+//! * `volume`: volume readers (NPY, TIFF, slice folders, OME-Zarr), resampling, tissue
+//!   mask and the patch grid;
 //! * `ingest`: streaming, resumable volume ingest and spot ingest;
 //! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
 //! * `predict`: predicted expression per patch (predictor head or k nearest spots);
@@ -114,8 +115,9 @@ pub use model::{
 pub use volume::grid::{Grid, Polarity};
 pub use volume::register::{Registered, Transforms};
 pub use volume::{
-    ArrayVolume, Dtype, ImageStack, IntensityRange, NpyVolume, Slice, TiffVolume, VolumeInfo,
-    VolumeSource, decode_image, open as open_volume,
+    ArrayVolume, Dtype, ImageStack, IntensityRange, LevelChoice, NpyVolume, Slice, TiffVolume,
+    VolumeInfo, VolumeSource, ZarrLevel, ZarrVolume, decode_image, is_zarr, open as open_volume,
+    open_level as open_volume_level,
 };
 
 // Spot files and expression processing.
@@ -136,7 +138,7 @@ pub use ingest::{
     Encoder, ImportAck, ImportOptions, ImportReport, IngestOptions, IngestReport, Progress,
     Sections, SpotOptions, SpotReport, VectorSearch, default_polarity, import_array,
     import_vectors, ingest_image, ingest_image_source, ingest_section_stack, ingest_sections,
-    ingest_spots, ingest_volume, resolve_model, search_array, search_vectors,
+    ingest_spots, ingest_volume, open_volume_for, resolve_model, search_array, search_vectors,
 };
 
 // Queries.

@@ -13,7 +13,7 @@ use super::{emit, flush_warnings};
 use vortexdb::{
     H5adOptions, IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat,
     SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots,
-    ingest_volume, open_volume, read_spots, resolve_model,
+    ingest_volume, is_zarr, open_volume, open_volume_for, read_spots, resolve_model,
 };
 
 /// Subcommands of `ingest`.
@@ -148,11 +148,16 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 pub struct VolumeArgs {
     #[command(flatten)] common: CommonArgs,
-    /// The volume: .npy (uint8/uint16/float32, Z,Y,X[,C]), multi-page .tif/.tiff, or a
-    /// directory of slice images (sorted by name).
+    /// The volume: .npy (uint8/uint16/float32, Z,Y,X[,C]), multi-page .tif/.tiff, an
+    /// OME-Zarr image directory (NGFF 0.4 / 0.5), or a directory of slice images
+    /// (sorted by name).
     pub path: PathBuf,
-    /// Voxel size Z,Y,X in micrometres (default: the model's, i.e. no resampling).
+    /// Voxel size Z,Y,X in micrometres (default: the OME-Zarr metadata's, else the
+    /// model's, i.e. no resampling).
     #[arg(long)] pub um_per_voxel: Option<String>,
+    /// OME-Zarr: the resolution level to read (0 = full resolution; default: the level
+    /// whose voxel size is nearest the model's).
+    #[arg(long)] pub level: Option<usize>,
 }
 
 /// Arguments of `ingest sections`.
@@ -263,6 +268,13 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
     let report = match (&cmd, volume) {
         (IngestCommand::Volume(a), Some(src)) => {
             let mut opts = c.options(SampleKind::Volume)?;
+            // An OME-Zarr image is read at the level nearest the model's voxel size
+            // (or the one asked for), now that the model is known.
+            let src = if is_zarr(&a.path) || a.level.is_some() {
+                open_volume_for(&a.path, range, &model, a.level)?
+            } else {
+                src
+            };
             if let Some(s) = &a.um_per_voxel {
                 opts.voxel_um = Some(floats::<3>(s, "um_per_voxel")?);
             }

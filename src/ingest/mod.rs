@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 pub use options::{Encoder, IngestOptions, IngestReport, Progress, peak_rss_bytes};
 pub use sources::{
     Sections, default_polarity, ingest_image, ingest_image_source, ingest_section_stack,
-    ingest_sections, resolve_model,
+    ingest_sections, open_volume_for, resolve_model,
 };
 pub use spots::{SpotOptions, SpotReport, ingest_spots};
 pub use vectors::{
@@ -135,7 +135,8 @@ pub fn ingest_volume(
         None
     };
     let target = [p.slice_um(), p.um_per_px, p.um_per_px];
-    let voxel = opts.voxel_um.unwrap_or(target);
+    // The caller's voxel size, else the file's (OME-Zarr), else the model's.
+    let voxel = opts.voxel_um.or(source.voxel_um()).unwrap_or(target);
     let info = source.info().clone();
     let mut vol = Resampled::new(source, voxel, target, p.channels)?;
     let shape = vol.shape();
@@ -160,7 +161,7 @@ pub fn ingest_volume(
         "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),
         "encoder": opts.encoder.network(),
     });
-    h.update(settings.to_string().as_bytes());
+    h.update(crate::codec::canonical_json(&settings).as_bytes());
     let fingerprint: String = h.finalize()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{MANIFEST_FILE, Model};
 use crate::volume::grid::Polarity;
 use crate::volume::register::{Registered, Transforms};
-use crate::volume::{ImageStack, IntensityRange, VolumeSource};
+use crate::volume::{ImageStack, IntensityRange, LevelChoice, VolumeSource};
 
 /// Serial sections of one block, in order.
 #[derive(Debug, Clone)]
@@ -29,6 +29,35 @@ pub struct Sections {
     pub transforms: Option<PathBuf>,
     /// Raw values mapped to [0, 1] (`None`: the dtype's range).
     pub intensity: IntensityRange,
+}
+
+/// Open the volume at `path` for ingest through `model`: an OME-Zarr image at `level`,
+/// or by default at the level whose voxel size is nearest the model's; any other
+/// format as [`crate::volume::open`] does (`level` must then be `None` or 0).
+pub fn open_volume_for(
+    path: &Path,
+    range: IntensityRange,
+    model: &Model,
+    level: Option<usize>,
+) -> Result<Box<dyn VolumeSource>> {
+    if !crate::volume::is_zarr(path) {
+        if level.is_some_and(|l| l != 0) {
+            return Err(Error::arg(
+                "level",
+                format!(
+                    "{}: only OME-Zarr images have resolution levels",
+                    path.display()
+                ),
+            ));
+        }
+        return crate::volume::open(path, range);
+    }
+    let p = &model.manifest.patch;
+    let choice = match level {
+        Some(i) => LevelChoice::Index(i),
+        None => LevelChoice::Nearest([p.slice_um(), p.um_per_px, p.um_per_px]),
+    };
+    crate::volume::open_level(path, range, choice)
 }
 
 fn positive(name: &str, v: f64) -> Result<()> {

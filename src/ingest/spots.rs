@@ -194,13 +194,10 @@ pub fn ingest_spots(
     if files.is_empty() {
         content_digest(&mut h, &table);
     }
-    h.update(
-        serde_json::json!({
-            "qc": opts.qc, "smooth_k": opts.smooth_k, "n_hvg": opts.n_hvg, "n_top": opts.n_top,
-            "affine": opts.affine, "z": opts.z, "model": m.name,
-        })
-        .to_string(),
-    );
+    h.update(crate::codec::canonical_json(&serde_json::json!({
+        "qc": opts.qc, "smooth_k": opts.smooth_k, "n_hvg": opts.n_hvg, "n_top": opts.n_top,
+        "affine": opts.affine, "z": opts.z, "model": m.name,
+    })));
     let fingerprint = format!("{:x}", h.finalize());
     let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     if let Some(prev) = store.spot_set(&opts.sample)? {

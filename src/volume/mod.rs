@@ -1,6 +1,6 @@
 //! 3D image sources read one slice at a time: NPY (uint8/uint16/float32), a multi-page
-//! TIFF, a directory of TIFF/PNG/JPEG slices, and serial H&E sections stacked into a
-//! 2.5D volume. Every source is validated when opened (shape, dtype, truncation, equal
+//! TIFF, a directory of TIFF/PNG/JPEG slices, an OME-Zarr image (one level of its
+//! pyramid, chunk-deep slabs), and serial H&E sections stacked into a 2.5D volume. Every source is validated when opened (shape, dtype, truncation, equal
 //! slice sizes) so that a bad file fails before anything is written to a store.
 //!
 //! Intensities are scaled to [0, 1]: uint8 / 255, uint16 / 65535, float32 as stored
@@ -11,6 +11,7 @@ pub mod grid;
 mod image_file;
 pub mod register;
 mod tiff_file;
+mod zarr;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -21,6 +22,7 @@ pub use array::ArrayVolume;
 pub use image_file::decode_image;
 use image_file::image_header;
 pub use tiff_file::TiffVolume;
+pub use zarr::{LevelChoice, ZarrLevel, ZarrVolume, is_zarr};
 
 /// Element type of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,6 +99,11 @@ pub trait VolumeSource: Send {
     fn info(&self) -> &VolumeInfo;
     /// Slice `z` with intensities scaled to [0, 1].
     fn read_slice(&mut self, z: usize) -> Result<Slice>;
+    /// Voxel size (z, y, x) in micrometres when the file records it (OME-Zarr);
+    /// `None` when the caller must say (the other formats).
+    fn voxel_um(&self) -> Option<[f64; 3]> {
+        None
+    }
 }
 
 /// Optional linear intensity window mapped to [0, 1] (values outside are clamped).
@@ -554,10 +561,24 @@ impl VolumeSource for ImageStack {
     }
 }
 
-/// Open a volume: a `.npy` file, a `.tif`/`.tiff` multi-page file, or a directory of
-/// slice images.
+/// Open a volume: a `.npy` file, a `.tif`/`.tiff` multi-page file, an OME-Zarr image
+/// (its full-resolution level; [`open_level`] picks another), or a directory of slice
+/// images.
 pub fn open(path: &Path, range: IntensityRange) -> Result<Box<dyn VolumeSource>> {
+    open_level(path, range, LevelChoice::Index(0))
+}
+
+/// [`open`], reading the OME-Zarr level `choice` picks (other formats have one level:
+/// `choice` is ignored for them).
+pub fn open_level(
+    path: &Path,
+    range: IntensityRange,
+    choice: LevelChoice,
+) -> Result<Box<dyn VolumeSource>> {
     check_range(range)?;
+    if zarr::is_zarr(path) {
+        return Ok(Box::new(ZarrVolume::open(path, choice, range)?));
+    }
     if path.is_dir() {
         return Ok(Box::new(ImageStack::open_dir(path, range)?));
     }
@@ -574,7 +595,7 @@ pub fn open(path: &Path, range: IntensityRange) -> Result<Box<dyn VolumeSource>>
         "tif" | "tiff" => Ok(Box::new(TiffVolume::open(path, range)?)),
         _ => Err(Error::bad_file(
             path,
-            "unknown volume format; give a .npy file, a multi-page .tif/.tiff, or a directory of slice images",
+            "unknown volume format; give a .npy file, a multi-page .tif/.tiff, an OME-Zarr directory, or a directory of slice images",
         )),
     }
 }

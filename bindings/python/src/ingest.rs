@@ -132,8 +132,9 @@ impl SpotArgs {
 
 #[pymethods]
 impl PyStore {
-    /// Ingest a volume from a path (NPY, TIFF, a slice directory) or a NumPy array.
-    #[pyo3(signature = (args, path=None, data=None, um_per_voxel=None))]
+    /// Ingest a volume from a path (NPY, TIFF, OME-Zarr at `level` or the level nearest
+    /// the model's voxel size, a slice directory) or a NumPy array.
+    #[pyo3(signature = (args, path=None, data=None, um_per_voxel=None, level=None))]
     fn ingest_volume(
         &self,
         py: Python<'_>,
@@ -141,6 +142,7 @@ impl PyStore {
         path: Option<PathBuf>,
         data: Option<Bound<'_, PyUntypedArray>>,
         um_per_voxel: Option<[f64; 3]>,
+        level: Option<usize>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let mut opts = args.options(vx::SampleKind::Volume)?;
@@ -153,7 +155,7 @@ impl PyStore {
         let range = args.intensity_range;
         match (path, arr) {
             (Some(p), None) => run_ingest(py, &args.progress, |cb| {
-                let src = vx::open_volume(&p, range)?;
+                let src = vx::open_volume_for(&p, range, &model, level)?;
                 vx::ingest_volume(&s, &model, src, &opts, cb)
             }),
             (None, Some((bytes, shape, dtype))) => run_ingest(py, &args.progress, |cb| {

@@ -35,6 +35,7 @@ class Store:
         path: str | None = None,
         data: npt.NDArray[np.uint8 | np.uint16 | np.float32] | None = None,
         um_per_voxel: tuple[float, float, float] | None = None,
+        level: int | None = None,
     ) -> dict[str, Json]: ...
     def ingest_sections(
         self,

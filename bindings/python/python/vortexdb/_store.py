@@ -138,11 +138,14 @@ class Store:
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
         quantization: str = "f32",
+        level: int | None = None,
     ) -> dict:
-        """Embed every tissue patch of a 3D volume: a path (NPY, TIFF, slice directory)
-        or a C-contiguous array (Z, Y, X) or (Z, Y, X, C) of uint8, uint16 or float32,
-        read in place (not copied). ``um_per_voxel`` is (z, y, x) or one number;
-        ``None`` takes the model's. Resumable: after Ctrl-C (``errors.Interrupted``)
+        """Embed every tissue patch of a 3D volume: a path (NPY, TIFF, an OME-Zarr image,
+        slice directory) or a C-contiguous array (Z, Y, X) or (Z, Y, X, C) of uint8,
+        uint16 or float32, read in place (not copied). ``um_per_voxel`` is (z, y, x) or
+        one number; ``None`` takes the OME-Zarr metadata's, else the model's. An
+        OME-Zarr image is read at ``level`` (0 = full resolution), by default the level
+        whose voxel size is nearest the model's. Resumable: after Ctrl-C (``errors.Interrupted``)
         the same call continues. ``quantization`` (``"f32"``, ``"int8"``, ``"binary"``)
         is what the model's collection holds in RAM when this call creates it.
         Returns the ingest report."""
@@ -150,7 +153,9 @@ class Store:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
-            return self._s.ingest_volume(args, um_per_voxel=_triple(um_per_voxel), **_volume_arg(volume))
+            return self._s.ingest_volume(
+                args, um_per_voxel=_triple(um_per_voxel), level=level, **_volume_arg(volume)
+            )
 
     def ingest_sections(
         self,
