@@ -28,7 +28,8 @@
 //! * `spots`: spot readers (her2st, Visium MTX / `.h5`, AnnData `.h5ad`, Parquet);
 //! * `expression`: spot QC, normalisation, highly variable genes, smoothing, panels;
 //! * `model`: model directories, the ONNX Runtime sessions, the built-in default model;
-//! * `volume`: volume readers (NPY, TIFF, slice folders, OME-Zarr), resampling, tissue
+//! * `volume`: volume readers (NPY, TIFF, slice folders, OME-Zarr), pyramidal
+//!   whole-slide TIFF (OME-TIFF, SVS), resampling, tissue
 //!   mask and the patch grid;
 //! * `ingest`: streaming, resumable volume ingest and spot ingest;
 //! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
@@ -115,9 +116,9 @@ pub use model::{
 pub use volume::grid::{Grid, Polarity};
 pub use volume::register::{Registered, Transforms};
 pub use volume::{
-    ArrayVolume, Dtype, ImageStack, IntensityRange, LevelChoice, NpyVolume, Slice, TiffVolume,
-    VolumeInfo, VolumeSource, ZarrLevel, ZarrVolume, decode_image, is_zarr, open as open_volume,
-    open_level as open_volume_level,
+    ArrayVolume, Dtype, ImageStack, IntensityRange, LevelChoice, NpyVolume, PyramidLevel,
+    PyramidTiff, Slice, TiffVolume, VolumeInfo, VolumeSource, ZarrLevel, ZarrVolume, decode_image,
+    is_tiff, is_zarr, open as open_volume, open_level as open_volume_level,
 };
 
 // Spot files and expression processing.

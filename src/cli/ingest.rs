@@ -183,9 +183,15 @@ pub struct SectionsArgs {
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     #[command(flatten)] common: CommonArgs,
-    /// Pixel size of the image in micrometres (resampled to the model's 2D patch pixels).
-    #[arg(long)] pub um_per_px: f64,
-    /// The image (PNG/JPEG/TIFF).
+    /// Pixel size of the image (of a pyramid's full-resolution level) in micrometres,
+    /// resampled to the model's 2D patch pixels. Default for TIFF: the file's (OME-XML
+    /// PhysicalSizeX or Aperio MPP); required for PNG/JPEG and TIFFs that record none.
+    #[arg(long)] pub um_per_px: Option<f64>,
+    /// Pyramidal TIFF: the level to read (0 = full resolution; default: the level whose
+    /// pixel size is nearest the model's).
+    #[arg(long)] pub level: Option<usize>,
+    /// The image: PNG, JPEG or TIFF (also pyramidal whole-slide OME-TIFF, SVS, tiled
+    /// pyramids; JPEG, LZW, deflate tiles).
     pub image: PathBuf,
 }
 
@@ -298,6 +304,7 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
                 &model,
                 &a.image,
                 a.um_per_px,
+                a.level,
                 range,
                 &opts,
                 &mut on_progress,

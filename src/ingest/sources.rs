@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{MANIFEST_FILE, Model};
 use crate::volume::grid::Polarity;
 use crate::volume::register::{Registered, Transforms};
-use crate::volume::{ImageStack, IntensityRange, LevelChoice, VolumeSource};
+use crate::volume::{ImageStack, IntensityRange, LevelChoice, PyramidTiff, VolumeSource};
 
 /// Serial sections of one block, in order.
 #[derive(Debug, Clone)]
@@ -133,19 +133,54 @@ pub fn ingest_section_stack(
 }
 
 /// Ingest one H&E image through the 2D encoder (sample kind [`SampleKind::Image`],
-/// collection `<model>:2d`).
+/// collection `<model>:2d`). A TIFF (single-level, or a pyramidal whole-slide OME-TIFF /
+/// SVS / tiled pyramid) is read at `level`, by default the level whose pixel size is
+/// nearest the model's, with its pixel size from the file when `um_per_px` is `None`;
+/// PNG and JPEG images record none, so `um_per_px` is required for them.
+#[allow(clippy::too_many_arguments)]
 pub fn ingest_image(
     store: &Store,
     model: &Model,
     image: &Path,
-    um_per_px: f64,
+    um_per_px: Option<f64>,
+    level: Option<usize>,
     intensity: IntensityRange,
     opts: &IngestOptions,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
     crate::volume::check_range(intensity)?;
-    positive("um_per_px", um_per_px)?;
+    if let Some(u) = um_per_px {
+        positive("um_per_px", u)?;
+    }
     existing(image)?;
+    if crate::volume::is_tiff(image) {
+        let want = Encoder::Image2d.patch(&model.manifest)?.um_per_px;
+        let choice = match level {
+            Some(i) => LevelChoice::Index(i),
+            None => LevelChoice::Nearest([want, want, want]),
+        };
+        let src = PyramidTiff::open(image, um_per_px, choice, intensity)?;
+        let um = src.um_per_px();
+        return ingest_image_source(store, model, Box::new(src), um, opts, on_progress);
+    }
+    if level.is_some_and(|l| l > 0) {
+        return Err(Error::arg(
+            "level",
+            format!(
+                "{}: only TIFF images have resolution levels",
+                image.display()
+            ),
+        ));
+    }
+    let Some(um_per_px) = um_per_px else {
+        return Err(Error::arg(
+            "um_per_px",
+            format!(
+                "{}: PNG and JPEG images record no pixel size; give it with --um-per-px",
+                image.display()
+            ),
+        ));
+    };
     let src = ImageStack::open_files(
         vec![image.to_path_buf()],
         image.display().to_string(),

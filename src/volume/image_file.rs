@@ -38,7 +38,7 @@ pub fn decode_image(f: &Path) -> Result<image::DynamicImage> {
 /// Run an image decoder, turning a panic inside it into an error naming the file:
 /// zune-jpeg 0.5 (the image crate's JPEG decoder) panics on some damaged progressive
 /// JPEGs (an upsampling assertion) that no check of the headers can foresee.
-fn guard_decoder<T>(p: &str, f: impl FnOnce() -> T) -> Result<T> {
+pub(super) fn guard_decoder<T>(p: &str, f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
         let what = e
             .downcast_ref::<&str>()

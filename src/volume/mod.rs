@@ -9,6 +9,7 @@
 mod array;
 pub mod grid;
 mod image_file;
+mod pyramid;
 pub mod register;
 mod tiff_file;
 mod zarr;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 pub use array::ArrayVolume;
 pub use image_file::decode_image;
 use image_file::image_header;
+pub use pyramid::{PyramidLevel, PyramidTiff, is_tiff};
 pub use tiff_file::TiffVolume;
 pub use zarr::{LevelChoice, ZarrLevel, ZarrVolume, is_zarr};
 

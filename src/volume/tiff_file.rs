@@ -33,7 +33,7 @@ fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> Error {
     )
 }
 
-fn tiff_kind(path: &Path, page: usize, ct: tiff::ColorType) -> Result<(usize, Dtype)> {
+pub(super) fn tiff_kind(path: &Path, page: usize, ct: tiff::ColorType) -> Result<(usize, Dtype)> {
     use tiff::ColorType as C;
     Ok(match ct {
         C::Gray(8) => (1, Dtype::U8),
@@ -98,47 +98,7 @@ impl TiffVolume {
                 }
                 _ => {}
             }
-            use tiff::tags::Tag;
-            let (off, cnt) = (
-                d.find_tag_unsigned_vec::<u64>(Tag::StripOffsets)
-                    .map_err(|e| tiff_err(path, page, e))?
-                    .or(d
-                        .find_tag_unsigned_vec::<u64>(Tag::TileOffsets)
-                        .map_err(|e| tiff_err(path, page, e))?),
-                d.find_tag_unsigned_vec::<u64>(Tag::StripByteCounts)
-                    .map_err(|e| tiff_err(path, page, e))?
-                    .or(d
-                        .find_tag_unsigned_vec::<u64>(Tag::TileByteCounts)
-                        .map_err(|e| tiff_err(path, page, e))?),
-            );
-            if let (Some(off), Some(cnt)) = (off, cnt) {
-                for (o, n) in off.iter().zip(&cnt) {
-                    if o.checked_add(*n).is_none_or(|end| end > len) {
-                        return Err(Error::bad_file(
-                            path,
-                            format!(
-                                "truncated: page {page} has data at bytes {o}..{} but the file is {len} bytes",
-                                o.saturating_add(*n)
-                            ),
-                        ));
-                    }
-                }
-                if off.len() != cnt.len() {
-                    return Err(Error::bad_file(
-                        path,
-                        format!(
-                            "TIFF page {page}: {} data offsets but {} byte counts",
-                            off.len(),
-                            cnt.len()
-                        ),
-                    ));
-                }
-            } else {
-                return Err(Error::bad_file(
-                    path,
-                    format!("TIFF page {page} has no strip or tile offsets"),
-                ));
-            }
+            check_chunks_in_file(&mut d, path, &format!("page {page}"), len)?;
             page += 1;
             if !d.more_images() {
                 break;
@@ -162,6 +122,69 @@ impl TiffVolume {
             range,
         })
     }
+}
+
+/// Every strip or tile of the current IFD of `d` lies inside the file of `len` bytes
+/// (a truncated file fails here, before any ingest); `what` names the IFD.
+pub(super) fn check_chunks_in_file<R: std::io::Read + std::io::Seek>(
+    d: &mut tiff::decoder::Decoder<R>,
+    path: &Path,
+    what: &str,
+    len: u64,
+) -> Result<()> {
+    use tiff::tags::Tag;
+    let terr = |e| {
+        Error::bad_file(
+            path,
+            format!("TIFF {what}: {e} (truncated or damaged file?)"),
+        )
+    };
+    let off = match d
+        .find_tag_unsigned_vec::<u64>(Tag::StripOffsets)
+        .map_err(terr)?
+    {
+        Some(v) => Some(v),
+        None => d
+            .find_tag_unsigned_vec::<u64>(Tag::TileOffsets)
+            .map_err(terr)?,
+    };
+    let cnt = match d
+        .find_tag_unsigned_vec::<u64>(Tag::StripByteCounts)
+        .map_err(terr)?
+    {
+        Some(v) => Some(v),
+        None => d
+            .find_tag_unsigned_vec::<u64>(Tag::TileByteCounts)
+            .map_err(terr)?,
+    };
+    let (Some(off), Some(cnt)) = (off, cnt) else {
+        return Err(Error::bad_file(
+            path,
+            format!("TIFF {what} has no strip or tile offsets"),
+        ));
+    };
+    if off.len() != cnt.len() {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "TIFF {what}: {} data offsets but {} byte counts",
+                off.len(),
+                cnt.len()
+            ),
+        ));
+    }
+    for (o, n) in off.iter().zip(&cnt) {
+        if o.checked_add(*n).is_none_or(|end| end > len) {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "truncated: {what} has data at bytes {o}..{} but the file is {len} bytes",
+                    o.saturating_add(*n)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn decode_to_planar(

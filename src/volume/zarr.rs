@@ -415,10 +415,12 @@ impl ZarrVolume {
                 e,
             )
         };
+        // Drop the previous slab first: two slabs would double the reader's memory.
+        self.slab = None;
         let raw = match self.info.dtype {
-            Dtype::U8 => Raw::U8(self.array.retrieve_array_subset(&subset).map_err(what)?),
-            Dtype::U16 => Raw::U16(self.array.retrieve_array_subset(&subset).map_err(what)?),
-            Dtype::F32 => Raw::F32(self.array.retrieve_array_subset(&subset).map_err(what)?),
+            Dtype::U8 => Raw::U8(read_banded(&self.array, &subset).map_err(what)?),
+            Dtype::U16 => Raw::U16(read_banded(&self.array, &subset).map_err(what)?),
+            Dtype::F32 => Raw::F32(read_banded(&self.array, &subset).map_err(what)?),
         };
         self.slab = Some((z0, z1, raw));
         Ok(())
@@ -455,6 +457,44 @@ impl ZarrVolume {
             data,
         }
     }
+}
+
+/// `subset` of `array` (C order), read one chunk-row band of y at a time into the
+/// result, so the decoder's own buffers hold one band, not a second copy of the slab
+/// (measured: the 64 x 2048 x 2048 slab read whole peaked 1342 MiB, NPY 611 MiB).
+fn read_banded<T: zarrs::array::ElementOwned + Copy + Default>(
+    array: &Array<FilesystemStore>,
+    subset: &[std::ops::Range<u64>],
+) -> std::result::Result<Vec<T>, zarrs::array::ArrayError> {
+    let nd = subset.len();
+    let (ny, nx) = (
+        (subset[nd - 2].end - subset[nd - 2].start) as usize,
+        (subset[nd - 1].end - subset[nd - 1].start) as usize,
+    );
+    let outer: usize = subset[..nd - 2]
+        .iter()
+        .map(|r| (r.end - r.start) as usize)
+        .product();
+    let band = array
+        .chunk_shape(&vec![0u64; nd])?
+        .get(nd - 2)
+        .map_or(ny, |h| h.get() as usize)
+        .max(1);
+    let mut out = vec![T::default(); outer * ny * nx];
+    let mut y0 = 0;
+    while y0 < ny {
+        let y1 = (y0 + band).min(ny);
+        let mut sub = subset.to_vec();
+        sub[nd - 2] = subset[nd - 2].start + y0 as u64..subset[nd - 2].start + y1 as u64;
+        let part: Vec<T> = array.retrieve_array_subset(&sub)?;
+        let rows = (y1 - y0) * nx;
+        for o in 0..outer {
+            out[(o * ny + y0) * nx..(o * ny + y1) * nx]
+                .copy_from_slice(&part[o * rows..(o + 1) * rows]);
+        }
+        y0 = y1;
+    }
+    Ok(out)
 }
 
 fn dtype_of(path: &Path, dt: &DataType) -> Result<Dtype> {

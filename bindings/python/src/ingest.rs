@@ -232,14 +232,15 @@ impl PyStore {
     }
 
     /// Ingest one H&E image (a path or a NumPy array (Y, X[, C])) through the 2D encoder.
-    #[pyo3(signature = (args, um_per_px, path=None, data=None))]
+    #[pyo3(signature = (args, um_per_px=None, path=None, data=None, level=None))]
     fn ingest_image(
         &self,
         py: Python<'_>,
         args: IngestArgs,
-        um_per_px: f64,
+        um_per_px: Option<f64>,
         path: Option<PathBuf>,
         data: Option<Bound<'_, PyUntypedArray>>,
+        level: Option<usize>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let opts = args.options(vx::SampleKind::Image)?;
@@ -248,7 +249,7 @@ impl PyStore {
         let range = args.intensity_range;
         match (path, arr) {
             (Some(p), None) => run_ingest(py, &args.progress, |cb| {
-                vx::ingest_image(&s, &model, &p, um_per_px, range, &opts, cb)
+                vx::ingest_image(&s, &model, &p, um_per_px, level, range, &opts, cb)
             }),
             (None, Some((bytes, mut shape, dtype))) => {
                 if !(2..=3).contains(&shape.len()) {
@@ -258,6 +259,12 @@ impl PyStore {
                     )));
                 }
                 shape.insert(0, 1);
+                let um_per_px = um_per_px.ok_or_else(|| {
+                    err(vx::Error::arg(
+                        "um_per_px",
+                        "an array records no pixel size: give um_per_px",
+                    ))
+                })?;
                 run_ingest(py, &args.progress, |cb| {
                     let src = vx::ArrayVolume::new(bytes, &shape, dtype, "<array>", range)?;
                     vx::ingest_image_source(&s, &model, Box::new(src), um_per_px, &opts, cb)

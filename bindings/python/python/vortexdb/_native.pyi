@@ -47,7 +47,12 @@ class Store:
         transforms: str | None = None,
     ) -> dict[str, Json]: ...
     def ingest_image(
-        self, args: dict[str, Any], um_per_px: float, path: str | None = None, data: npt.NDArray[Any] | None = None
+        self,
+        args: dict[str, Any],
+        um_per_px: float | None = None,
+        path: str | None = None,
+        data: npt.NDArray[Any] | None = None,
+        level: int | None = None,
     ) -> dict[str, Json]: ...
     # `options`: sample, model, min_genes, max_mito, smooth_k, hvg, top, affine, z,
     # batch, device, threads.

@@ -201,7 +201,7 @@ class Store:
         sample: str,
         image: PathLike | np.ndarray,
         *,
-        um_per_px: float,
+        um_per_px: float | None = None,
         model: str | None = None,
         overlap: float = 0.75,
         min_tissue: float = 0.25,
@@ -212,13 +212,18 @@ class Store:
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
         quantization: str = "f32",
+        level: int | None = None,
     ) -> dict:
-        """Embed one H&E image (a path or a (Y, X[, C]) array) through the 2D encoder."""
+        """Embed one H&E image (a path or a (Y, X[, C]) array) through the 2D encoder.
+        A TIFF, also a pyramidal whole-slide OME-TIFF / SVS, is read at ``level`` (by
+        default the level nearest the model's pixel size) with the file's pixel size
+        when ``um_per_px`` is ``None``; PNG, JPEG and arrays need ``um_per_px``."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
-            return self._s.ingest_image(args, float(um_per_px), **_volume_arg(image))
+            um = None if um_per_px is None else float(um_per_px)
+            return self._s.ingest_image(args, um, level=level, **_volume_arg(image))
 
     def ingest_spots(
         self,
