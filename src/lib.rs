@@ -31,7 +31,8 @@
 //! * `volume`: volume readers (NPY, TIFF, slice folders, OME-Zarr), pyramidal
 //!   whole-slide TIFF (OME-TIFF, SVS), resampling, tissue
 //!   mask and the patch grid;
-//! * `ingest`: streaming, resumable volume ingest and spot ingest;
+//! * `ingest`: streaming, resumable volume ingest and spot ingest; a HEST-1k sample
+//!   (slide + spots + metadata) in one call;
 //! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
 //! * `predict`: predicted expression per patch (predictor head or k nearest spots);
 //! * `domains`: k-means spatial domains, label volumes, ARI against a segmentation;
@@ -136,10 +137,11 @@ pub use vecio::{
 
 // Ingest.
 pub use ingest::{
-    Encoder, ImportAck, ImportOptions, ImportReport, IngestOptions, IngestReport, Progress,
-    Sections, SpotOptions, SpotReport, VectorSearch, default_polarity, import_array,
-    import_vectors, ingest_image, ingest_image_source, ingest_section_stack, ingest_sections,
-    ingest_spots, ingest_volume, open_volume_for, resolve_model, search_array, search_vectors,
+    Encoder, HestReport, HestSample, ImportAck, ImportOptions, ImportReport, IngestOptions,
+    IngestReport, Progress, Sections, SpotOptions, SpotReport, VectorSearch, default_polarity,
+    import_array, import_vectors, ingest_hest, ingest_image, ingest_image_source,
+    ingest_section_stack, ingest_sections, ingest_spots, ingest_volume, open_volume_for,
+    resolve_model, search_array, search_vectors,
 };
 
 // Queries.

@@ -1,6 +1,7 @@
-//! `vortexdb ingest volume|sections|image|spots`: a 3D volume, a 2.5D stack of serial
-//! sections or one image through the model's image encoder, or a sample's spot
-//! expression through its gene encoder (see the library's `ingest_*` calls).
+//! `vortexdb ingest volume|sections|image|spots|hest`: a 3D volume, a 2.5D stack of
+//! serial sections or one image through the model's image encoder, a sample's spot
+//! expression through its gene encoder, or a HEST-1k sample's slide and spots (see the
+//! library's `ingest_*` calls).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,9 +12,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{RunArgs, floats};
 use super::{emit, flush_warnings};
 use vortexdb::{
-    H5adOptions, IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections, SpotFormat,
-    SpotOptions, SpotPaths, Store, default_polarity, ingest_image, ingest_sections, ingest_spots,
-    ingest_volume, is_zarr, open_volume, open_volume_for, read_spots, resolve_model,
+    H5adOptions, HestSample, IngestOptions, IntensityRange, Progress, Result, SampleKind, Sections,
+    SpotFormat, SpotOptions, SpotPaths, Store, default_polarity, ingest_hest, ingest_image,
+    ingest_sections, ingest_spots, ingest_volume, is_zarr, open_volume, open_volume_for,
+    read_spots, resolve_model,
 };
 
 /// Subcommands of `ingest`.
@@ -30,6 +32,68 @@ pub enum IngestCommand {
     /// Read spot expression (her2st, Visium MTX/.h5, AnnData .h5ad, Parquet), QC, normalise, and embed
     /// the kept spots with the model's gene encoder.
     Spots(SpotsArgs),
+    /// A HEST-1k sample in one command: its whole-slide image (wsis/ID.tif) at the
+    /// metadata's pixel size through the 2D encoder, and its spots (st/ID.h5ad) into
+    /// the same sample.
+    Hest(HestArgs),
+}
+
+/// Arguments of `ingest hest`.
+#[rustfmt::skip]
+#[derive(Debug, Args)]
+pub struct HestArgs {
+    #[command(flatten)] common: CommonArgs,
+    /// The HEST directory (holding wsis/, st/, metadata/).
+    pub root: PathBuf,
+    /// The HEST sample id (default: the --sample id).
+    #[arg(long)] pub id: Option<String>,
+    /// The slide's pyramid level to read (default: the level nearest the model's
+    /// pixel size).
+    #[arg(long)] pub level: Option<usize>,
+    /// Raw counts in this layer of the .h5ad (`layers/NAME`) instead of X.
+    #[arg(long)] pub layer: Option<String>,
+    /// Raw counts in `raw/X` of the .h5ad instead of X.
+    #[arg(long)] pub raw: bool,
+    /// Spot QC: minimum number of detected genes per spot.
+    #[arg(long, default_value_t = 25)] pub min_genes: usize,
+    /// Spot QC: spots with this fraction of mitochondrial (MT-) counts or more are removed.
+    #[arg(long, default_value_t = 0.2)] pub max_mito: f64,
+}
+
+fn run_hest(a: &HestArgs, json: bool) -> Result<()> {
+    let c = &a.common;
+    let hest = HestSample::open(&a.root, a.id.as_deref().unwrap_or(&c.sample))?;
+    let store = Store::open(&c.store)?;
+    let model = resolve_model(&store, c.model.as_deref())?;
+    let opts = c.options(SampleKind::Image)?;
+    let mut spots = SpotOptions::new(&c.sample);
+    spots.qc.min_genes = a.min_genes;
+    spots.qc.max_mito_fraction = a.max_mito;
+    spots.run = opts.run.clone();
+    let paths = SpotPaths {
+        positions: None,
+        h5ad: H5adOptions {
+            layer: a.layer.clone(),
+            raw: a.raw,
+            spatial_key: None,
+            library_id: None,
+        },
+    };
+    let (bar, mut on_progress) = progress();
+    let r = ingest_hest(
+        &store,
+        &model,
+        &hest,
+        a.level,
+        &opts,
+        &spots,
+        &paths,
+        &mut on_progress,
+    );
+    bar.finish_and_clear();
+    flush_warnings(&store);
+    emit(json, &r?);
+    Ok(())
 }
 
 /// Arguments of `ingest spots`.
@@ -258,6 +322,7 @@ fn progress() -> (
 pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
     let c = match &cmd {
         IngestCommand::Spots(a) => return run_spots(a, json),
+        IngestCommand::Hest(a) => return run_hest(a, json),
         IngestCommand::Volume(a) => &a.common,
         IngestCommand::Sections(a) => &a.common,
         IngestCommand::Image(a) => &a.common,
@@ -311,7 +376,9 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
             )
         }
         // Spots returned above; a volume is always opened.
-        (IngestCommand::Spots(_) | IngestCommand::Volume(_), _) => unreachable!(),
+        (IngestCommand::Spots(_) | IngestCommand::Hest(_) | IngestCommand::Volume(_), _) => {
+            unreachable!()
+        }
     };
     bar.finish_and_clear();
     flush_warnings(&store);

@@ -33,7 +33,7 @@ pub enum QueryCommand {
 pub struct ScoreArgs {
     /// Store directory.
     pub store: PathBuf,
-    /// Samples whose 3D patches are scored (repeatable; default: all).
+    /// Samples whose patches are scored (repeatable; default: all).
     #[arg(long = "sample")] pub samples: Vec<String>,
     /// Samples never scored (repeatable).
     #[arg(long)] pub exclude: Vec<String>,
@@ -48,6 +48,9 @@ pub struct ScoreArgs {
     #[command(flatten)] pub vol: VolumeOut,
     /// Triage: a patch counts as similar above this percentile of all scores.
     #[arg(long, default_value_t = 90.0)] pub threshold_percentile: f64,
+    /// What to score: `3d` (volume and section-stack patches) or `2d` (images and whole
+    /// slides ingested with `ingest image`).
+    #[arg(long, default_value = "3d")] pub target: String,
 }
 
 /// Arguments of `query genes`.
@@ -110,13 +113,14 @@ pub struct PatchArgs {
 }
 
 impl ScoreArgs {
-    fn options(&self) -> ScoreOptions {
-        ScoreOptions {
+    fn options(&self) -> Result<ScoreOptions> {
+        Ok(ScoreOptions {
             samples: self.samples.clone(),
             exclude: self.exclude.clone(),
             model: self.model.clone(),
             threshold_percentile: self.threshold_percentile,
-        }
+            target: Modality::retrieval_target(&self.target)?,
+        })
     }
 
     fn export(&self) -> QueryExport {
@@ -141,7 +145,7 @@ pub fn run(cmd: QueryCommand, json: bool) -> Result<()> {
                 percentile: a.percentile,
                 min_fraction: a.min_fraction,
             };
-            let r = query_genes(&store, &q, &a.score.options())?;
+            let r = query_genes(&store, &q, &a.score.options()?)?;
             report(&store, &r, &a.score, json)
         }
         QueryCommand::Profile(a) => {
@@ -154,7 +158,7 @@ pub fn run(cmd: QueryCommand, json: bool) -> Result<()> {
                 },
                 None => Profile::Markers(split_list(a.markers.as_deref())),
             };
-            let r = query_profile(&store, &profile, &a.score.options())?;
+            let r = query_profile(&store, &profile, &a.score.options()?)?;
             report(&store, &r, &a.score, json)
         }
         QueryCommand::Patch(a) => patch(&a, json),

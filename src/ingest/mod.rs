@@ -13,6 +13,7 @@
 //! Memory is bounded by the patch depth (a window of model-resolution slices), a few
 //! source slices and two batches in flight per channel, never by the volume size.
 
+mod hest;
 mod options;
 mod sources;
 pub mod spots;
@@ -28,6 +29,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+pub use hest::{HestReport, HestSample, ingest_hest};
 pub use options::{Encoder, IngestOptions, IngestReport, Progress, peak_rss_bytes};
 pub use sources::{
     Sections, default_polarity, ingest_image, ingest_image_source, ingest_section_stack,

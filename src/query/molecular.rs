@@ -30,6 +30,9 @@ pub struct ScoreOptions {
     pub model: Option<String>,
     /// Triage: a patch counts as similar above this percentile of all scores.
     pub threshold_percentile: f64,
+    /// Which patches are scored: 3D (volumes, section stacks; the default) or 2D
+    /// (images and whole slides from `ingest image`, in the same embedding space).
+    pub target: crate::catalog::Modality,
 }
 
 impl Default for ScoreOptions {
@@ -39,6 +42,7 @@ impl Default for ScoreOptions {
             exclude: Vec::new(),
             model: None,
             threshold_percentile: 90.0,
+            target: crate::catalog::Modality::Image3d,
         }
     }
 }
@@ -282,8 +286,7 @@ fn score(
     summary: QuerySummary,
     opts: &ScoreOptions,
 ) -> Result<QueryResult> {
-    let collection =
-        crate::catalog::collection_name(&model.manifest.name, crate::catalog::Modality::Image3d);
+    let collection = crate::catalog::collection_name(&model.manifest.name, opts.target);
     let ranked = rank_patches(
         store,
         &collection,
@@ -294,7 +297,11 @@ fn score(
     if ranked.is_empty() {
         return Err(Error::NothingSelected {
             stage: "patches",
-            message: format!("no 3D patches of model '{}' to score", model.manifest.name),
+            message: format!(
+                "no {} patches of model '{}' to score",
+                opts.target.name(),
+                model.manifest.name
+            ),
         });
     }
     let threshold = score_percentile(&ranked, opts.threshold_percentile);

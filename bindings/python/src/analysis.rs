@@ -19,7 +19,7 @@ fn method(knn: Option<usize>, reference: Vec<String>) -> vx::Method {
 #[pymethods]
 impl PyStore {
     /// A molecular query: genes -> spots high in them -> similarity of every patch.
-    #[pyo3(signature = (genes, spots_from=None, min_pcc=0.5, percentile=75.0, min_fraction=0.5, samples=vec![], exclude=vec![], model=None, threshold_percentile=90.0))]
+    #[pyo3(signature = (genes, spots_from=None, min_pcc=0.5, percentile=75.0, min_fraction=0.5, samples=vec![], exclude=vec![], model=None, threshold_percentile=90.0, target="3d"))]
     #[allow(clippy::too_many_arguments)]
     fn query_genes(
         &self,
@@ -33,6 +33,7 @@ impl PyStore {
         exclude: Vec<String>,
         model: Option<String>,
         threshold_percentile: f64,
+        target: &str,
     ) -> PyResult<PyQueryResult> {
         let s = self.get()?;
         let q = vx::GeneQuery {
@@ -47,13 +48,14 @@ impl PyStore {
             exclude,
             model,
             threshold_percentile,
+            target: vx::Modality::retrieval_target(target).map_err(err)?,
         };
         let r = py.detach(|| vx::query_genes(&s, &q, &opts)).or_raise()?;
         Ok(PyQueryResult::new(r))
     }
 
     /// A profile query: gene values (or marker genes) -> similarity of every patch.
-    #[pyo3(signature = (values=None, markers=None, counts=false, samples=vec![], exclude=vec![], model=None, threshold_percentile=90.0))]
+    #[pyo3(signature = (values=None, markers=None, counts=false, samples=vec![], exclude=vec![], model=None, threshold_percentile=90.0, target="3d"))]
     #[allow(clippy::too_many_arguments)]
     fn query_profile(
         &self,
@@ -65,6 +67,7 @@ impl PyStore {
         exclude: Vec<String>,
         model: Option<String>,
         threshold_percentile: f64,
+        target: &str,
     ) -> PyResult<PyQueryResult> {
         let s = self.get()?;
         let profile = match (values, markers) {
@@ -82,6 +85,7 @@ impl PyStore {
             exclude,
             model,
             threshold_percentile,
+            target: vx::Modality::retrieval_target(target).map_err(err)?,
         };
         let r = py
             .detach(|| vx::query_profile(&s, &profile, &opts))

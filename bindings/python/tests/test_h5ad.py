@@ -47,9 +47,7 @@ def h5ad_variants(adata, out: Path) -> dict[str, tuple[Path, list[str]]]:
     a.raw = a.copy()  # normalize_total below works in place
     sc.pp.normalize_total(a, target_sum=1e4)
     sc.pp.log1p(a)
-    a = anndata.AnnData(
-        X=a.X[:, : a.n_vars // 2], obs=a.obs, var=a.var.iloc[: a.n_vars // 2], obsm=a.obsm, raw=a.raw
-    )
+    a = anndata.AnnData(X=a.X[:, : a.n_vars // 2], obs=a.obs, var=a.var.iloc[: a.n_vars // 2], obsm=a.obsm, raw=a.raw)
     write("raw", a, ["--raw"])
     return files
 

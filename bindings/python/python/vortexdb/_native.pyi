@@ -92,6 +92,7 @@ class Store:
         exclude: list[str] = ...,
         model: str | None = None,
         threshold_percentile: float = 90.0,
+        target: str = "3d",
     ) -> QueryResult: ...
     def query_profile(
         self,
@@ -102,6 +103,7 @@ class Store:
         exclude: list[str] = ...,
         model: str | None = None,
         threshold_percentile: float = 90.0,
+        target: str = "3d",
     ) -> QueryResult: ...
     def query_patch(
         self,

@@ -306,10 +306,12 @@ class Store:
         threshold_percentile: float = 90.0,
         top: int = 10,
         downsample: int | None = None,
+        target: str = "3d",
     ) -> QueryResult:
         """Zero-shot molecular query: the spots high in ``genes`` (and genes correlated
         with them, PCC >= ``min_pcc``) -> their mean embedding -> the similarity of
-        every 3D patch of ``sample`` (default: all). See :class:`QueryResult`."""
+        every 3D patch of ``sample`` (default: all; ``target="2d"``: every patch of the
+        images and whole slides from ``ingest_image``). See :class:`QueryResult`."""
         r = self._s.query_genes(
             _names(genes),
             spots_from=_names(spots_from) or None,
@@ -320,6 +322,7 @@ class Store:
             exclude=_names(exclude),
             model=model,
             threshold_percentile=float(threshold_percentile),
+            target=target,
         )
         return QueryResult(r, self, top=top, downsample=downsample)
 
@@ -335,9 +338,10 @@ class Store:
         threshold_percentile: float = 90.0,
         top: int = 10,
         downsample: int | None = None,
+        target: str = "3d",
     ) -> QueryResult:
         """Query by an expression profile (gene -> value, normalised log1p unless
-        ``counts``) or by marker genes set high."""
+        ``counts``) or by marker genes set high; ``target`` as in :meth:`query_genes`."""
         r = self._s.query_profile(
             values=None if values is None else [(str(g), float(v)) for g, v in values.items()],
             markers=None if markers is None else _names(markers),
@@ -346,6 +350,7 @@ class Store:
             exclude=_names(exclude),
             model=model,
             threshold_percentile=float(threshold_percentile),
+            target=target,
         )
         return QueryResult(r, self, top=top, downsample=downsample)
 
