@@ -300,3 +300,55 @@ fn bad_ome_zarr_images_are_refused_with_the_file_named_and_nothing_written() {
         &["level 7 does not exist"],
     );
 }
+
+#[test]
+fn ome_zarr_outputs_read_back_at_every_level_with_their_voxel_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [3, 600, 520];
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 97 == 0 {
+                f32::NAN
+            } else {
+                (i % 251) as f32 / 250.0
+            }
+        })
+        .collect();
+    let img = dir.path().join("h.ome.zarr");
+    vortexdb::write_ome_zarr(&img, "h", shape, &data, [4.0, 4.0, 4.0]).unwrap();
+    // Level 0 as written (NaN stays NaN); levels 1 and 2 halve y and x, doubling the voxel.
+    let mut v = ZarrVolume::open(&img, LevelChoice::Index(0), None).unwrap();
+    let s = v.read_slice(1).unwrap();
+    for (i, (&a, &b)) in s.data.iter().zip(&data[600 * 520..]).enumerate() {
+        assert!(
+            a == b || (a.is_nan() && b.is_nan()),
+            "voxel {i}: {a} vs {b}"
+        );
+    }
+    let voxels: Vec<[f64; 3]> = v.levels().iter().map(|l| l.voxel_um).collect();
+    assert_eq!(
+        voxels,
+        [[4.0, 4.0, 4.0], [4.0, 8.0, 8.0], [4.0, 16.0, 16.0]]
+    );
+    let v = ZarrVolume::open(&img, LevelChoice::Index(2), None).unwrap();
+    assert_eq!(v.info().shape, [3, 150, 130]);
+    // Labels: the image and labels/<name> hold the same pyramid, sampled (not averaged).
+    let labels: Vec<u8> = (0..n).map(|i| (i / 7 % 5) as u8).collect();
+    let lab = dir.path().join("d.ome.zarr");
+    vortexdb::write_ome_zarr_labels(&lab, "domains", shape, &labels, [4.0, 8.0, 8.0]).unwrap();
+    for p in [lab.clone(), lab.join("labels/domains")] {
+        let mut v = ZarrVolume::open(&p, LevelChoice::Index(1), None).unwrap();
+        assert_eq!(v.info().shape, [3, 300, 260]);
+        assert_eq!(v.levels()[1].voxel_um, [4.0, 16.0, 16.0]);
+        let s = v.read_slice(0).unwrap();
+        // Level 1 voxel (0, 1, 3) is level 0's (0, 2, 6).
+        assert_eq!((s.data[260 + 3] * 255.0).round() as u8, labels[2 * 520 + 6]);
+    }
+    // Something else at the path is refused, not deleted.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "x").unwrap();
+    assert!(vortexdb::write_ome_zarr(&other, "h", shape, &data, [4.0; 3]).is_err());
+    assert!(other.join("keep.txt").is_file());
+}

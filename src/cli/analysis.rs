@@ -86,6 +86,7 @@ pub fn predict(a: &PredictArgs, json: bool) -> Result<()> {
             &genes,
             a.vol.downsample,
             a.vol.slices,
+            a.vol.ome_zarr,
         )?);
     }
     let v = json!({"sample": a.sample, "patches": pred.len(), "genes": pred.genes.len(),
@@ -133,7 +134,7 @@ pub fn domains(a: &DomainsArgs, json: bool) -> Result<()> {
     let d = find_domains(&store, &a.sample, &opts, a.segmentation.as_deref())?;
     let mut files = Vec::new();
     if let Some(dir) = &a.out {
-        files = write_domains(dir, &d, a.vol.downsample, a.vol.slices)?;
+        files = write_domains(dir, &d, a.vol.downsample, a.vol.slices, a.vol.ome_zarr)?;
     }
     let (rec, ari) = (&d.record, d.ari);
     let v = json!({"sample": a.sample, "k": a.k, "patches": d.predictions.len(),

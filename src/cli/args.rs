@@ -34,6 +34,9 @@ pub struct VolumeOut {
     #[arg(long)] pub downsample: Option<usize>,
     /// PNG slices per volume (evenly spaced, over the source image).
     #[arg(long, default_value_t = 3)] pub slices: usize,
+    /// Also write each volume as an OME-Zarr image (NGFF 0.5; domains as NGFF labels)
+    /// that napari opens next to the source.
+    #[arg(long)] pub ome_zarr: bool,
 }
 
 /// Comma-separated values, trimmed, empty ones dropped.

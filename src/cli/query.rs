@@ -128,6 +128,7 @@ impl ScoreArgs {
             top: self.top,
             downsample: self.vol.downsample,
             slices: self.vol.slices,
+            ome_zarr: self.vol.ome_zarr,
         }
     }
 }

@@ -46,13 +46,15 @@ pub fn write_predictions_parquet(path: &Path, pred: &Predictions) -> Result<()> 
 }
 
 /// Per gene of `genes`: `<gene>.npy` and `<gene>.tif` (float32, overlap-averaged, NaN
-/// outside the patches) and `slices` PNG overlays `<gene>_zNNNN.png` in `dir`.
+/// outside the patches), with `ome_zarr` `<gene>.ome.zarr`, and `slices` PNG overlays
+/// `<gene>_zNNNN.png` in `dir`.
 pub fn write_gene_volumes(
     dir: &Path,
     pred: &Predictions,
     genes: &[String],
     downsample: Option<usize>,
     slices: usize,
+    ome_zarr: bool,
 ) -> Result<Vec<String>> {
     let cols = pred.gene_columns(genes)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -68,6 +70,12 @@ pub fn write_gene_volumes(
         write_tiff(&tif, &h)?;
         files.push(npy.display().to_string());
         files.push(tif.display().to_string());
+        if ome_zarr {
+            let z = dir.join(format!("{name}.ome.zarr"));
+            let v = pred.sample.model_voxel_um.map(|u| u * h.downsample as f64);
+            super::write_ome_zarr(&z, &pred.genes[c], h.shape, &h.data, v)?;
+            files.push(z.display().to_string());
+        }
         files.extend(write_slices(dir, name, &pred.sample, &h, slices)?);
     }
     Ok(files)
@@ -102,13 +110,16 @@ fn write_slices(
     Ok(files)
 }
 
-/// `domains.npy` (uint8 label volume, domain + 1, 0 = no patch), `domains.csv`
-/// (patch_id, z, y, x, domain), `domains.json` and `slices` PNG slices in `dir`.
+/// `domains.npy` (uint8 label volume, domain + 1, 0 = no patch), with `ome_zarr`
+/// `domains.ome.zarr` (the labels as an image and as its NGFF `labels/domains`),
+/// `domains.csv` (patch_id, z, y, x, domain), `domains.json` and `slices` PNG slices in
+/// `dir`.
 pub fn write_domains(
     dir: &Path,
     dom: &Domains,
     downsample: Option<usize>,
     slices: usize,
+    ome_zarr: bool,
 ) -> Result<Vec<String>> {
     let (pred, rec) = (&dom.predictions, &dom.record);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -118,6 +129,13 @@ pub fn write_domains(
     let npy = dir.join("domains.npy");
     write_u8_array_npy(&npy, &shape, &vol)?;
     files.push(npy.display().to_string());
+    if ome_zarr {
+        let z = dir.join("domains.ome.zarr");
+        let v = pred.sample.model_voxel_um.map(|u| u * d as f64);
+        let s3 = [shape[0], shape[1], shape[2]];
+        super::write_ome_zarr_labels(&z, "domains", s3, &vol, v)?;
+        files.push(z.display().to_string());
+    }
     let csv = dir.join("domains.csv");
     let mut s = String::from("patch_id,z,y,x,domain\n");
     for ((id, p), l) in rec.ids.iter().zip(&pred.patches.records).zip(&rec.labels) {

@@ -1,10 +1,12 @@
 //! Every file the library writes on request: query outputs (patch table, triage CSV,
 //! heatmap NPY/TIFF, overlay PNGs, `query.json`), predictions (Parquet, per-gene
 //! volumes), domains (label volume, CSV, JSON, PNG slices) and evaluations (JSON,
-//! Markdown, PNG charts) and the spots of a sample (CSV, NPY). Library calls compute; these functions are the only ones
+//! Markdown, PNG charts), the spots of a sample (CSV, NPY) and, on request, volumes as
+//! OME-Zarr images (heatmaps, predicted genes, domains as NGFF labels). Library calls compute; these functions are the only ones
 //! that write outside a store. Each returns the paths it wrote.
 
 mod analysis;
+mod ome_zarr;
 mod query;
 mod spots;
 
@@ -18,6 +20,7 @@ use crate::error::{Error, Result};
 pub use crate::query::heatmap::write_tiff;
 pub use crate::vecio::{write_f32_array_npy, write_u8_array_npy};
 pub use analysis::{write_domains, write_eval, write_gene_volumes, write_predictions_parquet};
+pub use ome_zarr::{write_ome_zarr, write_ome_zarr_labels};
 pub use query::{QueryExport, write_query};
 pub use spots::{SpotsExport, write_spots};
 

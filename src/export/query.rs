@@ -22,6 +22,8 @@ pub struct QueryExport {
     pub downsample: Option<usize>,
     /// Overlay PNGs per sample (evenly spaced slices).
     pub slices: usize,
+    /// Also write each heatmap as an OME-Zarr image (`heatmap_<sample>.ome.zarr`).
+    pub ome_zarr: bool,
 }
 
 impl Default for QueryExport {
@@ -30,6 +32,7 @@ impl Default for QueryExport {
             top: 10,
             downsample: None,
             slices: 3,
+            ome_zarr: false,
         }
     }
 }
@@ -47,7 +50,8 @@ impl QueryExport {
 }
 
 /// Write `patches.parquet` (every scored patch), `triage.csv`, per sample
-/// `heatmap_<sample>.npy|.tif` and overlay PNGs, and `query.json` into `dir`.
+/// `heatmap_<sample>.npy|.tif` (and `.ome.zarr` with `opts.ome_zarr`) and overlay PNGs,
+/// and `query.json` into `dir`.
 pub fn write_query(
     dir: &Path,
     store: &Store,
@@ -123,6 +127,12 @@ pub fn write_query(
         write_tiff(&tif, &h)?;
         files.push(npy.display().to_string());
         files.push(tif.display().to_string());
+        if opts.ome_zarr {
+            let z = dir.join(format!("heatmap_{}.ome.zarr", row.sample));
+            let v = rec.model_voxel_um.map(|u| u * h.downsample as f64);
+            super::write_ome_zarr(&z, &format!("heatmap {}", row.sample), h.shape, &h.data, v)?;
+            files.push(z.display().to_string());
+        }
         let (lo, hi) = (
             h.percentile(10.0).unwrap_or(0.0),
             h.percentile(90.0).unwrap_or(1.0),

@@ -93,7 +93,8 @@ impl PyQueryResult {
     }
 
     /// Write the files `vortexdb query --out DIR` writes; returns their paths.
-    #[pyo3(signature = (dir, store, top=10, downsample=None, slices=3))]
+    #[pyo3(signature = (dir, store, top=10, downsample=None, slices=3, ome_zarr=false))]
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         py: Python<'_>,
@@ -102,6 +103,7 @@ impl PyQueryResult {
         top: usize,
         downsample: Option<usize>,
         slices: usize,
+        ome_zarr: bool,
     ) -> PyResult<Vec<String>> {
         let s = store.get()?;
         let r = self.inner.clone();
@@ -109,6 +111,7 @@ impl PyQueryResult {
             top,
             downsample,
             slices,
+            ome_zarr,
         };
         py.detach(move || vx::write_query(&dir, &s, &r, &opts))
             .or_raise()

@@ -122,3 +122,47 @@ def test_the_reference_reader_sees_what_vortexdb_read(zarr_store):
         assert [tuple(a.shape) for a in node.data][1] == tuple(zarr_store["shape"])
         scale = node.metadata["coordinateTransformations"][0][0]["scale"]
         assert scale == [4.0, 2.0, 2.0]
+
+
+def read_levels(path: Path) -> tuple[list[np.ndarray], list[list[float]], dict]:
+    """Every level of an OME-Zarr image as the ``ome-zarr`` reader sees it."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = next(iter(Reader(parse_url(str(path)))()))
+    data = [np.asarray(a) for a in node.data]
+    scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
+    return data, scales, node.metadata
+
+
+def test_heatmaps_predicted_genes_and_domains_open_as_ome_zarr(zarr_store, tmp_path):
+    db = zarr_store["db"]
+    # A gene query's heatmap at downsample 2: 8 um voxels.
+    q = tmp_path / "q"
+    cli("query", "genes", db, "--genes", "TUM01", "--sample", "npy", "--out", q, "--downsample", "2", "--ome-zarr")
+    data, scales, meta = read_levels(q / "heatmap_npy.ome.zarr")
+    want = np.load(q / "heatmap_npy.npy")
+    np.testing.assert_array_equal(data[0], want)  # NaN where no patch, as in the NPY
+    assert scales[0] == [8.0, 8.0, 8.0]
+    assert [a["name"] for a in meta["axes"]] == ["z", "y", "x"]
+    # Predicted gene volumes.
+    v = tmp_path / "vol"
+    cli("predict", db, "--sample", "npy", "--out", tmp_path / "p.parquet", "--genes", "TUM01",
+        "--volumes", v, "--ome-zarr")  # fmt: skip
+    data, scales, _ = read_levels(v / "TUM01.ome.zarr")
+    np.testing.assert_array_equal(data[0], np.load(v / "TUM01.npy"))
+    assert scales[0] == [4.0, 4.0, 4.0]
+    # Domains: the label volume as an image and as its NGFF labels image.
+    d = tmp_path / "dom"
+    cli("domains", db, "--sample", "npy", "--k", "4", "--out", d, "--ome-zarr")
+    import zarr
+
+    g = zarr.open_group(d / "domains.ome.zarr", mode="r")
+    labels = np.load(d / "domains.npy")
+    np.testing.assert_array_equal(g["0"][:], labels)
+    np.testing.assert_array_equal(g["labels/domains/0"][:], labels)
+    assert g["labels"].attrs["ome"]["labels"] == ["domains"]
+    colors = g["labels/domains"].attrs["ome"]["image-label"]["colors"]
+    assert sorted(c["label-value"] for c in colors) == sorted(set(np.unique(labels)) - {0})
+    data, scales, _ = read_levels(d / "domains.ome.zarr")
+    assert data[0].dtype == np.uint8 and scales[0] == [4.0, 4.0, 4.0]

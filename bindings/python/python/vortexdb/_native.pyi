@@ -184,7 +184,13 @@ class QueryResult:
     def embedding(self) -> npt.NDArray[np.float32]: ...
     def spots(self) -> list[tuple[str, str]]: ...
     def write(
-        self, dir: str, store: Store, top: int = 10, downsample: int | None = None, slices: int = 3
+        self,
+        dir: str,
+        store: Store,
+        top: int = 10,
+        downsample: int | None = None,
+        slices: int = 3,
+        ome_zarr: bool = False,
     ) -> list[str]: ...
 
 def create(path: str) -> Store: ...

@@ -110,14 +110,17 @@ class QueryResult:
         top: int | None = None,
         downsample: int | None = None,
         slices: int = 3,
+        ome_zarr: bool = False,
     ) -> list[str]:
-        """Write the files of ``vortexdb query --out DIR``; returns their paths."""
+        """Write the files of ``vortexdb query --out DIR``; returns their paths. With
+        ``ome_zarr`` each heatmap is also an OME-Zarr image (``--ome-zarr``)."""
         return self._q.write(
             os.fspath(dir),
             self._store._s,
             top=self._top if top is None else top,
             downsample=self.downsample if downsample is None else downsample,
             slices=slices,
+            ome_zarr=ome_zarr,
         )
 
     def __repr__(self) -> str:
