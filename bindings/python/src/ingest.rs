@@ -57,11 +57,10 @@ pub(crate) fn run_options(device: &str, threads: usize) -> PyResult<vx::RunOptio
 
 /// Run an ingest with the GIL released; between durable batches the progress callback
 /// (if any) is called and Ctrl-C is honoured (the ingest stops there, resumable).
-fn run_ingest(
+fn run_ingest<R: serde::Serialize + Send>(
     py: Python<'_>,
     progress: &Option<Py<PyAny>>,
-    f: impl FnOnce(&mut dyn FnMut(vx::Progress) -> ControlFlow<()>) -> vx::Result<vx::IngestReport>
-    + Send,
+    f: impl FnOnce(&mut dyn FnMut(vx::Progress) -> ControlFlow<()>) -> vx::Result<R> + Send,
 ) -> PyResult<Py<PyAny>> {
     let mut pending: Option<PyErr> = None;
     let report = py.detach(|| {
@@ -275,6 +274,45 @@ impl PyStore {
                 "give a path or an array (exactly one)",
             ))),
         }
+    }
+
+    /// Ingest a HEST-1k sample (`root/wsis/<id>.tif`, `root/st/<id>.h5ad`,
+    /// `root/metadata/<id>.json`; `id` defaults to the sample id) as `ingest hest` does.
+    #[pyo3(signature = (args, root, id=None, level=None, layer=None, raw=false, min_genes=25, max_mito=0.2))]
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_hest(
+        &self,
+        py: Python<'_>,
+        args: IngestArgs,
+        root: PathBuf,
+        id: Option<String>,
+        level: Option<usize>,
+        layer: Option<String>,
+        raw: bool,
+        min_genes: usize,
+        max_mito: f64,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let opts = args.options(vx::SampleKind::Image)?;
+        let hest =
+            vx::HestSample::open(&root, id.as_deref().unwrap_or(&opts.sample)).map_err(err)?;
+        let model = self.model(py, &args.model)?;
+        let mut spots = vx::SpotOptions::new(&opts.sample);
+        spots.qc.min_genes = min_genes;
+        spots.qc.max_mito_fraction = max_mito;
+        spots.run = opts.run.clone();
+        let paths = vx::SpotPaths {
+            positions: None,
+            h5ad: vx::H5adOptions {
+                layer,
+                raw,
+                spatial_key: None,
+                library_id: None,
+            },
+        };
+        run_ingest(py, &args.progress, |cb| {
+            vx::ingest_hest(&s, &model, &hest, level, &opts, &spots, &paths, cb)
+        })
     }
 
     /// Ingest spots from files (her2st, Visium, AnnData `.h5ad`, Parquet); `layer`,

@@ -77,3 +77,21 @@ def test_a_hest_sample_without_pixel_size_is_refused_and_nothing_written(hest, t
     assert r.returncode == 1 and f"st/{hest['id']}.h5ad" in r.stderr
     with vortexdb.open(db, read_only=True) as s:
         assert s.info()["samples"] == []
+
+
+def test_python_ingests_a_hest_sample_like_the_cli(hest, tmp_path):
+    a, b = tmp_path / "cli", tmp_path / "py"
+    cli("init", a)
+    cli("models", "add", a, "default")
+    want = cli_json("ingest", "hest", a, hest["root"], "--sample", "s1", "--id", hest["id"])
+    with vortexdb.create(b) as s:
+        s.add_model("default")
+        got = s.ingest_hest("s1", hest["root"], hest_id=hest["id"], progress=False)
+        assert got["image"]["patches_total"] == want["image"]["patches_total"] > 500
+        assert got["spots"]["embedded"] == want["spots"]["embedded"]
+        mine = s.spots("s1")
+    with vortexdb.open(a, read_only=True) as s:
+        ref = s.spots("s1")
+    assert list(mine.obs_names) == list(ref.obs_names)
+    np.testing.assert_array_equal(mine.X, ref.X)
+    np.testing.assert_array_equal(mine.obs[["x", "y"]].to_numpy(), ref.obs[["x", "y"]].to_numpy())

@@ -54,6 +54,17 @@ class Store:
         data: npt.NDArray[Any] | None = None,
         level: int | None = None,
     ) -> dict[str, Json]: ...
+    def ingest_hest(
+        self,
+        args: dict[str, Any],
+        root: str,
+        id: str | None = None,  # noqa: A002 - HEST's word
+        level: int | None = None,
+        layer: str | None = None,
+        raw: bool = False,
+        min_genes: int = 25,
+        max_mito: float = 0.2,
+    ) -> dict[str, Json]: ...
     # `options`: sample, model, min_genes, max_mito, smooth_k, hvg, top, affine, z,
     # batch, device, threads.
     def ingest_spots_file(

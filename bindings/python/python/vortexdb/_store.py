@@ -225,6 +225,45 @@ class Store:
             um = None if um_per_px is None else float(um_per_px)
             return self._s.ingest_image(args, um, level=level, **_volume_arg(image))
 
+    def ingest_hest(
+        self,
+        sample: str,
+        root: PathLike,
+        *,
+        hest_id: str | None = None,
+        level: int | None = None,
+        layer: str | None = None,
+        raw: bool = False,
+        min_genes: int = 25,
+        max_mito: float = 0.2,
+        model: str | None = None,
+        overlap: float = 0.75,
+        min_tissue: float = 0.25,
+        batch: int = 64,
+        device: str = "cpu",
+        threads: int = 0,
+        progress: bool | Callable[[int, int, int], None] = True,
+        quantization: str = "f32",
+    ) -> dict:
+        """A HEST-1k sample in one call, as ``vortexdb ingest hest``: the slide
+        ``root/wsis/<id>.tif`` at the pixel size of ``root/metadata/<id>.json`` through the
+        2D encoder, then the spots ``root/st/<id>.h5ad`` into the same sample (``hest_id``
+        defaults to ``sample``). Returns ``{"hest", "image", "spots"}`` reports."""
+        with ingest_progress(progress, sample) as cb:
+            args = self._ingest_args(
+                sample, model, overlap, min_tissue, None, None, batch, device, threads, cb, quantization
+            )
+            return self._s.ingest_hest(
+                args,
+                os.fspath(root),
+                id=hest_id,
+                level=level,
+                layer=layer,
+                raw=raw,
+                min_genes=int(min_genes),
+                max_mito=float(max_mito),
+            )
+
     def ingest_spots(
         self,
         sample: str,
