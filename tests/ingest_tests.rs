@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,22 +22,9 @@ fn phantom2(dir: &Path, shape: [usize; 3]) -> PathBuf {
     phantom(dir, 2, shape, 16)
 }
 
-/// Every stored (origin -> vector) of a sample, failing on duplicates.
+/// Every stored (origin -> vector) of a sample.
 fn stored(db: &Path, sample: &str) -> Vec<([i64; 3], Vec<f32>)> {
-    let store = Store::open_read_only(db).unwrap();
-    let info = store.collection(COLLECTION).unwrap();
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for id in 0..info.next_id {
-        if let Some((v, Some(r))) = store.get(COLLECTION, id).unwrap()
-            && r.sample == sample
-        {
-            assert!(seen.insert(r.origin), "duplicate patch at {:?}", r.origin);
-            out.push((r.origin, v));
-        }
-    }
-    out.sort_by_key(|x| x.0);
-    out
+    common::stored_patches(db, COLLECTION, sample)
 }
 
 fn read_u8_volume(path: &Path) -> (Vec<usize>, Vec<u8>) {

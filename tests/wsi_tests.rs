@@ -20,19 +20,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Every stored (origin -> vector) of a 2D sample.
+/// Every stored (origin -> vector) of a sample.
 fn stored(db: &Path, sample: &str) -> Vec<([i64; 3], Vec<f32>)> {
-    let store = Store::open_read_only(db).unwrap();
-    let c = "vortex-tiny-phantom:2d";
-    let info = store.collection(c).unwrap();
-    let mut out: Vec<_> = (0..info.next_id)
-        .filter_map(|id| match store.get(c, id).unwrap() {
-            Some((v, Some(r))) if r.sample == sample => Some((r.origin, v)),
-            _ => None,
-        })
-        .collect();
-    out.sort_by_key(|x| x.0);
-    out
+    common::stored_patches(db, "vortex-tiny-phantom:2d", sample)
 }
 
 fn ingest(db: &Path, sample: &str, file: &Path, extra: &[&str]) -> serde_json::Value {

@@ -178,17 +178,7 @@ fn v2_and_v3_images_read_back_as_written_at_the_chosen_level() {
 
 /// Every stored (origin -> vector) of a sample.
 fn stored(db: &Path, sample: &str) -> Vec<([i64; 3], Vec<f32>)> {
-    let store = Store::open_read_only(db).unwrap();
-    let c = "vortex-tiny-phantom:3d";
-    let info = store.collection(c).unwrap();
-    let mut out: Vec<_> = (0..info.next_id)
-        .filter_map(|id| match store.get(c, id).unwrap() {
-            Some((v, Some(r))) if r.sample == sample => Some((r.origin, v)),
-            _ => None,
-        })
-        .collect();
-    out.sort_by_key(|x| x.0);
-    out
+    common::stored_patches(db, "vortex-tiny-phantom:3d", sample)
 }
 
 fn read_npy_u8(path: &Path) -> (Vec<usize>, Vec<u8>) {

@@ -31,6 +31,25 @@ pub fn new_model_store(dir: &Path, name: &str) -> PathBuf {
     db
 }
 
+/// Every stored (origin -> vector) of `sample` in `collection`, in origin order,
+/// failing on two patches at one origin.
+pub fn stored_patches(db: &Path, collection: &str, sample: &str) -> Vec<([i64; 3], Vec<f32>)> {
+    let store = vortexdb::Store::open_read_only(db).unwrap();
+    let info = store.collection(collection).unwrap();
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for id in 0..info.next_id {
+        if let Some((v, Some(r))) = store.get(collection, id).unwrap()
+            && r.sample == sample
+        {
+            assert!(seen.insert(r.origin), "duplicate patch at {:?}", r.origin);
+            out.push((r.origin, v));
+        }
+    }
+    out.sort_by_key(|x| x.0);
+    out
+}
+
 /// The phantom of `seed` and `shape` (planes every `plane_step` slices) in `dir/ph`.
 pub fn phantom(dir: &Path, seed: u64, shape: [usize; 3], plane_step: usize) -> PathBuf {
     let out = dir.join("ph");
