@@ -170,9 +170,9 @@ pub use predict::{Method, Predictions, predict};
 
 // Files written on request, and what they are drawn from.
 pub use export::{
-    QueryExport, SpotsExport, write_domains, write_eval, write_gene_volumes, write_json,
-    write_ome_zarr, write_ome_zarr_labels, write_png, write_predictions_parquet, write_query,
-    write_spots, write_tiff,
+    QueryExport, SpatialDataExport, SpatialDataOptions, SpotsExport, write_domains, write_eval,
+    write_gene_volumes, write_json, write_ome_zarr, write_ome_zarr_labels, write_png,
+    write_predictions_parquet, write_query, write_spatialdata, write_spots, write_tiff,
 };
 pub use render::{
     PALETTE, coolwarm, domain_slice, eval_markdown, overlay, pcc_chart, report_html, spot_maps,

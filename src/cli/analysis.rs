@@ -1,7 +1,8 @@
-//! `vortexdb predict`, `vortexdb domains` and `vortexdb eval`: predicted expression per
-//! patch (Parquet, per-gene 3D volumes and PNG slices), k-means spatial domains (label
-//! volume, summaries, PNG slices, ARI against a segmentation) and the evaluation of
-//! predictions against measured spots (JSON + Markdown report with PNG plots).
+//! `vortexdb predict`, `vortexdb domains`, `vortexdb eval` and `vortexdb export`:
+//! predicted expression per patch (Parquet, per-gene 3D volumes and PNG slices), k-means
+//! spatial domains (label volume, summaries, PNG slices, ARI against a segmentation),
+//! the evaluation of predictions against measured spots (JSON + Markdown report with
+//! PNG plots) and a sample as a SpatialData Zarr store.
 
 use std::path::PathBuf;
 
@@ -11,9 +12,10 @@ use serde_json::json;
 use super::args::{VolumeOut, split_list};
 use super::emit_files;
 use vortexdb::{
-    Error, EvalOptions, KMeansOptions, Method, Predictions, Result, Store, evaluate_sample,
-    find_domains, predict as predict_sample, write_domains, write_eval, write_gene_volumes,
-    write_predictions_parquet,
+    Error, EvalOptions, GeneQuery, KMeansOptions, Method, Predictions, Result, ScoreOptions,
+    SpatialDataOptions, Store, evaluate_sample, find_domains, predict as predict_sample,
+    query_genes, write_domains, write_eval, write_gene_volumes, write_predictions_parquet,
+    write_spatialdata,
 };
 
 /// How predictions are made (shared by `predict` and `eval`).
@@ -189,5 +191,55 @@ pub fn eval(a: &EvalArgs, json: bool) -> Result<()> {
     }
     let v = serde_json::to_value(ev.summary()).unwrap_or_default();
     emit_files(json, v, &ev, &files);
+    Ok(())
+}
+
+/// Arguments of `export`.
+#[rustfmt::skip]
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Store directory.
+    pub store: PathBuf,
+    /// Sample to export (a volume or a section stack).
+    #[arg(long)] pub sample: String,
+    /// The SpatialData Zarr store to write (replaced if it is one; anything else there
+    /// is refused). Images: volume, heatmap, predicted; labels: domains (the stored
+    /// ones); points: patches, spots; tables: predictions, spot_expression.
+    #[arg(long)] pub out: PathBuf,
+    /// Genes whose predicted volumes form the `predicted` image (comma-separated).
+    #[arg(long, value_name = "G1,G2")] pub genes: Option<String>,
+    /// Genes of a molecular query (as `query genes --genes`) whose heatmap over the
+    /// sample becomes the `heatmap` image.
+    #[arg(long, value_name = "G1,G2")] pub query: Option<String>,
+    /// Model voxels per image voxel (default: the smallest keeping an image under 64M
+    /// voxels per channel).
+    #[arg(long)] pub downsample: Option<usize>,
+    /// Prediction method of the `predictions` table and the `predicted` image.
+    #[command(flatten)] pub method: MethodArgs,
+}
+
+/// Run `export`.
+pub fn export(a: &ExportArgs, json: bool) -> Result<()> {
+    let store = Store::open_read_only(&a.store)?;
+    let pred = a.method.load(&store, &a.sample)?;
+    let query = match split_list(a.query.as_deref()) {
+        g if g.is_empty() => None,
+        genes => {
+            let opts = ScoreOptions {
+                samples: vec![a.sample.clone()],
+                model: Some(pred.sample.model.clone()),
+                ..Default::default()
+            };
+            Some(query_genes(&store, &GeneQuery::new(genes), &opts)?)
+        }
+    };
+    let opts = SpatialDataOptions {
+        genes: split_list(a.genes.as_deref()),
+        query: query.as_ref(),
+        downsample: a.downsample,
+    };
+    let r = write_spatialdata(&a.out, &store, &pred, &opts)?;
+    super::flush_warnings(&store);
+    super::emit(json, &r);
     Ok(())
 }

@@ -59,6 +59,10 @@ pub enum Command {
     /// Evaluate predictions against measured spots: PCC (all, top 50, markers), SSIM,
     /// Spearman of gene variances, Moran's I, Geary's C, domain ARI; JSON + Markdown.
     Eval(analysis::EvalArgs),
+    /// A sample as a SpatialData Zarr store (`spatialdata.read_zarr`): its volume,
+    /// heatmap and predicted genes as images, domains as labels, patches and spots as
+    /// points, predictions and spot expression as AnnData tables.
+    Export(analysis::ExportArgs),
     /// Spots of a sample: export their positions, QC, expression and embeddings.
     #[command(subcommand)] Spots(store::SpotsCommand),
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
@@ -173,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Query(c) => query::run(c, j),
         Command::Predict(a) => analysis::predict(&a, j),
         Command::Domains(a) => analysis::domains(&a, j),
+        Command::Export(a) => analysis::export(&a, j),
         Command::Eval(a) => analysis::eval(&a, j),
         Command::Demo(a) => demo::demo(&a, j),
         Command::Phantom(a) => demo::phantom(&a, j),

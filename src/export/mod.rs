@@ -2,12 +2,15 @@
 //! heatmap NPY/TIFF, overlay PNGs, `query.json`), predictions (Parquet, per-gene
 //! volumes), domains (label volume, CSV, JSON, PNG slices) and evaluations (JSON,
 //! Markdown, PNG charts), the spots of a sample (CSV, NPY) and, on request, volumes as
-//! OME-Zarr images (heatmaps, predicted genes, domains as NGFF labels). Library calls compute; these functions are the only ones
+//! OME-Zarr images (heatmaps, predicted genes, domains as NGFF labels), and a sample as
+//! a SpatialData Zarr store. Library calls compute; these functions are the only ones
 //! that write outside a store. Each returns the paths it wrote.
 
 mod analysis;
+mod anndata_zarr;
 mod ome_zarr;
 mod query;
+mod spatialdata;
 mod spots;
 
 use std::path::Path;
@@ -22,6 +25,7 @@ pub use crate::vecio::{write_f32_array_npy, write_u8_array_npy};
 pub use analysis::{write_domains, write_eval, write_gene_volumes, write_predictions_parquet};
 pub use ome_zarr::{write_ome_zarr, write_ome_zarr_labels};
 pub use query::{QueryExport, write_query};
+pub use spatialdata::{SpatialDataExport, SpatialDataOptions, write_spatialdata};
 pub use spots::{SpotsExport, write_spots};
 
 /// Write `img` as a PNG.

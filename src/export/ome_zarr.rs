@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// Largest side of the coarsest level.
 const COARSEST: usize = 256;
 
-fn zerr(path: &Path, e: impl std::fmt::Display) -> Error {
+pub(super) fn zerr(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::bad_file(path, format!("cannot write OME-Zarr: {e}"))
 }
 
@@ -70,7 +70,7 @@ fn down<T: Copy>(
     (v, out)
 }
 
-fn nan_mean(b: &[f32]) -> f32 {
+pub(super) fn nan_mean(b: &[f32]) -> f32 {
     let (s, n) = b
         .iter()
         .filter(|x| !x.is_nan())
@@ -99,16 +99,26 @@ fn multiscales(name: &str, voxels: &[[f64; 3]]) -> Value {
     json!([{"name": name, "axes": axes, "datasets": datasets}])
 }
 
-/// Write the pyramid of `data` as arrays `prefix/0`, `prefix/1`, ... of `store`;
+/// A (c,) z, y, x raster for [`write_levels`]: `channels` planes of `shape` one after
+/// another (`None`: no channel axis).
+pub(super) struct Raster<'a, T> {
+    /// The values, channel-major.
+    pub data: &'a [T],
+    /// Channels (an axis `c` first) or none.
+    pub channels: Option<usize>,
+    /// Shape (z, y, x) of one channel.
+    pub shape: [usize; 3],
+    /// Voxel size (z, y, x) in micrometres at full resolution.
+    pub voxel_um: [f64; 3],
+}
+
+/// Write the pyramid of `r` as arrays `prefix/0`, `prefix/1`, ... of `store`;
 /// returns each level's voxel size.
-#[allow(clippy::too_many_arguments)]
-fn write_levels<T>(
+pub(super) fn write_levels<T>(
     path: &Path,
     store: &Arc<FilesystemStore>,
     prefix: &str,
-    data: &[T],
-    shape: [usize; 3],
-    voxel_um: [f64; 3],
+    r: &Raster<'_, T>,
     dtype: zarrs::array::DataType,
     fill: T,
     reduce: impl Fn(&[T]) -> T + Copy,
@@ -116,22 +126,29 @@ fn write_levels<T>(
 where
     T: Element + Copy + Into<zarrs::array::builder::ArrayBuilderFillValue>,
 {
-    let mut level = (data.to_vec(), shape);
-    let mut voxel = voxel_um;
+    let nc = r.channels.unwrap_or(1);
+    let mut level = (r.data.to_vec(), r.shape);
+    let mut voxel = r.voxel_um;
     let mut voxels = Vec::new();
-    let fs = factors(shape);
+    let fs = factors(r.shape);
     for k in 0..=fs.len() {
         let (d, s) = &level;
-        let dims: Vec<u64> = s.iter().map(|&n| n as u64).collect();
-        let chunk: Vec<u64> = [32usize, COARSEST, COARSEST]
+        let mut dims: Vec<u64> = s.iter().map(|&n| n as u64).collect();
+        let mut chunk: Vec<u64> = [32usize, COARSEST, COARSEST]
             .iter()
             .zip(s)
             .map(|(&c, &n)| c.min(n).max(1) as u64)
             .collect();
+        let mut names = vec!["z", "y", "x"];
+        if let Some(c) = r.channels {
+            dims.insert(0, c as u64);
+            chunk.insert(0, 1);
+            names.insert(0, "c");
+        }
         let gzip = zarrs::array::codec::GzipCodec::new(5).map_err(|e| zerr(path, e))?;
         let a = ArrayBuilder::new(dims, chunk, dtype.clone(), fill)
             .bytes_to_bytes_codecs(vec![Arc::new(gzip)])
-            .dimension_names(Some(["z", "y", "x"]))
+            .dimension_names(Some(names))
             .build(store.clone(), &format!("{prefix}/{k}"))
             .map_err(|e| zerr(path, e))?;
         a.store_metadata().map_err(|e| zerr(path, e))?;
@@ -139,7 +156,15 @@ where
             .map_err(|e| zerr(path, e))?;
         voxels.push(voxel);
         if let Some(f) = fs.get(k) {
-            level = down(d, *s, *f, reduce);
+            let plane: usize = s.iter().product();
+            let mut next = Vec::new();
+            let mut shape = *s;
+            for c in 0..nc {
+                let (v, sh) = down(&d[c * plane..(c + 1) * plane], *s, *f, reduce);
+                next.extend(v);
+                shape = sh;
+            }
+            level = (next, shape);
             voxel = [
                 voxel[0] * f[0] as f64,
                 voxel[1] * f[1] as f64,
@@ -190,13 +215,17 @@ pub fn write_ome_zarr(
     voxel_um: [f64; 3],
 ) -> Result<()> {
     let store = fresh_store(path)?;
+    let r = Raster {
+        data,
+        channels: None,
+        shape,
+        voxel_um,
+    };
     let voxels = write_levels(
         path,
         &store,
         "",
-        data,
-        shape,
-        voxel_um,
+        &r,
         data_type::float32(),
         f32::NAN,
         nan_mean,
@@ -222,17 +251,13 @@ pub fn write_ome_zarr_labels(
     let store = fresh_store(path)?;
     let first = |b: &[u8]| b[0];
     let u8t = data_type::uint8();
-    let voxels = write_levels(
-        path,
-        &store,
-        "",
-        labels,
+    let r = Raster {
+        data: labels,
+        channels: None,
         shape,
         voxel_um,
-        u8t.clone(),
-        0,
-        first,
-    )?;
+    };
+    let voxels = write_levels(path, &store, "", &r, u8t.clone(), 0, first)?;
     group(
         path,
         &store,
@@ -246,7 +271,7 @@ pub fn write_ome_zarr_labels(
         json!({"version": "0.5", "labels": [name]}),
     )?;
     let at = format!("/labels/{name}");
-    write_levels(path, &store, &at, labels, shape, voxel_um, u8t, 0, first)?;
+    write_levels(path, &store, &at, &r, u8t, 0, first)?;
     let mut seen = [false; 256];
     labels.iter().for_each(|&l| seen[l as usize] = true);
     // The domain PNGs' colours: label l is PALETTE[(l - 1) % 10].

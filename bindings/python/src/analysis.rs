@@ -230,4 +230,36 @@ impl PyStore {
             .or_raise()?;
         serialised(py, &ev.summary())
     }
+
+    /// The sample as a SpatialData Zarr store at `out` (what `vortexdb export` writes);
+    /// returns what was written and what was left out.
+    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![]))]
+    #[allow(clippy::too_many_arguments)]
+    fn export_spatialdata(
+        &self,
+        py: Python<'_>,
+        sample: String,
+        out: PathBuf,
+        genes: Vec<String>,
+        query: Option<PyRef<'_, PyQueryResult>>,
+        downsample: Option<usize>,
+        knn: Option<usize>,
+        reference: Vec<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let method = method(knn, reference);
+        let q = query.map(|q| q.shared());
+        let r = py
+            .detach(|| {
+                let pred = vx::predict(&s, &sample, &method)?;
+                let opts = vx::SpatialDataOptions {
+                    genes,
+                    query: q.as_deref(),
+                    downsample,
+                };
+                vx::write_spatialdata(&out, &s, &pred, &opts)
+            })
+            .or_raise()?;
+        serialised(py, &r)
+    }
 }

@@ -20,6 +20,11 @@ impl PyQueryResult {
     pub fn new(r: vx::QueryResult) -> Self {
         PyQueryResult { inner: Arc::new(r) }
     }
+
+    /// The result itself.
+    pub fn shared(&self) -> Arc<vx::QueryResult> {
+        self.inner.clone()
+    }
 }
 
 #[pymethods]

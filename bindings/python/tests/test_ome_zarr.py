@@ -29,15 +29,16 @@ def write_ome_zarr(vol: np.ndarray, path: Path, version: str) -> Path:
     up = np.repeat(np.repeat(vol, 2, axis=1), 2, axis=2)
     group = zarr.open_group(path, mode="w", zarr_format=fmt.zarr_format)
     um = "micrometer"
+    # Voxel sizes as coordinateTransformations: 4 x 2 x 2 um, then y and x halved.
+    scales = [[{"type": "scale", "scale": [4.0, 2.0 * f, 2.0 * f]}] for f in (1, 2, 4)]
     write_image(
         up,
         group,
         scale_factors=(2, 4),
         method=Methods.NEAREST,
         fmt=fmt,
-        axes="zyx",
-        scale={"z": 4.0, "y": 2.0, "x": 2.0},
-        axes_units={"z": um, "y": um, "x": um},
+        axes=[{"name": a, "type": "space", "unit": um} for a in "zyx"],
+        coordinate_transformations=scales,
         storage_options={"chunks": (8, 64, 64)},
     )
     return path

@@ -139,6 +139,16 @@ class Store:
         segmentation: str | None = None,
         downsample: int = 1,
     ) -> dict[str, Any]: ...
+    def export_spatialdata(
+        self,
+        sample: str,
+        out: str,
+        genes: list[str] = ...,
+        query: QueryResult | None = None,
+        downsample: int | None = None,
+        knn: int | None = None,
+        reference: list[str] = ...,
+    ) -> dict[str, Json]: ...
     def evaluate(
         self,
         sample: str,

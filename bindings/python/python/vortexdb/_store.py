@@ -457,6 +457,36 @@ class Store:
         )
         return Domains.from_native(d)
 
+    def export_spatialdata(
+        self,
+        sample: str,
+        out: PathLike,
+        *,
+        genes: str | Iterable[str] | None = None,
+        query: QueryResult | str | Iterable[str] | None = None,
+        downsample: int | None = None,
+        knn: int | None = None,
+        reference: str | Iterable[str] | None = None,
+    ) -> dict:
+        """Write ``sample`` as a SpatialData Zarr store at ``out`` (what ``vortexdb
+        export`` writes; ``spatialdata.read_zarr(out)`` opens it): images ``volume``,
+        ``heatmap`` (of ``query``: a :class:`QueryResult` or genes for
+        :meth:`query_genes` over this sample) and ``predicted`` (one channel per gene
+        of ``genes``); labels ``domains`` (the stored ones, from :meth:`domains`);
+        points ``patches`` and ``spots``; tables ``predictions`` and
+        ``spot_expression``. Returns what was written and what was left out."""
+        if query is not None and not isinstance(query, QueryResult):
+            query = self.query_genes(query, sample=sample)
+        return self._s.export_spatialdata(
+            sample,
+            os.fspath(out),
+            genes=_names(genes),
+            query=None if query is None else query._q,
+            downsample=downsample,
+            knn=knn,
+            reference=_names(reference),
+        )
+
     def evaluate(
         self,
         sample: str,
