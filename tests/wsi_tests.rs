@@ -206,3 +206,76 @@ fn lzw_level2_span(path: &Path) -> (usize, usize) {
     let cnt = d.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
     (off[0] as usize, (off[0] + cnt[0]) as usize)
 }
+
+#[test]
+fn pyramidal_sections_ingest_like_their_level_saved_as_png_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_model_store(dir.path(), "db");
+    let sections = |sample: &str, files: &[&str], extra: &[&str]| {
+        let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+        let mut args = vec!["--json", "ingest", "sections", s(&db), "--sample", sample];
+        args.extend_from_slice(&["--spacing-um", "16"]);
+        args.extend_from_slice(extra);
+        args.extend(paths.iter().map(|p| s(p)));
+        serde_json::from_str::<serde_json::Value>(&expect_ok(&args)).unwrap()
+    };
+    let stored3d = |sample: &str| common::stored_patches(&db, "vortex-tiny-phantom:3d", sample);
+    sections("png", &["level2.png"; 4], &["--um-per-px", "4"]);
+    let png = stored3d("png");
+    assert!(png.len() > 5, "{} patches", png.len());
+    // The LZW pyramid records its pixel size: level 2 (4 um/px) is read, no option.
+    let r = sections("svs", &["svs_lzw.tif"; 4], &[]);
+    assert_eq!(r["source_shape"], serde_json::json!([4, 96, 128]), "{r}");
+    assert_eq!(stored3d("svs"), png);
+    // Mixed: the deflate pyramid records none, so the full-resolution size is given.
+    let mixed = [
+        "svs_lzw.tif",
+        "plain_deflate.tif",
+        "svs_lzw.tif",
+        "plain_deflate.tif",
+    ];
+    sections("mixed", &mixed, &["--um-per-px", "1"]);
+    assert_eq!(stored3d("mixed"), png);
+
+    let refused = |files: &[&str], extra: &[&str], culprit: &str, needles: &[&str]| {
+        let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+        let mut args = vec!["ingest", "sections", s(&db), "--sample", "bad"];
+        args.extend_from_slice(&["--spacing-um", "16"]);
+        args.extend_from_slice(extra);
+        args.extend(paths.iter().map(|p| s(p)));
+        let err = expect_user_error(&args, needles);
+        assert!(err.contains(s(&fixture(culprit))), "{err}");
+        let store = Store::open_read_only(&db).unwrap();
+        assert!(
+            store.sample("bad").unwrap().is_none(),
+            "a sample was recorded"
+        );
+    };
+    let deflate = ["svs_lzw.tif", "plain_deflate.tif"];
+    refused(
+        &deflate,
+        &[],
+        "plain_deflate.tif",
+        &["no pixel size", "--um-per-px"],
+    );
+    let png_first = ["svs_lzw.tif", "level2.png"];
+    refused(
+        &png_first,
+        &[],
+        "level2.png",
+        &["record no pixel size", "--um-per-px"],
+    );
+    // 2 um full resolution: the pyramid's 4 um level against a PNG taken at 2 um/px.
+    refused(
+        &png_first,
+        &["--um-per-px", "2"],
+        "level2.png",
+        &["must share one pixel size"],
+    );
+    refused(
+        &png_first,
+        &["--um-per-px", "4", "--level", "1"],
+        "level2.png",
+        &["levels"],
+    );
+}

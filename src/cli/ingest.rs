@@ -231,14 +231,21 @@ pub struct SectionsArgs {
     #[command(flatten)] common: CommonArgs,
     /// Distance between consecutive sections in micrometres.
     #[arg(long)] pub spacing_um: f64,
-    /// Pixel size of the section images in micrometres.
-    #[arg(long)] pub um_per_px: f64,
+    /// Pixel size of the section images in micrometres (of a pyramid's full-resolution
+    /// level). Default for TIFF: the file's (OME-XML PhysicalSizeX or Aperio MPP);
+    /// required for PNG/JPEG and TIFFs that record none.
+    #[arg(long)] pub um_per_px: Option<f64>,
+    /// Pyramidal TIFF sections: the level to read (0 = full resolution; default: the
+    /// level whose pixel size is nearest the model's). Every section must end at one
+    /// pixel size; --transforms are in pixels of the level read.
+    #[arg(long)] pub level: Option<usize>,
     /// Registration: a JSON file with the frame size and one affine per image (image
     /// pixel -> frame pixel), `{"frame": [h, w], "sections": [[a, b, c, d, e, f], ...]}`;
     /// the images may then differ in size and orientation. Without it the images must
     /// be registered already (all of one size).
     #[arg(long, value_name = "JSON")] pub transforms: Option<PathBuf>,
-    /// Section images (PNG/JPEG/TIFF), in stacking order.
+    /// Section images (PNG/JPEG/TIFF, also pyramidal whole-slide OME-TIFF / SVS), in
+    /// stacking order.
     #[arg(required = true)] pub images: Vec<PathBuf>,
 }
 
@@ -356,6 +363,7 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
                 images: a.images.clone(),
                 spacing_um: a.spacing_um,
                 um_per_px: a.um_per_px,
+                level: a.level,
                 transforms: a.transforms.clone(),
                 intensity: range,
             };

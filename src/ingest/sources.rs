@@ -22,10 +22,16 @@ pub struct Sections {
     pub images: Vec<PathBuf>,
     /// Distance between consecutive sections, micrometres.
     pub spacing_um: f64,
-    /// In-plane pixel size, micrometres (of the frame when `transforms` is given).
-    pub um_per_px: f64,
-    /// Affines registering each image into a common frame (JSON, see docs/FORMATS.md);
-    /// `None`: the images are registered already (same size).
+    /// In-plane pixel size, micrometres, of the images (of a pyramidal TIFF's
+    /// full-resolution level; `None`: the pixel size the TIFFs record, required for
+    /// PNG / JPEG and TIFFs that record none).
+    pub um_per_px: Option<f64>,
+    /// Pyramidal TIFFs: the level read (0 = full resolution; `None`: the level whose
+    /// pixel size is nearest the model's). Every section must end at one pixel size.
+    pub level: Option<usize>,
+    /// Affines registering each image (in pixels of the level read) into a common
+    /// frame (JSON, see docs/FORMATS.md); `None`: the images are registered already
+    /// (same size).
     pub transforms: Option<PathBuf>,
     /// Raw values mapped to [0, 1] (`None`: the dtype's range).
     pub intensity: IntensityRange,
@@ -85,16 +91,21 @@ pub fn ingest_sections(
 ) -> Result<IngestReport> {
     crate::volume::check_range(s.intensity)?;
     positive("spacing_um", s.spacing_um)?;
-    positive("um_per_px", s.um_per_px)?;
+    if let Some(u) = s.um_per_px {
+        positive("um_per_px", u)?;
+    }
     for f in &s.images {
         existing(f)?;
     }
+    let want = Encoder::Image3d.patch(&model.manifest)?.um_per_px;
+    let (pyramids, um_per_px) = section_levels(s, want)?;
     let name = format!("{} sections", s.images.len());
+    let (files, range) = (s.images.clone(), s.intensity);
     let src: Box<dyn VolumeSource + '_> = match &s.transforms {
-        None => Box::new(ImageStack::open_files(s.images.clone(), name, s.intensity)?),
+        None => Box::new(ImageStack::open_levels(files, name, range, true, pyramids)?),
         Some(path) => {
             let t = Transforms::read(path, s.images.len())?;
-            let stack = ImageStack::open_files_any_size(s.images.clone(), name, s.intensity)?;
+            let stack = ImageStack::open_levels(files, name, range, false, pyramids)?;
             Box::new(Registered::new(stack, &t, path))
         }
     };
@@ -103,10 +114,80 @@ pub fn ingest_sections(
         model,
         src,
         s.spacing_um,
-        s.um_per_px,
+        um_per_px,
         opts,
         on_progress,
     )
+}
+
+/// The pyramid level each section is read at (`None`: the file's one image: PNG, JPEG,
+/// a single-level TIFF given a pixel size) and the pixel size they share; a pyramidal
+/// TIFF is read at `s.level` or the level nearest `want` um/px.
+fn section_levels(s: &Sections, want: f64) -> Result<(Vec<Option<PyramidTiff>>, f64)> {
+    let choice = match s.level {
+        Some(i) => LevelChoice::Index(i),
+        None => LevelChoice::Nearest([want, want, want]),
+    };
+    let mut out = Vec::with_capacity(s.images.len());
+    let mut shared: Option<(f64, &Path)> = None;
+    for f in &s.images {
+        let p = if crate::volume::is_tiff(f) {
+            match (
+                PyramidTiff::open(f, s.um_per_px, choice, s.intensity),
+                s.um_per_px,
+            ) {
+                // A single-level TIFF given a pixel size reads as before (any TIFF the
+                // image decoder takes).
+                (Ok(p), Some(_)) if p.levels().len() == 1 => None,
+                (Ok(p), _) => Some(p),
+                (Err(_), Some(_)) if s.level.is_none_or(|l| l == 0) => None,
+                (Err(e), _) => return Err(e),
+            }
+        } else {
+            None
+        };
+        if p.is_none() && s.level.is_some_and(|l| l > 0) {
+            return Err(Error::arg(
+                "level",
+                format!(
+                    "{}: only pyramidal TIFFs have resolution levels",
+                    f.display()
+                ),
+            ));
+        }
+        let um = match (&p, s.um_per_px) {
+            (Some(p), _) => p.um_per_px(),
+            (None, Some(u)) => u,
+            (None, None) => {
+                return Err(Error::arg(
+                    "um_per_px",
+                    format!(
+                        "{}: PNG and JPEG images record no pixel size; give it with --um-per-px",
+                        f.display()
+                    ),
+                ));
+            }
+        };
+        match shared {
+            None => shared = Some((um, f)),
+            Some((u0, f0)) if (um / u0 - 1.0).abs() > 1e-3 => {
+                return Err(Error::bad_file(
+                    f,
+                    format!(
+                        "read at {um} um/px, but {} at {u0} um/px: sections must share one \
+                         pixel size (choose one with --level, or give --um-per-px)",
+                        f0.display()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        out.push(p);
+    }
+    let um = shared
+        .map(|s| s.0)
+        .ok_or_else(|| Error::arg("images", "no section images"))?;
+    Ok((out, um))
 }
 
 /// Ingest serial sections already stacked (and registered) into one source, e.g. an

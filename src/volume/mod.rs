@@ -376,13 +376,16 @@ pub(crate) fn decode_slice(
 
 /// A stack of 2D image files (TIFF, PNG, JPEG), one per slice, all of one size (or,
 /// opened with [`ImageStack::open_files_any_size`], each of its own size, for
-/// [`register::Registered`] to bring into one frame).
+/// [`register::Registered`] to bring into one frame); with
+/// [`ImageStack::open_levels`] some are read at one level of a pyramidal TIFF.
 pub struct ImageStack {
     info: VolumeInfo,
     files: Vec<PathBuf>,
     range: IntensityRange,
     /// (height, width) of every file.
     sizes: Vec<(usize, usize)>,
+    /// The pyramid level each file is read at (`None`: the file's one image).
+    pyramids: Vec<Option<PyramidTiff>>,
 }
 
 fn natural_key(p: &Path) -> Vec<(String, u64)> {
@@ -455,10 +458,33 @@ impl ImageStack {
         range: IntensityRange,
         same_size: bool,
     ) -> Result<ImageStack> {
+        let none = files.iter().map(|_| None).collect();
+        Self::open_levels(files, source, range, same_size, none)
+    }
+
+    /// The given image files, file `i` read at the level `pyramids[i]` opened (`None`:
+    /// its one image); `same_size` as in [`ImageStack::open_files`] (`true`) or
+    /// [`ImageStack::open_files_any_size`].
+    pub fn open_levels(
+        files: Vec<PathBuf>,
+        source: String,
+        range: IntensityRange,
+        same_size: bool,
+        pyramids: Vec<Option<PyramidTiff>>,
+    ) -> Result<ImageStack> {
+        if pyramids.len() != files.len() {
+            return Err(Error::arg("pyramids", "one entry per file"));
+        }
         let mut first: Option<(u32, u32, usize, Dtype, PathBuf)> = None;
         let mut sizes = Vec::with_capacity(files.len());
-        for f in &files {
-            let (w, h, c, dt) = image_header(f)?;
+        for (f, p) in files.iter().zip(&pyramids) {
+            let (w, h, c, dt) = match p {
+                Some(p) => {
+                    let i = p.info();
+                    (i.shape[2] as u32, i.shape[1] as u32, i.channels, i.dtype)
+                }
+                None => image_header(f)?,
+            };
             sizes.push((h as usize, w as usize));
             match &first {
                 None => first = Some((w, h, c, dt, f.clone())),
@@ -497,6 +523,7 @@ impl ImageStack {
             files,
             range,
             sizes,
+            pyramids,
         })
     }
 
@@ -513,6 +540,9 @@ impl VolumeSource for ImageStack {
 
     fn read_slice(&mut self, z: usize) -> Result<Slice> {
         self.info.check_slice(z)?;
+        if let Some(level) = self.pyramids[z].as_mut() {
+            return level.read_slice(0);
+        }
         let f = &self.files[z];
         let p = f.display().to_string();
         let img = decode_image(f)?;

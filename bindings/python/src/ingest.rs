@@ -168,19 +168,21 @@ impl PyStore {
         }
     }
 
-    /// Ingest serial sections: image paths (optionally with a transforms file) or a
-    /// NumPy stack (sections, Y, X[, C]) already registered.
-    #[pyo3(signature = (args, spacing_um, um_per_px, images=None, stack=None, transforms=None))]
+    /// Ingest serial sections: image paths (optionally with a transforms file; pyramidal
+    /// TIFFs read at `level` or the level nearest the model) or a NumPy stack
+    /// (sections, Y, X[, C]) already registered.
+    #[pyo3(signature = (args, spacing_um, um_per_px=None, images=None, stack=None, transforms=None, level=None))]
     #[allow(clippy::too_many_arguments)]
     fn ingest_sections(
         &self,
         py: Python<'_>,
         args: IngestArgs,
         spacing_um: f64,
-        um_per_px: f64,
+        um_per_px: Option<f64>,
         images: Option<Vec<PathBuf>>,
         stack: Option<Bound<'_, PyUntypedArray>>,
         transforms: Option<PathBuf>,
+        level: Option<usize>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let opts = args.options(vx::SampleKind::Sections)?;
@@ -196,6 +198,7 @@ impl PyStore {
                     images,
                     spacing_um,
                     um_per_px,
+                    level,
                     transforms,
                     intensity: range,
                 };
@@ -212,6 +215,12 @@ impl PyStore {
                 }
                 run_ingest(py, &args.progress, |cb| {
                     let src = vx::ArrayVolume::new(bytes, &shape, dtype, "<array>", range)?;
+                    let um_per_px = um_per_px.ok_or_else(|| {
+                        vx::Error::arg(
+                            "um_per_px",
+                            "an array stack records no pixel size; give um_per_px",
+                        )
+                    })?;
                     vx::ingest_section_stack(
                         &s,
                         &model,

@@ -28,3 +28,21 @@ def test_python_reads_a_pyramid_like_the_cli(tmp_path):
         assert {x["id"] for x in s.info()["samples"]} == {"ome", "svs0"}
     c = cli_json("ingest", "image", db, "--sample", "ome-cli", WSI / "ome_jpeg.ome.tif")
     assert c["patches_total"] == r["patches_total"] > 20
+
+
+def test_python_stacks_pyramidal_sections_like_the_cli(tmp_path):
+    """``ingest_sections`` reads each pyramid at the level nearest the model, with the
+    pixel size it records, and stores what the CLI stores from the same files."""
+    db = tmp_path / "db"
+    files = [WSI / "svs_lzw.tif"] * 4
+    with vortexdb.create(db) as s:
+        s.add_model("default")
+        r = s.ingest_sections("py", files, spacing_um=16, progress=False)
+        assert r["source_shape"] == [4, 96, 128]  # level 2: 4 um/px
+        with pytest.raises(vortexdb.errors.InvalidArgument, match="no pixel size"):
+            s.ingest_sections("png", [WSI / "level2.png"] * 4, spacing_um=16, progress=False)
+    c = cli_json("ingest", "sections", db, "--sample", "cli", "--spacing-um", "16", *files)
+    assert c["patches_total"] == r["patches_total"] > 5
+    with vortexdb.open(db, read_only=True) as s:
+        a, b = s.predict("py"), s.predict("cli")
+        assert (a.X == b.X).all() and (a.obs[["z", "y", "x"]].values == b.obs[["z", "y", "x"]].values).all()

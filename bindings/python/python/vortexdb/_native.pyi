@@ -41,10 +41,11 @@ class Store:
         self,
         args: dict[str, Any],
         spacing_um: float,
-        um_per_px: float,
+        um_per_px: float | None = None,
         images: list[str] | None = None,
         stack: npt.NDArray[Any] | None = None,
         transforms: str | None = None,
+        level: int | None = None,
     ) -> dict[str, Json]: ...
     def ingest_image(
         self,

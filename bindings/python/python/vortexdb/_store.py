@@ -163,7 +163,8 @@ class Store:
         images: Sequence[PathLike] | np.ndarray,
         *,
         spacing_um: float,
-        um_per_px: float,
+        um_per_px: float | None = None,
+        level: int | None = None,
         transforms: PathLike | None = None,
         model: str | None = None,
         overlap: float = 0.75,
@@ -179,12 +180,19 @@ class Store:
         """Stack serial H&E sections into a 2.5D volume and embed it: image paths (with
         an optional ``transforms`` JSON registering them) or arrays of one shape, a
         list of (Y, X[, C]) images or one (sections, Y, X[, C]) stack (a list is
-        stacked, i.e. copied, once)."""
+        stacked, i.e. copied, once). Pyramidal TIFFs (OME-TIFF, SVS) are read at ``level``
+        or the level nearest the model's pixel size, with the pixel size they record
+        unless ``um_per_px`` (the full-resolution one) is given; arrays and PNG/JPEG
+        need ``um_per_px``."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
-            kw: dict[str, Any] = {"spacing_um": float(spacing_um), "um_per_px": float(um_per_px)}
+            kw: dict[str, Any] = {
+                "spacing_um": float(spacing_um),
+                "um_per_px": None if um_per_px is None else float(um_per_px),
+                "level": level,
+            }
             if isinstance(images, np.ndarray):
                 kw["stack"] = images
             elif all(isinstance(i, (str, os.PathLike)) for i in images):
