@@ -73,6 +73,10 @@ def test_folds_go_by_patient_when_there_are_several_and_genes_by_variance():
     assert r["folds_by"] == "patient" and sorted(r["folds"]) == ["P1", "P2"]
     var = expr.var(axis=0)
     assert [genes[i] for i in top_variable_genes(expr, genes, 5)] == [genes[i] for i in np.argsort(-var)[:5]]
+    only = probe(emb, expr, genes, sec, test=["B"])
+    assert list(only["folds"]) == ["B"] and only["folds"]["B"] == probe(emb, expr, genes, sec)["folds"]["B"]
+    with pytest.raises(ValueError, match="have no spots"):
+        probe(emb, expr, genes, sec, test=["Z"])
     with pytest.raises(ValueError, match="at least two"):
         probe(emb, expr, genes, np.repeat("A", len(emb)))
     with pytest.raises(ValueError, match="NaN"):

@@ -260,6 +260,7 @@ def cmd_probe(args) -> int:
         f["patient"],
         n_genes=args.genes,
         latent_dim=args.latent_dim,
+        test=args.test,
     )
     paths = write_results(res, Path(args.out))
     folds = ", ".join(f"{g} {r['pearson_mean']:.3f}" for g, r in res["folds"].items())
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for results_kfold.json and split<i>/results.json")
     p.add_argument("--genes", type=int, default=50, help="most variable genes probed")
     p.add_argument("--latent-dim", type=int, default=256, help="PCA dimensions")
+    p.add_argument("--test", nargs="+", help="held-out sections (patients) to score (default: each in turn)")
     p.set_defaults(func=cmd_probe)
     p = sub.add_parser("report", help="print a model's recorded metrics as a Markdown table")
     p.add_argument("model", help="model directory (manifest.json)")

@@ -108,10 +108,12 @@ def probe(
     n_genes: int = N_GENES,
     latent_dim: int = LATENT_DIM,
     seed: int = 1,
+    test: list[str] | None = None,
 ) -> dict:
     """The probe over every fold: leave one section out, or one patient out when the
-    spots come from more than one patient. ``expression`` is log1p-normalised, one row
-    per spot, like ``embeddings``."""
+    spots come from more than one patient; ``test`` names the held-out groups to score
+    (default: each in turn), e.g. only the sections an encoder never saw.
+    ``expression`` is log1p-normalised, one row per spot, like ``embeddings``."""
     n = len(embeddings)
     if expression.shape[0] != n or len(section) != n or (patient is not None and len(patient) != n):
         raise ValueError(f"{n} embeddings but {expression.shape[0]} expression rows / {len(section)} sections")
@@ -125,8 +127,11 @@ def probe(
     groups = sorted(set(key.tolist()))
     if len(groups) < 2:
         raise ValueError(f"the probe needs spots of at least two {by}s, got {groups}")
+    unknown = sorted(set(test or []) - set(groups))
+    if unknown:
+        raise ValueError(f"held-out {by}s {unknown} have no spots (there are {groups})")
     folds = {}
-    for g in groups:
+    for g in test or groups:
         test = key == g
         folds[g] = probe_fold(embeddings[~test], y[~test], embeddings[test], y[test], names, latent_dim, seed)
     out = merge_folds(list(folds.values()))
