@@ -248,6 +248,30 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from .probe import load_features, probe, write_results
+
+    f = load_features(Path(args.features))
+    res = probe(
+        f["embeddings"],
+        f["expression"],
+        f["genes"],
+        f["section"],
+        f["patient"],
+        n_genes=args.genes,
+        latent_dim=args.latent_dim,
+        test=args.test,
+    )
+    paths = write_results(res, Path(args.out))
+    folds = ", ".join(f"{g} {r['pearson_mean']:.3f}" for g, r in res["folds"].items())
+    print(
+        f"probe: {res['n_spots']} spots, {res['dim']}-d embeddings, {len(res['genes'])} genes, "
+        f"folds by {res['folds_by']}: PCC {res['pearson_mean']:.3f} +- {res['pearson_std']:.3f} ({folds})"
+    )
+    print(f"  {paths[0]}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, epochs=(40, 30, 10)) -> None:
     p.add_argument("--work", default="training/work", help="checkpoint directory (resumes from it)")
     p.add_argument("--epochs-1", type=int, default=epochs[0], help="stage I epochs")
@@ -303,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/eval", help="where results.md/json and the PNGs go")
     p.add_argument("--seconds", type=float, help="wall time of the whole evaluation, for the report")
     p.set_defaults(func=cmd_her2st_report)
+    p = sub.add_parser("probe", help="HEST-style linear probe: PCA-256 + ridge from frozen embeddings to 50 genes")
+    p.add_argument(
+        "--features", required=True, help="NPZ: embeddings (spots x d), expression (log1p), genes, section[, patient]"
+    )
+    p.add_argument("--out", required=True, help="directory for results_kfold.json and split<i>/results.json")
+    p.add_argument("--genes", type=int, default=50, help="most variable genes probed")
+    p.add_argument("--latent-dim", type=int, default=256, help="PCA dimensions")
+    p.add_argument("--test", nargs="+", help="held-out sections (patients) to score (default: each in turn)")
+    p.set_defaults(func=cmd_probe)
     p = sub.add_parser("report", help="print a model's recorded metrics as a Markdown table")
     p.add_argument("model", help="model directory (manifest.json)")
     p.set_defaults(func=cmd_report)
