@@ -174,6 +174,22 @@ pub fn write_spatialdata(
         Some(d) => crate::limits::int_arg("downsample", d, 1, 1 << 20)?,
         None => auto_downsample(rec.grid.shape, 64 << 20),
     };
+    // The largest buffers: the predicted image (every gene at once) and the volume.
+    let grid: Vec<u64> = rec
+        .grid
+        .shape
+        .iter()
+        .map(|&n| n.div_ceil(d) as u64)
+        .collect();
+    let what = "the predicted-genes image (choose fewer --genes or a larger --downsample)";
+    let at = out.display().to_string();
+    crate::limits::alloc_bytes(
+        &at,
+        &[&[cols.len().max(1) as u64][..], &grid].concat(),
+        4,
+        what,
+    )?;
+    crate::limits::alloc_bytes(&at, &[&[3u64][..], &grid].concat(), 1, "the volume image")?;
     check_out(out)?;
     let name = out
         .file_name()

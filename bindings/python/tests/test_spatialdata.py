@@ -185,3 +185,14 @@ def test_large_images_get_a_pyramid(tmp_path):
         t = get_transformation(tree[k].image, to_coordinate_system="global")
         m = t.to_affine_matrix(("z", "y", "x"), ("z", "y", "x")).diagonal()[:3]
         assert np.allclose(m, [4.0, 4.0 * f, 4.0 * f])
+
+
+def test_export_over_the_memory_budget_is_refused(exported, tmp_path, monkeypatch):
+    """The predicted image holds every chosen gene at once: over the memory budget the
+    export is refused up front (exit 1, the remedy named), nothing written."""
+    monkeypatch.setenv("VORTEX_MEMORY_BUDGET", "1M")
+    out = tmp_path / "big.zarr"
+    r = cli("export", exported["db"], "--sample", "ph", "--out", out, "--genes", ",".join(GENES),
+            "--downsample", "1", ok=False)  # fmt: skip
+    assert r.returncode == 1 and "predicted-genes image" in r.stderr and "--downsample" in r.stderr
+    assert not out.exists() and not any(p.name.startswith(".big.zarr") for p in tmp_path.iterdir())
