@@ -109,8 +109,8 @@ pub use model::runtime::{
     ORT_VERSION, loaded_library as loaded_runtime_library, prefer_library as prefer_runtime_library,
 };
 pub use model::{
-    Device, EmbedFileOptions, EmbedFileOutput, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Model,
-    Network, PatchSpec, RunOptions,
+    DataFileSpec, Device, EmbedFileOptions, EmbedFileOutput, MANIFEST_FILE, MANIFEST_FORMAT,
+    Manifest, Model, Network, NetworkSpec, PatchSpec, RunOptions,
 };
 
 // Volumes, images, the patch grid, registration.

@@ -516,3 +516,60 @@ fn bad_models_and_missing_runtime_are_explained() {
     );
     assert_untouched(&db);
 }
+
+/// A model's external data files (`networks.<role>.data`, for ONNX graphs over 2 GiB)
+/// are checked like its graphs: present, matching their checksums, plain file names,
+/// each listed once; a good one is copied into the store with the graphs.
+#[test]
+fn external_data_files_are_checked_and_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("db");
+    expect_ok(&["init", s(&db)]);
+    let edit = |name: &str, data: serde_json::Value, write: Option<&[u8]>| {
+        let m = copy_model(&d.join(name));
+        let text = std::fs::read_to_string(m.join("manifest.json")).unwrap();
+        let mut j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        j["name"] = serde_json::json!(name);
+        j["networks"]["image_3d"]["data"] = data;
+        std::fs::write(m.join("manifest.json"), j.to_string()).unwrap();
+        if let Some(bytes) = write {
+            std::fs::write(m.join("image_3d.onnx.data"), bytes).unwrap();
+        }
+        m
+    };
+    let sum = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(b"weights"))
+    };
+    let entry = |file: &str, sha: &str| serde_json::json!([{"file": file, "sha256": sha}]);
+    // Listed but missing.
+    let m = edit("mmiss", entry("image_3d.onnx.data", &sum), None);
+    expect_user_error(
+        &["models", "add", s(&db), s(&m)],
+        &["image_3d.onnx.data", "listed in manifest.json but missing"],
+    );
+    // Present, but not the bytes the manifest's checksum names.
+    let m = edit("mbits", entry("image_3d.onnx.data", &sum), Some(b"weightz"));
+    expect_user_error(
+        &["models", "add", s(&db), s(&m)],
+        &["image_3d.onnx.data", "checksum mismatch"],
+    );
+    // A path instead of a plain file name, and a file listed twice.
+    let m = edit("mpath", entry("../image_3d.onnx.data", &sum), None);
+    expect_user_error(
+        &["models", "add", s(&db), s(&m)],
+        &["network image_3d", "must be a plain file name"],
+    );
+    let m = edit("mtwice", entry("genes.onnx", &sum), None);
+    expect_user_error(
+        &["models", "add", s(&db), s(&m)],
+        &["network", "'genes.onnx' is listed twice"],
+    );
+    assert!(!db.join("models").join("mtwice").exists());
+    // A good entry: registered, and the data file is copied with its graph.
+    let m = edit("mgood", entry("image_3d.onnx.data", &sum), Some(b"weights"));
+    expect_ok(&["models", "add", s(&db), s(&m)]);
+    let copy = db.join("models").join("mgood").join("image_3d.onnx.data");
+    assert_eq!(std::fs::read(copy).unwrap(), b"weights");
+}

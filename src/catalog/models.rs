@@ -23,7 +23,7 @@ pub struct ModelRecord {
     pub name: String,
     /// The manifest text.
     pub manifest_json: String,
-    /// (file, sha256) of every network file.
+    /// (file, sha256) of every network file and external data file.
     pub files: Vec<(String, String)>,
 }
 
@@ -48,19 +48,12 @@ impl Store {
         let model = Model::load(dir)?;
         let name = model.manifest.name.clone();
         valid_id(&name, "manifest.json name")?;
-        // Every network must load and agree with the manifest before anything is written.
-        let check = crate::model::RunOptions {
-            threads: 1,
-            ..Default::default()
-        };
-        for role in model.manifest.networks.keys() {
-            model.network(role, &check)?;
-        }
         let files: Vec<(String, String)> = model
             .manifest
             .networks
             .values()
-            .map(|n| (n.file.clone(), n.sha256.to_ascii_lowercase()))
+            .flat_map(|n| n.files())
+            .map(|(f, sum)| (f.to_string(), sum.to_ascii_lowercase()))
             .collect();
         let rec = ModelRecord {
             name: name.clone(),
@@ -91,7 +84,10 @@ impl Store {
     }
 
     /// Copy a model's files into `dest` (`models/<name>`, the name validated) through a
-    /// temporary directory; only directories under `models/` are ever removed.
+    /// temporary directory, where every network must load in ONNX Runtime and agree with
+    /// the manifest before the copy replaces `dest` (so a graph that needs a file the
+    /// manifest does not list is refused); only directories under `models/` are ever
+    /// removed.
     fn copy_model_files(&self, dir: &Path, rec: &ModelRecord, dest: &Path) -> Result<()> {
         valid_id(&rec.name, "manifest.json name")?;
         let root = self.path().join(MODELS_DIR);
@@ -102,7 +98,23 @@ impl Store {
         let mut names: Vec<&str> = rec.files.iter().map(|f| f.0.as_str()).collect();
         names.push(crate::model::MANIFEST_FILE);
         for f in names {
-            std::fs::copy(dir.join(f), tmp.join(f)).map_err(|e| Error::io(dir.join(f), e))?;
+            if let Err(e) = std::fs::copy(dir.join(f), tmp.join(f)) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(Error::io(dir.join(f), e));
+            }
+        }
+        if let Err(e) = check_networks(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(match e {
+                Error::BadFile { path, message } => Error::bad_file(
+                    path.file_name().map_or(dir.to_path_buf(), |f| dir.join(f)),
+                    format!(
+                        "{message} (in a copy of the files manifest.json lists; an ONNX graph \
+                         with external data must name its data files under the network's `data`)"
+                    ),
+                ),
+                e => e,
+            });
         }
         if dest.exists() {
             std::fs::remove_dir_all(dest).map_err(|e| Error::io(dest, e))?;
@@ -188,4 +200,17 @@ impl Store {
     pub fn model_dir(&self, name: &str) -> PathBuf {
         self.path().join(MODELS_DIR).join(name)
     }
+}
+
+/// Every network of the model in `dir` loads in ONNX Runtime and agrees with the manifest.
+fn check_networks(dir: &Path) -> Result<()> {
+    let model = Model::load(dir)?;
+    let check = crate::model::RunOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    for role in model.manifest.networks.keys() {
+        model.network(role, &check)?;
+    }
+    Ok(())
 }

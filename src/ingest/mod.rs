@@ -160,7 +160,7 @@ pub fn ingest_volume(
         "sample": opts.sample, "intensity_range": info.intensity_range,
         "kind": opts.kind.name(), "shape": info.shape, "dtype": info.dtype, "voxel": voxel,
         "overlap": opts.overlap, "min_tissue": opts.min_tissue, "polarity": opts.polarity,
-        "model": m.name, "files": model.manifest.networks.values().map(|n| &n.sha256).collect::<Vec<_>>(),
+        "model": m.name, "files": model.manifest.networks.values().flat_map(|n| n.files()).map(|f| f.1).collect::<Vec<_>>(),
         "encoder": opts.encoder.network(),
     });
     h.update(crate::codec::canonical_json(&settings).as_bytes());

@@ -79,6 +79,32 @@ pub struct NetworkSpec {
     pub inputs: BTreeMap<String, String>,
     /// Output name -> axis names.
     pub outputs: BTreeMap<String, String>,
+    /// External data files holding the network's weights (ONNX graphs over 2 GiB keep
+    /// their tensors beside the graph), each with its checksum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataFileSpec>,
+}
+
+/// One external data file of a network (`<network>.onnx.data`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFileSpec {
+    /// File name, relative to the model directory.
+    pub file: String,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+impl NetworkSpec {
+    /// (file, sha256) of the graph and of each external data file, in that order.
+    pub fn files(&self) -> Vec<(&str, &str)> {
+        std::iter::once((self.file.as_str(), self.sha256.as_str()))
+            .chain(
+                self.data
+                    .iter()
+                    .map(|d| (d.file.as_str(), d.sha256.as_str())),
+            )
+            .collect()
+    }
 }
 
 /// The gene encoder's panel.
@@ -323,15 +349,21 @@ impl Manifest {
                 ));
             }
         }
+        let mut files = std::collections::HashSet::new();
         for (role, n) in &m.networks {
-            if crate::names::valid_id(&n.file, "file").is_err() || n.file == MANIFEST_FILE {
-                return Err(Error::bad_file(
-                    path,
-                    format!(
-                        "network {role}: file '{}' must be a plain file name",
-                        n.file
-                    ),
-                ));
+            for (f, _) in n.files() {
+                if crate::names::valid_id(f, "file").is_err() || f == MANIFEST_FILE {
+                    return Err(Error::bad_file(
+                        path,
+                        format!("network {role}: file '{f}' must be a plain file name"),
+                    ));
+                }
+                if !files.insert(f.to_string()) {
+                    return Err(Error::bad_file(
+                        path,
+                        format!("network {role}: file '{f}' is listed twice"),
+                    ));
+                }
             }
         }
         Ok(m)
@@ -369,19 +401,18 @@ impl Model {
         }
         let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
         let manifest = Manifest::parse(&text, &mpath.display().to_string())?;
-        for spec in manifest.networks.values() {
-            let f = dir.join(&spec.file);
+        for (file, sum) in manifest.networks.values().flat_map(NetworkSpec::files) {
+            let f = dir.join(file);
             if !f.is_file() {
                 return Err(Error::bad_file(f, "listed in manifest.json but missing"));
             }
             let got = sha256_file(&f)?;
-            if !got.eq_ignore_ascii_case(&spec.sha256) {
+            if !got.eq_ignore_ascii_case(sum) {
                 return Err(Error::bad_file(
                     f,
                     format!(
-                        "checksum mismatch: manifest.json says sha256 {}, the file has {got} \
-                         (the model directory was modified or is incomplete)",
-                        spec.sha256
+                        "checksum mismatch: manifest.json says sha256 {sum}, the file has {got} \
+                         (the model directory was modified or is incomplete)"
                     ),
                 ));
             }
