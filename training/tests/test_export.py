@@ -52,7 +52,7 @@ def test_load_pretrained_backbone_from_local_state_dict(tiny_cfg, tmp_path):
     torch.save(ckpt, tmp_path / "conch.pt")
     torch.manual_seed(3)
     dst = Vortex(tiny_cfg)
-    loaded = load_pretrained_vit(dst.image_2d, str(tmp_path / "conch.pt"))
+    loaded = load_pretrained_vit(dst.image_2d, str(tmp_path / "conch.pt"))["loaded"]
     assert len(loaded) == len(src.image_2d.vit.state_dict())
     for k, v in src.image_2d.vit.state_dict().items():
         assert torch.equal(v, dst.image_2d.vit.state_dict()[k]), k

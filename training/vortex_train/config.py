@@ -29,6 +29,26 @@ class ModelConfig:
     predicted_genes: list[str] = field(default_factory=list)
     predictor_hidden: int = 256
     n_domains: int = 1  # sources for the domain-adversarial head
+    # Per-slice backbone: "" = the built-in ViT above (vit_* fields), "timm:<name>" = a
+    # timm model (e.g. timm:vit_base_patch16_224, timm:resnet50) built with
+    # backbone_kwargs, whose width replaces vit_width (see backbones.py).
+    backbone: str = ""
+    backbone_kwargs: dict = field(default_factory=dict)
+    # Input normalisation per RGB channel after scaling to [0, 1]; None = 0.5 / 0.25
+    # (the built-in models), a timm backbone brings its own (usually ImageNet's).
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+
+    def norm(self, channels: int) -> tuple[list[float], list[float]]:
+        """(mean, std) per channel for images of `channels` channels: the configured
+        RGB values for 3 channels, their average for another count."""
+        from .data import IMG_MEAN, IMG_STD
+
+        mean = self.image_mean or [IMG_MEAN] * 3
+        std = self.image_std or [IMG_STD] * 3
+        if channels == len(mean):
+            return list(mean), list(std)
+        return [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
 
     def to_json(self) -> dict:
         """Plain dict for JSON."""
@@ -55,6 +75,10 @@ class StageConfig:
     token_weight: float = 1.0  # L2 between 2D and 3D reconstruction tokens (stage II/III)
     trainable_blocks: int = -1  # last N ViT blocks of the 3D encoder trained in stage III (-1 = all)
     seed: int = 0
+    max_steps: int = 0  # stop the stage after this many optimiser steps (0 = all epochs)
+    # Strength of stain/colour jitter, blur and crops (ssl.augment_views); 0 = rotations
+    # and flips only.
+    augment: float = 0.0
 
 
 def save_json(obj: dict, path: Path) -> None:

@@ -115,8 +115,14 @@ def _crop(img: np.ndarray, cy: float, cx: float, half: float, fill: float) -> np
     return out
 
 
-def _norm(u8: np.ndarray) -> np.ndarray:
-    return ((u8.astype(np.float32) / 255.0) - IMG_MEAN) / IMG_STD
+def _norm(u8: np.ndarray, norm: tuple[list[float], list[float]] | None = None) -> np.ndarray:
+    """(C, H, W) uint8 -> float32 scaled to [0, 1], minus the mean, over the std (per
+    channel with `norm`, else IMG_MEAN / IMG_STD)."""
+    x = u8.astype(np.float32) / 255.0
+    if norm is None:
+        return (x - IMG_MEAN) / IMG_STD
+    mean, std = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in norm)
+    return (x - mean) / std
 
 
 # --- phantom -----------------------------------------------------------------------
@@ -262,11 +268,12 @@ def her2st_hvg(sections: list[Her2stSection], n: int) -> list[str]:
 
 
 def load_her2st(root: Path, names: list[str], genes: list[str], image_size: int = 32, patch_um: float = 112.0,
-                depth: int = 1, smooth_k: int = 0) -> SpotSet:  # fmt: skip
+                depth: int = 1, smooth_k: int = 0, norm: tuple | None = None) -> SpotSet:  # fmt: skip
     """her2st sections as a SpotSet over `genes`: 2D patches of `patch_um` resampled to
     `image_size` px, and with `depth` 3 a 2.5D stack (section below, section, section
     above; a missing neighbour or image repeats the centre section). `group` is the
-    section's index in `names`, `domain` its index too (sections are the sources)."""
+    section's index in `names`, `domain` its index too (sections are the sources).
+    `norm` = (mean, std) per RGB channel (default IMG_MEAN / IMG_STD)."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
@@ -308,7 +315,7 @@ def load_her2st(root: Path, names: list[str], genes: list[str], image_size: int 
             for k in range(n):
                 crop = _crop(nimg.transpose(2, 0, 1), centres[k, 1], centres[k, 0], half_px, 255)
                 pil = Image.fromarray(crop.transpose(1, 2, 0)).resize((image_size, image_size), Image.BILINEAR)
-                img3d[k, d] = _norm(np.asarray(pil).transpose(2, 0, 1))
+                img3d[k, d] = _norm(np.asarray(pil).transpose(2, 0, 1), norm)
         centre = depth // 2
         out.append(SpotSet(img3d[:, centre].copy(), img3d if depth > 1 else None, expr, list(genes),
                            np.full(n, gi), np.full(n, gi), [f"{name}:{s}" for s in sec.spot_ids]))  # fmt: skip

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from .config import save_json
-from .data import IMG_MEAN, IMG_STD
 from .model import Vortex
 
 FORMAT = "vortexdb-model/1"
@@ -61,11 +60,58 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_model(model: Vortex, out: Path, name: str, patch: dict, training: dict) -> dict:
+# Networks whose weights reach this size keep them in one external data file beside
+# the graph (`<network>.onnx.data`): a protobuf file cannot exceed 2 GiB.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def _export_network(module, example: dict, axes: dict, outputs: list[str], path: Path,
+                    external_data: bool | None) -> list[str]:  # fmt: skip
+    """Export one network to `path`; returns the external data file names (none or one).
+
+    The exporter writes into a scratch directory first (over 2 GiB it writes one file per
+    tensor), then the graph is saved with its weights inline, or all in `<file>.data`.
+    """
+    import shutil
+
+    import onnx
+
+    dyn = dict(axes)
+    for o in outputs:
+        dyn[o] = {0: "B"}
+    scratch = path.parent / f".{path.name}.export"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    data = path.with_name(path.name + ".data")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, tuple(example.values()), str(scratch / path.name), input_names=list(example),
+                              output_names=outputs, dynamic_axes=dyn, opset_version=17, dynamo=False)  # fmt: skip
+        files = list(scratch.iterdir())
+        weights = sum(p.numel() * p.element_size() for p in module.parameters())
+        if external_data is None:
+            external_data = len(files) > 1 or weights >= EXTERNAL_DATA_BYTES
+        data.unlink(missing_ok=True)  # onnx appends to an existing data file
+        if not external_data:
+            (scratch / path.name).replace(path)
+            return []
+        graph = onnx.load(str(scratch / path.name))  # reads any per-tensor files beside it
+        onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)  # fmt: skip
+        return [data.name]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export_model(model: Vortex, out: Path, name: str, patch: dict, training: dict,
+                 external_data: bool | None = None) -> dict:  # fmt: skip
     """Write `<network>.onnx` for every network plus manifest.json into `out`.
 
     `patch` describes the 3D patch geometry (size_px, depth, um_per_px, channels) and
-    `training` the stages, data and metrics; both go into the manifest verbatim.
+    `training` the stages, data and metrics; both go into the manifest verbatim. Weights
+    go to external data files (listed under the network's `data`, with checksums) when
+    `external_data` is True, or with None when a network's weights reach 1 GiB.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,28 +120,26 @@ def export_model(model: Vortex, out: Path, name: str, patch: dict, training: dic
     nets = {}
     for net, (module, example, axes, outputs, in_shape) in _networks(model).items():
         path = out / f"{net}.onnx"
-        dyn = {k: v for k, v in axes.items()}
-        for o in outputs:
-            dyn[o] = {0: "B"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, tuple(example.values()), str(path), input_names=list(example),
-                              output_names=outputs, dynamic_axes=dyn, opset_version=17, dynamo=False)  # fmt: skip
+        data = _export_network(module, example, axes, outputs, path, external_data)
         out_shapes = {"embedding": "B,E", "tokens": "B,Q,E", "expression": "B,G", "hidden": "B,H"}
         nets[net] = {"file": path.name, "sha256": sha256(path), "inputs": {list(example)[0]: in_shape},
                      "outputs": {o: out_shapes[o] for o in outputs}}  # fmt: skip
+        if data:
+            nets[net]["data"] = [{"file": f, "sha256": sha256(out / f)} for f in data]
+    mean3, std3 = cfg.norm(patch.get("channels", 1))
+    mean2, std2 = cfg.norm(cfg.channels_2d)
     manifest = {
         "format": FORMAT,
         "name": name,
         "embedding_dim": cfg.embed_dim,
         "normalized": True,
-        "patch": {**patch, "mean": [IMG_MEAN] * patch.get("channels", 1), "std": [IMG_STD] * patch.get("channels", 1)},
+        "patch": {**patch, "mean": mean3, "std": std3},
         "patch_2d": {
             "size_px": [cfg.image_size, cfg.image_size],
             "channels": cfg.channels_2d,
             "um_per_px": training.get("um_per_px_2d", patch.get("um_per_px")),
-            "mean": [IMG_MEAN] * cfg.channels_2d,
-            "std": [IMG_STD] * cfg.channels_2d,
+            "mean": mean2,
+            "std": std2,
         },  # fmt: skip
         "expression": {"normalize_total": 1e4, "log1p": True},
         "encoder_genes": {

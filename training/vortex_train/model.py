@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbones import TIMM, TimmBackbone, is_timm, load_backbone_weights
 from .config import ModelConfig
 
 
@@ -79,6 +80,7 @@ class SliceViT(nn.Module):
 
     def __init__(self, cfg: ModelConfig, channels: int):
         super().__init__()
+        self.width = cfg.vit_width
         self.patch = nn.Conv2d(channels, cfg.vit_width, cfg.vit_patch, stride=cfg.vit_patch)
         n_tok = (cfg.image_size // cfg.vit_patch) ** 2
         self.pos = nn.Parameter(torch.randn(1, n_tok, cfg.vit_width) * 0.02)
@@ -92,6 +94,19 @@ class SliceViT(nn.Module):
             t = blk(t)
         return self.ln(t)
 
+    def tail(self) -> list[nn.Module]:
+        """Modules after the last block (trained with it in stage III)."""
+        return [self.ln]
+
+
+def make_backbone(cfg: ModelConfig, channels: int) -> nn.Module:
+    """The per-slice backbone `cfg.backbone` names: the built-in ViT or a timm model."""
+    if is_timm(cfg.backbone):
+        return TimmBackbone(cfg.backbone[len(TIMM) :], channels, cfg.image_size, cfg.backbone_kwargs)
+    if cfg.backbone:
+        raise ValueError(f"backbone {cfg.backbone!r}: expected '' (built-in ViT) or 'timm:<model name>'")
+    return SliceViT(cfg, channels)
+
 
 class ImageEncoder(nn.Module):
     """3D (or 2.5D, or 2D with depth 1) image encoder.
@@ -104,10 +119,11 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig, channels: int, max_depth: int):
         super().__init__()
-        self.vit = SliceViT(cfg, channels)
-        self.depth_emb = nn.Parameter(torch.zeros(max_depth, cfg.vit_width))
-        self.contrast = AttentionalPooler(cfg.vit_width, cfg.embed_dim, 1, cfg.vit_heads)
-        self.recon = AttentionalPooler(cfg.vit_width, cfg.embed_dim, cfg.recon_queries, cfg.vit_heads)
+        self.vit = make_backbone(cfg, channels)
+        width = self.vit.width
+        self.depth_emb = nn.Parameter(torch.zeros(max_depth, width))
+        self.contrast = AttentionalPooler(width, cfg.embed_dim, 1, cfg.vit_heads)
+        self.recon = AttentionalPooler(width, cfg.embed_dim, cfg.recon_queries, cfg.vit_heads)
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,13 +232,13 @@ class Vortex(nn.Module):
 
     def init_3d_from_2d(self) -> None:
         """Start the 3D encoder from the trained 2D one (stage II): copy every weight;
-        the patch embedding is inflated across channels (RGB -> grey by averaging, or
+        the input convolution is inflated across channels (RGB -> grey by averaging, or
         copied when channel counts agree); every depth starts at the 2D depth embedding.
         """
         src = self.image_2d.state_dict()
         dst = self.image_3d.state_dict()
         for k, v in src.items():
-            if k == "vit.patch.weight" and v.shape != dst[k].shape:
+            if v.ndim == 4 and v.shape != dst[k].shape and v.shape[0] == dst[k].shape[0]:
                 c = dst[k].shape[1]
                 dst[k] = v.mean(1, keepdim=True).repeat(1, c, 1, 1) * (v.shape[1] / c)
             elif k == "depth_emb":
@@ -232,25 +248,8 @@ class Vortex(nn.Module):
         self.image_3d.load_state_dict(dst)
 
 
-def load_pretrained_vit(encoder: ImageEncoder, path: str) -> list[str]:
-    """Load a local ViT/CONCH-style state dict into an image encoder's backbone.
-
-    Keys are matched by name and shape after stripping common prefixes (`visual.`,
-    `trunk.`, `vit.`); returns the backbone keys that were loaded. Layers whose shapes
-    do not match (e.g. a ViT-B checkpoint into a tiny model) are skipped and reported by
-    the caller.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" in state:
-        state = state["state_dict"]
-    own = encoder.vit.state_dict()
-    loaded = []
-    for k, v in state.items():
-        for prefix in ("visual.trunk.", "visual.", "trunk.", "vit.", "module."):
-            if k.startswith(prefix):
-                k = k[len(prefix) :]
-        if k in own and own[k].shape == v.shape:
-            own[k] = v
-            loaded.append(k)
-    encoder.vit.load_state_dict(own)
-    return loaded
+def load_pretrained_vit(encoder: ImageEncoder, path: str) -> dict[str, list[str]]:
+    """Load a local state dict into an image encoder's backbone (built-in ViT or timm
+    model); see `backbones.load_backbone_weights` for the layouts read. Returns the
+    loaded, missing and skipped keys."""
+    return load_backbone_weights(encoder.vit, path)

@@ -25,6 +25,7 @@ from .config import StageConfig
 from .data import SpotSet
 from .losses import DomainAdversarial, InfoNCE, TokenL2
 from .model import Vortex
+from .ssl import augment_views
 
 STAGES = ("I", "II", "III")
 
@@ -47,12 +48,11 @@ def trainable_parameters(model: Vortex, stage: str, cfg: StageConfig) -> list[to
     else:
         enc = model.image_3d
         mods = [enc.contrast, enc.recon, enc.proj, model.predictor]
-        blocks = enc.vit.blocks
+        blocks = list(enc.vit.blocks)
         n = len(blocks) if cfg.trainable_blocks < 0 else min(cfg.trainable_blocks, len(blocks))
-        mods += list(blocks[len(blocks) - n :]) + [enc.vit.ln]
-        if n == len(blocks):
-            mods += [enc.vit.patch]
-            enc.vit.pos.requires_grad_(True)
+        mods += blocks[len(blocks) - n :] + enc.vit.tail()
+        if n == len(blocks):  # everything: stem and position embeddings too
+            mods += [enc.vit]
             enc.depth_emb.requires_grad_(True)
     for m in mods:
         for p in m.parameters():
@@ -90,9 +90,15 @@ def stage_loss(model: Vortex, stage: str, batch: dict, cfg: StageConfig) -> tupl
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
-def make_batches(data: SpotSet, genes: tuple[np.ndarray, np.ndarray], idx: np.ndarray, augment: bool) -> dict:
+def make_batches(data: SpotSet, genes: tuple[np.ndarray, np.ndarray], idx: np.ndarray, augment: bool,
+                 colour: float = 0.0, norms: tuple | None = None) -> dict:  # fmt: skip
     """Tensors of rows `idx`: images (optionally rotated/flipped alike), encoder and
-    predictor gene values (`genes`, selected once per stage), domains."""
+    predictor gene values (`genes`, selected once per stage), domains.
+
+    With `colour` > 0 (and `norms` = ((mean, std) of the 2D images, (mean, std) of the
+    3D ones)) the images get `ssl.augment_views` at that strength instead: stain and
+    colour jitter, blur, and the same rotation, flip and crop for a spot's 2D and 3D
+    patch."""
     enc, pred = genes
     b = {
         "img2d": torch.from_numpy(data.img2d[idx]),
@@ -102,7 +108,15 @@ def make_batches(data: SpotSet, genes: tuple[np.ndarray, np.ndarray], idx: np.nd
     }
     if data.img3d is not None:
         b["img3d"] = torch.from_numpy(data.img3d[idx])
-    if augment:
+    if augment and colour > 0 and norms is not None:
+        seed = random.randrange(1 << 62)
+        for key, (mean, std) in zip(("img2d", "img3d"), norms, strict=True):
+            if key in b:
+                shape = (-1, 1, 1) if b[key].ndim == 4 else (1, -1, 1, 1)
+                m, s = (torch.tensor(v, dtype=torch.float32).reshape(shape) for v in (mean, std))
+                x = augment_views(b[key] * s + m, colour, torch.Generator().manual_seed(seed))
+                b[key] = (x - m) / s
+    elif augment:
         k, flip = random.randrange(4), random.random() < 0.5
         b["img2d"] = _augment(b["img2d"], k, flip)
         if "img3d" in b:
@@ -116,6 +130,25 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
         return (step + 1) / max(warmup, 1)
     progress = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# Fields added after checkpoints were first written: left out of the fingerprint while
+# at their defaults, so that checkpoints of earlier releases still resume.
+_LATER_FIELDS = {
+    "backbone": "",
+    "backbone_kwargs": {},
+    "image_mean": None,
+    "image_std": None,
+    "max_steps": 0,
+    "augment": 0.0,
+}
+
+
+def _fingerprint(model: Vortex, cfg: StageConfig, spots: int) -> dict:
+    def strip(d: dict) -> dict:
+        return {k: v for k, v in d.items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
+
+    return {"model": strip(model.cfg.to_json()), "stage": strip(dict(vars(cfg))), "spots": spots}
 
 
 def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_dir: Path | None = None,
@@ -137,10 +170,12 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
     bs = min(cfg.batch_size, n)
     steps_per_epoch = max(n // bs, 1)
     total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps > 0:
+        total = min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, int(cfg.warmup_frac * total)))
     start, history = 0, []
     ckpt = None if ckpt_dir is None else Path(ckpt_dir) / f"stage_{stage}.pt"
-    fingerprint = {"model": model.cfg.to_json(), "stage": vars(cfg), "spots": n}
+    fingerprint = _fingerprint(model, cfg, n)
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state.get("fingerprint") != fingerprint:
@@ -155,13 +190,19 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
         random.setstate(state["python_rng"])
         log(f"stage {stage}: resumed after epoch {start}/{cfg.epochs}")
     genes = (data.select_genes(model.cfg.encoder_genes), data.select_genes(model.cfg.predicted_genes))
+    norms = (model.cfg.norm(data.img2d.shape[1]),
+             model.cfg.norm(data.img3d.shape[2] if data.img3d is not None else data.img2d.shape[1]))  # fmt: skip
     model.train()
-    for epoch in range(start, cfg.epochs):
+    epochs = -(-total // steps_per_epoch)  # fewer than cfg.epochs with max_steps
+    for epoch in range(start, epochs):
         t0 = time.time()
         perm = np.random.permutation(n)
         losses, parts = [], {}
         for s in range(steps_per_epoch):
-            batch = make_batches(data, genes, np.sort(perm[s * bs : (s + 1) * bs]), augment=True)
+            if epoch * steps_per_epoch + s >= total:
+                break
+            batch = make_batches(data, genes, np.sort(perm[s * bs : (s + 1) * bs]), augment=True,
+                                 colour=cfg.augment, norms=norms)  # fmt: skip
             loss, terms = stage_loss(model, stage, batch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -173,7 +214,7 @@ def run_stage(model: Vortex, stage: str, data: SpotSet, cfg: StageConfig, ckpt_d
                 parts[k] = parts.get(k, 0.0) + v / steps_per_epoch
         history.append(float(np.mean(losses)))
         detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
-        log(f"stage {stage} epoch {epoch + 1}/{cfg.epochs} loss {history[-1]:.4f} ({detail}) "
+        log(f"stage {stage} epoch {epoch + 1}/{epochs} loss {history[-1]:.4f} ({detail}) "
             f"lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.1f}s")  # fmt: skip
         if ckpt is not None:
             tmp = ckpt.with_suffix(".tmp")
