@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Real-data evaluation on ../shared/data/her2st (patient C), one command:
 #   bash scripts/her2st-eval.sh [WORK_DIR]          (default: eval-work)
-# Environment: HER2ST (data), HOLDOUTS, VARIANTS, TRAIN_WORK, REPORT (see below).
+# Environment: HER2ST (data), HOLDOUTS, VARIANTS, TRAIN_WORK, REPORT, TRAIN_OPTS (extra
+# options of `vortex_train her2st`, e.g. "--image-size 112 --vit-patch 16"), UM_PER_PX
+# (pixel size of the registered sections, default: the trained model's, 112 um / image size).
 # 1. registers sections C2..C6 into one 2.5D volume (python -m vortex_train her2st-volume);
 # 2. for each held-out section (HOLDOUTS, default C3 C4 C5) trains the 2D and 2.5D models
 #    on the other sections (python -m vortex_train her2st; checkpoints are reused from
@@ -19,6 +21,7 @@ HOLDOUTS=${HOLDOUTS:-C3 C4 C5}
 VARIANTS=${VARIANTS:-2_5d 2d}
 TRAIN_WORK=${TRAIN_WORK:-training/work}   # checkpoints: TRAIN_WORK/her2st-<S>
 REPORT=${REPORT:-docs/eval}               # results.md/json and figures
+TRAIN_OPTS=${TRAIN_OPTS:-}
 MARKERS=RRM2,FGFR4,BAG1,PHGDH,MLPH,MYC,CDH1,ERBB3,ESR1,KMT2C,MAP2K4,MDM2,PTEN,ARID1A,ERBB2,FGFR1,GATA3,KMT2D,MAP3K1,TP53
 IMMUNE=${IMMUNE:-IGKC,IGHG3,IGLC2,CD74}
 if [ ! -d "$DATA/counts" ]; then
@@ -35,12 +38,18 @@ PY=".venv/bin/python"
 export PYTHONPATH=training
 t0=$(date +%s)
 mkdir -p "$W"
-[ -f "$W/volume/volume.json" ] || $PY -m vortex_train her2st-volume --data "$DATA" --out "$W/volume"
-SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
 for H in $HOLDOUTS; do
+  # shellcheck disable=SC2086
   [ -f "$W/models/$H/2_5d/manifest.json" ] && [ -f "$W/$H.json" ] ||
     $PY -m vortex_train her2st --data "$DATA" --holdout "$H" --work "$TRAIN_WORK/her2st-$H" \
-      --out "$W/$H.json" --export "$W/models/$H" > "$W/train-$H.log" 2>&1
+      --out "$W/$H.json" --export "$W/models/$H" $TRAIN_OPTS > "$W/train-$H.log" 2>&1
+done
+# The sections are registered at the models' pixel size (112 um over the patch's pixels).
+FIRST=$(echo $HOLDOUTS | cut -d' ' -f1)
+UM_PER_PX=${UM_PER_PX:-$($PY -c "import json; print(json.load(open('$W/models/$FIRST/2_5d/manifest.json'))['patch']['um_per_px'])")}
+[ -f "$W/volume/volume.json" ] || $PY -m vortex_train her2st-volume --data "$DATA" --out "$W/volume" --um-per-px "$UM_PER_PX"
+SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
+for H in $HOLDOUTS; do
   REF=$(for s in $SECTIONS; do [ "$s" != "$H" ] && printf '%s,' "$s"; done | sed 's/,$//')
   FROM=$(for s in $SECTIONS; do [ "$s" != "$H" ] && printf -- '--spots-from %s ' "$s"; done)
   for VAR in $VARIANTS; do
@@ -50,7 +59,7 @@ for H in $HOLDOUTS; do
     mkdir -p "$O"
     $V init "$S" > /dev/null
     $V models add "$S" "$W/models/$H/$VAR" > /dev/null
-    $V --json ingest sections "$S" --sample her2st --spacing-um 32 --um-per-px 3.5 --overlap 0.67 \
+    $V --json ingest sections "$S" --sample her2st --spacing-um 32 --um-per-px "$UM_PER_PX" --overlap 0.67 \
       $(for s in $SECTIONS; do printf '%s ' "$W/volume/sections/$s.png"; done) > "$O/ingest.json" 2> /dev/null
     for s in $SECTIONS; do
       $V ingest spots "$S" --sample "$s" "$W/volume/spots_$s.parquet" > /dev/null
@@ -59,11 +68,11 @@ for H in $HOLDOUTS; do
     $V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --knn 50 --reference "$REF" \
       --out "$O/knn" > /dev/null
     # shellcheck disable=SC2086
-    $V query genes "$S" --sample her2st --genes ERBB2,GRB7 $FROM --out "$O/q_erbb2" > /dev/null
+    $V query genes "$S" --sample her2st --genes ERBB2,GRB7 $FROM --downsample 1 --out "$O/q_erbb2" > /dev/null
     # shellcheck disable=SC2086
-    $V query genes "$S" --sample her2st --genes "$IMMUNE" $FROM --out "$O/q_immune" > /dev/null
+    $V query genes "$S" --sample her2st --genes "$IMMUNE" $FROM --downsample 1 --out "$O/q_immune" > /dev/null
     for K in 4 5; do
-      $V domains "$S" --sample her2st --k "$K" --out "$O/domains_k$K" > /dev/null
+      $V domains "$S" --sample her2st --k "$K" --downsample 1 --out "$O/domains_k$K" > /dev/null
     done
     echo "$H $VAR: done ($(( $(date +%s) - t0 )) s)"
   done

@@ -94,7 +94,8 @@ def _coolwarm(t: np.ndarray) -> np.ndarray:
     return np.where(t < 0.5, lo + (mid - lo) * (t / 0.5), mid + (hi - mid) * ((t - 0.5) / 0.5))
 
 
-def _overlay(he: np.ndarray, heat: np.ndarray, spots, mark: np.ndarray, path: Path, width: int = 480) -> None:
+def _overlay(he: np.ndarray, heat: np.ndarray, spots, mark: np.ndarray, path: Path, width: int = 480,
+             r: float = 14) -> None:  # fmt: skip
     """H&E slice with the heatmap (coolwarm, alpha 0.35, 10th-90th percentile) and the
     spots of the marked clusters ringed in black, the others in white."""
     from PIL import Image, ImageDraw
@@ -108,12 +109,14 @@ def _overlay(he: np.ndarray, heat: np.ndarray, spots, mark: np.ndarray, path: Pa
     im = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
     d = ImageDraw.Draw(im)
     for (x, y), m in zip(spots, mark, strict=True):
-        d.ellipse([x - 14, y - 14, x + 14, y + 14], outline=(0, 0, 0) if m else (255, 255, 255), width=3)
+        d.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0) if m else (255, 255, 255), width=max(3, round(r / 5)))
     im.resize((width, round(width * im.height / im.width)), Image.LANCZOS).quantize(128).save(path)
 
 
-def _label_map(he: np.ndarray, labels: np.ndarray, spots, clusters, path: Path, width: int = 480) -> None:
-    """Domain labels over one slice, with the spots filled by their expression cluster."""
+def _label_map(he: np.ndarray, labels: np.ndarray, spots, clusters, path: Path, width: int = 480,
+               r: float = 12) -> None:  # fmt: skip
+    """Domain labels over one slice (a downsampled label image is scaled to the slice),
+    with the spots filled by their expression cluster."""
     from PIL import Image, ImageDraw
 
     pal = np.array(
@@ -131,12 +134,14 @@ def _label_map(he: np.ndarray, labels: np.ndarray, spots, clusters, path: Path, 
         float,
     )
     lab = np.asarray(labels)
+    if lab.shape != he.shape[:2]:
+        lab = np.asarray(Image.fromarray(lab.astype(np.int32)).resize((he.shape[1], he.shape[0]), Image.NEAREST))
     rgb = np.where((lab > 0)[..., None], 0.5 * pal[lab % len(pal)] + 0.5 * he, he)
     im = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
     d = ImageDraw.Draw(im)
     for (x, y), c in zip(spots, clusters, strict=True):
         d.ellipse(
-            [x - 12, y - 12, x + 12, y + 12],
+            [x - r, y - r, x + r, y + r],
             fill=tuple(int(v) for v in pal[(int(c) + 1) % len(pal)]),
             outline=(0, 0, 0),
             width=2,
@@ -196,6 +201,7 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
     meta = json.loads((work / "volume" / "volume.json").read_text())
     stack = meta["stack"]
     src_shape = (len(stack), *meta["size_px"])
+    spot_r = 49.0 / meta["um_per_px"]  # a 100 um spot's half-width (14 px at 3.5 um/px)
     labels = pd.read_csv(work / "volume" / "labels.csv")
     immune_genes = json.loads((work / "out" / f"{holdouts[0]}-2_5d" / "q_immune" / "query.json").read_text())
     immune_genes = immune_genes["query"]["genes"]
@@ -261,10 +267,10 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
             base = work / "out" / f"{h}-{var}"
             for pname, (_genes, qdir) in progs.items():
                 heat = np.load(base / qdir / "heatmap_her2st.npy", mmap_mode="r")
-                vals = _sample(heat, src_shape, z, sp["x"].to_numpy(), sp["y"].to_numpy(), r_px=14)
+                vals = _sample(heat, src_shape, z, sp["x"].to_numpy(), sp["y"].to_numpy(), r_px=spot_r)
                 mark = sp["cluster"].isin(res["programs"][pname]["clusters"]).to_numpy()
                 finite = np.isfinite(vals)
-                allv = np.asarray(heat[z]).ravel()
+                allv = np.asarray(heat[min(int(z * heat.shape[0] / src_shape[0]), heat.shape[0] - 1)]).ravel()
                 allv = np.sort(allv[np.isfinite(allv)])
                 pct = np.searchsorted(allv, vals[finite]) / max(len(allv), 1) * 100
                 q = json.loads((base / qdir / "query.json").read_text())["query"]
@@ -284,6 +290,7 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
                         sp[["x", "y"]].to_numpy(),
                         mark,
                         out / f"query_{pname.split('+')[0].lower()}_{h}.png",
+                        r=spot_r,
                     )
             for k in (4, 5):
                 dom = np.load(base / f"domains_k{k}" / "domains.npy", mmap_mode="r")
@@ -313,10 +320,11 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
                 if var == "2_5d" and k == 5:
                     _label_map(
                         he,
-                        np.asarray(dom[z]),
+                        np.asarray(dom[min(int(z * dom.shape[0] / src_shape[0]), dom.shape[0] - 1)]),
                         sp[["x", "y"]].to_numpy(),
                         sp["cluster"].to_numpy(),
                         out / f"domains_k5_{h}.png",
+                        r=spot_r * 12 / 14,
                     )
         ing = json.loads((work / "out" / f"{h}-2_5d" / "ingest.json").read_text())
         res.setdefault("ingest", {})[h] = {k: ing.get(k) for k in ("patches_total", "seconds", "patches_per_second")}
