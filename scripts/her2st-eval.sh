@@ -10,7 +10,9 @@
 #    training/work/her2st-<S>, so a re-run skips training);
 # 3. for each model builds a store with vortexdb: ingest sections (--spacing-um 32),
 #    ingest the spots of every section, eval on the held-out spots (model predictor and
-#    the BLEEP-style kNN baseline), molecular queries (ERBB2+GRB7, immune), domains k=4,5;
+#    the BLEEP-style kNN baseline), the HEST-style probe on the stored embeddings at the
+#    spots (spots export --image + python -m vortex_train probe --spots), molecular
+#    queries (ERBB2+GRB7, immune), domains k=4,5;
 # 4. writes docs/EVALUATION.md's tables and docs/eval/*.png (python -m vortex_train her2st-report).
 # Runtime on the 2-core development machine: see docs/EVALUATION.md.
 set -euo pipefail
@@ -67,6 +69,14 @@ for H in $HOLDOUTS; do
     $V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --out "$O/model" > /dev/null
     $V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --knn 50 --reference "$REF" \
       --out "$O/knn" > /dev/null
+    # The HEST-style probe through the store: the stored patch embeddings at every
+    # section's spots, PCA-256 + ridge fit on the other sections, scored on the held-out one.
+    for s in $SECTIONS; do
+      $V spots export "$S" --sample "$s" --image her2st --out "$O/spots/$s" > /dev/null
+    done
+    # shellcheck disable=SC2046
+    $PY -m vortex_train probe --spots $(for s in $SECTIONS; do printf '%s ' "$O/spots/$s"; done) --test "$H" \
+      --out "$O/probe" > "$O/probe.log"
     # shellcheck disable=SC2086
     $V query genes "$S" --sample her2st --genes ERBB2,GRB7 $FROM --downsample 1 --out "$O/q_erbb2" > /dev/null
     # shellcheck disable=SC2086

@@ -353,3 +353,107 @@ fn analysis_bad_input_is_explained() {
     );
     let _ = ph;
 }
+
+/// `spots export --image` writes, per kept spot, the mean stored embedding of the image
+/// sample's patches that contain the spot: checked against a direct computation from
+/// the store's records; a 2D or unknown image sample is refused before anything is
+/// written.
+#[test]
+fn spots_export_reads_image_embeddings_at_the_spots() {
+    let (_ph, db) = shared().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spots");
+    let o = expect_ok(&[
+        "spots",
+        "export",
+        s(&db),
+        "--sample",
+        "ph",
+        "--image",
+        "ph",
+        "--out",
+        s(&out),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let kept = v["kept"].as_u64().unwrap() as usize;
+    let dim = v["image_dim"].as_u64().unwrap() as usize;
+    assert!(kept > 50 && dim > 0, "{v}");
+    assert_eq!(v["image"], "ph");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("export.json")).unwrap()).unwrap();
+    assert_eq!(meta["image_dim"], v["image_dim"]);
+    let (shape, at) = vortexdb::read_f32_nd(&out.join("image_embeddings.npy")).unwrap();
+    assert_eq!(shape, vec![kept, dim]);
+
+    // The direct computation: kept spots' positions from spots.csv, every patch's box
+    // and embedding from the store.
+    let csv = std::fs::read_to_string(out.join("spots.csv")).unwrap();
+    let pos: Vec<[f64; 3]> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|c| c[9] == "1")
+        .map(|c| {
+            [
+                c[3].parse().unwrap(),
+                c[4].parse().unwrap(),
+                c[5].parse().unwrap(),
+            ]
+        })
+        .collect();
+    assert_eq!(pos.len(), kept);
+    let store = Store::open_read_only(&db).unwrap();
+    let rec = store.sample("ph").unwrap().unwrap();
+    let pred = store.sample_predictions(&rec.collection, "ph").unwrap();
+    let emb: Vec<Vec<f32>> = pred
+        .ids
+        .iter()
+        .map(|&id| store.get(&rec.collection, id).unwrap().unwrap().0)
+        .collect();
+    let mut checked = 0;
+    for (i, p) in pos.iter().enumerate() {
+        let q: [f64; 3] = std::array::from_fn(|a| p[a] * rec.voxel_um[a] / rec.model_voxel_um[a]);
+        let inside: Vec<usize> = (0..pred.records.len())
+            .filter(|&j| {
+                let r = &pred.records[j];
+                (0..3).all(|a| {
+                    q[a] >= r.origin[a] as f64 && q[a] < (r.origin[a] + r.size[a] as i64) as f64
+                })
+            })
+            .collect();
+        if inside.is_empty() {
+            continue;
+        }
+        for d in 0..dim {
+            let want = inside.iter().map(|&j| emb[j][d]).sum::<f32>() / inside.len() as f32;
+            assert!((at[i * dim + d] - want).abs() < 1e-5, "spot {i} dim {d}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} spots inside patches");
+    // The features differ between spots (not one constant row).
+    assert!((0..dim).any(|d| (at[d] - at[(kept - 1) * dim + d]).abs() > 1e-4));
+
+    for (image, needles) in [
+        ("he24", &["he24", "2D image"][..]),
+        ("nosuch", &["nosuch", "ph"][..]),
+    ] {
+        let bad = dir.path().join(format!("bad-{image}"));
+        expect_user_error(
+            &[
+                "spots",
+                "export",
+                s(&db),
+                "--sample",
+                "ph",
+                "--image",
+                image,
+                "--out",
+                s(&bad),
+            ],
+            needles,
+        );
+        assert!(!bad.exists(), "{image}: {} was written", bad.display());
+    }
+}

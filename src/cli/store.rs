@@ -32,7 +32,9 @@ pub struct BackupArgs {
 pub enum SpotsCommand {
     /// Write a sample's spots to DIR: spots.csv (id, pixel and sample positions, QC,
     /// kept, vector id), panel.txt, expression.npy and smoothed.npy (kept spots x
-    /// panel), embeddings.npy (kept spots x dim).
+    /// panel), embeddings.npy (kept spots x dim), export.json; with --image,
+    /// image_embeddings.npy: the image sample's patch embeddings at each kept spot (the
+    /// features of `python -m vortex_train probe --spots DIR...`).
     Export {
         /// Store directory.
         store: PathBuf,
@@ -40,6 +42,9 @@ pub enum SpotsCommand {
         #[arg(long)] sample: String,
         /// Output directory (created).
         #[arg(long)] out: PathBuf,
+        /// Volume or section sample the spots lie in: also write its patch embeddings
+        /// at the spots (mean over the patches containing each spot).
+        #[arg(long)] image: Option<String>,
     },
 }
 
@@ -87,8 +92,13 @@ pub fn backup(a: &BackupArgs, json: bool) -> Result<()> {
 
 /// Run a `spots` subcommand.
 pub fn spots(cmd: SpotsCommand, json: bool) -> Result<()> {
-    let SpotsCommand::Export { store, sample, out } = cmd;
+    let SpotsCommand::Export {
+        store,
+        sample,
+        out,
+        image,
+    } = cmd;
     let store = Store::open_read_only(&store)?;
-    emit(json, &write_spots(&out, &store, &sample)?);
+    emit(json, &write_spots(&out, &store, &sample, image.as_deref())?);
     Ok(())
 }

@@ -228,17 +228,8 @@ impl Predictions {
             v.iter().map(|x| x / n).collect()
         };
         let ref_emb: Vec<Vec<f32>> = ref_emb.iter().map(|v| norm(v)).collect();
-        let mut patch_emb = Vec::with_capacity(self.len());
-        for &id in &self.patches.ids {
-            let (v, _) =
-                store
-                    .get(&self.sample.collection, id)?
-                    .ok_or_else(|| Error::Corrupted {
-                        path: store.path().to_path_buf(),
-                        message: format!("patch {id} has a prediction but no embedding"),
-                    })?;
-            patch_emb.push(norm(&v));
-        }
+        let (emb, dim) = self.embeddings(store)?;
+        let patch_emb: Vec<Vec<f32>> = emb.chunks_exact(dim.max(1)).map(norm).collect();
         let g = self.genes.len();
         self.expression = patch_emb
             .par_iter()
@@ -289,7 +280,42 @@ impl Predictions {
     /// spot's centre (converted from source voxels to model voxels); a spot inside no
     /// patch takes the patch whose centre is nearest. Row-major `spots.len() x genes`.
     pub fn at_spots(&self, spots: &[&SpotRecord]) -> Vec<f32> {
-        let g = self.genes.len();
+        self.mean_at_spots(&self.expression, self.genes.len(), spots)
+    }
+
+    /// The stored embedding of every patch, row-major `len() x dim`, and `dim`.
+    pub fn embeddings(&self, store: &Store) -> Result<(Vec<f32>, usize)> {
+        let dim = store.collection(&self.sample.collection)?.dim;
+        let mut out = Vec::with_capacity(self.len() * dim);
+        for &id in &self.patches.ids {
+            let (v, _) =
+                store
+                    .get(&self.sample.collection, id)?
+                    .ok_or_else(|| Error::Corrupted {
+                        path: store.path().to_path_buf(),
+                        message: format!("patch {id} has a prediction but no embedding"),
+                    })?;
+            out.extend_from_slice(&v);
+        }
+        Ok((out, dim))
+    }
+
+    /// The image embedding at each spot, by the rule of [`Predictions::at_spots`]: the
+    /// mean of the stored embeddings of the patches containing the spot's centre (the
+    /// nearest patch when none does). Row-major `spots.len() x dim`, and `dim`. These
+    /// are the frozen features a linear probe reads (`vortexdb spots export --image`).
+    pub fn embeddings_at_spots(
+        &self,
+        store: &Store,
+        spots: &[&SpotRecord],
+    ) -> Result<(Vec<f32>, usize)> {
+        let (emb, dim) = self.embeddings(store)?;
+        Ok((self.mean_at_spots(&emb, dim, spots), dim))
+    }
+
+    /// Per spot, the mean of the `width`-wide rows of `values` (one per patch) over
+    /// the patches containing the spot (the nearest patch when none does).
+    fn mean_at_spots(&self, values: &[f32], g: usize, spots: &[&SpotRecord]) -> Vec<f32> {
         let r = &self.sample;
         let centres: Vec<[f64; 3]> = self
             .patches
@@ -342,7 +368,7 @@ impl Predictions {
                             && pos[a] < (p.origin[a] + p.size[a] as i64) as f64
                     });
                     if inside {
-                        for (o, v) in out.iter_mut().zip(&self.expression[i * g..(i + 1) * g]) {
+                        for (o, v) in out.iter_mut().zip(&values[i * g..(i + 1) * g]) {
                             *o += v;
                         }
                         n += 1;
@@ -356,7 +382,7 @@ impl Predictions {
                         .min_by(|a, b| a.1.total_cmp(&b.1))
                         .map(|x| x.0)
                         .unwrap_or(0);
-                    out.copy_from_slice(&self.expression[i * g..(i + 1) * g]);
+                    out.copy_from_slice(&values[i * g..(i + 1) * g]);
                 } else {
                     out.iter_mut().for_each(|o| *o /= n as f32);
                 }

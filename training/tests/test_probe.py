@@ -97,3 +97,33 @@ def test_cli_writes_hest_results(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", embeddings=emb)
     assert main(["probe", "--features", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "x")]) == 1
     assert "missing arrays" in capsys.readouterr().err
+
+
+def test_spot_exports_from_a_store_give_the_same_probe(tmp_path, capsys):
+    """`--spots DIR...` (vortexdb spots export --image) reads the same spots as the NPZ:
+    panels in another order or with extra genes are aligned on the common genes."""
+    emb, expr, genes, sec = synthetic(seed=3)
+    dirs = []
+    for i, name in enumerate(["A", "B", "C"]):
+        rows = sec == name
+        order = list(range(len(genes)))[:: -1 if i == 1 else 1]  # B's panel reversed
+        panel = [genes[j] for j in order] + (["EXTRA"] if i == 2 else [])
+        e = expr[rows][:, order]
+        if i == 2:
+            e = np.concatenate([e, np.ones((e.shape[0], 1), np.float32)], axis=1)
+        d = tmp_path / name
+        d.mkdir()
+        (d / "export.json").write_text(json.dumps({"sample": name, "image": "vol", "image_dim": emb.shape[1]}))
+        (d / "panel.txt").write_text("\n".join(panel) + "\n")
+        np.save(d / "expression.npy", e)
+        np.save(d / "image_embeddings.npy", emb[rows])
+        dirs.append(str(d))
+    assert main(["probe", "--spots", *dirs, "--out", str(tmp_path / "res")]) == 0
+    got = json.loads((tmp_path / "res" / "results_kfold.json").read_text())
+    want = probe(emb, expr, genes, sec)
+    assert got["pearson_mean"] == pytest.approx(want["pearson_mean"], abs=1e-6)
+    assert got["genes"] == want["genes"]
+    capsys.readouterr()
+    (tmp_path / "A" / "image_embeddings.npy").unlink()
+    assert main(["probe", "--spots", *dirs, "--out", str(tmp_path / "x")]) == 1
+    assert "image_embeddings.npy" in capsys.readouterr().err

@@ -336,9 +336,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from .probe import load_features, write_results
+    from .probe import load_features, load_spot_exports, write_results
 
-    f = load_features(Path(args.features))
+    if (args.features is None) == (args.spots is None):
+        raise ValueError("probe: give either --features NPZ or --spots DIR... (vortexdb spots export --image)")
+    f = load_features(Path(args.features)) if args.features else load_spot_exports([Path(d) for d in args.spots])
     res = probe(
         f["embeddings"],
         f["expression"],
@@ -446,8 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="wall time of the whole evaluation, for the report")
     p.set_defaults(func=cmd_her2st_report)
     p = sub.add_parser("probe", help="HEST-style linear probe: PCA-256 + ridge from frozen embeddings to 50 genes")
+    p.add_argument("--features", help="NPZ: embeddings (spots x d), expression (log1p), genes, section[, patient]")
     p.add_argument(
-        "--features", required=True, help="NPZ: embeddings (spots x d), expression (log1p), genes, section[, patient]"
+        "--spots", nargs="+", help="or: directories of `vortexdb spots export --image` (one per section), from a store"
     )
     p.add_argument("--out", required=True, help="directory for results_kfold.json and split<i>/results.json")
     p.add_argument("--genes", type=int, default=50, help="most variable genes probed")

@@ -326,6 +326,13 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
                         out / f"domains_k5_{h}.png",
                         r=spot_r * 12 / 14,
                     )
+        # The HEST-style probe: spot-centred in the training run, and through the store.
+        probe = {f"training: {k}": v for k, v in tr.get("probe", {}).items()}
+        for var in ("2_5d", "2d"):
+            f = work / "out" / f"{h}-{var}" / "probe" / "results_kfold.json"
+            if f.exists():
+                probe[f"store: vortex_{var}"] = json.loads(f.read_text())["pearson_mean"]
+        res.setdefault("probe", {})[h] = probe
         ing = json.loads((work / "out" / f"{h}-2_5d" / "ingest.json").read_text())
         res.setdefault("ingest", {})[h] = {k: ing.get(k) for k in ("patches_total", "seconds", "patches_per_second")}
     names = [m[2] for m in METHODS]
@@ -372,6 +379,13 @@ def _markdown(res: dict) -> str:
     for n in names[:-1]:
         vals = [[res["prediction"][h][n][k] for h in hs] for k in ("pcc_all", "pcc_top50", "pcc_markers", "ssim")]
         lines.append(f"| {n} | " + " | ".join(_f(float(np.mean(v))) for v in vals) + " |")
+    rows = sorted({k for h in hs for k in res.get("probe", {}).get(h, {})})
+    if rows:
+        lines += ["", "## HEST-style probe: PCA-256 + ridge to the 50 most variable genes, PCC on the held-out section",
+                  "", "| features | " + " | ".join(hs) + " | mean |", "|---|" + "---:|" * (len(hs) + 1)]  # fmt: skip
+        for r in rows:
+            v = [res["probe"][h].get(r, np.nan) for h in hs]
+            lines.append(f"| {r} | " + " | ".join(_f(x) for x in v) + f" | {_f(float(np.nanmean(v)))} |")
     lines += [
         "",
         "## Molecular queries: AUC of the heatmap at the held-out spots",

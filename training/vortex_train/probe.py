@@ -158,6 +158,43 @@ def load_features(path: Path) -> dict:
     }
 
 
+def load_spot_exports(dirs: list[Path]) -> dict:
+    """The probe's inputs read from a store: directories written by ``vortexdb spots
+    export --image IMAGE`` (one per spot sample), each with ``export.json`` (its sample
+    = the section), ``panel.txt``, ``expression.npy`` (log1p) and
+    ``image_embeddings.npy`` (the image sample's stored patch embeddings at the spots).
+    Genes are those in every panel, in the first panel's order."""
+    parts = []
+    for d in dirs:
+        try:
+            meta = json.loads((d / "export.json").read_text())
+            panel = (d / "panel.txt").read_text().split()
+            expr = np.load(d / "expression.npy", allow_pickle=False)
+            emb = np.load(d / "image_embeddings.npy", allow_pickle=False)
+        except FileNotFoundError as e:
+            raise ValueError(f"{d}: not a `vortexdb spots export --image` directory ({e.filename} missing)") from e
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{d}: unreadable spots export ({e})") from e
+        if emb.ndim != 2 or expr.shape != (emb.shape[0], len(panel)):
+            raise ValueError(
+                f"{d}: image_embeddings.npy {emb.shape} and expression.npy {expr.shape} do not match {len(panel)} genes"
+            )
+        parts.append((str(meta["sample"]), panel, expr, emb))
+    dims = {p[3].shape[1] for p in parts}
+    if len(dims) != 1:
+        raise ValueError(f"the exports hold embeddings of different widths {sorted(dims)}")
+    common = set.intersection(*(set(p[1]) for p in parts))
+    genes = [g for g in parts[0][1] if g in common]
+    cols = [[{g: i for i, g in enumerate(p[1])}[g] for g in genes] for p in parts]
+    return {
+        "embeddings": np.concatenate([p[3] for p in parts]).astype(np.float32),
+        "expression": np.concatenate([p[2][:, c] for p, c in zip(parts, cols, strict=True)]).astype(np.float32),
+        "genes": genes,
+        "section": np.concatenate([np.full(len(p[3]), p[0]) for p in parts]),
+        "patient": None,
+    }
+
+
 def write_results(res: dict, out: Path) -> list[Path]:
     """``results_kfold.json`` (HEST's format) and ``split<i>/results.json`` per fold."""
     out.mkdir(parents=True, exist_ok=True)

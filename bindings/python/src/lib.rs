@@ -94,16 +94,33 @@ impl PyStore {
     }
 
     /// The spots of a sample: per spot its id, positions and QC, and the normalised and
-    /// smoothed panel expression of the kept spots (NaN rows for the others).
-    fn spots(&self, py: Python<'_>, sample: String) -> PyResult<Py<PyAny>> {
+    /// smoothed panel expression of the kept spots (NaN rows for the others); with
+    /// `image`, also `image_embedding`: the image sample's stored patch embeddings at
+    /// every spot (`Predictions::embeddings_at_spots`).
+    #[pyo3(signature = (sample, image=None))]
+    fn spots(&self, py: Python<'_>, sample: String, image: Option<String>) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let (set, spots) = py
+        let (set, spots, emb) = py
             .detach(|| {
                 let set = s.require_spot_set("sample", &sample)?;
-                Ok::<_, vx::Error>((set.clone(), s.spots(&sample)?))
+                let spots = s.spots(&sample)?;
+                let emb = match &image {
+                    Some(i) => {
+                        let refs: Vec<&vx::SpotRecord> = spots.iter().map(|x| &x.0).collect();
+                        Some(vx::Predictions::load(&s, i)?.embeddings_at_spots(&s, &refs)?)
+                    }
+                    None => None,
+                };
+                Ok::<_, vx::Error>((set.clone(), spots, emb))
             })
             .or_raise()?;
-        results::spots_dict(py, &set, &spots)
+        let d = results::spots_dict(py, &set, &spots)?;
+        if let Some((v, dim)) = emb {
+            let n = spots.len();
+            d.bind(py)
+                .set_item("image_embedding", convert::array(py, v, &[n, dim])?)?;
+        }
+        Ok(d)
     }
 }
 

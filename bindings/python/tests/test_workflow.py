@@ -97,6 +97,23 @@ def test_predict_gives_anndata(stores):
     assert a.uns["vortexdb"]["sample"] == "ph7"
 
 
+def test_image_embeddings_at_spots_equal_the_cli_export(stores, tmp_path):
+    """``spots(sample, image=...)`` holds the same image features as ``vortexdb spots
+    export --image`` (its kept spots), for the linear probe; an unknown image is a
+    ``UnknownSample`` naming it."""
+    out = tmp_path / "spots"
+    cli("spots", "export", stores["cli"], "--sample", "ph7", "--image", "ph7", "--out", out)
+    want = np.load(out / "image_embeddings.npy")
+    with vortexdb.open(stores["cli"], read_only=True) as db:
+        a = db.spots("ph7", image="ph7")
+        assert "image_embedding" not in db.spots("ph7").obsm
+        with pytest.raises(vortexdb.UnknownSample, match="nosuch"):
+            db.spots("ph7", image="nosuch")
+    got = a.obsm["image_embedding"]
+    assert got.shape == (a.n_obs, want.shape[1]) and np.isfinite(got).all()
+    np.testing.assert_allclose(got[a.obs["kept"].to_numpy(bool)], want, rtol=0, atol=1e-6)
+
+
 def test_vectors_search_equals_the_cli(tmp_path):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2000, 16)).astype(np.float32)

@@ -204,5 +204,7 @@ def spots_anndata(s: dict) -> anndata.AnnData:
     a = anndata.AnnData(X=s["normalized"], obs=obs, var=var)
     a.layers["smoothed"] = s["smoothed"]
     a.obsm["spatial"] = np.stack([s["pixel_x"], s["pixel_y"]], axis=1)
+    if "image_embedding" in s:
+        a.obsm["image_embedding"] = s["image_embedding"]
     a.uns["vortexdb"] = s["set"]
     return a

@@ -331,12 +331,15 @@ class Store:
         arrays = spots_from_anndata(data, layer=layer, raw=raw, spatial_key=spatial_key, library_id=library_id)
         return self._s.ingest_spots_arrays(opts, **arrays)
 
-    def spots(self, sample: str):
+    def spots(self, sample: str, image: str | None = None):
         """The stored spots of ``sample`` as AnnData: obs = every spot with its
         positions and QC (``kept``), var = the model's gene panel, X = normalised
         log1p expression (NaN rows for spots QC removed), ``layers["smoothed"]``,
-        ``obsm["spatial"]`` (image pixels)."""
-        return spots_anndata(self._s.spots(sample))
+        ``obsm["spatial"]`` (image pixels). With ``image`` (a volume or section
+        sample the spots lie in), ``obsm["image_embedding"]``: the mean stored
+        embedding of its patches containing each spot, the frozen features of a
+        linear probe (as ``vortexdb spots export --image``)."""
+        return spots_anndata(self._s.spots(sample, image))
 
     # -- queries ------------------------------------------------------------------
     def query_genes(
