@@ -9,8 +9,8 @@
 #    on the other sections (python -m vortex_train her2st; checkpoints are reused from
 #    training/work/her2st-<S>, so a re-run skips training);
 # 3. for each model builds a store with vortexdb: ingest sections (--spacing-um 32),
-#    ingest the spots of every section, eval on the held-out spots (model predictor and
-#    the BLEEP-style kNN baseline), the HEST-style probe on the stored embeddings at the
+#    ingest the spots of every section, eval on the held-out spots (model predictor, the
+#    ridge readout fitted on the other sections' spots, the BLEEP-style kNN baseline), the HEST-style probe on the stored embeddings at the
 #    spots (spots export --image + python -m vortex_train probe --spots), molecular
 #    queries (ERBB2+GRB7, immune), domains k=4,5;
 # 4. writes docs/EVALUATION.md's tables and docs/eval/*.png (python -m vortex_train her2st-report).
@@ -69,6 +69,8 @@ for H in $HOLDOUTS; do
     $V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --out "$O/model" > /dev/null
     $V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --knn 50 --reference "$REF" \
       --out "$O/knn" > /dev/null
+    $V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --ridge --reference "$REF" \
+      --out "$O/ridge" > /dev/null
     # The HEST-style probe through the store: the stored patch embeddings at every
     # section's spots, PCA-256 + ridge fit on the other sections, scored on the held-out one.
     for s in $SECTIONS; do

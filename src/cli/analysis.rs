@@ -24,25 +24,35 @@ use vortexdb::{
 pub struct MethodArgs {
     /// Instead of the predictor head, predict each patch as the similarity-weighted mean
     /// expression of its K most similar reference spots (BLEEP-style baseline).
-    #[arg(long, value_name = "K")] pub knn: Option<usize>,
-    /// Spot samples used as the reference of --knn, comma-separated.
+    #[arg(long, value_name = "K", conflicts_with = "ridge")] pub knn: Option<usize>,
+    /// Instead of the predictor head, the ridge readout: a linear map from each patch's
+    /// stored embedding and hidden representation to expression, fitted on the
+    /// --reference spots (measured on this sample); the penalty by leave-one-reference-
+    /// out cross-validation unless --alpha.
+    #[arg(long)] pub ridge: bool,
+    /// Penalty of --ridge (on standardised features).
+    #[arg(long, requires = "ridge")] pub alpha: Option<f64>,
+    /// Spot samples used as the reference of --knn or --ridge, comma-separated.
     #[arg(long, value_name = "S1,S2", value_delimiter = ',')] pub reference: Vec<String>,
 }
 
 impl MethodArgs {
     fn load(&self, store: &Store, sample: &str) -> Result<Predictions> {
+        let reference = self.reference.clone();
+        if (self.knn.is_some() || self.ridge) && reference.is_empty() {
+            let flag = if self.ridge { "--ridge" } else { "--knn" };
+            return Err(Error::arg(
+                "reference",
+                format!("{flag} needs --reference with at least one spot sample"),
+            ));
+        }
         let method = match self.knn {
+            Some(k) => Method::Knn { k, reference },
+            None if self.ridge => Method::Ridge {
+                reference,
+                alpha: self.alpha,
+            },
             None => Method::Predictor,
-            Some(k) => {
-                let reference = self.reference.clone();
-                if reference.is_empty() {
-                    return Err(Error::arg(
-                        "reference",
-                        "--knn needs --reference with at least one spot sample",
-                    ));
-                }
-                Method::Knn { k, reference }
-            }
         };
         predict_sample(store, sample, &method)
     }

@@ -1,7 +1,11 @@
 //! Expression prediction for every patch of a sample: the model's predictor head (its
-//! output is stored at ingest, beside each embedding) or, as a baseline, the BLEEP-style
-//! similarity-weighted average of the k most similar reference spots' expression; per
-//! gene 3D volumes; and predictions read out at spot positions for evaluation.
+//! output is stored at ingest, beside each embedding), the ridge readout of the stored
+//! features fitted on reference spots of the sample (`ridge`), or, as a baseline, the
+//! BLEEP-style similarity-weighted average of the k most similar reference spots'
+//! expression; per gene 3D volumes; and predictions read out at spot positions for
+//! evaluation.
+
+mod ridge;
 
 use std::collections::HashMap;
 
@@ -26,7 +30,18 @@ pub enum Method {
         /// Spot samples used as the reference.
         reference: Vec<String>,
     },
+    /// Ridge regression from the stored patch features (embedding + hidden
+    /// representation) to expression, fitted on reference spots measured on the
+    /// sample ([`Predictions::use_ridge`]).
+    Ridge {
+        /// Spot samples fitted on.
+        reference: Vec<String>,
+        /// The penalty (None: chosen by cross-validation over the references).
+        alpha: Option<f64>,
+    },
 }
+
+pub use ridge::{RIDGE_ALPHAS, RIDGE_DEFAULT_ALPHA, RidgeFit};
 
 /// Predicted expression of every patch of a sample.
 #[derive(Debug, Clone)]
@@ -50,6 +65,11 @@ impl std::fmt::Display for Predictions {
             Method::Knn { k, reference } => {
                 format!("{k} nearest spots of {}", reference.join(", "))
             }
+            Method::Ridge { reference, alpha } => format!(
+                "ridge readout{} fitted on {}",
+                alpha.map(|a| format!(" (alpha {a})")).unwrap_or_default(),
+                reference.join(", ")
+            ),
             Method::Predictor => "predictor head".to_string(),
         };
         write!(
@@ -63,18 +83,24 @@ impl std::fmt::Display for Predictions {
 }
 
 /// Predicted expression of every patch of `sample` by `method`: the predictor head's
-/// stored output ([`Method::Predictor`]) or the k-nearest-spots baseline
-/// ([`Method::Knn`]). Reads the store only.
+/// stored output ([`Method::Predictor`]), the ridge readout ([`Method::Ridge`]) or the
+/// k-nearest-spots baseline ([`Method::Knn`]). Reads the store only.
 pub fn predict(store: &Store, sample: &str, method: &Method) -> Result<Predictions> {
     let mut p = Predictions::load(store, sample)?;
-    if let Method::Knn { k, reference } = method {
-        if reference.is_empty() {
-            return Err(Error::arg(
-                "reference",
-                "the k-nearest-spots method needs at least one reference spot sample",
-            ));
+    match method {
+        Method::Predictor => {}
+        Method::Knn { k, reference } => {
+            if reference.is_empty() {
+                return Err(Error::arg(
+                    "reference",
+                    "the k-nearest-spots method needs at least one reference spot sample",
+                ));
+            }
+            p.use_knn(store, reference, *k)?;
         }
-        p.use_knn(store, reference, *k)?;
+        Method::Ridge { reference, alpha } => {
+            p.use_ridge(store, reference, *alpha)?;
+        }
     }
     Ok(p)
 }
@@ -175,6 +201,27 @@ impl Predictions {
             .collect()
     }
 
+    /// Column in `panel` (a reference spot sample's) of each predicted gene
+    /// (case-insensitive); a missing gene is an error naming the sample.
+    fn reference_columns(&self, panel: &[String], sample: &str) -> Result<Vec<usize>> {
+        let cols: HashMap<String, usize> = panel
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.to_uppercase(), i))
+            .collect();
+        self.genes
+            .iter()
+            .map(|g| {
+                cols.get(&g.to_uppercase()).copied().ok_or_else(|| {
+                    Error::arg(
+                        "reference",
+                        format!("gene {g} is not in the panel of spot sample '{sample}'"),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Replace the predictor's values by the BLEEP-style baseline: for every patch, the
     /// mean expression of the `k` reference spots whose embeddings are most similar to
     /// the patch's (weights = cosine similarity, floored at 0), over the reference
@@ -185,24 +232,7 @@ impl Predictions {
         let mut ref_expr: Vec<Vec<f32>> = Vec::new();
         for s in reference {
             let set = store.require_spot_set("reference", s)?;
-            let cols: HashMap<String, usize> = set
-                .panel
-                .iter()
-                .enumerate()
-                .map(|(i, g)| (g.to_uppercase(), i))
-                .collect();
-            let idx: Vec<usize> = self
-                .genes
-                .iter()
-                .map(|g| {
-                    cols.get(&g.to_uppercase()).copied().ok_or_else(|| {
-                        Error::arg(
-                            "reference",
-                            format!("gene {g} is not in the panel of spot sample '{s}'"),
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?;
+            let idx = self.reference_columns(&set.panel, s)?;
             for (spot, expr) in store.spots(s)? {
                 let (Some(vid), Some(expr)) = (spot.vector_id, expr) else {
                     continue;
@@ -316,13 +346,49 @@ impl Predictions {
     /// Per spot, the mean of the `width`-wide rows of `values` (one per patch) over
     /// the patches containing the spot (the nearest patch when none does).
     fn mean_at_spots(&self, values: &[f32], g: usize, spots: &[&SpotRecord]) -> Vec<f32> {
-        let r = &self.sample;
         let centres: Vec<[f64; 3]> = self
             .patches
             .records
             .iter()
             .map(|p| std::array::from_fn(|a| p.origin[a] as f64 + p.size[a] as f64 / 2.0))
             .collect();
+        let inside = self.containing(spots);
+        spots
+            .par_iter()
+            .zip(inside.par_iter())
+            .flat_map_iter(|(s, idx)| {
+                let mut out = vec![0f32; g];
+                if idx.is_empty() {
+                    let pos = self.model_position(s);
+                    let i = centres
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (i, (0..3).map(|a| (c[a] - pos[a]).powi(2)).sum::<f64>()))
+                        .min_by(|a, b| a.1.total_cmp(&b.1))
+                        .map(|x| x.0)
+                        .unwrap_or(0);
+                    out.copy_from_slice(&values[i * g..(i + 1) * g]);
+                } else {
+                    for &i in idx {
+                        for (o, v) in out.iter_mut().zip(&values[i * g..(i + 1) * g]) {
+                            *o += v;
+                        }
+                    }
+                    out.iter_mut().for_each(|o| *o /= idx.len() as f32);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// A spot's centre in model voxels of this sample.
+    fn model_position(&self, s: &SpotRecord) -> [f64; 3] {
+        let r = &self.sample;
+        std::array::from_fn(|a| s.position[a] * r.voxel_um[a] / r.model_voxel_um[a])
+    }
+
+    /// Per spot, the patches (indices, ascending) that contain its centre.
+    fn containing(&self, spots: &[&SpotRecord]) -> Vec<Vec<usize>> {
         // Patches bucketed by origin in cells of the largest patch size: the patches
         // containing a point have their origin in at most 2 x 2 x 2 cells around it, so
         // matching is O(spots x patches per cell), not O(spots x patches).
@@ -342,11 +408,8 @@ impl Predictions {
         }
         spots
             .par_iter()
-            .flat_map_iter(|s| {
-                let pos: [f64; 3] =
-                    std::array::from_fn(|a| s.position[a] * r.voxel_um[a] / r.model_voxel_um[a]);
-                let mut out = vec![0f32; g];
-                let mut n = 0usize;
+            .map(|s| {
+                let pos = self.model_position(s);
                 let lo: [i64; 3] = std::array::from_fn(|a| {
                     ((pos[a] - cell[a] as f64).floor() as i64).div_euclid(cell[a])
                 });
@@ -355,38 +418,20 @@ impl Predictions {
                 let near = (lo[0]..=hi[0]).flat_map(|z| {
                     (lo[1]..=hi[1]).flat_map(move |y| (lo[2]..=hi[2]).map(move |x| [z, y, x]))
                 });
-                let mut candidates: Vec<usize> = near
+                let mut idx: Vec<usize> = near
                     .filter_map(|k| buckets.get(&k))
                     .flatten()
                     .copied()
+                    .filter(|&i| {
+                        let p = &self.patches.records[i];
+                        (0..3).all(|a| {
+                            pos[a] >= p.origin[a] as f64
+                                && pos[a] < (p.origin[a] + p.size[a] as i64) as f64
+                        })
+                    })
                     .collect();
-                candidates.sort_unstable();
-                for i in candidates {
-                    let p = &self.patches.records[i];
-                    let inside = (0..3).all(|a| {
-                        pos[a] >= p.origin[a] as f64
-                            && pos[a] < (p.origin[a] + p.size[a] as i64) as f64
-                    });
-                    if inside {
-                        for (o, v) in out.iter_mut().zip(&values[i * g..(i + 1) * g]) {
-                            *o += v;
-                        }
-                        n += 1;
-                    }
-                }
-                if n == 0 {
-                    let i = centres
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (i, (0..3).map(|a| (c[a] - pos[a]).powi(2)).sum::<f64>()))
-                        .min_by(|a, b| a.1.total_cmp(&b.1))
-                        .map(|x| x.0)
-                        .unwrap_or(0);
-                    out.copy_from_slice(&values[i * g..(i + 1) * g]);
-                } else {
-                    out.iter_mut().for_each(|o| *o /= n as f32);
-                }
-                out
+                idx.sort_unstable();
+                idx
             })
             .collect()
     }

@@ -24,7 +24,10 @@ METHODS = [
     ("2d", "model", "vortexdb 2D (depth 1)"),
     ("2_5d", "knn", "BLEEP-style kNN, 2.5D embeddings"),
     ("2d", "knn", "BLEEP-style kNN, 2D embeddings"),
+    ("2_5d", "ridge", "ridge readout, 2.5D store features"),
+    ("2d", "ridge", "ridge readout, 2D store features"),
 ]
+SHORT = {"model": "", "knn": "kNN ", "ridge": "ridge "}
 
 
 def auc(score: np.ndarray, label: np.ndarray) -> float:
@@ -166,8 +169,8 @@ def _bars(rows: list[tuple[str, list[float]]], series: list[str], path: Path, ti
     """A small grouped bar chart (PIL only): one group per row, one bar per series."""
     from PIL import Image, ImageDraw
 
-    cols = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
-    w, h, left, top, bottom = 760, 360, 50, 40, 60
+    cols = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    w, h, left, top, bottom = max(760, 100 + 140 * len(series)), 360, 50, 40, 60
     im = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(im)
     vmax = max(0.7, max(v for _, vals in rows for v in vals if np.isfinite(v)))
@@ -186,8 +189,8 @@ def _bars(rows: list[tuple[str, list[float]]], series: list[str], path: Path, ti
                 d.rectangle([x0 + si * bw, yy, x0 + (si + 1) * bw - 2, h - bottom], fill=cols[si % len(cols)])
         d.text((x0, h - bottom + 5), name, fill="black")
     for si, s in enumerate(series):
-        d.rectangle([left + si * 150, h - 22, left + si * 150 + 10, h - 12], fill=cols[si % len(cols)])
-        d.text((left + si * 150 + 14, h - 24), s, fill="black")
+        d.rectangle([left + si * 140, h - 22, left + si * 140 + 10, h - 12], fill=cols[si % len(cols)])
+        d.text((left + si * 140 + 14, h - 24), s, fill="black")
     im.save(path)
 
 
@@ -214,6 +217,9 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
     }
     _montage([sec_imgs[s] for s in stack], stack, out / "sections.png")
     res: dict = {"volume": meta, "holdouts": holdouts, "prediction": {}, "queries": {}, "domains": {}, "programs": {}}
+    # Work directories of earlier runs have no ridge readout: their methods only.
+    methods = [m for m in METHODS if (work / "out" / f"{holdouts[0]}-{m[0]}" / m[1] / "eval.json").exists()]
+    res["methods"] = [m[2] for m in methods]
     # Which clusters carry each program (over all spots of C1-C6).
     for pname, (genes, _) in progs.items():
         sc = _scores(work / "volume", genes)
@@ -232,7 +238,7 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
         he = sec_imgs[h]
         tr = json.loads((work / f"{h}.json").read_text())
         pred = {}
-        for var, kind, name in METHODS:
+        for var, kind, name in methods:
             e = json.loads((work / "out" / f"{h}-{var}" / kind / "eval.json").read_text())["report"]
             pred[name] = {
                 k: e[k]
@@ -248,7 +254,7 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
                     "genes",
                 )
             }
-        for var, kind, name in METHODS:
+        for var, kind, name in methods:
             e = json.loads((work / "out" / f"{h}-{var}" / kind / "eval.json").read_text())["report"]
             found = set(e["markers_found"])
             pred[name]["marker_pcc"] = {g["gene"]: g["pcc"] for g in e["per_gene"] if g["gene"] in found}
@@ -335,11 +341,11 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
         res.setdefault("probe", {})[h] = probe
         ing = json.loads((work / "out" / f"{h}-2_5d" / "ingest.json").read_text())
         res.setdefault("ingest", {})[h] = {k: ing.get(k) for k in ("patches_total", "seconds", "patches_per_second")}
-    names = [m[2] for m in METHODS]
+    names = [m[2] for m in methods]
     _bars(
         [(h, [res["prediction"][h][n]["pcc_all"] for n in names]) for h in holdouts]
         + [(f"{h} top50", [res["prediction"][h][n]["pcc_top50"] for n in names]) for h in holdouts],
-        ["2.5D", "2D", "kNN 2.5D", "kNN 2D"],
+        [SHORT[k] + ("2.5D" if v == "2_5d" else "2D") for v, k, _ in methods],
         out / "pcc.png",
         "Held-out section: mean PCC over 269 genes (left) and the 50 best (right)",
     )
@@ -361,7 +367,8 @@ def _markdown(res: dict) -> str:
         "| held out | method | PCC all | PCC top 50 | PCC markers | SSIM | Moran's I pred / meas | MSE |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    names = [m[2] for m in METHODS] + ["mean expression"]
+    methods = [m for m in METHODS if m[2] in res.get("methods", [m[2] for m in METHODS[:4]])]
+    names = [m[2] for m in methods] + ["mean expression"]
     for h in hs:
         for n in names:
             p = res["prediction"][h][n]
@@ -419,11 +426,11 @@ def _markdown(res: dict) -> str:
             f"{_f(d['ari_holdout'])} | {_f(d.get('ari_c1_pathologist_via_c2'))} |"
         )
     lines += ["", "## Marker genes: PCC on the held-out section (mean over held-out sections)", "",
-              "| gene | " + " | ".join(m[2] for m in METHODS) + " |", "|---|" + "---:|" * len(METHODS)]  # fmt: skip
-    genes = list(res["prediction"][hs[0]][METHODS[0][2]]["marker_pcc"])
+              "| gene | " + " | ".join(m[2] for m in methods) + " |", "|---|" + "---:|" * len(methods)]  # fmt: skip
+    genes = list(res["prediction"][hs[0]][methods[0][2]]["marker_pcc"])
     for g in genes:
         cells = []
-        for m in METHODS:
+        for m in methods:
             v = [res["prediction"][h][m[2]]["marker_pcc"].get(g, np.nan) for h in hs]
             cells.append(_f(float(np.nanmean(v))) if np.isfinite(v).any() else "-")
         lines.append(f"| {g} | " + " | ".join(cells) + " |")

@@ -1,0 +1,436 @@
+//! The ridge readout: predicted expression as a linear map of what the store holds for
+//! each patch (its embedding and the predictor's hidden representation), fitted on
+//! reference spots measured on the same sample. The map is fitted on exactly the
+//! features the store serves (every overlapping patch averaged over a spot), which the
+//! predictor head, trained on one spot-centred patch per spot, never saw; the penalty
+//! is chosen by leave-one-reference-sample-out cross-validation. It is the store's
+//! twin of the HEST-style linear probe, over every predicted gene.
+//!
+//! The solve is a Cholesky factorisation of the (features x features) normal equations,
+//! written here: features are a few hundred, and the crate takes no LAPACK dependency.
+
+use rayon::prelude::*;
+
+use super::{Method, Predictions};
+use crate::catalog::SpotRecord;
+use crate::engine::Store;
+use crate::error::{Error, Result};
+
+/// Penalties tried by cross-validation (on standardised features).
+pub const RIDGE_ALPHAS: [f64; 9] = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0];
+
+/// Penalty used when there is a single reference sample (no fold to choose on).
+pub const RIDGE_DEFAULT_ALPHA: f64 = 100.0;
+
+/// Fewest reference spots inside the sample's patches that a fit accepts.
+const MIN_SPOTS: usize = 10;
+
+/// How a ridge readout was fitted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RidgeFit {
+    /// The penalty used.
+    pub alpha: f64,
+    /// Mean held-out PCC of the chosen penalty over the reference folds (None when
+    /// the penalty was given or there is one reference sample).
+    pub cv_pcc: Option<f64>,
+    /// Reference spots fitted on (those inside the sample's patches).
+    pub spots: usize,
+    /// Features per patch (embedding + hidden representation).
+    pub features: usize,
+}
+
+/// A fitted linear map: centred, scaled features -> centred expression.
+struct Fit {
+    mu_x: Vec<f64>,
+    mu_y: Vec<f64>,
+    /// features x genes, row-major.
+    w: Vec<f64>,
+}
+
+impl Fit {
+    fn predict(&self, x: &[f64], out: &mut [f64]) {
+        out.copy_from_slice(&self.mu_y);
+        let g = out.len();
+        for (j, (&v, &m)) in x.iter().zip(&self.mu_x).enumerate() {
+            let d = v - m;
+            for (o, w) in out.iter_mut().zip(&self.w[j * g..(j + 1) * g]) {
+                *o += d * w;
+            }
+        }
+    }
+}
+
+/// Mean of the rows `idx` of `rows`.
+fn mean_rows(rows: &[Vec<f64>], idx: &[usize], width: usize) -> Vec<f64> {
+    let mut m = vec![0.0; width];
+    for &i in idx {
+        for (a, b) in m.iter_mut().zip(&rows[i]) {
+            *a += b;
+        }
+    }
+    m.iter_mut().for_each(|a| *a /= idx.len().max(1) as f64);
+    m
+}
+
+/// Centred Gram matrix and cross-products of the rows `idx`: (X'X, X'Y, means).
+struct Normal {
+    xtx: Vec<f64>,
+    xty: Vec<f64>,
+    mu_x: Vec<f64>,
+    mu_y: Vec<f64>,
+}
+
+fn normal(x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> Normal {
+    let (f, g) = (x[0].len(), y[0].len());
+    let mu_x = mean_rows(x, idx, f);
+    let mu_y = mean_rows(y, idx, g);
+    let xtx: Vec<f64> = (0..f)
+        .into_par_iter()
+        .flat_map_iter(|a| {
+            let mut row = vec![0.0; f];
+            for &i in idx {
+                let da = x[i][a] - mu_x[a];
+                for (r, (v, m)) in row.iter_mut().zip(x[i].iter().zip(&mu_x)) {
+                    *r += da * (v - m);
+                }
+            }
+            row
+        })
+        .collect();
+    let xty: Vec<f64> = (0..f)
+        .into_par_iter()
+        .flat_map_iter(|a| {
+            let mut row = vec![0.0; g];
+            for &i in idx {
+                let da = x[i][a] - mu_x[a];
+                for (r, (v, m)) in row.iter_mut().zip(y[i].iter().zip(&mu_y)) {
+                    *r += da * (v - m);
+                }
+            }
+            row
+        })
+        .collect();
+    Normal {
+        xtx,
+        xty,
+        mu_x,
+        mu_y,
+    }
+}
+
+/// Solve (X'X + alpha I) W = X'Y by Cholesky; None if not positive definite.
+fn solve(n: &Normal, alpha: f64) -> Option<Fit> {
+    let f = n.mu_x.len();
+    let g = n.mu_y.len();
+    let mut l = n.xtx.clone();
+    for i in 0..f {
+        l[i * f + i] += alpha;
+    }
+    for j in 0..f {
+        let mut d = l[j * f + j];
+        for k in 0..j {
+            d -= l[j * f + k] * l[j * f + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        l[j * f + j] = d;
+        for i in j + 1..f {
+            let mut v = l[i * f + j];
+            for k in 0..j {
+                v -= l[i * f + k] * l[j * f + k];
+            }
+            l[i * f + j] = v / d;
+        }
+    }
+    // Forward then backward substitution, for every gene at once.
+    let mut w = n.xty.clone();
+    for i in 0..f {
+        for k in 0..i {
+            let c = l[i * f + k];
+            for t in 0..g {
+                w[i * g + t] -= c * w[k * g + t];
+            }
+        }
+        let d = l[i * f + i];
+        w[i * g..(i + 1) * g].iter_mut().for_each(|v| *v /= d);
+    }
+    for i in (0..f).rev() {
+        for k in i + 1..f {
+            let c = l[k * f + i];
+            for t in 0..g {
+                w[i * g + t] -= c * w[k * g + t];
+            }
+        }
+        let d = l[i * f + i];
+        w[i * g..(i + 1) * g].iter_mut().for_each(|v| *v /= d);
+    }
+    Some(Fit {
+        mu_x: n.mu_x.clone(),
+        mu_y: n.mu_y.clone(),
+        w,
+    })
+}
+
+/// Mean over genes of the PCC between predictions and measurements on rows `idx`.
+fn mean_pcc(fit: &Fit, x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> f64 {
+    let g = y[0].len();
+    let mut pred = vec![vec![0.0; g]; idx.len()];
+    for (p, &i) in pred.iter_mut().zip(idx) {
+        fit.predict(&x[i], p);
+    }
+    let pccs: Vec<f64> = (0..g)
+        .map(|t| {
+            let a: Vec<f64> = pred.iter().map(|p| p[t]).collect();
+            let b: Vec<f64> = idx.iter().map(|&i| y[i][t]).collect();
+            crate::metrics::pearson(&a, &b)
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    pccs.iter().sum::<f64>() / pccs.len().max(1) as f64
+}
+
+impl Predictions {
+    /// Replace the predictor's values by the ridge readout fitted on the kept spots of
+    /// the `reference` spot samples, which must be measured on this sample (their
+    /// centres inside its patches; spots outside every patch are left out, and a
+    /// reference with fewer than half its spots inside is an error). Features per
+    /// patch: the stored embedding and the predictor's hidden representation,
+    /// standardised over the reference spots (each spot: the mean over the patches
+    /// containing it, as at prediction time). `alpha`: the penalty, or None to choose
+    /// it among [`RIDGE_ALPHAS`] by leave-one-reference-sample-out CV (mean per-gene
+    /// PCC), [`RIDGE_DEFAULT_ALPHA`] with one reference sample.
+    pub fn use_ridge(
+        &mut self,
+        store: &Store,
+        reference: &[String],
+        alpha: Option<f64>,
+    ) -> Result<RidgeFit> {
+        if reference.is_empty() {
+            return Err(Error::arg(
+                "reference",
+                "the ridge readout needs at least one reference spot sample",
+            ));
+        }
+        if let Some(a) = alpha
+            && !(a.is_finite() && a > 0.0 && a <= 1e12)
+        {
+            return Err(Error::arg(
+                "alpha",
+                format!("{a} is not a penalty in (0, 1e12]"),
+            ));
+        }
+        let (emb, dim) = self.embeddings(store)?;
+        let h = self.hidden_dim();
+        let hidden = self.hidden();
+        let f = dim + h;
+        let g = self.genes.len();
+        let patch = |i: usize| {
+            emb[i * dim..(i + 1) * dim]
+                .iter()
+                .chain(&hidden[i * h..(i + 1) * h])
+                .map(|&v| v as f64)
+        };
+        let (mut x, mut y, mut group) = (Vec::new(), Vec::new(), Vec::new());
+        for (gi, s) in reference.iter().enumerate() {
+            let set = store.require_spot_set("reference", s)?;
+            let cols = self.reference_columns(&set.panel, s)?;
+            let rows = store.spots(s)?;
+            let kept: Vec<(&SpotRecord, &Vec<f32>)> = rows
+                .iter()
+                .filter_map(|(sp, e)| e.as_ref().map(|e| (sp, &e.normalized)))
+                .collect();
+            let refs: Vec<&SpotRecord> = kept.iter().map(|k| k.0).collect();
+            let inside = self.containing(&refs);
+            let n_in = inside.iter().filter(|v| !v.is_empty()).count();
+            if n_in * 2 < kept.len() || n_in == 0 {
+                return Err(Error::arg(
+                    "reference",
+                    format!(
+                        "only {n_in} of the {} kept spots of '{s}' lie inside the patches of \
+                         sample '{}': the ridge readout needs reference spots measured on \
+                         this sample",
+                        kept.len(),
+                        self.sample.id
+                    ),
+                ));
+            }
+            for ((_, expr), idx) in kept.iter().zip(&inside) {
+                if idx.is_empty() {
+                    continue;
+                }
+                let mut row = vec![0.0; f];
+                for &i in idx {
+                    for (r, v) in row.iter_mut().zip(patch(i)) {
+                        *r += v;
+                    }
+                }
+                row.iter_mut().for_each(|r| *r /= idx.len() as f64);
+                x.push(row);
+                y.push(cols.iter().map(|&c| expr[c] as f64).collect::<Vec<f64>>());
+                group.push(gi);
+            }
+        }
+        if x.len() < MIN_SPOTS {
+            return Err(Error::arg(
+                "reference",
+                format!(
+                    "{} reference spots lie inside the patches of '{}'; the ridge readout \
+                     needs at least {MIN_SPOTS}",
+                    x.len(),
+                    self.sample.id
+                ),
+            ));
+        }
+        // Standardise the features by the reference spots' spread (constant ones keep 1).
+        let all: Vec<usize> = (0..x.len()).collect();
+        let mu = mean_rows(&x, &all, f);
+        let sd: Vec<f64> = (0..f)
+            .map(|j| {
+                let v = x.iter().map(|r| (r[j] - mu[j]).powi(2)).sum::<f64>() / x.len() as f64;
+                if v > 1e-12 { v.sqrt() } else { 1.0 }
+            })
+            .collect();
+        for r in x.iter_mut() {
+            for ((v, m), s) in r.iter_mut().zip(&mu).zip(&sd) {
+                *v = (*v - m) / s;
+            }
+        }
+        let groups = reference.len();
+        let (alpha, cv_pcc) = match alpha {
+            Some(a) => (a, None),
+            None if groups < 2 => (RIDGE_DEFAULT_ALPHA, None),
+            None => {
+                let folds: Vec<(Normal, Vec<usize>)> = (0..groups)
+                    .filter_map(|gi| {
+                        let test: Vec<usize> =
+                            all.iter().copied().filter(|&i| group[i] == gi).collect();
+                        let train: Vec<usize> =
+                            all.iter().copied().filter(|&i| group[i] != gi).collect();
+                        (test.len() >= 2 && train.len() >= MIN_SPOTS)
+                            .then(|| (normal(&x, &y, &train), test))
+                    })
+                    .collect();
+                let mut best = (RIDGE_DEFAULT_ALPHA, f64::NEG_INFINITY);
+                for a in RIDGE_ALPHAS {
+                    let scores: Vec<f64> = folds
+                        .iter()
+                        .filter_map(|(n, test)| solve(n, a).map(|fit| mean_pcc(&fit, &x, &y, test)))
+                        .collect();
+                    if scores.len() == folds.len() && !scores.is_empty() {
+                        let m = scores.iter().sum::<f64>() / scores.len() as f64;
+                        if m > best.1 {
+                            best = (a, m);
+                        }
+                    }
+                }
+                (best.0, best.1.is_finite().then_some(best.1))
+            }
+        };
+        let fit = solve(&normal(&x, &y, &all), alpha).ok_or_else(|| {
+            Error::arg(
+                "alpha",
+                format!("the ridge system is singular at alpha = {alpha}"),
+            )
+        })?;
+        self.expression = (0..self.len())
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let z: Vec<f64> = patch(i)
+                    .zip(mu.iter().zip(&sd))
+                    .map(|(v, (m, s))| (v - m) / s)
+                    .collect();
+                let mut out = vec![0.0; g];
+                fit.predict(&z, &mut out);
+                out.into_iter().map(|v| v as f32)
+            })
+            .collect();
+        self.method = Method::Ridge {
+            reference: reference.to_vec(),
+            alpha: Some(alpha),
+        };
+        Ok(RidgeFit {
+            alpha,
+            cv_pcc,
+            spots: x.len(),
+            features: f,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random numbers in [-1, 1).
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn data(n: usize, f: usize, noise: f64, seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>) {
+        let mut s = seed;
+        let w: Vec<f64> = (0..f * 2).map(|_| lcg(&mut s)).collect();
+        let x: Vec<Vec<f64>> = (0..n)
+            .map(|_| (0..f).map(|_| lcg(&mut s)).collect())
+            .collect();
+        let y = x
+            .iter()
+            .map(|r| {
+                (0..2)
+                    .map(|t| {
+                        3.0 + (0..f).map(|j| r[j] * w[j * 2 + t]).sum::<f64>()
+                            + noise * lcg(&mut s)
+                    })
+                    .collect()
+            })
+            .collect();
+        (x, y, w)
+    }
+
+    #[test]
+    fn noise_free_data_recovers_the_weights_and_intercept() {
+        let (x, y, w) = data(60, 5, 0.0, 1);
+        let all: Vec<usize> = (0..60).collect();
+        let fit = solve(&normal(&x, &y, &all), 1e-9).unwrap();
+        for (a, b) in fit.w.iter().zip(&w) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // At x = 0 the prediction is the intercept of the data, 3.
+        let mut out = [0.0; 2];
+        fit.predict(&[0.0; 5], &mut out);
+        assert!((out[0] - 3.0).abs() < 1e-6 && (out[1] - 3.0).abs() < 1e-6, "{out:?}");
+    }
+
+    #[test]
+    fn the_penalty_matches_the_closed_form_of_one_feature() {
+        // One feature: w = sum(dx dy) / (sum(dx^2) + alpha).
+        let x = vec![vec![0.0], vec![1.0], vec![2.0], vec![4.0]];
+        let y = vec![vec![1.0], vec![2.0], vec![2.5], vec![5.0]];
+        let all = [0, 1, 2, 3];
+        let (mx, my) = (7.0 / 4.0, 10.5 / 4.0);
+        let sxy: f64 = x.iter().zip(&y).map(|(a, b)| (a[0] - mx) * (b[0] - my)).sum();
+        let sxx: f64 = x.iter().map(|a| (a[0] - mx).powi(2)).sum();
+        for alpha in [0.5, 3.0, 100.0] {
+            let fit = solve(&normal(&x, &y, &all), alpha).unwrap();
+            assert!((fit.w[0] - sxy / (sxx + alpha)).abs() < 1e-12);
+        }
+        assert!(solve(&normal(&x, &y, &all), -100.0).is_none());
+    }
+
+    #[test]
+    fn held_out_pcc_is_high_for_signal_and_a_larger_penalty_shrinks_weights() {
+        let (x, y, _) = data(200, 8, 0.5, 7);
+        let train: Vec<usize> = (0..150).collect();
+        let test: Vec<usize> = (150..200).collect();
+        let n = normal(&x, &y, &train);
+        let small = solve(&n, 1.0).unwrap();
+        let big = solve(&n, 1e6).unwrap();
+        assert!(mean_pcc(&small, &x, &y, &test) > 0.8);
+        let norm = |f: &Fit| f.w.iter().map(|v| v * v).sum::<f64>();
+        assert!(norm(&big) < norm(&small) * 1e-3);
+    }
+}
