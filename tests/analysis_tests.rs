@@ -457,3 +457,69 @@ fn spots_export_reads_image_embeddings_at_the_spots() {
         assert!(!bad.exists(), "{image}: {} was written", bad.display());
     }
 }
+
+/// The ridge readout fitted on the phantom's spots (in sample: the held-out figures are
+/// her2st's, docs/EVALUATION.md) fits them better than the predictor head and records
+/// its penalty; `predict --ridge` writes the same table shape; bad arguments are
+/// explained and write nothing.
+#[test]
+fn ridge_readout_fits_reference_spots_and_bad_arguments_are_explained() {
+    let (_ph, db) = shared().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = |extra: &[&str], out: &str| -> serde_json::Value {
+        let o = dir.path().join(out);
+        let mut args = vec!["eval", s(&db), "--sample", "ph", "--spots", "ph", "--json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", s(&o)]);
+        serde_json::from_str(&expect_ok(&args)).unwrap()
+    };
+    let model = eval(&[], "model");
+    let ridge = eval(&["--ridge", "--reference", "ph"], "ridge");
+    let fixed = eval(&["--ridge", "--reference", "ph", "--alpha", "1e6"], "fixed");
+    let pcc = |v: &serde_json::Value| v["report"]["pcc_all"].as_f64().unwrap();
+    eprintln!(
+        "pcc model {} ridge {} alpha 1e6 {}",
+        pcc(&model),
+        pcc(&ridge),
+        pcc(&fixed)
+    );
+    assert_eq!(
+        ridge["method"],
+        serde_json::json!({"Ridge": {"reference": ["ph"], "alpha": 100.0}})
+    );
+    assert!(
+        pcc(&ridge) > pcc(&model),
+        "in-sample ridge should fit the spots"
+    );
+    assert!(pcc(&ridge) > pcc(&fixed), "a huge penalty shrinks the fit");
+    let pq = dir.path().join("ridge.parquet");
+    let o = expect_ok(&[
+        "predict",
+        s(&db),
+        "--sample",
+        "ph",
+        "--ridge",
+        "--reference",
+        "ph",
+        "--out",
+        s(&pq),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert!(v["patches"].as_u64().unwrap() > 1000 && pq.exists());
+
+    let bad = dir.path().join("bad.parquet");
+    for (extra, needles) in [
+        (&["--ridge"][..], &["--ridge needs --reference"][..]),
+        (
+            &["--ridge", "--reference", "ph", "--alpha=-1"],
+            &["alpha", "-1"],
+        ),
+        (&["--ridge", "--reference", "nosuch"], &["nosuch"]),
+    ] {
+        let mut args = vec!["predict", s(&db), "--sample", "ph", "--out", s(&bad)];
+        args.extend_from_slice(extra);
+        expect_user_error(&args, needles);
+        assert!(!bad.exists());
+    }
+}

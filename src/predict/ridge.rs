@@ -382,8 +382,7 @@ mod tests {
             .map(|r| {
                 (0..2)
                     .map(|t| {
-                        3.0 + (0..f).map(|j| r[j] * w[j * 2 + t]).sum::<f64>()
-                            + noise * lcg(&mut s)
+                        3.0 + (0..f).map(|j| r[j] * w[j * 2 + t]).sum::<f64>() + noise * lcg(&mut s)
                     })
                     .collect()
             })
@@ -402,7 +401,10 @@ mod tests {
         // At x = 0 the prediction is the intercept of the data, 3.
         let mut out = [0.0; 2];
         fit.predict(&[0.0; 5], &mut out);
-        assert!((out[0] - 3.0).abs() < 1e-6 && (out[1] - 3.0).abs() < 1e-6, "{out:?}");
+        assert!(
+            (out[0] - 3.0).abs() < 1e-6 && (out[1] - 3.0).abs() < 1e-6,
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -412,7 +414,11 @@ mod tests {
         let y = vec![vec![1.0], vec![2.0], vec![2.5], vec![5.0]];
         let all = [0, 1, 2, 3];
         let (mx, my) = (7.0 / 4.0, 10.5 / 4.0);
-        let sxy: f64 = x.iter().zip(&y).map(|(a, b)| (a[0] - mx) * (b[0] - my)).sum();
+        let sxy: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a[0] - mx) * (b[0] - my))
+            .sum();
         let sxx: f64 = x.iter().map(|a| (a[0] - mx).powi(2)).sum();
         for alpha in [0.5, 3.0, 100.0] {
             let fit = solve(&normal(&x, &y, &all), alpha).unwrap();

@@ -9,11 +9,31 @@ use crate::PyStore;
 use crate::convert::{OrRaise, array, err, serialised};
 use crate::results::{PyQueryResult, predictions_dict};
 
-fn method(knn: Option<usize>, reference: Vec<String>) -> vx::Method {
-    match knn {
-        None => vx::Method::Predictor,
-        Some(k) => vx::Method::Knn { k, reference },
+/// The prediction method of the keyword arguments: the predictor head, `knn`
+/// nearest reference spots, or the `ridge` readout fitted on the reference spots.
+fn method(
+    knn: Option<usize>,
+    reference: Vec<String>,
+    ridge: bool,
+    alpha: Option<f64>,
+) -> PyResult<vx::Method> {
+    if alpha.is_some() && !ridge {
+        return Err(err(vx::Error::arg(
+            "alpha",
+            "alpha is the penalty of ridge=True",
+        )));
     }
+    Ok(match (knn, ridge) {
+        (Some(_), true) => {
+            return Err(err(vx::Error::arg(
+                "knn",
+                "knn and ridge are two methods: give one",
+            )));
+        }
+        (Some(k), false) => vx::Method::Knn { k, reference },
+        (None, true) => vx::Method::Ridge { reference, alpha },
+        (None, false) => vx::Method::Predictor,
+    })
 }
 
 #[pymethods]
@@ -134,18 +154,20 @@ impl PyStore {
         serialised(py, &r)
     }
 
-    /// Predicted expression of every patch of a sample (predictor head, or `knn`
-    /// nearest spots of the `reference` samples).
-    #[pyo3(signature = (sample, knn=None, reference=vec![]))]
+    /// Predicted expression of every patch of a sample (predictor head, `knn`
+    /// nearest spots of the `reference` samples, or the `ridge` readout fitted on them).
+    #[pyo3(signature = (sample, knn=None, reference=vec![], ridge=false, alpha=None))]
     fn predict(
         &self,
         py: Python<'_>,
         sample: String,
         knn: Option<usize>,
         reference: Vec<String>,
+        ridge: bool,
+        alpha: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference);
+        let method = method(knn, reference, ridge, alpha)?;
         let p = py.detach(|| vx::predict(&s, &sample, &method)).or_raise()?;
         predictions_dict(py, &p)
     }
@@ -199,7 +221,7 @@ impl PyStore {
 
     /// Predicted against measured expression at the spots: the numbers of
     /// `vortexdb eval --json`.
-    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![]))]
+    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,
@@ -212,9 +234,11 @@ impl PyStore {
         segmentation: Option<PathBuf>,
         knn: Option<usize>,
         reference: Vec<String>,
+        ridge: bool,
+        alpha: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference);
+        let method = method(knn, reference, ridge, alpha)?;
         let opts = vx::EvalOptions {
             spots,
             genes,
@@ -233,7 +257,7 @@ impl PyStore {
 
     /// The sample as a SpatialData Zarr store at `out` (what `vortexdb export` writes);
     /// returns what was written and what was left out.
-    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![]))]
+    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![], ridge=false, alpha=None))]
     #[allow(clippy::too_many_arguments)]
     fn export_spatialdata(
         &self,
@@ -245,9 +269,11 @@ impl PyStore {
         downsample: Option<usize>,
         knn: Option<usize>,
         reference: Vec<String>,
+        ridge: bool,
+        alpha: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference);
+        let method = method(knn, reference, ridge, alpha)?;
         let q = query.map(|q| q.shared());
         let r = py
             .detach(|| {

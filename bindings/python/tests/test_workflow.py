@@ -86,6 +86,24 @@ def test_eval_numbers_equal_the_cli(stores):
     close(ref, got)
 
 
+def test_ridge_readout_equals_the_cli(stores):
+    """``evaluate(ridge=True, reference=...)`` gives ``vortexdb eval --ridge`` numbers and
+    the penalty chosen; ``predict(ridge=True)`` an AnnData of the same shape as the
+    predictor's; mixing methods is refused."""
+    ref = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7")
+    with vortexdb.open(stores["cli"], read_only=True) as db:
+        got = db.evaluate("ph7", ridge=True, reference="ph7")
+        a = db.predict("ph7", ridge=True, reference=["ph7"], alpha=10.0)
+        b = db.predict("ph7")
+        with pytest.raises(vortexdb.BadInput, match="give one"):
+            db.predict("ph7", knn=5, ridge=True, reference="ph7")
+        with pytest.raises(vortexdb.BadInput, match="alpha"):
+            db.predict("ph7", alpha=1.0)
+    assert got["method"] == ref["method"] == {"Ridge": {"reference": ["ph7"], "alpha": 100.0}}
+    assert got["report"]["pcc_all"] == pytest.approx(ref["report"]["pcc_all"], rel=1e-6)
+    assert a.shape == b.shape and not np.allclose(a.X, b.X)
+
+
 def test_predict_gives_anndata(stores):
     with vortexdb.open(stores["py"], read_only=True) as db:
         a = db.predict("ph7")

@@ -129,7 +129,14 @@ class Store:
         exact: bool = False,
         target: str = "3d",
     ) -> dict[str, Json]: ...
-    def predict(self, sample: str, knn: int | None = None, reference: list[str] = ...) -> dict[str, Any]: ...
+    def predict(
+        self,
+        sample: str,
+        knn: int | None = None,
+        reference: list[str] = ...,
+        ridge: bool = False,
+        alpha: float | None = None,
+    ) -> dict[str, Any]: ...
     def domains(
         self,
         sample: str,
@@ -149,6 +156,8 @@ class Store:
         downsample: int | None = None,
         knn: int | None = None,
         reference: list[str] = ...,
+        ridge: bool = False,
+        alpha: float | None = None,
     ) -> dict[str, Json]: ...
     def evaluate(
         self,
@@ -160,6 +169,8 @@ class Store:
         segmentation: str | None = None,
         knn: int | None = None,
         reference: list[str] = ...,
+        ridge: bool = False,
+        alpha: float | None = None,
     ) -> dict[str, Json]: ...
     def import_vectors(
         self,

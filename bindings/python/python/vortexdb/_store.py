@@ -437,12 +437,25 @@ class Store:
         return df
 
     # -- analysis -----------------------------------------------------------------
-    def predict(self, sample: str, *, knn: int | None = None, reference: str | Iterable[str] | None = None):
+    def predict(
+        self,
+        sample: str,
+        *,
+        knn: int | None = None,
+        reference: str | Iterable[str] | None = None,
+        ridge: bool = False,
+        alpha: float | None = None,
+    ):
         """Predicted expression of every patch of ``sample`` as AnnData: obs = patches
         (sample, z, y, x in model voxels, tissue), var = predicted genes, X = float32
         predictions (no copy), ``obsm["hidden"]`` = the predictor's hidden
-        representation. ``knn`` + ``reference`` use the k-nearest-spots baseline."""
-        return predictions_anndata(self._s.predict(sample, knn=knn, reference=_names(reference)))
+        representation. ``knn`` + ``reference`` use the k-nearest-spots baseline;
+        ``ridge=True`` + ``reference`` the ridge readout of the stored features fitted
+        on those spots (measured on this sample; ``alpha`` the penalty, default chosen
+        by leave-one-reference-out cross-validation)."""
+        return predictions_anndata(
+            self._s.predict(sample, knn=knn, reference=_names(reference), ridge=ridge, alpha=alpha)
+        )
 
     def domains(
         self,
@@ -478,6 +491,8 @@ class Store:
         downsample: int | None = None,
         knn: int | None = None,
         reference: str | Iterable[str] | None = None,
+        ridge: bool = False,
+        alpha: float | None = None,
     ) -> dict:
         """Write ``sample`` as a SpatialData Zarr store at ``out`` (what ``vortexdb
         export`` writes; ``spatialdata.read_zarr(out)`` opens it): images ``volume``,
@@ -496,6 +511,8 @@ class Store:
             downsample=downsample,
             knn=knn,
             reference=_names(reference),
+            ridge=ridge,
+            alpha=alpha,
         )
 
     def evaluate(
@@ -509,6 +526,8 @@ class Store:
         segmentation: PathLike | None = None,
         knn: int | None = None,
         reference: str | Iterable[str] | None = None,
+        ridge: bool = False,
+        alpha: float | None = None,
     ) -> dict:
         """Predicted against measured expression at the spots of ``spots`` (default:
         the sample's): the numbers of ``vortexdb eval --json`` (PCC, SSIM, Moran's I,
@@ -522,6 +541,8 @@ class Store:
             segmentation=None if segmentation is None else os.fspath(segmentation),
             knn=knn,
             reference=_names(reference),
+            ridge=ridge,
+            alpha=alpha,
         )
 
     # -- raw vectors --------------------------------------------------------------
