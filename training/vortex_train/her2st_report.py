@@ -280,8 +280,11 @@ def report(work: Path, holdouts: list[str], out: Path, seconds: float | None = N
                 allv = np.sort(allv[np.isfinite(allv)])
                 pct = np.searchsorted(allv, vals[finite]) / max(len(allv), 1) * 100
                 q = json.loads((base / qdir / "query.json").read_text())["query"]
+                meas = sp[pname].to_numpy()
                 res["queries"][f"{h}-{var}-{pname}"] = {
                     "auc": auc(vals[finite], mark[finite]),
+                    # The reference: the held-out spots' own measured program expression.
+                    "auc_measured": auc(meas[np.isfinite(meas)], mark[np.isfinite(meas)]),
                     "spots": int(finite.sum()),
                     "marked": int(mark.sum()),
                     "median_percentile_marked": float(np.median(pct[mark[finite]])) if mark[finite].any() else None,
@@ -397,13 +400,14 @@ def _markdown(res: dict) -> str:
         "",
         "## Molecular queries: AUC of the heatmap at the held-out spots",
         "",
-        "| held out | model | program | AUC | marked / spots | median percentile marked / other |",
-        "|---|---|---|---:|---:|---:|",
+        "| held out | model | program | AUC | AUC of the measured program | marked / spots | "
+        "median percentile marked / other |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for key, q in res["queries"].items():
         h, var, prog = key.split("-", 2)
         lines.append(
-            f"| {h} | {var} | {prog} | {_f(q['auc'])} | {q['marked']} / {q['spots']} | "
+            f"| {h} | {var} | {prog} | {_f(q['auc'])} | {_f(q.get('auc_measured'))} | {q['marked']} / {q['spots']} | "
             f"{_f(q['median_percentile_marked'])} / {_f(q['median_percentile_other'])} |"
         )
     lines += [
