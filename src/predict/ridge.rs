@@ -84,38 +84,32 @@ fn normal(x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> Normal {
     let (f, g) = (x[0].len(), y[0].len());
     let mu_x = mean_rows(x, idx, f);
     let mu_y = mean_rows(y, idx, g);
-    let xtx: Vec<f64> = (0..f)
-        .into_par_iter()
-        .flat_map_iter(|a| {
-            let mut row = vec![0.0; f];
-            for &i in idx {
-                let da = x[i][a] - mu_x[a];
-                for (r, (v, m)) in row.iter_mut().zip(x[i].iter().zip(&mu_x)) {
-                    *r += da * (v - m);
-                }
-            }
-            row
-        })
-        .collect();
-    let xty: Vec<f64> = (0..f)
-        .into_par_iter()
-        .flat_map_iter(|a| {
-            let mut row = vec![0.0; g];
-            for &i in idx {
-                let da = x[i][a] - mu_x[a];
-                for (r, (v, m)) in row.iter_mut().zip(y[i].iter().zip(&mu_y)) {
-                    *r += da * (v - m);
-                }
-            }
-            row
-        })
-        .collect();
+    let xtx = cross(x, &mu_x, x, &mu_x, idx);
+    let xty = cross(x, &mu_x, y, &mu_y, idx);
     Normal {
         xtx,
         xty,
         mu_x,
         mu_y,
     }
+}
+
+/// Centred cross-products of the rows `idx`: (x - mu_x)' (z - mu_z), row-major
+/// (x's width x z's width); X'X with `z = x`, X'Y with `z = y`.
+fn cross(x: &[Vec<f64>], mu_x: &[f64], z: &[Vec<f64>], mu_z: &[f64], idx: &[usize]) -> Vec<f64> {
+    (0..mu_x.len())
+        .into_par_iter()
+        .flat_map_iter(|a| {
+            let mut row = vec![0.0; mu_z.len()];
+            for &i in idx {
+                let da = x[i][a] - mu_x[a];
+                for (r, (v, m)) in row.iter_mut().zip(z[i].iter().zip(mu_z)) {
+                    *r += da * (v - m);
+                }
+            }
+            row
+        })
+        .collect()
 }
 
 /// Solve (X'X + alpha I) W = X'Y by Cholesky; None if not positive definite.
