@@ -166,7 +166,9 @@ pub use metrics::{
     SpatialWeights, adjusted_rand_index, average_ranks, gearys_c, grid_spots, min_max, morans_i,
     nanmean, pearson, roc_auc, spearman, ssim, ssim_window,
 };
-pub use predict::{Method, Predictions, RIDGE_ALPHAS, RIDGE_DEFAULT_ALPHA, RidgeFit, predict};
+pub use predict::{
+    Method, Predictions, RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, RidgeFit, predict,
+};
 
 // Files written on request, and what they are drawn from.
 pub use export::{

@@ -476,6 +476,10 @@ fn ridge_readout_fits_reference_spots_and_bad_arguments_are_explained() {
     let model = eval(&[], "model");
     let ridge = eval(&["--ridge", "--reference", "ph"], "ridge");
     let fixed = eval(&["--ridge", "--reference", "ph", "--alpha", "1e6"], "fixed");
+    let bare = eval(
+        &["--ridge", "--reference", "ph", "--context-um", "0"],
+        "bare",
+    );
     let pcc = |v: &serde_json::Value| v["report"]["pcc_all"].as_f64().unwrap();
     eprintln!(
         "pcc model {} ridge {} alpha 1e6 {}",
@@ -485,8 +489,18 @@ fn ridge_readout_fits_reference_spots_and_bad_arguments_are_explained() {
     );
     assert_eq!(
         ridge["method"],
-        serde_json::json!({"Ridge": {"reference": ["ph"], "alpha": 100.0}})
+        serde_json::json!({"Ridge": {"reference": ["ph"], "alpha": 100.0, "context_um": [200.0, 400.0]}})
     );
+    // The fit is reported: one reference sample, so no cross-validation; the context
+    // scales add one embedding-wide block each, and `--context-um 0` none.
+    let (fit, bare_fit) = (&ridge["ridge"], &bare["ridge"]);
+    assert!(fit["cv_pcc"].is_null() && fit["spots"].as_u64().unwrap() >= 10);
+    let own = bare_fit["features"].as_u64().unwrap();
+    let dim = (fit["features"].as_u64().unwrap() - own) / 2;
+    assert!(dim > 0 && own > dim, "{fit} {bare_fit}");
+    assert_eq!(bare_fit["context_um"], serde_json::json!([]));
+    assert_eq!(bare["method"]["Ridge"]["context_um"], serde_json::json!([]));
+    assert!(model.get("ridge").is_none());
     assert!(
         pcc(&ridge) > pcc(&model),
         "in-sample ridge should fit the spots"
@@ -516,6 +530,14 @@ fn ridge_readout_fits_reference_spots_and_bad_arguments_are_explained() {
             &["alpha", "-1"],
         ),
         (&["--ridge", "--reference", "nosuch"], &["nosuch"]),
+        (
+            &["--ridge", "--reference", "ph", "--context-um=-5"],
+            &["--context-um", "-5", "micrometres"],
+        ),
+        (
+            &["--ridge", "--reference", "ph", "--context-um", "1,2,3,4,5"],
+            &["context", "at most 4"],
+        ),
     ] {
         let mut args = vec!["predict", s(&db), "--sample", "ph", "--out", s(&bad)];
         args.extend_from_slice(extra);

@@ -32,6 +32,11 @@ pub struct MethodArgs {
     #[arg(long)] pub ridge: bool,
     /// Penalty of --ridge (on standardised features).
     #[arg(long, requires = "ridge")] pub alpha: Option<f64>,
+    /// Spatial context scales of --ridge: cell sides in micrometres, comma-separated
+    /// (each adds the mean embedding of the 3 x 3 cells around a patch); 0 for none.
+    /// Default: chosen by cross-validation among none, 200, and 200,400.
+    #[arg(long, requires = "ridge", value_name = "UM1,UM2", value_delimiter = ',')]
+    pub context_um: Option<Vec<f64>>,
     /// Spot samples used as the reference of --knn or --ridge, comma-separated.
     #[arg(long, value_name = "S1,S2", value_delimiter = ',')] pub reference: Vec<String>,
 }
@@ -51,6 +56,11 @@ impl MethodArgs {
             None if self.ridge => Method::Ridge {
                 reference,
                 alpha: self.alpha,
+                // `--context-um 0`: no context.
+                context_um: self
+                    .context_um
+                    .as_ref()
+                    .map(|c| c.iter().copied().filter(|&v| v != 0.0).collect()),
             },
             None => Method::Predictor,
         };

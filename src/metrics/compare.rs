@@ -137,6 +137,8 @@ pub struct Evaluation {
     pub spots: String,
     /// How the predictions were made.
     pub method: crate::predict::Method,
+    /// How the ridge readout was fitted (ridge only).
+    pub ridge: Option<crate::predict::RidgeFit>,
     /// Smoothed or raw normalised measured values.
     pub smoothed: bool,
     /// The comparison (report, values, positions).
@@ -154,6 +156,10 @@ pub struct EvalSummary<'a> {
     pub spots: &'a str,
     /// Prediction method.
     pub method: &'a crate::predict::Method,
+    /// How the ridge readout was fitted: penalty, context, cross-validated PCC over
+    /// the reference samples, spots and features (ridge only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ridge: Option<&'a crate::predict::RidgeFit>,
     /// `smoothed` or `normalized`.
     pub measured: &'static str,
     /// The metrics.
@@ -171,6 +177,7 @@ impl Evaluation {
             sample: &self.sample,
             spots: &self.spots,
             method: &self.method,
+            ridge: self.ridge.as_ref(),
             measured: if self.smoothed {
                 "smoothed"
             } else {
@@ -243,6 +250,7 @@ pub fn evaluate_sample(
         sample,
         spots,
         method: pred.method.clone(),
+        ridge: pred.ridge.clone(),
         smoothed: opts.smoothed,
         comparison,
         ari,

@@ -5,6 +5,7 @@
 //! expression; per gene 3D volumes; and predictions read out at spot positions for
 //! evaluation.
 
+mod context;
 mod ridge;
 
 use std::collections::HashMap;
@@ -38,10 +39,13 @@ pub enum Method {
         reference: Vec<String>,
         /// The penalty (None: chosen by cross-validation over the references).
         alpha: Option<f64>,
+        /// Spatial context scales, cell sides in micrometres (None: chosen by
+        /// cross-validation among the prefixes of [`RIDGE_CONTEXT_UM`]; empty: none).
+        context_um: Option<Vec<f64>>,
     },
 }
 
-pub use ridge::{RIDGE_ALPHAS, RIDGE_DEFAULT_ALPHA, RidgeFit};
+pub use ridge::{RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, RidgeFit};
 
 /// Predicted expression of every patch of a sample.
 #[derive(Debug, Clone)]
@@ -56,6 +60,8 @@ pub struct Predictions {
     pub expression: Vec<f32>,
     /// How `expression` was made.
     pub method: Method,
+    /// How the ridge readout was fitted ([`Method::Ridge`] only).
+    pub ridge: Option<RidgeFit>,
 }
 
 impl std::fmt::Display for Predictions {
@@ -65,9 +71,24 @@ impl std::fmt::Display for Predictions {
             Method::Knn { k, reference } => {
                 format!("{k} nearest spots of {}", reference.join(", "))
             }
-            Method::Ridge { reference, alpha } => format!(
-                "ridge readout{} fitted on {}",
+            Method::Ridge {
+                reference,
+                alpha,
+                context_um,
+            } => format!(
+                "ridge readout{}{} fitted on {}",
                 alpha.map(|a| format!(" (alpha {a})")).unwrap_or_default(),
+                context_um
+                    .as_ref()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| format!(
+                        " with context at {} um",
+                        c.iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .unwrap_or_default(),
                 reference.join(", ")
             ),
             Method::Predictor => "predictor head".to_string(),
@@ -98,8 +119,12 @@ pub fn predict(store: &Store, sample: &str, method: &Method) -> Result<Predictio
             }
             p.use_knn(store, reference, *k)?;
         }
-        Method::Ridge { reference, alpha } => {
-            p.use_ridge(store, reference, *alpha)?;
+        Method::Ridge {
+            reference,
+            alpha,
+            context_um,
+        } => {
+            p.use_ridge(store, reference, *alpha, context_um.as_deref())?;
         }
     }
     Ok(p)
@@ -157,6 +182,7 @@ impl Predictions {
             patches,
             expression,
             method: Method::Predictor,
+            ridge: None,
         })
     }
 
@@ -286,6 +312,7 @@ impl Predictions {
                 out
             })
             .collect();
+        self.ridge = None;
         self.method = Method::Knn {
             k,
             reference: reference.to_vec(),

@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::context::Context;
 use super::{Method, Predictions};
 use crate::catalog::SpotRecord;
 use crate::engine::Store;
@@ -22,6 +23,13 @@ pub const RIDGE_ALPHAS: [f64; 9] = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 
 /// Penalty used when there is a single reference sample (no fold to choose on).
 pub const RIDGE_DEFAULT_ALPHA: f64 = 100.0;
 
+/// Context scales (cell sides, micrometres) whose prefixes cross-validation chooses
+/// among: cells of 200 and 400 um average the patches within roughly 300 and 600 um.
+pub const RIDGE_CONTEXT_UM: [f64; 2] = [200.0, 400.0];
+
+/// Most context scales a readout takes.
+const MAX_SCALES: usize = 4;
+
 /// Fewest reference spots inside the sample's patches that a fit accepts.
 const MIN_SPOTS: usize = 10;
 
@@ -30,12 +38,14 @@ const MIN_SPOTS: usize = 10;
 pub struct RidgeFit {
     /// The penalty used.
     pub alpha: f64,
+    /// The context scales used (cell sides in micrometres; empty: none).
+    pub context_um: Vec<f64>,
     /// Mean held-out PCC of the chosen penalty over the reference folds (None when
     /// the penalty was given or there is one reference sample).
     pub cv_pcc: Option<f64>,
     /// Reference spots fitted on (those inside the sample's patches).
     pub spots: usize,
-    /// Features per patch (embedding + hidden representation).
+    /// Features per patch (embedding + hidden representation + context).
     pub features: usize,
 }
 
@@ -48,6 +58,7 @@ struct Fit {
 }
 
 impl Fit {
+    /// The prediction for the features `x` (its first `mu_x.len()` values) into `out`.
     fn predict(&self, x: &[f64], out: &mut [f64]) {
         out.copy_from_slice(&self.mu_y);
         let g = out.len();
@@ -72,7 +83,7 @@ fn mean_rows(rows: &[Vec<f64>], idx: &[usize], width: usize) -> Vec<f64> {
     m
 }
 
-/// Centred Gram matrix and cross-products of the rows `idx`: (X'X, X'Y, means).
+/// Centred Gram matrix and cross-products of some rows: X'X, X'Y and the means.
 struct Normal {
     xtx: Vec<f64>,
     xty: Vec<f64>,
@@ -80,36 +91,99 @@ struct Normal {
     mu_y: Vec<f64>,
 }
 
-fn normal(x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> Normal {
-    let (f, g) = (x[0].len(), y[0].len());
-    let mu_x = mean_rows(x, idx, f);
-    let mu_y = mean_rows(y, idx, g);
-    let xtx = cross(x, &mu_x, x, &mu_x, idx);
-    let xty = cross(x, &mu_x, y, &mu_y, idx);
-    Normal {
-        xtx,
-        xty,
-        mu_x,
-        mu_y,
+/// Raw sums of some rows (count, sum x, sum y, sum x x', sum x y'), which add across
+/// groups of rows: a cross-validation fold's normal equations are the sum of the
+/// other groups' sums, centred once, so each row is read once, not once per fold.
+#[derive(Clone)]
+struct Sums {
+    n: f64,
+    sx: Vec<f64>,
+    sy: Vec<f64>,
+    /// features x features, row-major.
+    sxx: Vec<f64>,
+    /// features x genes, row-major.
+    sxy: Vec<f64>,
+}
+
+impl Sums {
+    /// The sums over the rows `idx` of `x` and `y`.
+    fn of(x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> Sums {
+        let (f, g) = (x[0].len(), y[0].len());
+        let outer = |z: &[Vec<f64>], w: usize| -> Vec<f64> {
+            (0..f)
+                .into_par_iter()
+                .flat_map_iter(|a| {
+                    let mut row = vec![0.0; w];
+                    for &i in idx {
+                        let v = x[i][a];
+                        for (r, b) in row.iter_mut().zip(&z[i]) {
+                            *r += v * b;
+                        }
+                    }
+                    row
+                })
+                .collect()
+        };
+        let total = |z: &[Vec<f64>], w: usize| -> Vec<f64> {
+            let mut t = vec![0.0; w];
+            for &i in idx {
+                t.iter_mut().zip(&z[i]).for_each(|(a, b)| *a += b);
+            }
+            t
+        };
+        Sums {
+            n: idx.len() as f64,
+            sx: total(x, f),
+            sy: total(y, g),
+            sxx: outer(x, f),
+            sxy: outer(y, g),
+        }
+    }
+
+    /// The sums of several groups together.
+    fn add(parts: &[&Sums]) -> Sums {
+        let mut s = parts[0].clone();
+        for p in &parts[1..] {
+            s.n += p.n;
+            let pairs = [
+                (&mut s.sx, &p.sx),
+                (&mut s.sy, &p.sy),
+                (&mut s.sxx, &p.sxx),
+                (&mut s.sxy, &p.sxy),
+            ];
+            for (a, b) in pairs {
+                a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+            }
+        }
+        s
+    }
+
+    /// The centred normal equations of the first `w` features.
+    fn normal(&self, w: usize) -> Normal {
+        let (f, g) = (self.sx.len(), self.sy.len());
+        let n = self.n.max(1.0);
+        let mu_x: Vec<f64> = self.sx[..w].iter().map(|v| v / n).collect();
+        let mu_y: Vec<f64> = self.sy.iter().map(|v| v / n).collect();
+        let mut xtx = Vec::with_capacity(w * w);
+        let mut xty = Vec::with_capacity(w * g);
+        for a in 0..w {
+            let c = n * mu_x[a];
+            xtx.extend((0..w).map(|b| self.sxx[a * f + b] - c * mu_x[b]));
+            xty.extend((0..g).map(|t| self.sxy[a * g + t] - c * mu_y[t]));
+        }
+        Normal {
+            xtx,
+            xty,
+            mu_x,
+            mu_y,
+        }
     }
 }
 
-/// Centred cross-products of the rows `idx`: (x - mu_x)' (z - mu_z), row-major
-/// (x's width x z's width); X'X with `z = x`, X'Y with `z = y`.
-fn cross(x: &[Vec<f64>], mu_x: &[f64], z: &[Vec<f64>], mu_z: &[f64], idx: &[usize]) -> Vec<f64> {
-    (0..mu_x.len())
-        .into_par_iter()
-        .flat_map_iter(|a| {
-            let mut row = vec![0.0; mu_z.len()];
-            for &i in idx {
-                let da = x[i][a] - mu_x[a];
-                for (r, (v, m)) in row.iter_mut().zip(z[i].iter().zip(mu_z)) {
-                    *r += da * (v - m);
-                }
-            }
-            row
-        })
-        .collect()
+/// The centred normal equations of the rows `idx` over all features.
+#[cfg(test)]
+fn normal(x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> Normal {
+    Sums::of(x, y, idx).normal(x[0].len())
 }
 
 /// Solve (X'X + alpha I) W = X'Y by Cholesky; None if not positive definite.
@@ -190,16 +264,22 @@ impl Predictions {
     /// the `reference` spot samples, which must be measured on this sample (their
     /// centres inside its patches; spots outside every patch are left out, and a
     /// reference with fewer than half its spots inside is an error). Features per
-    /// patch: the stored embedding and the predictor's hidden representation,
+    /// patch: the stored embedding and the predictor's hidden representation, and the
+    /// mean embedding of the patches around it at each `context_um` scale (cell side in
+    /// micrometres, the 3 x 3 cells around the patch in its slab; see `context.rs`),
     /// standardised over the reference spots (each spot: the mean over the patches
     /// containing it, as at prediction time). `alpha`: the penalty, or None to choose
-    /// it among [`RIDGE_ALPHAS`] by leave-one-reference-sample-out CV (mean per-gene
-    /// PCC), [`RIDGE_DEFAULT_ALPHA`] with one reference sample.
+    /// it among [`RIDGE_ALPHAS`]; `context_um`: the scales, or None to choose among the
+    /// prefixes of [`RIDGE_CONTEXT_UM`] (none, the first, both). Choices are made by
+    /// leave-one-reference-sample-out CV (mean per-gene PCC); with one reference
+    /// sample, [`RIDGE_DEFAULT_ALPHA`] and all of [`RIDGE_CONTEXT_UM`]. The fit is also
+    /// kept in `self.ridge`.
     pub fn use_ridge(
         &mut self,
         store: &Store,
         reference: &[String],
         alpha: Option<f64>,
+        context_um: Option<&[f64]>,
     ) -> Result<RidgeFit> {
         if reference.is_empty() {
             return Err(Error::arg(
@@ -215,16 +295,49 @@ impl Predictions {
                 format!("{a} is not a penalty in (0, 1e12]"),
             ));
         }
+        if let Some(c) = context_um {
+            if c.len() > MAX_SCALES {
+                return Err(Error::arg(
+                    "context_um",
+                    format!("{} context scales given; at most {MAX_SCALES}", c.len()),
+                ));
+            }
+            if let Some(v) = c
+                .iter()
+                .find(|v| !(v.is_finite() && **v > 0.0 && **v <= 1e6))
+            {
+                return Err(Error::arg(
+                    "context_um",
+                    format!("{v} is not a cell side in (0, 1e6] micrometres"),
+                ));
+            }
+        }
+        let scales: Vec<f64> = context_um.unwrap_or(&RIDGE_CONTEXT_UM).to_vec();
         let (emb, dim) = self.embeddings(store)?;
         let h = self.hidden_dim();
         let hidden = self.hidden();
-        let f = dim + h;
+        let base = dim + h;
         let g = self.genes.len();
-        let patch = |i: usize| {
-            emb[i * dim..(i + 1) * dim]
+        let ctx = Context::new(
+            &self.patches.records,
+            self.sample.model_voxel_um,
+            &scales,
+            dim,
+            |i, out| {
+                for (o, v) in out.iter_mut().zip(&emb[i * dim..(i + 1) * dim]) {
+                    *o = *v as f64;
+                }
+            },
+        );
+        let f = base + ctx.len();
+        let row = |i: usize, out: &mut [f64]| {
+            let own = emb[i * dim..(i + 1) * dim]
                 .iter()
-                .chain(&hidden[i * h..(i + 1) * h])
-                .map(|&v| v as f64)
+                .chain(&hidden[i * h..(i + 1) * h]);
+            for (o, v) in out.iter_mut().zip(own) {
+                *o = *v as f64;
+            }
+            ctx.write(i, &mut out[base..]);
         };
         let (mut x, mut y, mut group) = (Vec::new(), Vec::new(), Vec::new());
         for (gi, s) in reference.iter().enumerate() {
@@ -250,18 +363,18 @@ impl Predictions {
                     ),
                 ));
             }
+            let mut buf = vec![0.0; f];
             for ((_, expr), idx) in kept.iter().zip(&inside) {
                 if idx.is_empty() {
                     continue;
                 }
-                let mut row = vec![0.0; f];
+                let mut r = vec![0.0; f];
                 for &i in idx {
-                    for (r, v) in row.iter_mut().zip(patch(i)) {
-                        *r += v;
-                    }
+                    row(i, &mut buf);
+                    r.iter_mut().zip(&buf).for_each(|(a, b)| *a += b);
                 }
-                row.iter_mut().for_each(|r| *r /= idx.len() as f64);
-                x.push(row);
+                r.iter_mut().for_each(|a| *a /= idx.len() as f64);
+                x.push(r);
                 y.push(cols.iter().map(|&c| expr[c] as f64).collect::<Vec<f64>>());
                 group.push(gi);
             }
@@ -291,38 +404,80 @@ impl Predictions {
                 *v = (*v - m) / s;
             }
         }
-        let groups = reference.len();
-        let (alpha, cv_pcc) = match alpha {
-            Some(a) => (a, None),
-            None if groups < 2 => (RIDGE_DEFAULT_ALPHA, None),
-            None => {
-                let folds: Vec<(Normal, Vec<usize>)> = (0..groups)
-                    .filter_map(|gi| {
-                        let test: Vec<usize> =
-                            all.iter().copied().filter(|&i| group[i] == gi).collect();
-                        let train: Vec<usize> =
-                            all.iter().copied().filter(|&i| group[i] != gi).collect();
-                        (test.len() >= 2 && train.len() >= MIN_SPOTS)
-                            .then(|| (normal(&x, &y, &train), test))
-                    })
-                    .collect();
-                let mut best = (RIDGE_DEFAULT_ALPHA, f64::NEG_INFINITY);
-                for a in RIDGE_ALPHAS {
-                    let scores: Vec<f64> = folds
-                        .iter()
-                        .filter_map(|(n, test)| solve(n, a).map(|fit| mean_pcc(&fit, &x, &y, test)))
-                        .collect();
-                    if scores.len() == folds.len() && !scores.is_empty() {
-                        let m = scores.iter().sum::<f64>() / scores.len() as f64;
-                        if m > best.1 {
-                            best = (a, m);
-                        }
-                    }
-                }
-                (best.0, best.1.is_finite().then_some(best.1))
-            }
+        // Candidate feature sets: the own features and the first k context scales.
+        let width = |k: usize| base + k * dim;
+        let ks: Vec<usize> = match context_um {
+            Some(c) => vec![c.len()],
+            None => (0..=scales.len()).collect(),
         };
-        let fit = solve(&normal(&x, &y, &all), alpha).ok_or_else(|| {
+        let groups: Vec<Sums> = (0..reference.len())
+            .map(|gi| {
+                let idx: Vec<usize> = all.iter().copied().filter(|&i| group[i] == gi).collect();
+                Sums::of(&x, &y, &idx)
+            })
+            .collect();
+        let total = Sums::add(&groups.iter().collect::<Vec<_>>());
+        let alphas: Vec<f64> = alpha.map_or(RIDGE_ALPHAS.to_vec(), |a| vec![a]);
+        let choose = ks.len() > 1 || alphas.len() > 1;
+        let (k, alpha, cv_pcc) = if !choose {
+            (ks[0], alphas[0], None)
+        } else if reference.len() < 2 {
+            (
+                *ks.last().unwrap_or(&0),
+                alpha.unwrap_or(RIDGE_DEFAULT_ALPHA),
+                None,
+            )
+        } else {
+            let folds: Vec<(Sums, Vec<usize>)> = (0..reference.len())
+                .filter_map(|gi| {
+                    let test: Vec<usize> =
+                        all.iter().copied().filter(|&i| group[i] == gi).collect();
+                    let train: Vec<&Sums> = (0..reference.len())
+                        .filter(|&o| o != gi)
+                        .map(|o| &groups[o])
+                        .collect();
+                    let n_train = all.len() - test.len();
+                    (test.len() >= 2 && n_train >= MIN_SPOTS).then(|| (Sums::add(&train), test))
+                })
+                .collect();
+            let cands: Vec<(usize, f64)> = ks
+                .iter()
+                .flat_map(|&k| alphas.iter().map(move |&a| (k, a)))
+                .collect();
+            let scores: Vec<Option<f64>> = cands
+                .par_iter()
+                .map(|&(k, a)| {
+                    let s: Vec<f64> = folds
+                        .iter()
+                        .filter_map(|(sums, test)| {
+                            solve(&sums.normal(width(k)), a).map(|fit| mean_pcc(&fit, &x, &y, test))
+                        })
+                        .collect();
+                    (s.len() == folds.len() && !s.is_empty())
+                        .then(|| s.iter().sum::<f64>() / s.len() as f64)
+                })
+                .collect();
+            if std::env::var("VX_RIDGE_DEBUG").is_ok() {
+                for (c, s) in cands.iter().zip(&scores) {
+                    eprintln!("cv k={} alpha={} pcc={:?}", c.0, c.1, s);
+                }
+            }
+            let mut best = (
+                *ks.last().unwrap_or(&0),
+                RIDGE_DEFAULT_ALPHA,
+                f64::NEG_INFINITY,
+            );
+            for (&(k, a), s) in cands.iter().zip(&scores) {
+                if let Some(s) = s
+                    && *s > best.2
+                {
+                    best = (k, a, *s);
+                }
+            }
+            (best.0, best.1, best.2.is_finite().then_some(best.2))
+        };
+        let w = width(k);
+        let weights = solve(&total.normal(w), alpha).ok_or_else(|| {
             Error::arg(
                 "alpha",
                 format!("the ridge system is singular at alpha = {alpha}"),
@@ -331,25 +486,31 @@ impl Predictions {
         self.expression = (0..self.len())
             .into_par_iter()
             .flat_map_iter(|i| {
-                let z: Vec<f64> = patch(i)
-                    .zip(mu.iter().zip(&sd))
-                    .map(|(v, (m, s))| (v - m) / s)
-                    .collect();
+                let mut z = vec![0.0; f];
+                row(i, &mut z);
+                for ((v, m), s) in z.iter_mut().zip(&mu).zip(&sd) {
+                    *v = (*v - m) / s;
+                }
                 let mut out = vec![0.0; g];
-                fit.predict(&z, &mut out);
+                weights.predict(&z[..w], &mut out);
                 out.into_iter().map(|v| v as f32)
             })
             .collect();
+        let context = scales[..k].to_vec();
         self.method = Method::Ridge {
             reference: reference.to_vec(),
             alpha: Some(alpha),
+            context_um: Some(context.clone()),
         };
-        Ok(RidgeFit {
+        let fit = RidgeFit {
             alpha,
+            context_um: context,
             cv_pcc,
             spots: x.len(),
-            features: f,
-        })
+            features: w,
+        };
+        self.ridge = Some(fit.clone());
+        Ok(fit)
     }
 }
 
@@ -419,6 +580,31 @@ mod tests {
             assert!((fit.w[0] - sxy / (sxx + alpha)).abs() < 1e-12);
         }
         assert!(solve(&normal(&x, &y, &all), -100.0).is_none());
+    }
+
+    #[test]
+    fn group_sums_add_up_and_a_prefix_is_the_fit_of_the_first_features() {
+        let (x, y, _) = data(90, 6, 0.3, 3);
+        let all: Vec<usize> = (0..90).collect();
+        let (a, b): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| i % 3 == 0);
+        let (sa, sb) = (Sums::of(&x, &y, &a), Sums::of(&x, &y, &b));
+        let whole = normal(&x, &y, &all);
+        let added = Sums::add(&[&sa, &sb]).normal(6);
+        for (u, v) in whole
+            .xtx
+            .iter()
+            .zip(&added.xtx)
+            .chain(whole.xty.iter().zip(&added.xty))
+        {
+            assert!((u - v).abs() < 1e-9, "{u} vs {v}");
+        }
+        // The first 4 features' normal equations = those of x cut to 4 columns.
+        let cut: Vec<Vec<f64>> = x.iter().map(|r| r[..4].to_vec()).collect();
+        let (p, q) = (Sums::of(&x, &y, &all).normal(4), normal(&cut, &y, &all));
+        assert_eq!(p.xtx.len(), 16);
+        for (u, v) in p.xtx.iter().zip(&q.xtx).chain(p.xty.iter().zip(&q.xty)) {
+            assert!((u - v).abs() < 1e-9, "{u} vs {v}");
+        }
     }
 
     #[test]

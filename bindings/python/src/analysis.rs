@@ -10,17 +10,26 @@ use crate::convert::{OrRaise, array, err, serialised};
 use crate::results::{PyQueryResult, predictions_dict};
 
 /// The prediction method of the keyword arguments: the predictor head, `knn`
-/// nearest reference spots, or the `ridge` readout fitted on the reference spots.
+/// nearest reference spots, or the `ridge` readout fitted on the reference spots
+/// (`alpha` its penalty and `context_um` its context scales, `[]` for none; None:
+/// chosen by cross-validation).
 fn method(
     knn: Option<usize>,
     reference: Vec<String>,
     ridge: bool,
     alpha: Option<f64>,
+    context_um: Option<Vec<f64>>,
 ) -> PyResult<vx::Method> {
     if alpha.is_some() && !ridge {
         return Err(err(vx::Error::arg(
             "alpha",
             "alpha is the penalty of ridge=True",
+        )));
+    }
+    if context_um.is_some() && !ridge {
+        return Err(err(vx::Error::arg(
+            "context_um",
+            "context_um are the context scales of ridge=True",
         )));
     }
     Ok(match (knn, ridge) {
@@ -31,7 +40,11 @@ fn method(
             )));
         }
         (Some(k), false) => vx::Method::Knn { k, reference },
-        (None, true) => vx::Method::Ridge { reference, alpha },
+        (None, true) => vx::Method::Ridge {
+            reference,
+            alpha,
+            context_um,
+        },
         (None, false) => vx::Method::Predictor,
     })
 }
@@ -156,7 +169,8 @@ impl PyStore {
 
     /// Predicted expression of every patch of a sample (predictor head, `knn`
     /// nearest spots of the `reference` samples, or the `ridge` readout fitted on them).
-    #[pyo3(signature = (sample, knn=None, reference=vec![], ridge=false, alpha=None))]
+    #[pyo3(signature = (sample, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None))]
+    #[allow(clippy::too_many_arguments)]
     fn predict(
         &self,
         py: Python<'_>,
@@ -165,9 +179,10 @@ impl PyStore {
         reference: Vec<String>,
         ridge: bool,
         alpha: Option<f64>,
+        context_um: Option<Vec<f64>>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference, ridge, alpha)?;
+        let method = method(knn, reference, ridge, alpha, context_um)?;
         let p = py.detach(|| vx::predict(&s, &sample, &method)).or_raise()?;
         predictions_dict(py, &p)
     }
@@ -221,7 +236,7 @@ impl PyStore {
 
     /// Predicted against measured expression at the spots: the numbers of
     /// `vortexdb eval --json`.
-    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None))]
+    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,
@@ -236,9 +251,10 @@ impl PyStore {
         reference: Vec<String>,
         ridge: bool,
         alpha: Option<f64>,
+        context_um: Option<Vec<f64>>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference, ridge, alpha)?;
+        let method = method(knn, reference, ridge, alpha, context_um)?;
         let opts = vx::EvalOptions {
             spots,
             genes,
@@ -257,7 +273,7 @@ impl PyStore {
 
     /// The sample as a SpatialData Zarr store at `out` (what `vortexdb export` writes);
     /// returns what was written and what was left out.
-    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![], ridge=false, alpha=None))]
+    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None))]
     #[allow(clippy::too_many_arguments)]
     fn export_spatialdata(
         &self,
@@ -271,9 +287,10 @@ impl PyStore {
         reference: Vec<String>,
         ridge: bool,
         alpha: Option<f64>,
+        context_um: Option<Vec<f64>>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference, ridge, alpha)?;
+        let method = method(knn, reference, ridge, alpha, context_um)?;
         let q = query.map(|q| q.shared());
         let r = py
             .detach(|| {

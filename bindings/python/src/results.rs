@@ -132,13 +132,15 @@ impl PyQueryResult {
     }
 }
 
-/// Predictions as a dictionary: sample, method, genes, patch ids and origins, tissue
-/// fractions, the expression matrix and the hidden representation.
+/// Predictions as a dictionary: sample, method, the ridge fit (None unless ridge),
+/// genes, patch ids and origins, tissue fractions, the expression matrix and the
+/// hidden representation.
 pub fn predictions_dict(py: Python<'_>, p: &vx::Predictions) -> PyResult<Py<PyAny>> {
     let n = p.len();
     let d = PyDict::new(py);
     d.set_item("sample", &p.sample.id)?;
     d.set_item("method", serialised(py, &p.method)?)?;
+    d.set_item("ridge", serialised(py, &p.ridge)?)?;
     d.set_item("genes", p.genes.clone())?;
     d.set_item("ids", array(py, p.patches.ids.clone(), &[n])?)?;
     let origins: Vec<i64> = p.patches.records.iter().flat_map(|r| r.origin).collect();
