@@ -87,21 +87,32 @@ def test_eval_numbers_equal_the_cli(stores):
 
 
 def test_ridge_readout_equals_the_cli(stores):
-    """``evaluate(ridge=True, reference=...)`` gives ``vortexdb eval --ridge`` numbers and
-    the penalty chosen; ``predict(ridge=True)`` an AnnData of the same shape as the
-    predictor's; mixing methods is refused."""
+    """``evaluate(ridge=True, reference=...)`` gives ``vortexdb eval --ridge`` numbers, the
+    penalty and context chosen and the fit (with ``context_um=[]`` as ``--context-um 0``);
+    ``predict(ridge=True)`` an AnnData of the same shape as the predictor's; mixing
+    methods is refused."""
     ref = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7")
+    bare = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7", "--context-um", "0")
     with vortexdb.open(stores["cli"], read_only=True) as db:
         got = db.evaluate("ph7", ridge=True, reference="ph7")
+        got_bare = db.evaluate("ph7", ridge=True, reference="ph7", context_um=[])
         a = db.predict("ph7", ridge=True, reference=["ph7"], alpha=10.0)
         b = db.predict("ph7")
         with pytest.raises(vortexdb.BadInput, match="give one"):
             db.predict("ph7", knn=5, ridge=True, reference="ph7")
         with pytest.raises(vortexdb.BadInput, match="alpha"):
             db.predict("ph7", alpha=1.0)
-    assert got["method"] == ref["method"] == {"Ridge": {"reference": ["ph7"], "alpha": 100.0}}
+        with pytest.raises(vortexdb.BadInput, match="context_um"):
+            db.predict("ph7", context_um=[200.0])
+    assert got["method"] == ref["method"] == {
+        "Ridge": {"reference": ["ph7"], "alpha": 100.0, "context_um": [200.0, 400.0]}
+    }
+    assert got["ridge"] == ref["ridge"] and got_bare["ridge"] == bare["ridge"]
+    assert got_bare["ridge"]["context_um"] == [] and got_bare["ridge"]["features"] < got["ridge"]["features"]
     assert got["report"]["pcc_all"] == pytest.approx(ref["report"]["pcc_all"], rel=1e-6)
+    assert got_bare["report"]["pcc_all"] == pytest.approx(bare["report"]["pcc_all"], rel=1e-6)
     assert a.shape == b.shape and not np.allclose(a.X, b.X)
+    assert a.uns["vortexdb"]["ridge"]["alpha"] == 10.0 and "ridge" not in b.uns["vortexdb"]
 
 
 def test_predict_gives_anndata(stores):

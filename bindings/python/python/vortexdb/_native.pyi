@@ -136,6 +136,7 @@ class Store:
         reference: list[str] = ...,
         ridge: bool = False,
         alpha: float | None = None,
+        context_um: list[float] | None = None,
     ) -> dict[str, Any]: ...
     def domains(
         self,
@@ -158,6 +159,7 @@ class Store:
         reference: list[str] = ...,
         ridge: bool = False,
         alpha: float | None = None,
+        context_um: list[float] | None = None,
     ) -> dict[str, Json]: ...
     def evaluate(
         self,
@@ -171,6 +173,7 @@ class Store:
         reference: list[str] = ...,
         ridge: bool = False,
         alpha: float | None = None,
+        context_um: list[float] | None = None,
     ) -> dict[str, Json]: ...
     def import_vectors(
         self,

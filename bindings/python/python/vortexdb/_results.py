@@ -178,6 +178,8 @@ def predictions_anndata(p: dict) -> anndata.AnnData:
     a.obsm["hidden"] = p["hidden"]
     a.obsm["spatial"] = np.ascontiguousarray(origins[:, [2, 1]]).astype(np.float64)
     a.uns["vortexdb"] = {"sample": p["sample"], "method": p["method"]}
+    if p.get("ridge") is not None:
+        a.uns["vortexdb"]["ridge"] = p["ridge"]
     return a
 
 

@@ -52,6 +52,11 @@ def _names(x: str | Iterable[str] | None) -> list[str]:
     return list(x)
 
 
+def _scales(x: Iterable[float] | None) -> list[float] | None:
+    """Context scales as the native call takes them (None: chosen by the store)."""
+    return None if x is None else [float(v) for v in x]
+
+
 def _volume_arg(v: Any) -> dict:
     """A path or an array, as the native call takes it."""
     if isinstance(v, (str, os.PathLike)):
@@ -445,16 +450,26 @@ class Store:
         reference: str | Iterable[str] | None = None,
         ridge: bool = False,
         alpha: float | None = None,
+        context_um: Iterable[float] | None = None,
     ):
         """Predicted expression of every patch of ``sample`` as AnnData: obs = patches
         (sample, z, y, x in model voxels, tissue), var = predicted genes, X = float32
         predictions (no copy), ``obsm["hidden"]`` = the predictor's hidden
         representation. ``knn`` + ``reference`` use the k-nearest-spots baseline;
         ``ridge=True`` + ``reference`` the ridge readout of the stored features fitted
-        on those spots (measured on this sample; ``alpha`` the penalty, default chosen
-        by leave-one-reference-out cross-validation)."""
+        on those spots (measured on this sample; ``alpha`` the penalty and
+        ``context_um`` the spatial context scales in micrometres, ``[]`` for none, both
+        chosen by leave-one-reference-out cross-validation by default); the fit is in
+        ``uns["vortexdb"]["ridge"]``."""
         return predictions_anndata(
-            self._s.predict(sample, knn=knn, reference=_names(reference), ridge=ridge, alpha=alpha)
+            self._s.predict(
+                sample,
+                knn=knn,
+                reference=_names(reference),
+                ridge=ridge,
+                alpha=alpha,
+                context_um=_scales(context_um),
+            )
         )
 
     def domains(
@@ -493,6 +508,7 @@ class Store:
         reference: str | Iterable[str] | None = None,
         ridge: bool = False,
         alpha: float | None = None,
+        context_um: Iterable[float] | None = None,
     ) -> dict:
         """Write ``sample`` as a SpatialData Zarr store at ``out`` (what ``vortexdb
         export`` writes; ``spatialdata.read_zarr(out)`` opens it): images ``volume``,
@@ -513,6 +529,7 @@ class Store:
             reference=_names(reference),
             ridge=ridge,
             alpha=alpha,
+            context_um=_scales(context_um),
         )
 
     def evaluate(
@@ -528,10 +545,12 @@ class Store:
         reference: str | Iterable[str] | None = None,
         ridge: bool = False,
         alpha: float | None = None,
+        context_um: Iterable[float] | None = None,
     ) -> dict:
         """Predicted against measured expression at the spots of ``spots`` (default:
         the sample's): the numbers of ``vortexdb eval --json`` (PCC, SSIM, Moran's I,
-        ...). ``pandas.DataFrame(result["genes"])`` gives the per-gene table."""
+        ...), and under ``"ridge"`` how the ridge readout was fitted.
+        ``pandas.DataFrame(result["genes"])`` gives the per-gene table."""
         return self._s.evaluate(
             sample,
             spots=spots,
@@ -543,6 +562,7 @@ class Store:
             reference=_names(reference),
             ridge=ridge,
             alpha=alpha,
+            context_um=_scales(context_um),
         )
 
     # -- raw vectors --------------------------------------------------------------
