@@ -1,10 +1,11 @@
 //! The ridge readout: predicted expression as a linear map of what the store holds for
-//! each patch (its embedding and the predictor's hidden representation), fitted on
-//! reference spots measured on the same sample. The map is fitted on exactly the
-//! features the store serves (every overlapping patch averaged over a spot), which the
-//! predictor head, trained on one spot-centred patch per spot, never saw; the penalty
-//! is chosen by leave-one-reference-sample-out cross-validation. It is the store's
-//! twin of the HEST-style linear probe, over every predicted gene.
+//! each patch (its embedding and the predictor's hidden representation) and around it
+//! (the mean embedding of its neighbourhood at one or more scales, `context.rs`),
+//! fitted on reference spots measured on the same sample. The map is fitted on exactly
+//! the features the store serves (every overlapping patch averaged over a spot), which
+//! the predictor head, trained on one spot-centred patch per spot, never saw; the
+//! penalty and context are chosen by leave-one-reference-sample-out cross-validation.
+//! It is the store's twin of the HEST-style linear probe, over every predicted gene.
 //!
 //! The solve is a Cholesky factorisation of the (features x features) normal equations,
 //! written here: features are a few hundred, and the crate takes no LAPACK dependency.
@@ -40,8 +41,8 @@ pub struct RidgeFit {
     pub alpha: f64,
     /// The context scales used (cell sides in micrometres; empty: none).
     pub context_um: Vec<f64>,
-    /// Mean held-out PCC of the chosen penalty over the reference folds (None when
-    /// the penalty was given or there is one reference sample).
+    /// Mean held-out PCC of the chosen penalty and context over the reference folds
+    /// (None when both were given or there is one reference sample).
     pub cv_pcc: Option<f64>,
     /// Reference spots fitted on (those inside the sample's patches).
     pub spots: usize,
@@ -140,7 +141,7 @@ impl Sums {
         }
     }
 
-    /// The sums of several groups together.
+    /// The sums of several groups together (`parts` not empty).
     fn add(parts: &[&Sums]) -> Sums {
         let mut s = parts[0].clone();
         for p in &parts[1..] {
@@ -437,7 +438,8 @@ impl Predictions {
                         .map(|o| &groups[o])
                         .collect();
                     let n_train = all.len() - test.len();
-                    (test.len() >= 2 && n_train >= MIN_SPOTS).then(|| (Sums::add(&train), test))
+                    (test.len() >= 2 && n_train >= MIN_SPOTS && !train.is_empty())
+                        .then(|| (Sums::add(&train), test))
                 })
                 .collect();
             let cands: Vec<(usize, f64)> = ks
