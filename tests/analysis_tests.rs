@@ -521,6 +521,10 @@ fn ridge_readout_fits_reference_spots_and_bad_arguments_are_explained() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert!(v["patches"].as_u64().unwrap() > 1000 && pq.exists());
+    assert_eq!(
+        v["ridge"], ridge["ridge"],
+        "predict reports the same fit as eval"
+    );
 
     let bad = dir.path().join("bad.parquet");
     for (extra, needles) in [

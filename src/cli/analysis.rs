@@ -112,7 +112,7 @@ pub fn predict(a: &PredictArgs, json: bool) -> Result<()> {
         )?);
     }
     let v = json!({"sample": a.sample, "patches": pred.len(), "genes": pred.genes.len(),
-                   "method": pred.method});
+                   "method": pred.method, "ridge": pred.ridge});
     emit_files(json, v, &pred, &files);
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 
@@ -80,7 +79,10 @@ def test_ctrl_c_stops_an_ingest_cleanly_and_it_resumes(phantom, tmp_path):
     def ctrl_c(done, total, stored):
         calls.append(done)
         if len(calls) == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+            # What Ctrl-C does: a SIGINT, here raised in this thread so that it is
+            # delivered before the callback returns (os.kill may hand it to any thread
+            # of the process, and then land after the last batch).
+            signal.raise_signal(signal.SIGINT)
 
     with vortexdb.create(tmp_path / "db") as db:
         db.add_model("default")
