@@ -79,11 +79,19 @@ def test_ctrl_c_stops_an_ingest_cleanly_and_it_resumes(phantom, tmp_path):
     def ctrl_c(done, total, stored):
         calls.append(done)
         if len(calls) == 1:
-            # What Ctrl-C does: a SIGINT, here raised in this thread so that it is
-            # delivered before the callback returns (os.kill may hand it to any thread
-            # of the process, and then land after the last batch).
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does
 
+    # Python's own Ctrl-C handler, whatever this process inherited: a job started in
+    # the background by a non-interactive shell (a CI runner) starts with SIGINT
+    # ignored, and then the signal never arrives.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_and_resume(vol, full, ctrl_c, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_and_resume(vol, full, ctrl_c, tmp_path):
     with vortexdb.create(tmp_path / "db") as db:
         db.add_model("default")
         with pytest.raises(errors.Interrupted) as e:
