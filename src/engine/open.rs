@@ -303,7 +303,27 @@ fn acquire_lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    match f.try_lock() {
+    // A lock that names this very process and that no handle of ours holds is a copy
+    // of our descriptor inherited by a child between its fork and exec (flock locks
+    // follow the open file, and CLOEXEC closes it only at exec): it goes away within
+    // moments, so such a lock is retried briefly before it is reported.
+    let mut tries = 0;
+    let locked = loop {
+        match f.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
+                let mut pid = String::new();
+                let _ = f.rewind().and_then(|_| f.read_to_string(&mut pid));
+                if pid.trim() != std::process::id().to_string() {
+                    break f.try_lock();
+                }
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    let _ = f.rewind();
+    match locked {
         Ok(()) => {
             f.set_len(0).map_err(|e| Error::io(&path, e))?;
             f.rewind().map_err(|e| Error::io(&path, e))?;
