@@ -314,7 +314,7 @@ fn acquire_lock(dir: &Path) -> Result<File> {
                 let mut pid = String::new();
                 let _ = f.rewind().and_then(|_| f.read_to_string(&mut pid));
                 if pid.trim() != std::process::id().to_string() {
-                    break f.try_lock();
+                    break Err(std::fs::TryLockError::WouldBlock);
                 }
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
