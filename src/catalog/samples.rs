@@ -7,7 +7,7 @@ use super::tables::SAMPLES;
 use super::{IngestStatus, SampleKind};
 use crate::codec;
 use crate::engine::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::names::valid_id;
 
 /// A sample (one volume or section stack) and the state of its ingest.
@@ -73,5 +73,16 @@ impl Store {
     /// Every sample.
     pub fn samples(&self) -> Result<Vec<SampleRecord>> {
         self.all_raw(SAMPLES, "sample record")
+    }
+
+    /// A sample's record, or a clear error listing the known samples.
+    pub fn require_sample(&self, sample: &str) -> Result<SampleRecord> {
+        self.sample(sample)?.ok_or_else(|| {
+            let known: Vec<String> = self
+                .samples()
+                .map(|v| v.into_iter().map(|s| s.id).collect())
+                .unwrap_or_default();
+            Error::unknown_sample("sample", sample, known)
+        })
     }
 }

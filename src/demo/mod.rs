@@ -5,6 +5,7 @@
 //! self-contained HTML report (`report.html`, images inlined) with the raw outputs and
 //! `summary.json` (the [`DemoReport`]) beside it.
 
+mod html;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::export::{write_json, write_png, write_predictions_parquet};
 use crate::ingest::{IngestOptions, SpotOptions, ingest_spots, ingest_volume};
 use crate::metrics::compare::compare;
-use crate::metrics::{adjusted_rand_index, roc_auc};
 use crate::model::{Device, RunOptions};
 use crate::phantom::{COMPARTMENTS, PhantomParams};
 use crate::predict::Predictions;
@@ -29,6 +29,7 @@ use crate::query::heatmap::{Heatmap, auto_downsample, heatmap, overlay};
 use crate::query::{GeneQuery, gene_profile, rank_patches};
 use crate::render::{PALETTE, domain_slice, underlay};
 use crate::spots::{SpotFormat, SpotPaths, read_spots};
+use crate::stats::{adjusted_rand_index, roc_auc};
 
 /// File inside a store the demo made: only such a store is replaced by the next run.
 pub const DEMO_MARKER: &str = "DEMO_STORE";
@@ -492,7 +493,7 @@ pub fn run_demo(opts: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<DemoRep
     // the f64 of their value, keys in order).
     let value = serde_json::to_value(&summary).map_err(|e| Error::bad_file(dir, e.to_string()))?;
     write_json(&dir.join("summary.json"), &value)?;
-    let html = crate::render::report_html(dir, &summary, hne.as_deref())?;
+    let html = html::report_html(dir, &summary, hne.as_deref())?;
     let rp = dir.join("report.html");
     std::fs::write(&rp, html).map_err(|e| Error::io(&rp, e))?;
     (st.say)(&format!("done in {secs:.1} s"));

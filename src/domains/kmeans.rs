@@ -477,7 +477,7 @@ mod tests {
             ..Default::default()
         };
         let a = kmeans(&data, 3, &o).unwrap();
-        let ari = crate::metrics::adjusted_rand_index(&a.labels, &truth).unwrap();
+        let ari = crate::stats::adjusted_rand_index(&a.labels, &truth).unwrap();
         assert_eq!(ari, 1.0);
         let b = kmeans(&data, 3, &o).unwrap();
         assert_eq!(a.labels, b.labels);

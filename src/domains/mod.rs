@@ -338,5 +338,5 @@ pub fn ari_against(
             "no patch centre falls on a labelled (non-zero) voxel",
         ));
     }
-    Ok((crate::metrics::adjusted_rand_index(&a, &b)?, a.len()))
+    Ok((crate::stats::adjusted_rand_index(&a, &b)?, a.len()))
 }

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{SpatialWeights, gearys_c, grid_spots, morans_i, nanmean, pearson, spearman, ssim};
 use crate::error::{Error, Result};
+use crate::stats::{
+    SpatialWeights, gearys_c, grid_spots, morans_i, nanmean, pearson, spearman, ssim, ssim_window,
+};
 
 /// What [`evaluate`] compares.
 #[derive(Debug, Clone)]
@@ -228,7 +230,7 @@ pub fn evaluate(inp: &EvalInput<'_>) -> Result<EvalReport> {
             let mv: Vec<f64> = s.idx.iter().map(|&i| m[i]).collect();
             let (a, h, w) = grid_spots(&s.cells, &pv);
             let (b, _, _) = grid_spots(&s.cells, &mv);
-            ssim(&a, &b, h, w, 1.0, super::ssim_window(h, w)).unwrap_or(f64::NAN)
+            ssim(&a, &b, h, w, 1.0, ssim_window(h, w)).unwrap_or(f64::NAN)
         }));
         per_gene.push(GeneEval {
             gene: inp.genes[j].clone(),

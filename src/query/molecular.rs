@@ -205,7 +205,7 @@ impl QueryResult {
         sample: &str,
         downsample: Option<usize>,
     ) -> Result<Heatmap> {
-        self.heatmap_of(&crate::predict::sample_record(store, sample)?, downsample)
+        self.heatmap_of(&store.require_sample(sample)?, downsample)
     }
 
     /// [`QueryResult::heatmap`] of the sample `rec` describes.

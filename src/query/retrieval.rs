@@ -120,7 +120,7 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
     }
     let (query, own_sample, source): (Vec<f32>, Option<String>, String) = match &q.source {
         PatchSource::Stored { sample: s, at: v } => {
-            let rec = crate::predict::sample_record(store, s)?;
+            let rec = store.require_sample(s)?;
             let patch = rec.grid.patch;
             // The query patch lives in its sample's own collection (3D or 2D).
             let collection = rec.collection.clone();

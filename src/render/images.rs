@@ -134,7 +134,7 @@ pub fn spot_maps(c: &Comparison, j: usize) -> image::RgbImage {
         image::RgbImage::from_pixel(2 * pw + s, rows as u32 * s, image::Rgb([255, 255, 255]));
     for (side, m) in [(0u32, &c.predicted), (pw + s, &c.measured)] {
         let v: Vec<f64> = idx.iter().map(|&i| m[i * g + j] as f64).collect();
-        let scaled = crate::metrics::min_max(&v);
+        let scaled = crate::stats::min_max(&v);
         for (&(r, cc), t) in cells.iter().zip(scaled) {
             let col = coolwarm(t as f32);
             for dy in 0..s - 1 {

@@ -35,6 +35,12 @@ pub fn eval_markdown(
         f(r.geary_predicted),
         f(r.geary_measured),
     );
+    if body["in_sample"].as_bool() == Some(true) {
+        s.push_str(
+            "\n**IN-SAMPLE**: the scored spots are also the readout's reference; these \
+             figures are a fit, not a held-out prediction.\n",
+        );
+    }
     if let Some((v, n)) = ari {
         s.push_str(&format!(
             "| domains ARI vs segmentation | {} ({n} patches) |\n",

@@ -1,10 +1,11 @@
 //! The demo's static HTML report: one self-contained page (images inlined as base64)
-//! rendered from the demo's summary, with the figure files beside it.
+//! rendered from the demo's summary, with the figure files beside it. It lives in
+//! `demo` (not `render`) because it renders the demo's own report type.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::demo::DemoReport;
+use super::DemoReport;
 use crate::error::{Error, Result};
 use crate::phantom::COMPARTMENTS;
 use crate::render::PALETTE;
