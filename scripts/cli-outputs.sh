@@ -30,7 +30,7 @@ step predict predict "$S" --sample phantom --out "$OUT/pred.parquet" --genes TUM
 step predict-knn predict "$S" --sample phantom --out "$OUT/pred-knn.parquet" --knn 5 --reference phantom
 step domains domains "$S" --sample phantom --k 4 --segmentation "$D/phantom/labels.npy" --out "$OUT/dom"
 step eval eval "$S" --sample phantom --segmentation "$D/phantom/labels.npy" --out "$OUT/eval"
-step eval-knn eval "$S" --sample phantom --knn 5 --reference phantom --out "$OUT/eval-knn"
+step eval-knn eval "$S" --sample phantom --knn 5 --reference phantom --allow-in-sample --out "$OUT/eval-knn"
 step spots spots export "$S" --sample phantom --out "$OUT/spots"
 python3 - "$OUT/vec.npy" <<'PY'
 import sys, struct

@@ -15,7 +15,7 @@ use vortexdb::{NpyVolume, Store, VolumeSource};
 /// Truth of the phantom's spots: noise-free expected expression per gene (log1p of the
 /// profile normalised to 1e4), by spot id.
 fn truth_expression(ph: &Path) -> (Vec<String>, std::collections::HashMap<String, Vec<f64>>) {
-    use arrow::array::{Array, Float64Array, StringArray};
+    use arrow_array::{Array, Float64Array, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let f = std::fs::File::open(ph.join("truth/spots_truth.parquet")).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
@@ -473,13 +473,29 @@ fn ridge_readout_fits_reference_spots_and_bad_arguments_are_explained() {
         args.extend_from_slice(&["--out", s(&o)]);
         serde_json::from_str(&expect_ok(&args)).unwrap()
     };
+    // Scoring the reference's own spots is refused, naming why and the way out.
+    for method in [&["--ridge"][..], &["--knn", "5"][..]] {
+        let mut args = vec!["eval", s(&db), "--sample", "ph", "--spots", "ph"];
+        args.extend_from_slice(method);
+        args.extend_from_slice(&["--reference", "ph"]);
+        expect_user_error(&args, &["also the readout's reference", "held-out"]);
+    }
     let model = eval(&[], "model");
-    let ridge = eval(&["--ridge", "--reference", "ph"], "ridge");
-    let fixed = eval(&["--ridge", "--reference", "ph", "--alpha", "1e6"], "fixed");
+    let ins = "--allow-in-sample";
+    let ridge = eval(&["--ridge", "--reference", "ph", ins], "ridge");
+    let fixed = eval(
+        &["--ridge", "--reference", "ph", "--alpha", "1e6", ins],
+        "fixed",
+    );
     let bare = eval(
-        &["--ridge", "--reference", "ph", "--context-um", "0"],
+        &["--ridge", "--reference", "ph", "--context-um", "0", ins],
         "bare",
     );
+    // Allowed explicitly, the report says the figure is in-sample; the predictor's is not.
+    assert_eq!(ridge["in_sample"], serde_json::json!(true));
+    assert_eq!(model["in_sample"], serde_json::json!(false));
+    let md = std::fs::read_to_string(dir.path().join("ridge/eval.md")).unwrap();
+    assert!(md.contains("in-sample") || md.contains("IN-SAMPLE"), "{md}");
     let pcc = |v: &serde_json::Value| v["report"]["pcc_all"].as_f64().unwrap();
     eprintln!(
         "pcc model {} ridge {} alpha 1e6 {}",

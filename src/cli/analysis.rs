@@ -187,6 +187,9 @@ pub struct EvalArgs {
     /// A segmentation (NPY of the source volume's shape) to score the stored domains
     /// against (ARI); run `vortexdb domains` first.
     #[arg(long, value_name = "NPY")] pub segmentation: Option<PathBuf>,
+    /// Score spots that are also the --knn / --ridge reference (refused otherwise): the
+    /// report is marked in_sample, a fit rather than a held-out figure.
+    #[arg(long)] pub allow_in_sample: bool,
     /// Output directory: eval.json, eval.md, pcc.png, map_<gene>.png.
     #[arg(long)] pub out: Option<PathBuf>,
     /// Prediction method.
@@ -203,6 +206,7 @@ pub fn eval(a: &EvalArgs, json: bool) -> Result<()> {
         markers: split_list(a.markers.as_deref()),
         smoothed: a.smoothed,
         segmentation: a.segmentation.clone(),
+        allow_in_sample: a.allow_in_sample,
     };
     let ev = evaluate_sample(&store, &pred, &opts)?;
     let mut files = Vec::new();

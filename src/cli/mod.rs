@@ -51,13 +51,16 @@ pub enum Command {
     /// Queries: genes -> morphology heatmaps, expression profiles, similar patches.
     #[command(subcommand)] Query(query::QueryCommand),
     /// Predicted expression of every patch of a sample (Parquet), and 3D volumes of
-    /// chosen genes; by the model's predictor head or the k-nearest-spots baseline.
+    /// chosen genes; by one of three readouts: the model's predictor head (default),
+    /// --knn (k nearest reference spots) or --ridge (fitted on reference spots).
     Predict(analysis::PredictArgs),
     /// Spatial domains: k-means on the predictor's hidden representation of every
     /// patch; a 3D label volume, per-domain summaries, ARI against a segmentation.
     Domains(analysis::DomainsArgs),
-    /// Evaluate predictions against measured spots: PCC (all, top 50, markers), SSIM,
-    /// Spearman of gene variances, Moran's I, Geary's C, domain ARI; JSON + Markdown.
+    /// Evaluate predictions (predictor head, --knn or --ridge readout) against measured
+    /// spots: PCC (all, top 50, markers), SSIM, Spearman of gene variances, Moran's I,
+    /// Geary's C, domain ARI; JSON + Markdown. Spots that are also the readout's
+    /// reference are refused (or, with --allow-in-sample, marked in-sample).
     Eval(analysis::EvalArgs),
     /// A sample as a SpatialData Zarr store (`spatialdata.read_zarr`): its volume,
     /// heatmap and predicted genes as images, domains as labels, patches and spots as

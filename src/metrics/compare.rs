@@ -126,6 +126,10 @@ pub struct EvalOptions {
     /// A segmentation (NPY of the source volume's shape) to score the stored domains
     /// against.
     pub segmentation: Option<PathBuf>,
+    /// Score spots that are also the readout's reference (`--knn` / `--ridge` with the
+    /// scored spot sample among `reference`): refused unless set, and then marked
+    /// `in_sample` in the report. Such a figure is a fit, not a held-out prediction.
+    pub allow_in_sample: bool,
 }
 
 /// The result of [`evaluate_sample`].
@@ -145,6 +149,9 @@ pub struct Evaluation {
     pub comparison: Comparison,
     /// ARI of the stored domains against the segmentation, and the patches scored.
     pub ari: Option<(f64, usize)>,
+    /// The scored spots are also the readout's reference (allowed by
+    /// [`EvalOptions::allow_in_sample`]): the figures are in-sample, not held out.
+    pub in_sample: bool,
 }
 
 /// The JSON body of an evaluation (`eval.json`, `vortexdb --json eval`).
@@ -162,6 +169,8 @@ pub struct EvalSummary<'a> {
     pub ridge: Option<&'a crate::predict::RidgeFit>,
     /// `smoothed` or `normalized`.
     pub measured: &'static str,
+    /// The scored spots were also the readout's reference: an in-sample figure.
+    pub in_sample: bool,
     /// The metrics.
     pub report: &'a EvalReport,
     /// Domain ARI against the segmentation.
@@ -183,6 +192,7 @@ impl Evaluation {
             } else {
                 "normalized"
             },
+            in_sample: self.in_sample,
             report: &self.comparison.report,
             ari: self.ari.map(|x| x.0),
             ari_patches: self.ari.map(|x| x.1),
@@ -221,6 +231,17 @@ impl std::fmt::Display for Evaluation {
                 "\n  domains ARI against the segmentation {v:.3} ({n} patches)"
             )?;
         }
+        if let Some(fit) = &self.ridge {
+            write!(f, "\n  {}", fit.describe())?;
+        }
+        if self.in_sample {
+            write!(
+                f,
+                "\n  IN-SAMPLE: the scored spots of '{}' are also the readout's reference; \
+                 these figures are a fit, not a held-out prediction",
+                self.spots
+            )?;
+        }
         Ok(())
     }
 }
@@ -234,6 +255,17 @@ pub fn evaluate_sample(
 ) -> Result<Evaluation> {
     let sample = pred.sample.id.clone();
     let spots = opts.spots.clone().unwrap_or_else(|| sample.clone());
+    let in_sample = pred.method.reference().contains(&spots);
+    if in_sample && !opts.allow_in_sample {
+        return Err(Error::arg(
+            "reference",
+            format!(
+                "the scored spots '{spots}' are also the readout's reference: such a figure \
+                 is a fit, not a held-out prediction; leave '{spots}' out of the reference \
+                 (or allow an in-sample evaluation explicitly, marked as such)"
+            ),
+        ));
+    }
     let comparison = compare(
         store,
         pred,
@@ -254,6 +286,7 @@ pub fn evaluate_sample(
         smoothed: opts.smoothed,
         comparison,
         ari,
+        in_sample,
     })
 }
 

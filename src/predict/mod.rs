@@ -45,6 +45,17 @@ pub enum Method {
     },
 }
 
+impl Method {
+    /// The reference spot samples the readout was fitted on or looks up (none for the
+    /// predictor head).
+    pub fn reference(&self) -> &[String] {
+        match self {
+            Method::Predictor => &[],
+            Method::Knn { reference, .. } | Method::Ridge { reference, .. } => reference,
+        }
+    }
+}
+
 pub use ridge::{RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, RidgeFit};
 
 /// Predicted expression of every patch of a sample.
@@ -130,21 +141,10 @@ pub fn predict(store: &Store, sample: &str, method: &Method) -> Result<Predictio
     Ok(p)
 }
 
-/// The sample's record, or a clear error listing the known samples.
-pub fn sample_record(store: &Store, sample: &str) -> Result<SampleRecord> {
-    store.sample(sample)?.ok_or_else(|| {
-        let known: Vec<String> = store
-            .samples()
-            .map(|v| v.into_iter().map(|s| s.id).collect())
-            .unwrap_or_default();
-        Error::unknown_sample("sample", sample, known)
-    })
-}
-
 impl Predictions {
     /// The predictor head's output for every patch of `sample`.
     pub fn load(store: &Store, sample: &str) -> Result<Predictions> {
-        let rec = sample_record(store, sample)?;
+        let rec = store.require_sample(sample)?;
         if rec.sample_kind() == Some(crate::catalog::SampleKind::Image) {
             return Err(Error::arg(
                 "sample",

@@ -48,6 +48,37 @@ pub struct RidgeFit {
     pub spots: usize,
     /// Features per patch (embedding + hidden representation + context).
     pub features: usize,
+    /// Cross-validation chose the largest context the grid offers: a wider context
+    /// might have scored higher (the grid's edge, not the data, set the choice).
+    pub context_at_edge: bool,
+    /// Cross-validation chose the smallest or largest penalty of [`RIDGE_ALPHAS`].
+    pub alpha_at_edge: bool,
+}
+
+impl RidgeFit {
+    /// A one-line account of the fit for people, naming a choice at its grid's edge.
+    pub fn describe(&self) -> String {
+        let ctx = if self.context_um.is_empty() {
+            "none".to_string()
+        } else {
+            let v: Vec<String> = self.context_um.iter().map(|c| format!("{c}")).collect();
+            format!("{} um", v.join("+"))
+        };
+        let mut s = format!(
+            "ridge readout: alpha {}, context {ctx}, {} reference spots, {} features",
+            self.alpha, self.spots, self.features
+        );
+        if let Some(c) = self.cv_pcc {
+            s.push_str(&format!(", cross-validated PCC {c:.3}"));
+        }
+        if self.context_at_edge {
+            s.push_str("; the context chosen is the largest of the grid (at its edge)");
+        }
+        if self.alpha_at_edge {
+            s.push_str("; the penalty chosen is at the edge of the grid");
+        }
+        s
+    }
 }
 
 /// A fitted linear map: centred, scaled features -> centred expression.
@@ -253,11 +284,74 @@ fn mean_pcc(fit: &Fit, x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> f64 {
         .map(|t| {
             let a: Vec<f64> = pred.iter().map(|p| p[t]).collect();
             let b: Vec<f64> = idx.iter().map(|&i| y[i][t]).collect();
-            crate::metrics::pearson(&a, &b)
+            crate::stats::pearson(&a, &b)
         })
         .filter(|v| v.is_finite())
         .collect();
     pccs.iter().sum::<f64>() / pccs.len().max(1) as f64
+}
+
+/// The scores of a cross-validation: `(width index, alpha, mean held-out PCC)` per
+/// candidate (None where a fold's system was singular), and the best candidate.
+struct CrossValidation {
+    scores: Vec<(usize, f64, Option<f64>)>,
+    best: Option<(usize, f64, f64)>,
+}
+
+/// Leave-one-group-out cross-validation of the ridge fit over the candidate feature
+/// widths (the first `widths[i]` columns of `x`) and penalties: each group of rows
+/// (`group[i]`, one per reference sample, with its sums in `sums`) is held out in turn,
+/// the map fitted on the others, and scored by the mean per-gene PCC on the held-out
+/// rows; a candidate's score is the mean over folds. Folds with fewer than 2 held-out
+/// rows or [`MIN_SPOTS`] training rows are left out. Ties keep the earlier candidate
+/// (smaller width, then smaller penalty).
+fn cross_validate(
+    x: &[Vec<f64>],
+    y: &[Vec<f64>],
+    group: &[usize],
+    sums: &[Sums],
+    widths: &[usize],
+    alphas: &[f64],
+) -> CrossValidation {
+    let folds: Vec<(Sums, Vec<usize>)> = (0..sums.len())
+        .filter_map(|gi| {
+            let test: Vec<usize> = (0..x.len()).filter(|&i| group[i] == gi).collect();
+            let train: Vec<&Sums> = (0..sums.len())
+                .filter(|&o| o != gi)
+                .map(|o| &sums[o])
+                .collect();
+            let n_train = x.len() - test.len();
+            (test.len() >= 2 && n_train >= MIN_SPOTS && !train.is_empty())
+                .then(|| (Sums::add(&train), test))
+        })
+        .collect();
+    let cands: Vec<(usize, f64)> = (0..widths.len())
+        .flat_map(|wi| alphas.iter().map(move |&a| (wi, a)))
+        .collect();
+    let scores: Vec<(usize, f64, Option<f64>)> = cands
+        .par_iter()
+        .map(|&(wi, a)| {
+            let s: Vec<f64> = folds
+                .iter()
+                .filter_map(|(sums, test)| {
+                    solve(&sums.normal(widths[wi]), a).map(|fit| mean_pcc(&fit, x, y, test))
+                })
+                .collect();
+            let mean = (s.len() == folds.len() && !s.is_empty())
+                .then(|| s.iter().sum::<f64>() / s.len() as f64);
+            (wi, a, mean)
+        })
+        .collect();
+    let mut best: Option<(usize, f64, f64)> = None;
+    for &(wi, a, s) in &scores {
+        if let Some(s) = s
+            && s.is_finite()
+            && best.is_none_or(|b| s > b.2)
+        {
+            best = Some((wi, a, s));
+        }
+    }
+    CrossValidation { scores, best }
 }
 
 impl Predictions {
@@ -429,55 +523,26 @@ impl Predictions {
                 None,
             )
         } else {
-            let folds: Vec<(Sums, Vec<usize>)> = (0..reference.len())
-                .filter_map(|gi| {
-                    let test: Vec<usize> =
-                        all.iter().copied().filter(|&i| group[i] == gi).collect();
-                    let train: Vec<&Sums> = (0..reference.len())
-                        .filter(|&o| o != gi)
-                        .map(|o| &groups[o])
-                        .collect();
-                    let n_train = all.len() - test.len();
-                    (test.len() >= 2 && n_train >= MIN_SPOTS && !train.is_empty())
-                        .then(|| (Sums::add(&train), test))
-                })
-                .collect();
-            let cands: Vec<(usize, f64)> = ks
-                .iter()
-                .flat_map(|&k| alphas.iter().map(move |&a| (k, a)))
-                .collect();
-            let scores: Vec<Option<f64>> = cands
-                .par_iter()
-                .map(|&(k, a)| {
-                    let s: Vec<f64> = folds
-                        .iter()
-                        .filter_map(|(sums, test)| {
-                            solve(&sums.normal(width(k)), a).map(|fit| mean_pcc(&fit, &x, &y, test))
-                        })
-                        .collect();
-                    (s.len() == folds.len() && !s.is_empty())
-                        .then(|| s.iter().sum::<f64>() / s.len() as f64)
-                })
-                .collect();
-            if std::env::var("VX_RIDGE_DEBUG").is_ok() {
-                for (c, s) in cands.iter().zip(&scores) {
-                    eprintln!("cv k={} alpha={} pcc={:?}", c.0, c.1, s);
-                }
+            let widths: Vec<usize> = ks.iter().map(|&k| width(k)).collect();
+            let cv = cross_validate(&x, &y, &group, &groups, &widths, &alphas);
+            for c in &cv.scores {
+                log::debug!(
+                    "ridge cv: context scales {} alpha {} mean PCC {:?}",
+                    ks[c.0],
+                    c.1,
+                    c.2
+                );
             }
-            let mut best = (
-                *ks.last().unwrap_or(&0),
-                RIDGE_DEFAULT_ALPHA,
-                f64::NEG_INFINITY,
-            );
-            for (&(k, a), s) in cands.iter().zip(&scores) {
-                if let Some(s) = s
-                    && *s > best.2
-                {
-                    best = (k, a, *s);
-                }
+            match cv.best {
+                Some((wi, a, s)) => (ks[wi], a, Some(s)),
+                None => (*ks.last().unwrap_or(&0), RIDGE_DEFAULT_ALPHA, None),
             }
-            (best.0, best.1, best.2.is_finite().then_some(best.2))
         };
+        // A choice at the end of its grid may be limited by the grid, not the data.
+        let context_at_edge = cv_pcc.is_some() && context_um.is_none() && k == scales.len();
+        let alpha_at_edge = cv_pcc.is_some()
+            && alphas.len() > 1
+            && (alpha == alphas[0] || alpha == alphas[alphas.len() - 1]);
         let w = width(k);
         let weights = solve(&total.normal(w), alpha).ok_or_else(|| {
             Error::arg(
@@ -510,6 +575,8 @@ impl Predictions {
             cv_pcc,
             spots: x.len(),
             features: w,
+            context_at_edge,
+            alpha_at_edge,
         };
         self.ridge = Some(fit.clone());
         Ok(fit)
@@ -517,108 +584,5 @@ impl Predictions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Deterministic pseudo-random numbers in [-1, 1).
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-
-    fn data(n: usize, f: usize, noise: f64, seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>) {
-        let mut s = seed;
-        let w: Vec<f64> = (0..f * 2).map(|_| lcg(&mut s)).collect();
-        let x: Vec<Vec<f64>> = (0..n)
-            .map(|_| (0..f).map(|_| lcg(&mut s)).collect())
-            .collect();
-        let y = x
-            .iter()
-            .map(|r| {
-                (0..2)
-                    .map(|t| {
-                        3.0 + (0..f).map(|j| r[j] * w[j * 2 + t]).sum::<f64>() + noise * lcg(&mut s)
-                    })
-                    .collect()
-            })
-            .collect();
-        (x, y, w)
-    }
-
-    #[test]
-    fn noise_free_data_recovers_the_weights_and_intercept() {
-        let (x, y, w) = data(60, 5, 0.0, 1);
-        let all: Vec<usize> = (0..60).collect();
-        let fit = solve(&normal(&x, &y, &all), 1e-9).unwrap();
-        for (a, b) in fit.w.iter().zip(&w) {
-            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
-        }
-        // At x = 0 the prediction is the intercept of the data, 3.
-        let mut out = [0.0; 2];
-        fit.predict(&[0.0; 5], &mut out);
-        assert!(
-            (out[0] - 3.0).abs() < 1e-6 && (out[1] - 3.0).abs() < 1e-6,
-            "{out:?}"
-        );
-    }
-
-    #[test]
-    fn the_penalty_matches_the_closed_form_of_one_feature() {
-        // One feature: w = sum(dx dy) / (sum(dx^2) + alpha).
-        let x = vec![vec![0.0], vec![1.0], vec![2.0], vec![4.0]];
-        let y = vec![vec![1.0], vec![2.0], vec![2.5], vec![5.0]];
-        let all = [0, 1, 2, 3];
-        let (mx, my) = (7.0 / 4.0, 10.5 / 4.0);
-        let sxy: f64 = x
-            .iter()
-            .zip(&y)
-            .map(|(a, b)| (a[0] - mx) * (b[0] - my))
-            .sum();
-        let sxx: f64 = x.iter().map(|a| (a[0] - mx).powi(2)).sum();
-        for alpha in [0.5, 3.0, 100.0] {
-            let fit = solve(&normal(&x, &y, &all), alpha).unwrap();
-            assert!((fit.w[0] - sxy / (sxx + alpha)).abs() < 1e-12);
-        }
-        assert!(solve(&normal(&x, &y, &all), -100.0).is_none());
-    }
-
-    #[test]
-    fn group_sums_add_up_and_a_prefix_is_the_fit_of_the_first_features() {
-        let (x, y, _) = data(90, 6, 0.3, 3);
-        let all: Vec<usize> = (0..90).collect();
-        let (a, b): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| i % 3 == 0);
-        let (sa, sb) = (Sums::of(&x, &y, &a), Sums::of(&x, &y, &b));
-        let whole = normal(&x, &y, &all);
-        let added = Sums::add(&[&sa, &sb]).normal(6);
-        for (u, v) in whole
-            .xtx
-            .iter()
-            .zip(&added.xtx)
-            .chain(whole.xty.iter().zip(&added.xty))
-        {
-            assert!((u - v).abs() < 1e-9, "{u} vs {v}");
-        }
-        // The first 4 features' normal equations = those of x cut to 4 columns.
-        let cut: Vec<Vec<f64>> = x.iter().map(|r| r[..4].to_vec()).collect();
-        let (p, q) = (Sums::of(&x, &y, &all).normal(4), normal(&cut, &y, &all));
-        assert_eq!(p.xtx.len(), 16);
-        for (u, v) in p.xtx.iter().zip(&q.xtx).chain(p.xty.iter().zip(&q.xty)) {
-            assert!((u - v).abs() < 1e-9, "{u} vs {v}");
-        }
-    }
-
-    #[test]
-    fn held_out_pcc_is_high_for_signal_and_a_larger_penalty_shrinks_weights() {
-        let (x, y, _) = data(200, 8, 0.5, 7);
-        let train: Vec<usize> = (0..150).collect();
-        let test: Vec<usize> = (150..200).collect();
-        let n = normal(&x, &y, &train);
-        let small = solve(&n, 1.0).unwrap();
-        let big = solve(&n, 1e6).unwrap();
-        assert!(mean_pcc(&small, &x, &y, &test) > 0.8);
-        let norm = |f: &Fit| f.w.iter().map(|v| v * v).sum::<f64>();
-        assert!(norm(&big) < norm(&small) * 1e-3);
-    }
-}
+#[path = "ridge_tests.rs"]
+mod tests;

@@ -127,3 +127,14 @@ def test_spot_exports_from_a_store_give_the_same_probe(tmp_path, capsys):
     (tmp_path / "A" / "image_embeddings.npy").unlink()
     assert main(["probe", "--spots", *dirs, "--out", str(tmp_path / "x")]) == 1
     assert "image_embeddings.npy" in capsys.readouterr().err
+
+
+def test_the_gene_selection_names_the_spots_it_used():
+    """HEST's protocol picks the genes on every spot, held-out ones included; the result
+    says so, with the groups and the spot count, and the genes are those of all spots."""
+    emb, expr, genes, sec = synthetic()
+    r = probe(emb, expr, genes, sec)
+    sel = r["gene_selection"]
+    assert sel["includes_held_out_spots"] is True and sel["n_spots"] == len(emb)
+    assert sel["sections"] == ["A", "B", "C"] and "most variable" in sel["rule"]
+    assert r["genes"] == [genes[c] for c in top_variable_genes(expr, genes)]

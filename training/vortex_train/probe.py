@@ -136,6 +136,13 @@ def probe(
         folds[g] = probe_fold(embeddings[~test], y[~test], embeddings[test], y[test], names, latent_dim, seed)
     out = merge_folds(list(folds.values()))
     out.update({"folds_by": by, "folds": folds, "genes": names, "n_spots": int(n), "dim": int(embeddings.shape[1])})
+    # HEST's protocol picks the genes on every spot, the held-out ones included: say so.
+    out["gene_selection"] = {
+        "rule": f"the {len(names)} most variable genes (log1p) over the spots of every {by}",
+        by + "s": groups,
+        "n_spots": int(n),
+        "includes_held_out_spots": True,
+    }
     return out
 
 

@@ -236,7 +236,7 @@ impl PyStore {
 
     /// Predicted against measured expression at the spots: the numbers of
     /// `vortexdb eval --json`.
-    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None))]
+    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None, allow_in_sample=false))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,
@@ -252,6 +252,7 @@ impl PyStore {
         ridge: bool,
         alpha: Option<f64>,
         context_um: Option<Vec<f64>>,
+        allow_in_sample: bool,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let method = method(knn, reference, ridge, alpha, context_um)?;
@@ -261,6 +262,7 @@ impl PyStore {
             markers,
             smoothed,
             segmentation,
+            allow_in_sample,
         };
         let ev = py
             .detach(|| {

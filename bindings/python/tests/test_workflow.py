@@ -91,11 +91,14 @@ def test_ridge_readout_equals_the_cli(stores):
     penalty and context chosen and the fit (with ``context_um=[]`` as ``--context-um 0``);
     ``predict(ridge=True)`` an AnnData of the same shape as the predictor's; mixing
     methods is refused."""
-    ref = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7")
-    bare = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7", "--context-um", "0")
+    ins = "--allow-in-sample"
+    ref = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7", ins)
+    bare = cli_json("eval", stores["cli"], "--sample", "ph7", "--ridge", "--reference", "ph7", "--context-um", "0", ins)
     with vortexdb.open(stores["cli"], read_only=True) as db:
-        got = db.evaluate("ph7", ridge=True, reference="ph7")
-        got_bare = db.evaluate("ph7", ridge=True, reference="ph7", context_um=[])
+        with pytest.raises(vortexdb.BadInput, match="also the readout's reference"):
+            db.evaluate("ph7", ridge=True, reference="ph7")
+        got = db.evaluate("ph7", ridge=True, reference="ph7", allow_in_sample=True)
+        got_bare = db.evaluate("ph7", ridge=True, reference="ph7", context_um=[], allow_in_sample=True)
         a = db.predict("ph7", ridge=True, reference=["ph7"], alpha=10.0)
         b = db.predict("ph7")
         with pytest.raises(vortexdb.BadInput, match="give one"):
@@ -108,6 +111,7 @@ def test_ridge_readout_equals_the_cli(stores):
         "Ridge": {"reference": ["ph7"], "alpha": 100.0, "context_um": [200.0, 400.0]}
     }
     assert got["ridge"] == ref["ridge"] and got_bare["ridge"] == bare["ridge"]
+    assert got["in_sample"] is True and ref["in_sample"] is True
     assert got_bare["ridge"]["context_um"] == [] and got_bare["ridge"]["features"] < got["ridge"]["features"]
     assert got["report"]["pcc_all"] == pytest.approx(ref["report"]["pcc_all"], rel=1e-6)
     assert got_bare["report"]["pcc_all"] == pytest.approx(bare["report"]["pcc_all"], rel=1e-6)

@@ -174,6 +174,7 @@ class Store:
         ridge: bool = False,
         alpha: float | None = None,
         context_um: list[float] | None = None,
+        allow_in_sample: bool = False,
     ) -> dict[str, Json]: ...
     def import_vectors(
         self,
