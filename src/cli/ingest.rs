@@ -216,8 +216,10 @@ pub struct VolumeArgs {
     /// OME-Zarr image directory (NGFF 0.4 / 0.5), or a directory of slice images
     /// (sorted by name).
     pub path: PathBuf,
-    /// Voxel size Z,Y,X in micrometres (default: the OME-Zarr metadata's, else the
-    /// model's, i.e. no resampling).
+    /// Voxel size Z,Y,X in micrometres of the full-resolution data (default: the
+    /// OME-Zarr metadata's, else the model's, i.e. no resampling). For an OME-Zarr
+    /// pyramid it is level 0's and chooses the level read; OME-Zarr axes that name no
+    /// unit need it.
     #[arg(long)] pub um_per_voxel: Option<String>,
     /// OME-Zarr: the resolution level to read (0 = full resolution; default: the level
     /// whose voxel size is nearest the model's).
@@ -348,14 +350,14 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
             let mut opts = c.options(SampleKind::Volume)?;
             // An OME-Zarr image is read at the level nearest the model's voxel size
             // (or the one asked for), now that the model is known.
-            let src = if is_zarr(&a.path) || a.level.is_some() {
-                open_volume_for(&a.path, range, &model, a.level)?
-            } else {
-                src
-            };
             if let Some(s) = &a.um_per_voxel {
                 opts.voxel_um = Some(floats::<3>(s, "um_per_voxel")?);
             }
+            let src = if is_zarr(&a.path) || a.level.is_some() {
+                open_volume_for(&a.path, range, &model, a.level, opts.voxel_um)?
+            } else {
+                src
+            };
             ingest_volume(&store, &model, src, &opts, &mut on_progress)
         }
         (IngestCommand::Sections(a), _) => {

@@ -138,7 +138,13 @@ pub fn ingest_volume(
     };
     let target = [p.slice_um(), p.um_per_px, p.um_per_px];
     // The caller's voxel size, else the file's (OME-Zarr), else the model's.
-    let voxel = opts.voxel_um.or(source.voxel_um()).unwrap_or(target);
+    // A voxel size the user gives is the full-resolution one: scale it to the level read.
+    let f = source.level_factor();
+    let voxel = opts
+        .voxel_um
+        .map(|v| [v[0] * f[0], v[1] * f[1], v[2] * f[2]])
+        .or(source.voxel_um())
+        .unwrap_or(target);
     let info = source.info().clone();
     let mut vol = Resampled::new(source, voxel, target, p.channels)?;
     let shape = vol.shape();

@@ -40,12 +40,21 @@ pub struct Sections {
 /// Open the volume at `path` for ingest through `model`: an OME-Zarr image at `level`,
 /// or by default at the level whose voxel size is nearest the model's; any other
 /// format as [`crate::volume::open`] does (`level` must then be `None` or 0).
+/// `voxel_um` is the full-resolution voxel size (z, y, x) in micrometres when the user
+/// gives it (`--um-per-voxel`): it replaces the file's and chooses the level. An
+/// OME-Zarr image whose axes name no unit needs it (its scales are not micrometres).
 pub fn open_volume_for(
     path: &Path,
     range: IntensityRange,
     model: &Model,
     level: Option<usize>,
+    voxel_um: Option<[f64; 3]>,
 ) -> Result<Box<dyn VolumeSource>> {
+    if let Some(v) = voxel_um {
+        for x in v {
+            crate::limits::um_arg("um_per_voxel", x)?;
+        }
+    }
     if !crate::volume::is_zarr(path) {
         if level.is_some_and(|l| l != 0) {
             return Err(Error::arg(
@@ -59,11 +68,21 @@ pub fn open_volume_for(
         return crate::volume::open(path, range);
     }
     let p = &model.manifest.patch;
-    let choice = match level {
-        Some(i) => LevelChoice::Index(i),
-        None => LevelChoice::Nearest([p.slice_um(), p.um_per_px, p.um_per_px]),
+    let want = [p.slice_um(), p.um_per_px, p.um_per_px];
+    let choice = match (level, voxel_um) {
+        (Some(i), _) => LevelChoice::Index(i),
+        (None, Some(full_um)) => LevelChoice::NearestFrom { full_um, want },
+        (None, None) => LevelChoice::Nearest(want),
     };
-    crate::volume::open_level(path, range, choice)
+    let z = crate::volume::ZarrVolume::open(path, choice, range)?;
+    if voxel_um.is_none() && !z.units_known() {
+        return Err(Error::bad_file(
+            path,
+            "the multiscales axes name no unit, so the scales are not a voxel size: give \
+             the full-resolution voxel size with --um-per-voxel Z,Y,X",
+        ));
+    }
+    Ok(Box::new(z))
 }
 
 fn positive(name: &str, v: f64) -> Result<()> {

@@ -106,6 +106,12 @@ pub trait VolumeSource: Send {
     fn voxel_um(&self) -> Option<[f64; 3]> {
         None
     }
+    /// The voxel size of the level read relative to the full-resolution one (z, y, x):
+    /// 1 for single-resolution formats, 4 on y and x for the third level of a pyramid
+    /// halving each time. A full-resolution voxel size given by the user is scaled by it.
+    fn level_factor(&self) -> [f64; 3] {
+        [1.0; 3]
+    }
 }
 
 /// Optional linear intensity window mapped to [0, 1] (values outside are clamped).

@@ -422,7 +422,7 @@ impl PyramidTiff {
                     ),
                 ));
             }
-            LevelChoice::Nearest(want) => {
+            LevelChoice::Nearest(want) | LevelChoice::NearestFrom { want, .. } => {
                 let dist = |l: &PyramidLevel| (l.um_per_px / want[2]).ln().abs();
                 (0..levels.len())
                     .min_by(|&a, &b| dist(&levels[a]).total_cmp(&dist(&levels[b])))

@@ -37,6 +37,15 @@ pub enum LevelChoice {
     Nearest([f64; 3]),
     /// The level at this index of `datasets` (0 = full resolution).
     Index(usize),
+    /// The level nearest `want` (as [`LevelChoice::Nearest`]) when the full-resolution
+    /// level's voxel is `full_um` micrometres, whatever the file's units say (the other
+    /// levels keep their scale relative to it): what `--um-per-voxel` means.
+    NearestFrom {
+        /// Voxel size (z, y, x) of level 0, in micrometres.
+        full_um: [f64; 3],
+        /// The voxel size wanted (the model's), in micrometres.
+        want: [f64; 3],
+    },
 }
 
 /// Whether `path` is a Zarr group (v2 `.zgroup` / `.zattrs` or v3 `zarr.json`).
@@ -57,6 +66,8 @@ pub struct ZarrVolume {
     ndim: usize,
     levels: Vec<ZarrLevel>,
     level: usize,
+    /// Every spatial axis names its unit (otherwise the scales are not micrometres).
+    units_known: bool,
     slab_depth: usize,
     /// The raw values of slices `slab.0 .. slab.1`, in the array's C order.
     slab: Option<(usize, usize, Raw)>,
@@ -201,9 +212,11 @@ impl ZarrVolume {
             ));
         }
         let mut um = [1.0; 3];
+        let mut units_known = true;
         for (i, ax) in [(0, z_axis), (1, Some(y_axis)), (2, Some(x_axis))] {
             if let Some(ax) = ax {
                 um[i] = unit_um(path, axes[ax].1.as_deref())?;
+                units_known &= axes[ax].1.is_some();
             }
         }
         let top = scales(
@@ -233,7 +246,25 @@ impl ZarrVolume {
                 voxel_um: [f(z_axis, 0), f(Some(y_axis), 1), f(Some(x_axis), 2)],
             });
         }
+        if let LevelChoice::NearestFrom { full_um, .. } = choice {
+            // The user's full-resolution voxel replaces the metadata's; the levels keep
+            // their ratios to level 0.
+            let l0 = levels[0].voxel_um;
+            for l in levels.iter_mut() {
+                for k in 0..3 {
+                    l.voxel_um[k] = full_um[k] * l.voxel_um[k] / l0[k];
+                }
+            }
+        }
         let level = match choice {
+            LevelChoice::Nearest(_) if !units_known => {
+                return Err(bad(
+                    path,
+                    "the multiscales axes name no unit, so their scales are not a voxel size \
+                     and no level can be chosen by it: give the full-resolution voxel size \
+                     (--um-per-voxel Z,Y,X) or a --level",
+                ));
+            }
             LevelChoice::Index(i) if i < levels.len() => i,
             LevelChoice::Index(i) => {
                 return Err(Error::arg(
@@ -245,7 +276,7 @@ impl ZarrVolume {
                     ),
                 ));
             }
-            LevelChoice::Nearest(want) => {
+            LevelChoice::Nearest(want) | LevelChoice::NearestFrom { want, .. } => {
                 let dist = |l: &ZarrLevel| -> f64 {
                     (0..3).map(|k| (l.voxel_um[k] / want[k]).ln().abs()).sum()
                 };
@@ -382,6 +413,7 @@ impl ZarrVolume {
             ndim,
             levels,
             level,
+            units_known,
             slab_depth,
             slab: None,
             lo_hi,
@@ -397,6 +429,12 @@ impl ZarrVolume {
     /// Index of the level read.
     pub fn level(&self) -> usize {
         self.level
+    }
+
+    /// Whether every spatial axis of the metadata names a unit. Without one the scales
+    /// are unitless and [`VolumeSource::voxel_um`] is `None`.
+    pub fn units_known(&self) -> bool {
+        self.units_known
     }
 
     fn load_slab(&mut self, z0: usize) -> Result<()> {
@@ -518,7 +556,12 @@ impl VolumeSource for ZarrVolume {
     }
 
     fn voxel_um(&self) -> Option<[f64; 3]> {
-        Some(self.levels[self.level].voxel_um)
+        self.units_known.then_some(self.levels[self.level].voxel_um)
+    }
+
+    fn level_factor(&self) -> [f64; 3] {
+        let (l, l0) = (self.levels[self.level].voxel_um, self.levels[0].voxel_um);
+        [l[0] / l0[0], l[1] / l0[1], l[2] / l0[2]]
     }
 
     fn read_slice(&mut self, z: usize) -> Result<Slice> {

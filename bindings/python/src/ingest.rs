@@ -154,7 +154,7 @@ impl PyStore {
         let range = args.intensity_range;
         match (path, arr) {
             (Some(p), None) => run_ingest(py, &args.progress, |cb| {
-                let src = vx::open_volume_for(&p, range, &model, level)?;
+                let src = vx::open_volume_for(&p, range, &model, level, um_per_voxel)?;
                 vx::ingest_volume(&s, &model, src, &opts, cb)
             }),
             (None, Some((bytes, shape, dtype))) => run_ingest(py, &args.progress, |cb| {

@@ -167,3 +167,42 @@ def test_heatmaps_predicted_genes_and_domains_open_as_ome_zarr(zarr_store, tmp_p
     assert sorted(c["label-value"] for c in colors) == sorted(set(np.unique(labels)) - {0})
     data, scales, _ = read_levels(d / "domains.ome.zarr")
     assert data[0].dtype == np.uint8 and scales[0] == [4.0, 4.0, 4.0]
+
+
+def test_a_default_ome_zarr_named_at_full_resolution_equals_the_npy(phantom, tmp_path):
+    """ome-zarr's ``write_image`` with its defaults (only the required axes): three
+    levels at scales 1 / 2 / 4 in y and x, axes without a unit. ``--um-per-voxel
+    4,4,4`` names level 0's voxel, so level 0 (the model's 4 um) is read: the same
+    patches and embeddings as the NPY of the same array. Without the option the unitless
+    scales are not taken as micrometres: the file is refused, naming it and the fix."""
+    import zarr
+    from ome_zarr.writer import write_image
+
+    vol = np.load(phantom["volume"])
+    assert vol.shape == (32, 160, 160)
+    img = tmp_path / "v.zarr"
+    write_image(vol, zarr.open_group(img, mode="w"), axes="zyx")
+    meta = zarr.open_group(img, mode="r").attrs.asdict()
+    ms = (meta.get("ome") or meta)["multiscales"][0]
+    assert len(ms["datasets"]) == 3 and all("unit" not in a for a in ms["axes"])
+    db = tmp_path / "db"
+    cli("init", db)
+    cli("models", "add", db, "default")
+    um = ("--um-per-voxel", "4,4,4")
+    npy = cli_json("ingest", "volume", db, "--sample", "npy", phantom["volume"], *um)
+    got = cli_json("ingest", "volume", db, "--sample", "zarr", img, *um)
+    assert got["source_shape"] == got["model_shape"] == [32, 160, 160]
+    assert got["patches_total"] == npy["patches_total"] > 100
+    bare = cli("ingest", "volume", db, "--sample", "bare", img, ok=False)
+    assert bare.returncode == 1, bare.stderr
+    assert str(img) in bare.stderr and "no unit" in bare.stderr and "--um-per-voxel" in bare.stderr
+    with vortexdb.open(db) as s:
+        py = s.ingest_volume("py", img, um_per_voxel=(4, 4, 4), progress=False)
+        assert py["source_shape"] == [32, 160, 160]
+        with pytest.raises(vortexdb.BadFile, match="no unit"):
+            s.ingest_volume("py-bare", img, progress=False)
+        want = patches(s, "npy")
+        for sample in ("zarr", "py"):
+            for a, b in zip(patches(s, sample), want, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert "bare" not in [x["id"] for x in s.info()["samples"]]
