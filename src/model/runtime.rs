@@ -1,4 +1,6 @@
-//! Finding and loading the ONNX Runtime shared library, once per process.
+//! Finding and loading the ONNX Runtime shared library, once per process. A failed
+//! load is not remembered: the next call looks again (a library installed meanwhile,
+//! e.g. `pip install onnxruntime` in a running notebook, is found without a restart).
 //!
 //! The library is loaded dynamically (`ort`'s `load-dynamic`), from the first of:
 //! `ORT_DYLIB_PATH`; the library given to [`prefer_library`]; `.ort/lib/` in the
@@ -6,7 +8,7 @@
 //! `onnxruntime` PyPI wheel); the `onnxruntime` package of a `.venv` found the same way.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -18,17 +20,24 @@ pub const PROVISION_HINT: &str = "run `bash scripts/setup-ort.sh` in the vortexd
     fetches the onnxruntime==1.31.1 wheel from PyPI into .ort/lib; `--gpu` fetches \
     onnxruntime-gpu), or set ORT_DYLIB_PATH to a libonnxruntime.so.1.31.1";
 
-static PREFERRED: OnceLock<PathBuf> = OnceLock::new();
+static PREFERRED: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Load ONNX Runtime from `path` unless `ORT_DYLIB_PATH` is set (the Python package
 /// passes the library inside the installed `onnxruntime` wheel). Returns false when
-/// the runtime is already loaded or a preference was already given (it stays as is).
+/// the runtime is already loaded (it stays as is); before that, the latest call wins.
 pub fn prefer_library(path: PathBuf) -> bool {
-    ENV.get().is_none() && PREFERRED.set(path).is_ok()
+    if ENV.get().is_some() {
+        return false;
+    }
+    *PREFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+    true
 }
 
-static ENV: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
-    OnceLock::new();
+/// The loaded runtime: set once, on the first successful load only.
+static ENV: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
+
+/// Held while a load is tried, so that two threads do not load it at once.
+static LOADING: Mutex<()> = Mutex::new(());
 
 fn lib_in(dir: &Path) -> Option<PathBuf> {
     let rd = std::fs::read_dir(dir).ok()?;
@@ -91,10 +100,13 @@ pub fn locate() -> Result<PathBuf> {
             p.display()
         )));
     }
-    if let Some(p) = PREFERRED.get()
-        && p.is_file()
+    if let Some(p) = PREFERRED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .filter(|p| p.is_file())
     {
-        return Ok(p.clone());
+        return Ok(p);
     }
     let dirs = search_dirs();
     for d in &dirs {
@@ -108,34 +120,38 @@ pub fn locate() -> Result<PathBuf> {
     )))
 }
 
-/// The process-wide ONNX Runtime environment, loading the library on first use.
+/// The process-wide ONNX Runtime environment, loading the library on first use. A
+/// failure is returned, not kept: the next call tries again.
 pub(crate) fn environment() -> Result<&'static ort::environment::Environment> {
-    let r = ENV.get_or_init(|| {
-        let path = locate().map_err(|e| match e {
-            Error::MissingRuntime(m) => m,
-            other => other.to_string(),
-        })?;
-        let builder = ort::init_from(&path).map_err(|e| {
-            format!(
-                "cannot load ONNX Runtime from {}: {e}; {PROVISION_HINT}",
-                path.display()
-            )
-        })?;
-        let env = builder
-            .with_name("vortexdb")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
-        Ok((path, env))
-    });
-    match r {
-        Ok((_, env)) => Ok(env),
-        Err(msg) => Err(Error::MissingRuntime(msg.clone())),
+    if let Some((_, env)) = ENV.get() {
+        return Ok(env);
     }
+    let _one_at_a_time = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, env)) = ENV.get() {
+        return Ok(env);
+    }
+    let path = locate()?;
+    let builder = ort::init_from(&path).map_err(|e| {
+        Error::MissingRuntime(format!(
+            "cannot load ONNX Runtime from {}: {e}; {PROVISION_HINT}",
+            path.display()
+        ))
+    })?;
+    let env = builder
+        .with_name("vortexdb")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| {
+            Error::MissingRuntime(format!(
+                "cannot start ONNX Runtime from {}: {e}",
+                path.display()
+            ))
+        })?;
+    log::debug!("ONNX Runtime loaded from {}", path.display());
+    Ok(&ENV.get_or_init(|| (path, env)).1)
 }
 
 /// The library file loaded by this process, once ONNX Runtime has been initialised.
 pub fn loaded_library() -> Option<PathBuf> {
-    ENV.get()
-        .and_then(|r| r.as_ref().ok().map(|(p, _)| p.clone()))
+    ENV.get().map(|(p, _)| p.clone())
 }

@@ -8,7 +8,7 @@ out = sys.argv[1] if len(sys.argv) > 1 else "vortex-python-demo"
 ph = vortexdb.phantom(f"{out}/phantom", seed=7)  # held out from the default model
 with vortexdb.create(f"{out}/store") as db:
     db.add_model("default")
-    db.ingest_volume("ph7", np.load(ph["volume"]), progress=False)  # an array, read in place
+    db.ingest_volume("ph7", np.load(ph["volume"]), progress=False)  # an array (copied first)
     db.ingest_spots("ph7", ph["spots"])  # or an AnnData object
     q = db.query_genes("TUM01")
     heat = q.heatmap["ph7"]  # 3D float32, NaN outside the patches

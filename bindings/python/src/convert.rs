@@ -153,13 +153,14 @@ pub fn array<T: numpy::Element>(py: Python<'_>, v: Vec<T>, shape: &[usize]) -> P
     Ok(a.into_pyarray(py).into_any().unbind())
 }
 
-/// The bytes of a C-contiguous NumPy array of uint8, uint16 or float32 with its shape
-/// and element type. The slice borrows the array's buffer: the caller keeps `a` alive
-/// (and unmodified) while it is used.
-pub fn array_bytes<'a>(
-    a: &'a Bound<'_, PyUntypedArray>,
+/// A copy of the bytes of a C-contiguous NumPy array of uint8, uint16 or float32 with
+/// its shape and element type. Copied while the GIL is held, because the calls that use
+/// them release it: Python code running meanwhile may write to the array (a borrowed
+/// buffer would then be read while it changes).
+pub fn array_bytes(
+    a: &Bound<'_, PyUntypedArray>,
     name: &str,
-) -> PyResult<(&'a [u8], Vec<usize>, Dtype)> {
+) -> PyResult<(Vec<u8>, Vec<usize>, Dtype)> {
     let py = a.py();
     let dt = a.dtype();
     let dtype = if dt.is_equiv_to(&numpy::dtype::<u8>(py)) {
@@ -180,13 +181,13 @@ pub fn array_bytes<'a>(
     let shape = a.shape().to_vec();
     let len = shape.iter().product::<usize>() * dt.itemsize();
     // SAFETY: a C-contiguous array of `len` bytes starts at its data pointer and lives
-    // as long as `a` (borrowed for 'a).
+    // as long as `a`; the GIL is held, so no Python code writes while it is copied.
     let bytes = unsafe {
         let data = (*a.as_array_ptr()).fields.data as *const u8;
         if len == 0 {
-            &[][..]
+            Vec::new()
         } else {
-            std::slice::from_raw_parts(data, len)
+            std::slice::from_raw_parts(data, len).to_vec()
         }
     };
     Ok((bytes, shape, dtype))
@@ -199,7 +200,11 @@ fn not_contiguous(name: &str) -> PyErr {
     ))
 }
 
-/// The elements of a C-contiguous 2D float32 array, borrowed (no copy).
-pub fn contiguous<'a>(a: &'a PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
-    a.as_slice().map_err(|_| not_contiguous(name))
+/// A copy of the elements of a C-contiguous 2D float32 array, made while the GIL is
+/// held (the calls using it release the GIL, and Python code may then write to the
+/// array).
+pub fn contiguous(a: &PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<Vec<f32>> {
+    a.as_slice()
+        .map(<[f32]>::to_vec)
+        .map_err(|_| not_contiguous(name))
 }

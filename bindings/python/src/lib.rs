@@ -39,6 +39,17 @@ impl PyStore {
 
     /// The open store (a closed one raises `vortexdb.errors.StoreClosed`).
     fn get(&self) -> PyResult<Arc<vx::Store>> {
+        if vx::loaded_runtime_library().is_none() {
+            // Until ONNX Runtime is loaded, look for the wheel's library again: one
+            // installed since the import (`pip install onnxruntime` in a running
+            // notebook) is then used without a restart. Best effort: a failure here
+            // shows later as the runtime's own "not found" error.
+            Python::attach(|py| {
+                let _ = py
+                    .import("vortexdb._runtime")
+                    .and_then(|m| m.call_method0("use_wheel_library"));
+            });
+        }
         match &*self.inner.read().expect("store lock") {
             Some(s) => Ok(s.clone()),
             None => Python::attach(|py| {

@@ -63,7 +63,7 @@ impl PyStore {
         let dim = vectors.shape()[1];
         let values = contiguous(&vectors, "vectors")?;
         let r = py
-            .detach(|| vx::import_array(&s, values, dim, &opts, &mut |_| {}))
+            .detach(|| vx::import_array(&s, &values, dim, &opts, &mut |_| {}))
             .or_raise()?;
         serialised(py, &r)
     }
@@ -138,7 +138,7 @@ impl PyStore {
         let (n, dim) = (queries.shape()[0], queries.shape()[1]);
         let values = contiguous(&queries, "queries")?;
         let found = py
-            .detach(|| vx::search_array(&s, &collection, values, dim, &opts))
+            .detach(|| vx::search_array(&s, &collection, &values, dim, &opts))
             .or_raise()?;
         let (ids, dist) = found.padded();
         Ok((array(py, ids, &[n, k])?, array(py, dist, &[n, k])?))

@@ -170,3 +170,26 @@ def test_an_int8_model_collection_gives_the_same_heatmap(stores, phantom, tmp_pa
             want = ref.query_genes("TUM01")
             np.testing.assert_allclose(got.heatmap["ph7"], want.heatmap["ph7"], rtol=0, atol=1e-6, equal_nan=True)
             assert list(got.top["id"][:10]) == list(want.top["id"][:10])
+
+
+def test_an_array_written_to_during_an_ingest_does_not_change_what_is_stored(phantom, tmp_path):
+    """The ingest releases the GIL, so Python code runs while it reads the array (here:
+    the progress callback zeroes the array after the first batch). What is stored is the
+    array as it was at the call: vortexdb copies it first."""
+    vol = np.ascontiguousarray(np.load(phantom["volume"])[:16])
+    with vortexdb.create(tmp_path / "ref") as db:
+        db.add_model("default")
+        ref = db.ingest_volume("s", vol.copy(), progress=False, batch=16)
+        want = db.predict("s").X.copy()
+    calls = []
+
+    def overwrite(done, total, stored):
+        calls.append(done)
+        vol[:] = 0  # a write from Python while the ingest is running
+
+    with vortexdb.create(tmp_path / "db") as db:
+        db.add_model("default")
+        got = db.ingest_volume("s", vol, progress=overwrite, batch=16)
+        assert len(calls) > 1 and not vol.any()
+        assert got["patches_total"] == ref["patches_total"] and got["threshold"] == ref["threshold"]
+        np.testing.assert_array_equal(db.predict("s").X, want)

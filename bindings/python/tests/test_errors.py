@@ -285,3 +285,50 @@ def test_store_level_errors(tmp_path):
     assert issubclass(errors.UnknownSample, LookupError) and issubclass(errors.BadInput, ValueError)
     assert issubclass(errors.Interrupted, KeyboardInterrupt)
     assert vortexdb.Error is errors.Error and vortexdb.StoreLocked is errors.StoreLocked
+
+
+_RETRY = """
+import os, sys
+import numpy as np
+import vortexdb
+from vortexdb import errors
+lib, root, vol = sys.argv[1], sys.argv[2], np.load(sys.argv[3])[:16].copy()
+os.environ["ORT_DYLIB_PATH"] = "/nonexistent/libonnxruntime.so"
+with vortexdb.create(root) as db:
+    db.add_model("default")
+    try:
+        db.ingest_volume("s", vol, progress=False)
+    except errors.MissingRuntime as e:
+        print("first:", e)
+    else:
+        raise SystemExit("the missing runtime was not reported")
+    # The library appears (as after `pip install onnxruntime`): the next call loads it.
+    os.environ["ORT_DYLIB_PATH"] = lib
+    r = db.ingest_volume("s", vol, progress=False)
+    print("second:", r["patches_total"], vortexdb.loaded_runtime_library())
+"""
+
+
+def test_a_failed_runtime_load_is_tried_again_not_kept(phantom, tmp_path):
+    """A process that first finds no ONNX Runtime loads it on the next call once it is
+    there, without a restart (the failure is not cached)."""
+    import subprocess
+    import sys
+
+    lib = os.environ.get("ORT_DYLIB_PATH") or vortexdb.loaded_runtime_library()
+    if lib is None:
+        with vortexdb.create(tmp_path / "probe") as db:
+            db.add_model("default")
+            db.ingest_volume("p", np.load(phantom["volume"])[:16].copy(), progress=False)
+        lib = vortexdb.loaded_runtime_library()
+    assert lib is not None
+    out = subprocess.run(
+        [sys.executable, "-c", _RETRY, str(lib), str(tmp_path / "db"), str(phantom["volume"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "first:" in out.stdout and "/nonexistent/" in out.stdout
+    second = [line for line in out.stdout.splitlines() if line.startswith("second:")][0]
+    assert int(second.split()[1]) > 0 and str(lib) in second

@@ -147,10 +147,12 @@ class Store:
     ) -> dict:
         """Embed every tissue patch of a 3D volume: a path (NPY, TIFF, an OME-Zarr image,
         slice directory) or a C-contiguous array (Z, Y, X) or (Z, Y, X, C) of uint8,
-        uint16 or float32, read in place (not copied). ``um_per_voxel`` is (z, y, x) or
-        one number; ``None`` takes the OME-Zarr metadata's, else the model's. An
-        OME-Zarr image is read at ``level`` (0 = full resolution), by default the level
-        whose voxel size is nearest the model's. Resumable: after Ctrl-C (``errors.Interrupted``)
+        uint16 or float32 (copied before the work starts, so Python code may keep using
+        it). ``um_per_voxel`` is the full-resolution voxel size, (z, y, x) or one
+        number; ``None`` takes the OME-Zarr metadata's, else the model's. An OME-Zarr
+        image is read at ``level`` (0 = full resolution), by default the level whose
+        voxel size is nearest the model's; one whose axes name no unit needs
+        ``um_per_voxel``. Resumable: after Ctrl-C (``errors.Interrupted``)
         the same call continues. ``quantization`` (``"f32"``, ``"int8"``, ``"binary"``)
         is what the model's collection holds in RAM when this call creates it.
         Returns the ingest report."""
@@ -546,11 +548,14 @@ class Store:
         ridge: bool = False,
         alpha: float | None = None,
         context_um: Iterable[float] | None = None,
+        allow_in_sample: bool = False,
     ) -> dict:
         """Predicted against measured expression at the spots of ``spots`` (default:
         the sample's): the numbers of ``vortexdb eval --json`` (PCC, SSIM, Moran's I,
         ...), and under ``"ridge"`` how the ridge readout was fitted.
-        ``pandas.DataFrame(result["genes"])`` gives the per-gene table."""
+        ``pandas.DataFrame(result["genes"])`` gives the per-gene table. Scoring spots
+        that are also the ``reference`` is refused unless ``allow_in_sample``, and then
+        marked ``"in_sample": True``."""
         return self._s.evaluate(
             sample,
             spots=spots,
@@ -563,6 +568,7 @@ class Store:
             ridge=ridge,
             alpha=alpha,
             context_um=_scales(context_um),
+            allow_in_sample=allow_in_sample,
         )
 
     # -- raw vectors --------------------------------------------------------------
@@ -578,7 +584,7 @@ class Store:
         ef_construction: int | None = None,
         quantization: str = "f32",
     ) -> dict:
-        """Import an (N, D) float32 array (read in place when C-contiguous float32,
+        """Import an (N, D) float32 array (copied once when C-contiguous float32,
         converted otherwise) or an NPY/Parquet file into a raw collection, created
         with ``metric`` and ``quantization`` (what its graph holds in RAM: ``"f32"``,
         ``"int8"`` or ``"binary"``) when missing. Resumable like the CLI's import."""
@@ -617,7 +623,7 @@ class Store:
         rescore: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest stored vectors of each row of ``queries`` ((N, D) or (D,),
-        read in place when C-contiguous float32): ``(ids, distances)``, int64 and
+        copied once while the GIL is held): ``(ids, distances)``, int64 and
         float32 arrays of shape (N, k), padded with -1 / NaN. ``filter`` may hold
         ``samples``, ``exclude`` (sample ids) and ``region`` (``"z0:z1,y0:y1,x0:x1"``).
         ``rescore``: candidates per neighbour rescored on the f32 vectors for an int8
