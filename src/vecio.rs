@@ -9,10 +9,10 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{
-    Array, AsArray, FixedSizeListArray, Float32Array, Float64Array, ListArray, RecordBatch,
-};
-use arrow::datatypes::{DataType, Float32Type, Int32Type, Int64Type};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int32Type, Int64Type};
+use arrow_array::{Array, FixedSizeListArray, Float32Array, Float64Array, ListArray, RecordBatch};
+use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::engine::PatchRecord;

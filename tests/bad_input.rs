@@ -6,8 +6,9 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, Float32Builder, Int64Array, ListBuilder, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow_array::builder::{Float32Builder, ListBuilder};
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use common::{clustered, expect_ok, expect_user_error, new_store, s, write_npy};
 use vortexdb::Store;
 
@@ -216,7 +217,7 @@ fn write_parquet(path: &Path, rows: &[Vec<f32>], with_meta: bool) {
     }
     let list = Arc::new(lb.finish());
     let mut fields = vec![Field::new("vector", list.data_type().clone(), true)];
-    let mut cols: Vec<arrow::array::ArrayRef> = vec![list];
+    let mut cols: Vec<arrow_array::ArrayRef> = vec![list];
     if with_meta {
         fields.push(Field::new("sample", DataType::Utf8, false));
         cols.push(Arc::new(StringArray::from_iter_values(

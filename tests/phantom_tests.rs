@@ -8,8 +8,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, UInt32Type};
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt32Type};
+use arrow_schema::DataType;
 use common::{bin, expect_ok, expect_user_error};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -72,7 +74,7 @@ fn read_parquet(path: &Path) -> RecordBatch {
         .build()
         .unwrap();
     let batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 fn column_f64(b: &RecordBatch, name: &str) -> Vec<f64> {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use arrow::array::{Float32Array, Int64Array, UInt64Array};
+use arrow_array::{Float32Array, Int64Array, UInt64Array};
 use serde_json::json;
 
 use super::{

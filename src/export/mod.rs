@@ -16,7 +16,7 @@ mod spots;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::error::{Error, Result};
 
@@ -57,6 +57,6 @@ pub(crate) fn write_parquet(path: &Path, cols: Vec<(String, ArrayRef)>) -> Resul
 }
 
 /// A column for [`write_parquet`].
-pub(crate) fn col<A: arrow::array::Array + 'static>(name: &str, a: A) -> (String, ArrayRef) {
+pub(crate) fn col<A: arrow_array::Array + 'static>(name: &str, a: A) -> (String, ArrayRef) {
     (name.to_string(), Arc::new(a))
 }

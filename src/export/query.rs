@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use arrow::array::{Float32Array, Int64Array, StringArray, UInt64Array};
+use arrow_array::{Float32Array, Int64Array, StringArray, UInt64Array};
 use serde_json::json;
 
 use super::{col, write_f32_array_npy, write_json, write_parquet, write_png, write_tiff};

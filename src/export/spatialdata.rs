@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
 use serde::Serialize;
 use serde_json::{Value, json};
 use zarrs::array::data_type;
@@ -445,7 +445,7 @@ fn spatialdata_attrs(region: &str, instance: &str) -> (String, Vec<(String, Stri
     )
 }
 
-fn xyz_cols(p: &[[f64; 3]]) -> Vec<(String, arrow::array::ArrayRef)> {
+fn xyz_cols(p: &[[f64; 3]]) -> Vec<(String, arrow_array::ArrayRef)> {
     (0..3)
         .map(|a| {
             let v: Vec<f64> = p.iter().map(|c| c[a]).collect();
@@ -460,7 +460,7 @@ fn points(
     dir: &Path,
     name: &str,
     instance: &str,
-    cols: Vec<(String, arrow::array::ArrayRef)>,
+    cols: Vec<(String, arrow_array::ArrayRef)>,
 ) -> Result<()> {
     let at = format!("/points/{name}");
     write_parquet(

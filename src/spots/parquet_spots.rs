@@ -9,12 +9,14 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type};
-use arrow::record_batch::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{SpotFormat, SpotTable, bad, check_count, check_unique};
@@ -216,11 +218,99 @@ fn floats(path: &Path, batches: &[RecordBatch], name: &str) -> Result<Vec<f64>> 
         if a.null_count() > 0 {
             return Err(bad(path, format!("column '{name}' has missing values")));
         }
-        let f = cast(&a, &DataType::Float64)
-            .map_err(|e| bad(path, format!("column '{name}' is not numeric: {e}")))?;
-        out.extend_from_slice(f.as_primitive::<Float64Type>().values());
+        let f = as_f64(&*a).ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "column '{name}' is not numeric (it holds {})",
+                    a.data_type()
+                ),
+            )
+        })?;
+        out.extend(f);
     }
     Ok(out)
+}
+
+/// The values of a numeric column (integers, floats, booleans as 0/1; a dictionary of
+/// numbers by its keys) as f64; `None` for any other type. Written out instead of
+/// arrow's `cast` kernel, which would pull the whole arrow compute stack into the build.
+fn as_f64(a: &dyn Array) -> Option<Vec<f64>> {
+    macro_rules! prim {
+        ($t:ty) => {
+            a.as_primitive::<$t>()
+                .values()
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        };
+    }
+    Some(match a.data_type() {
+        DataType::Float64 => prim!(Float64Type),
+        DataType::Float32 => prim!(Float32Type),
+        DataType::Float16 => a
+            .as_primitive::<Float16Type>()
+            .values()
+            .iter()
+            .map(|v| v.to_f64())
+            .collect(),
+        DataType::Int8 => prim!(Int8Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        DataType::Boolean => a
+            .as_boolean()
+            .values()
+            .iter()
+            .map(|b| if b { 1.0 } else { 0.0 })
+            .collect(),
+        DataType::Dictionary(_, _) => {
+            let d = a.as_any_dictionary();
+            let values = as_f64(d.values().as_ref())?;
+            let keys = d.normalized_keys();
+            keys.iter()
+                .map(|&k| values.get(k).copied())
+                .collect::<Option<_>>()?
+        }
+        _ => return None,
+    })
+}
+
+/// The values of a text column (UTF-8 of any offset width or view; a dictionary, as
+/// pandas writes categoricals; integers, as ids) as strings; `None` for other types.
+fn as_strings(a: &dyn Array) -> Option<Vec<String>> {
+    let text = |it: &mut dyn Iterator<Item = Option<&str>>| -> Vec<String> {
+        it.map(|v| v.unwrap_or("").to_string()).collect()
+    };
+    Some(match a.data_type() {
+        DataType::Utf8 => text(&mut a.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => text(&mut a.as_string::<i64>().iter()),
+        DataType::Utf8View => text(&mut a.as_string_view().iter()),
+        DataType::Dictionary(_, _) => {
+            let d = a.as_any_dictionary();
+            let values = as_strings(d.values().as_ref())?;
+            let keys = d.normalized_keys();
+            keys.iter()
+                .map(|&k| values.get(k).cloned())
+                .collect::<Option<_>>()?
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => as_f64(a)?
+            .into_iter()
+            .map(|v| format!("{}", v as i128))
+            .collect(),
+        _ => return None,
+    })
 }
 
 fn strings(path: &Path, batches: &[RecordBatch], name: &str) -> Result<Vec<String>> {
@@ -229,13 +319,13 @@ fn strings(path: &Path, batches: &[RecordBatch], name: &str) -> Result<Vec<Strin
         if a.null_count() > 0 {
             return Err(bad(path, format!("column '{name}' has missing values")));
         }
-        let s: Arc<dyn Array> = cast(&a, &DataType::Utf8)
-            .map_err(|e| bad(path, format!("column '{name}' is not text: {e}")))?;
-        out.extend(
-            s.as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap_or("").to_string()),
-        );
+        let s = as_strings(&*a).ok_or_else(|| {
+            bad(
+                path,
+                format!("column '{name}' is not text (it holds {})", a.data_type()),
+            )
+        })?;
+        out.extend(s);
     }
     Ok(out)
 }

@@ -154,8 +154,9 @@ pub fn vortexdb_limited(args: &[&str]) -> Output {
 
 /// Write rows as a Parquet vector file with a `sample` column (and z, y, x = row).
 pub fn write_vector_parquet(path: &Path, rows: &[Vec<f32>], samples: &[String]) {
-    use arrow::array::{Array, Float32Builder, Int64Array, ListBuilder, RecordBatch, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow_array::builder::{Float32Builder, ListBuilder};
+    use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
     let mut lb = ListBuilder::new(Float32Builder::new());
     for r in rows {
@@ -167,7 +168,7 @@ pub fn write_vector_parquet(path: &Path, rows: &[Vec<f32>], samples: &[String]) 
         Field::new("vector", list.data_type().clone(), true),
         Field::new("sample", DataType::Utf8, false),
     ];
-    let mut cols: Vec<arrow::array::ArrayRef> = vec![
+    let mut cols: Vec<arrow_array::ArrayRef> = vec![
         list,
         Arc::new(StringArray::from_iter_values(samples.iter())),
     ];
@@ -180,7 +181,7 @@ pub fn write_vector_parquet(path: &Path, rows: &[Vec<f32>], samples: &[String]) 
 }
 
 /// One Arrow record batch as a Parquet file (default writer settings).
-pub fn write_batch(path: &Path, batch: &arrow::array::RecordBatch) {
+pub fn write_batch(path: &Path, batch: &arrow_array::RecordBatch) {
     let f = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
     w.write(batch).unwrap();

@@ -6,10 +6,10 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, FixedSizeListBuilder, Float32Builder, Float64Array, Float64Builder, Int32Array,
-    Int64Array, LargeListBuilder, ListBuilder, RecordBatch, StringArray,
+use arrow_array::builder::{
+    FixedSizeListBuilder, Float32Builder, Float64Builder, LargeListBuilder, ListBuilder,
 };
+use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use vortexdb::{HnswParams, Metric, VectorIndex};
 
 use crate::image_seeds;
