@@ -34,12 +34,17 @@
 //! * `ingest`: streaming, resumable volume ingest and spot ingest; a HEST-1k sample
 //!   (slide + spots + metadata) in one call;
 //! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
-//! * `predict`: predicted expression per patch (predictor head or k nearest spots);
+//! * `predict`: predicted expression per patch, by one of three readouts: the model's
+//!   predictor head, the k nearest reference spots (BLEEP-style kNN), or the ridge
+//!   readout fitted on reference spots (with spatial context);
 //! * `domains`: k-means spatial domains, label volumes, ARI against a segmentation;
-//! * `metrics`: PCC, Spearman, SSIM, ARI, Moran's I, Geary's C and the eval report;
+//! * `stats`: pure statistics (Pearson, Spearman, SSIM, ARI, ROC AUC, Moran's I,
+//!   Geary's C), used by `predict`, `domains` and `metrics` alike;
+//! * `metrics`: the evaluation of predictions against measured spots and its report;
 //! * `phantom`: a deterministic synthetic tissue phantom (volume, H&E planes, spots);
 //! * `demo`: the whole workflow on a phantom, as a typed report;
-//! * `export`: every file the library writes on request; `render`: images, reports;
+//! * `export`: every file the library writes on request; `render`: the images and the
+//!   Markdown report it draws (internal: reached through `export`);
 //!
 //! ```
 //! use vortexdb::{CollectionSpec, Metric, NewVector, SearchOptions, Store};
@@ -76,6 +81,7 @@ mod predict;
 mod query;
 mod render;
 mod spots;
+mod stats;
 mod vecio;
 mod volume;
 
@@ -162,34 +168,27 @@ pub use metrics::compare::{
     Comparison, EvalOptions, EvalSummary, Evaluation, compare, evaluate_sample,
 };
 pub use metrics::eval::{EvalInput, EvalReport, GeneEval, evaluate};
-pub use metrics::{
-    SpatialWeights, adjusted_rand_index, average_ranks, gearys_c, grid_spots, min_max, morans_i,
-    nanmean, pearson, roc_auc, spearman, ssim, ssim_window,
-};
 pub use predict::{
     Method, Predictions, RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, RidgeFit, predict,
 };
+pub use stats::{
+    SpatialWeights, adjusted_rand_index, average_ranks, gearys_c, grid_spots, min_max, morans_i,
+    nanmean, pearson, roc_auc, spearman, ssim, ssim_window,
+};
 
-// Files written on request, and what they are drawn from.
+// Files written on request.
 pub use export::{
     QueryExport, SpatialDataExport, SpatialDataOptions, SpotsExport, write_domains, write_eval,
     write_gene_volumes, write_json, write_ome_zarr, write_ome_zarr_labels, write_png,
     write_predictions_parquet, write_query, write_spatialdata, write_spots, write_tiff,
 };
-pub use render::{
-    PALETTE, coolwarm, domain_slice, eval_markdown, overlay, pcc_chart, report_html, spot_maps,
-    underlay,
-};
 
 // The demo and the phantom.
 pub use demo::{
-    DEMO_MARKER, DemoDomain, DemoDomains, DemoFigure, DemoFiles, DemoHit, DemoIngest, DemoOptions,
-    DemoPhantom, DemoPrediction, DemoQuery, DemoReport, DemoRetrieval, run_demo,
+    DemoDomain, DemoDomains, DemoFigure, DemoFiles, DemoHit, DemoIngest, DemoOptions, DemoPhantom,
+    DemoPrediction, DemoQuery, DemoReport, DemoRetrieval, run_demo,
 };
-pub use phantom::{
-    COMPARTMENTS, PROGRAMS, PhantomFiles, PhantomParams, PhantomSummary, VOXEL_UM, gene_names,
-    generate as generate_phantom,
-};
+pub use phantom::{PhantomFiles, PhantomParams, PhantomSummary, generate as generate_phantom};
 
 // Limits and names.
 pub use limits::{BUDGET_ENV, MAX_DOMAINS, MAX_EF, MAX_K, memory_budget};

@@ -184,7 +184,7 @@ impl PhantomParams {
 pub struct PhantomFiles {
     /// `volume.npy`: uint8 (Z, Y, X) intensities.
     pub volume: PathBuf,
-    /// `labels.npy`: uint8 (Z, Y, X) compartment labels (see [`COMPARTMENTS`]).
+    /// `labels.npy`: uint8 (Z, Y, X) compartment labels (0 background, 1 gland, 2 tumour, 3 stroma, 4 fat).
     pub labels: PathBuf,
     /// `planes/plane_ZZZ.png`: one RGB H&E-like image per plane.
     pub planes: Vec<PathBuf>,
