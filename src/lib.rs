@@ -19,7 +19,7 @@
 //! * `catalog`: above the engine: models, samples, spots, predictions, domains, the
 //!   typed kinds of records and the store summary;
 //! * `maintenance`: what must know every table: create/open (the catalog's tables,
-//!   the schema-1 migration), check, backup;
+//!   the schema-1 migration), a check that writes nothing, the salvaging backup, repair;
 //! * `index`: the HNSW graph (hand-written in hnswlib's layout), its snapshots and exact search;
 //! * `vecio`: NPY / Parquet vector files;
 //! * `codec`: byte encodings (every record with a CRC-32) and the schema version;
@@ -102,7 +102,7 @@ pub use engine::{
     ImportProgress, LOCK_FILE, NewVector, PatchRecord, Region, Scored, ScoredPatch, SearchOptions,
     SnapshotState, Store, StoreInfo, VECTORS_DIR,
 };
-pub use maintenance::BackupReport;
+pub use maintenance::{BackupReport, CheckReport, check_store, rebuild_indexes, repair_store};
 
 // The HNSW index.
 pub use index::{

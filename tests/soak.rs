@@ -123,10 +123,14 @@ fn start(args: &[&str]) -> (Child, Acks, Vec<std::thread::JoinHandle<()>>) {
 
 impl World {
     fn verify(&self, round: u64, acked: &HashMap<String, u64>, stats: &mut Stats, all: bool) {
-        let mut st = Store::open(&self.db)
+        let st = Store::open(&self.db)
             .unwrap_or_else(|e| panic!("round {round}: store does not open after SIGKILL: {e}"));
-        st.check()
+        let r = vortexdb::check_store(&self.db, None)
             .unwrap_or_else(|e| panic!("round {round}: check fails after SIGKILL: {e}"));
+        assert!(
+            r.is_clean(),
+            "round {round}: check finds damage after SIGKILL: {r}"
+        );
         // Vector imports: acknowledged rows present, whole batches only, rows = file rows.
         let nc = self.collections.len();
         let from = if all { 0 } else { nc.saturating_sub(2) };

@@ -43,8 +43,10 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::NotAStore { path, .. } => {
             format!("create one with `vortexdb init {}`", path.display())
         }
-        Error::Corrupted { .. } => "run `vortexdb check` and restore from a backup \
-                                   (`vortexdb backup`) if it fails"
+        Error::Corrupted { .. } => "`vortexdb check STORE` lists the damage without writing \
+                                   anything; then copy what is readable with `vortexdb \
+                                   backup STORE NEW` (or `vortexdb repair STORE NEW`), or \
+                                   restore an earlier backup"
             .into(),
         Error::UnknownModel { store, .. } => format!(
             "add one with `vortexdb models add {} MODEL_DIR`",

@@ -39,11 +39,18 @@ pub enum Command {
     Init(store::StoreArg),
     /// Summarise a store: collections, sizes, index snapshot state.
     Info(store::StoreArg),
-    /// Verify every page checksum of vortex.redb and every stored vector's CRC.
-    Check(store::StoreArg),
+    /// Verify the store without writing to it (no lock, not a byte changed; works beside
+    /// a writer): redb's page checksums on a private copy, every record and vector CRC,
+    /// index snapshots, model files and manifests. Exit 1 when damage is found.
+    Check(store::CheckArgs),
     /// Online backup: a consistent copy of the store from one read snapshot (works while
-    /// another process writes), every record verified; restore by opening the copy.
+    /// another process writes), every record verified; what cannot be read is left out
+    /// and listed (exit 3: partial). Restore by opening the copy.
     Backup(store::BackupArgs),
+    /// Write a repaired copy of a damaged store to DEST (the store is not written):
+    /// its database recovered on a private copy, then everything readable copied as
+    /// `backup` does (exit 3 when something was lost).
+    Repair(store::RepairArgs),
     /// Models: register a model directory in a store, list, run a network on an array.
     #[command(subcommand)] Models(models::ModelsCommand),
     /// Embed data into the store: a 3D volume, serial sections (2.5D), or spot expression.
@@ -85,7 +92,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
     match std::panic::catch_unwind(|| run(cli)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(0)) => ExitCode::SUCCESS,
+        Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(e)) => {
             let code = hints::exit_code(&e);
             report_error(json, &hints::message(&e), code);
@@ -166,13 +174,15 @@ pub(crate) fn emit_files(
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Run the command; the exit code (0, or what `check`, `backup` and `repair` report).
+fn run(cli: Cli) -> Result<u8> {
     let j = cli.json;
     match cli.command {
+        Command::Check(a) => return store::check(&a, j),
+        Command::Backup(a) => return store::backup(&a, j),
+        Command::Repair(a) => return store::repair(&a, j),
         Command::Init(a) => store::init(&a, j),
         Command::Info(a) => store::info(&a, j),
-        Command::Check(a) => store::check(&a, j),
-        Command::Backup(a) => store::backup(&a, j),
         Command::Spots(c) => store::spots(c, j),
         Command::Models(c) => models::run(c, j),
         Command::Ingest(c) => ingest::run(c, j),
@@ -185,4 +195,5 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::demo(&a, j),
         Command::Phantom(a) => demo::phantom(&a, j),
     }
+    .map(|()| 0)
 }

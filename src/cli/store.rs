@@ -1,4 +1,6 @@
-//! `vortexdb init|info|check|backup` and `vortexdb spots export`: the store itself.
+//! `vortexdb init|info|check|backup|repair` and `vortexdb spots export`: the store
+//! itself. `check` exits 1 when it finds damage; `backup` and `repair` exit 3 when
+//! their copy is partial (the report lists what was left out).
 
 use std::path::PathBuf;
 
@@ -6,7 +8,10 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{emit, emit_text, flush_warnings, out, out_json};
-use vortexdb::{Result, Store, write_spots};
+use vortexdb::{Result, Store, check_store, rebuild_indexes, repair_store, write_spots};
+
+/// Exit code of a `backup` or `repair` whose copy left something out.
+pub const EXIT_PARTIAL: u8 = 3;
 
 /// A store directory.
 #[rustfmt::skip]
@@ -16,14 +21,42 @@ pub struct StoreArg {
     pub store: PathBuf,
 }
 
+/// Arguments of `check`.
+#[rustfmt::skip]
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Store directory (read only: nothing in it is written, no lock is taken).
+    pub store: PathBuf,
+    /// Directory for the private copy of vortex.redb the check reads (default: the
+    /// system's temporary directory); it needs the database's size free.
+    #[arg(long)] pub scratch: Option<PathBuf>,
+}
+
 /// Arguments of `backup`.
 #[rustfmt::skip]
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Store directory.
     pub store: PathBuf,
-    /// New directory for the copy (must not exist).
+    /// New directory for the copy (must not exist, nor lie inside the store).
     pub dest: PathBuf,
+}
+
+/// Arguments of `repair`.
+#[rustfmt::skip]
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Store directory (read only: the repaired store is written to DEST).
+    pub store: PathBuf,
+    /// New directory for the repaired copy (must not exist, nor lie inside the store).
+    #[arg(required_unless_present = "index_only")] pub dest: Option<PathBuf>,
+    /// Instead of a copy, rebuild and rewrite the store's HNSW index snapshots in place
+    /// (derived data: the vectors and records are read, not written); what `check`
+    /// suggests when it notes a stale or damaged snapshot.
+    #[arg(long, conflicts_with = "dest")] pub index_only: bool,
+    /// Directory for the private copy of vortex.redb that is recovered (default: the
+    /// system's temporary directory).
+    #[arg(long)] pub scratch: Option<PathBuf>,
 }
 
 /// Subcommands of `spots`.
@@ -70,24 +103,34 @@ pub fn info(a: &StoreArg, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Run `check`.
-pub fn check(a: &StoreArg, json: bool) -> Result<()> {
-    let mut s = Store::open_for_check(&a.store)?;
-    let n = s.check()?;
-    flush_warnings(&s);
-    emit_text(json, json!({"vectors_checked": n}), || {
-        format!("ok: {n} vectors verified")
-    });
-    Ok(())
+/// Run `check`: the report, and exit code 1 when it found damage.
+pub fn check(a: &CheckArgs, json: bool) -> Result<u8> {
+    let r = check_store(&a.store, a.scratch.as_deref())?;
+    emit(json, &r);
+    Ok(if r.is_clean() { 0 } else { 1 })
 }
 
-/// Run `backup`.
-pub fn backup(a: &BackupArgs, json: bool) -> Result<()> {
+/// Run `backup`: exit code 3 when the copy is partial.
+pub fn backup(a: &BackupArgs, json: bool) -> Result<u8> {
     let s = Store::open_read_only(&a.store)?;
     let r = s.backup(&a.dest)?;
     flush_warnings(&s);
     emit(json, &r);
-    Ok(())
+    Ok(if r.complete { 0 } else { EXIT_PARTIAL })
+}
+
+/// Run `repair`: exit code 3 when something could not be salvaged.
+pub fn repair(a: &RepairArgs, json: bool) -> Result<u8> {
+    let Some(dest) = &a.dest else {
+        let done = rebuild_indexes(&a.store)?;
+        emit_text(json, json!({"indexes_rebuilt": done}), || {
+            format!("rebuilt the index snapshots of {}", done.join(", "))
+        });
+        return Ok(0);
+    };
+    let r = repair_store(&a.store, dest, a.scratch.as_deref())?;
+    emit(json, &r);
+    Ok(if r.complete { 0 } else { EXIT_PARTIAL })
 }
 
 /// Run a `spots` subcommand.

@@ -159,6 +159,24 @@ impl Store {
         }
     }
 
+    /// A store view over `dir` whose database is the redb file at `db_file` (a private
+    /// copy of `dir`'s, made by `check` or `repair`), opened read-only without a lock:
+    /// nothing is ever written to `dir`. Errors name `dir`'s own database file.
+    pub(crate) fn open_copy(dir: &Path, db_file: &Path) -> Result<Store> {
+        let named = check_store_dir(dir)?;
+        let db = guard(&named, "opening the database", || {
+            builder()
+                .open_read_only(db_file)
+                .map_err(|e| map_open_error(&named, e))
+        })?;
+        Ok(Store::assemble(dir.to_path_buf(), Db::Read(db), None))
+    }
+
+    /// Fail with [`Error::NotAStore`] unless `dir` holds a store.
+    pub(crate) fn require_store_dir(dir: &Path) -> Result<()> {
+        check_store_dir(dir).map(|_| ())
+    }
+
     fn assemble(dir: PathBuf, db: Db, lock: Option<File>) -> Store {
         Store {
             dir,
@@ -195,24 +213,6 @@ impl Store {
     pub(crate) fn warn(&self, msg: String) {
         log::warn!("{msg}");
         self.warnings.lock().expect("warnings lock").push(msg);
-    }
-
-    /// redb's check of every page checksum (writers only; a read-only store skips it);
-    /// a repaired allocator state is reported as a warning.
-    pub(crate) fn check_pages(&mut self) -> Result<()> {
-        let path = self.db_path();
-        if let Db::Write(db) = &mut self.db {
-            let ok = guard(&path, "integrity check", || {
-                db.check_integrity().map_err(|e| db_err(&path, e))
-            })?;
-            if !ok {
-                self.warn(format!(
-                    "{}: redb repaired its allocator state",
-                    path.display()
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn check_meta(&self, schema: &Schema) -> Result<()> {

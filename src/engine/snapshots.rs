@@ -104,6 +104,37 @@ impl Store {
         Ok(info)
     }
 
+    /// Whether the collection's recorded index snapshot loads (checksums included),
+    /// without keeping or rebuilding anything: `Some(note)` when a snapshot is recorded
+    /// but cannot be used (a writer rebuilds it from the vectors).
+    pub(crate) fn snapshot_note(
+        &self,
+        txn: &ReadTransaction,
+        info: &CollectionInfo,
+    ) -> Result<Option<String>> {
+        let path = self.db_path();
+        let recorded = txn
+            .open_table(SNAPSHOTS)
+            .map_err(|e| db_err(&path, e))?
+            .get(info.id)
+            .map_err(|e| db_err(&path, e))?
+            .is_some();
+        if !recorded || load_snapshot(self, txn, info)?.is_some() {
+            return Ok(None);
+        }
+        let why = self.take_warnings().join("; ");
+        Ok(Some(format!(
+            "the index snapshot of '{}' is stale or damaged{}; it is derived data, rebuilt \
+             from the vectors in memory meanwhile: `vortexdb repair --index-only` rewrites it",
+            info.name,
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            }
+        )))
+    }
+
     /// Returns the up-to-date graph and how many points had to be inserted.
     fn bring_up_to_date(
         &self,

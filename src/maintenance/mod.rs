@@ -1,9 +1,9 @@
 //! Whole-store operations, which must know every table of both layers (the vector
 //! engine's and the catalog's): the public constructors (`open`: they hand the engine
 //! the catalog's tables to make in a new store and the schema-1 migration to run on an
-//! old one), `Store::check` (`check`: verify everything), `Store::backup`
-//! (`backup`: a consistent, verified copy from one read snapshot, beside an active
-//! writer) and the in-place migration of schema-1 stores (`migrate`).
+//! old one), `check_store` (`check`: verify everything, writing nothing), `Store::backup`
+//! (`backup`: a consistent, verified, salvaging copy from one read snapshot, beside an
+//! active writer), `repair_store` (`check`'s private copy, recovered, then backed up) and the in-place migration of schema-1 stores (`migrate`).
 
 mod backup;
 mod check;
@@ -11,3 +11,4 @@ mod migrate;
 mod open;
 
 pub use backup::BackupReport;
+pub use check::{CheckReport, check_store, rebuild_indexes, repair_store};

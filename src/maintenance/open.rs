@@ -36,13 +36,4 @@ impl Store {
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
         Store::open_read_only_with(dir.as_ref(), &SCHEMA)
     }
-
-    /// Open for [`Store::check`]: for writing (so redb's page checksums are verified
-    /// too), or read-only while another process writes.
-    pub fn open_for_check(dir: impl AsRef<Path>) -> Result<Store> {
-        match Store::open(dir.as_ref()) {
-            Err(crate::error::Error::Locked { .. }) => Store::open_read_only(dir),
-            other => other,
-        }
-    }
 }
