@@ -295,15 +295,15 @@ from vortexdb import errors
 lib, root, vol = sys.argv[1], sys.argv[2], np.load(sys.argv[3])[:16].copy()
 os.environ["ORT_DYLIB_PATH"] = "/nonexistent/libonnxruntime.so"
 with vortexdb.create(root) as db:
-    db.add_model("default")
     try:
-        db.ingest_volume("s", vol, progress=False)
+        db.add_model("default")  # checks that the model runs: needs the runtime
     except errors.MissingRuntime as e:
         print("first:", e)
     else:
         raise SystemExit("the missing runtime was not reported")
     # The library appears (as after `pip install onnxruntime`): the next call loads it.
     os.environ["ORT_DYLIB_PATH"] = lib
+    db.add_model("default")
     r = db.ingest_volume("s", vol, progress=False)
     print("second:", r["patches_total"], vortexdb.loaded_runtime_library())
 """

@@ -170,8 +170,9 @@ def test_heatmaps_predicted_genes_and_domains_open_as_ome_zarr(zarr_store, tmp_p
 
 
 def test_a_default_ome_zarr_named_at_full_resolution_equals_the_npy(phantom, tmp_path):
-    """ome-zarr's ``write_image`` with its defaults (only the required axes): three
-    levels at scales 1 / 2 / 4 in y and x, axes without a unit. ``--um-per-voxel
+    """ome-zarr's ``write_image`` with its defaults (only the required axes): a pyramid
+    at scales 1 / 2 / 4 / ... in y and x (0.15 writes five levels), axes without a
+    unit. ``--um-per-voxel
     4,4,4`` names level 0's voxel, so level 0 (the model's 4 um) is read: the same
     patches and embeddings as the NPY of the same array. Without the option the unitless
     scales are not taken as micrometres: the file is refused, naming it and the fix."""
@@ -184,7 +185,9 @@ def test_a_default_ome_zarr_named_at_full_resolution_equals_the_npy(phantom, tmp
     write_image(vol, zarr.open_group(img, mode="w"), axes="zyx")
     meta = zarr.open_group(img, mode="r").attrs.asdict()
     ms = (meta.get("ome") or meta)["multiscales"][0]
-    assert len(ms["datasets"]) == 3 and all("unit" not in a for a in ms["axes"])
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales[:3] == [[1.0, 1.0, 1.0], [1.0, 2.0, 2.0], [1.0, 4.0, 4.0]], scales
+    assert all("unit" not in a for a in ms["axes"])
     db = tmp_path / "db"
     cli("init", db)
     cli("models", "add", db, "default")
