@@ -191,5 +191,7 @@ pub use demo::{
 pub use phantom::{PhantomFiles, PhantomParams, PhantomSummary, generate as generate_phantom};
 
 // Limits and names.
-pub use limits::{BUDGET_ENV, MAX_DOMAINS, MAX_EF, MAX_K, memory_budget};
+pub use limits::{
+    ARG_RULES, ArgRule, BUDGET_ENV, MAX_DOMAINS, MAX_EF, MAX_K, count as check_count, memory_budget,
+};
 pub use names::{file_stem, unique_stems, valid_id};

@@ -112,6 +112,126 @@ pub fn human(b: u64) -> String {
     }
 }
 
+/// The rule of one numeric argument: the name a user types (the CLI flag without
+/// `--`, the Python keyword, the library field) and the range accepted.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ArgRule {
+    /// Key in [`ARG_RULES`]; the part after the last `.` is the name shown to users.
+    pub key: &'static str,
+    /// Lowest value accepted.
+    pub lo: f64,
+    /// Highest value accepted.
+    pub hi: f64,
+    /// Whether the argument is a whole number.
+    pub integer: bool,
+    /// Where it is used, for the table in docs/CLI.md.
+    pub used_by: &'static str,
+}
+
+const fn int(key: &'static str, lo: f64, hi: f64, used_by: &'static str) -> ArgRule {
+    ArgRule {
+        key,
+        lo,
+        hi,
+        integer: true,
+        used_by,
+    }
+}
+
+const fn real(key: &'static str, lo: f64, hi: f64, used_by: &'static str) -> ArgRule {
+    ArgRule {
+        key,
+        lo,
+        hi,
+        integer: false,
+        used_by,
+    }
+}
+
+/// Every numeric argument's range, in one table: every command, library call and the
+/// Python package check their arguments against it (through [`count`] and [`number`]),
+/// so the same value is accepted or refused everywhere. docs/CLI.md ("Argument limits")
+/// prints it, and a test keeps the two equal.
+pub const ARG_RULES: &[ArgRule] = &[
+    int(
+        "batch",
+        1.0,
+        65_536.0,
+        "ingest volume|sections|image|hest|spots, vectors import",
+    ),
+    int(
+        "downsample",
+        1.0,
+        1_048_576.0,
+        "query, predict --volumes, domains --out, export",
+    ),
+    int(
+        "slices",
+        0.0,
+        1000.0,
+        "query, predict, domains (PNG slices written)",
+    ),
+    int("top", 1.0, MAX_K as f64, "query genes|profile|patch"),
+    int("k", 1.0, MAX_K as f64, "vectors search, search calls"),
+    int(
+        "ef",
+        0.0,
+        MAX_EF as f64,
+        "vectors search (0: the collection's default)",
+    ),
+    int(
+        "m",
+        M_RANGE.0 as f64,
+        M_RANGE.1 as f64,
+        "vectors import, new collections",
+    ),
+    int(
+        "ef_construction",
+        1.0,
+        100_000.0,
+        "vectors import, new collections",
+    ),
+    int("knn", 1.0, 100_000.0, "predict|eval|export --knn"),
+    int("domains.k", 1.0, MAX_DOMAINS as f64, "domains --k"),
+    int("restarts", 1.0, MAX_RESTARTS as f64, "domains"),
+    int("max_iter", 1.0, 100_000.0, "domains"),
+    real(
+        "um",
+        UM_RANGE.0,
+        UM_RANGE.1,
+        "--um-per-voxel, --um-per-px, --spacing-um",
+    ),
+    real("min_pcc", -1.0, 1.0, "query genes"),
+    real("percentile", 0.0, 100.0, "query genes"),
+    real("min_fraction", 0.0, 1.0, "query genes"),
+];
+
+/// The rule of `key` (a key of [`ARG_RULES`]).
+pub fn rule(key: &str) -> &'static ArgRule {
+    ARG_RULES
+        .iter()
+        .find(|r| r.key == key)
+        .unwrap_or_else(|| panic!("no argument rule '{key}'"))
+}
+
+/// A whole-number argument checked against its rule in [`ARG_RULES`].
+pub fn count(key: &str, v: usize) -> Result<usize> {
+    count_as(key, key.rsplit('.').next().unwrap_or(key), v)
+}
+
+/// [`count`] for an argument that a face names `name` (`batch_size` of `vectors
+/// import` follows the `batch` rule).
+pub fn count_as(key: &str, name: &str, v: usize) -> Result<usize> {
+    let r = rule(key);
+    int_arg(name, v, r.lo as usize, r.hi as usize)
+}
+
+/// A number checked against its rule in [`ARG_RULES`] (finite, in range).
+pub fn number(key: &str, name: &str, v: f64) -> Result<f64> {
+    let r = rule(key);
+    float_arg(name, v, r.lo, r.hi)
+}
+
 /// An integer argument in `lo..=hi`.
 pub fn int_arg(name: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
     if v < lo || v > hi {
@@ -151,7 +271,7 @@ pub fn threads_arg(name: &str, v: usize) -> Result<usize> {
 
 /// A voxel or pixel size in micrometres (finite, within [`UM_RANGE`]).
 pub fn um_arg(name: &str, v: f64) -> Result<f64> {
-    float_arg(name, v, UM_RANGE.0, UM_RANGE.1)
+    number("um", name, v)
 }
 
 #[cfg(test)]

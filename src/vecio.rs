@@ -419,13 +419,27 @@ fn parquet_record(
     if col.is_null(row) {
         return Err(bad(path, format!("row {global}: sample is null")));
     }
+    // The same id rule as every ingest (no path-like or overlong ids).
+    crate::names::valid_id(&sample, "sample")
+        .map_err(|e| bad(path, format!("row {global}: {e}")))?;
+    let coord = |name: &str| -> Result<i64> {
+        match rb.column_by_name(name) {
+            None => Ok(0),
+            Some(c) if c.is_null(row) => Err(bad(path, format!("row {global}: {name} is null"))),
+            Some(c) => int_at(rb, name, row).ok_or_else(|| {
+                bad(
+                    path,
+                    format!(
+                        "column '{name}' must hold integers (patch origins), not {}",
+                        c.data_type()
+                    ),
+                )
+            }),
+        }
+    };
     Ok(Some(PatchRecord {
         sample,
-        origin: [
-            int_at(rb, "z", row).unwrap_or(0),
-            int_at(rb, "y", row).unwrap_or(0),
-            int_at(rb, "x", row).unwrap_or(0),
-        ],
+        origin: [coord("z")?, coord("y")?, coord("x")?],
         size: [0; 3],
         tissue_fraction: 1.0,
     }))

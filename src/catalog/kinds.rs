@@ -103,6 +103,9 @@ pub enum IngestStatus {
     Ingesting,
     /// Every grid position was processed.
     Complete,
+    /// Every grid position was processed and none passed the tissue mask: nothing is
+    /// stored (the ingest reported it as an error, never as a success).
+    Empty,
 }
 
 impl IngestStatus {
@@ -111,15 +114,17 @@ impl IngestStatus {
         match self {
             IngestStatus::Ingesting => "ingesting",
             IngestStatus::Complete => "complete",
+            IngestStatus::Empty => "empty",
         }
     }
 
-    /// Parse [`IngestStatus::name`] (anything but `complete` is still ingesting).
+    /// Parse [`IngestStatus::name`] (anything but `complete` or `empty` is still
+    /// ingesting).
     pub fn parse(s: &str) -> IngestStatus {
-        if s == "complete" {
-            IngestStatus::Complete
-        } else {
-            IngestStatus::Ingesting
+        match s {
+            "complete" => IngestStatus::Complete,
+            "empty" => IngestStatus::Empty,
+            _ => IngestStatus::Ingesting,
         }
     }
 }

@@ -92,6 +92,7 @@ pub struct PredictArgs {
 
 /// Run `predict`.
 pub fn predict(a: &PredictArgs, json: bool) -> Result<()> {
+    a.vol.check()?;
     let store = Store::open_read_only(&a.store)?;
     let pred = a.method.load(&store, &a.sample)?;
     let genes = split_list(a.genes.as_deref());
@@ -145,6 +146,7 @@ pub struct DomainsArgs {
 
 /// Run `domains`.
 pub fn domains(a: &DomainsArgs, json: bool) -> Result<()> {
+    a.vol.check()?;
     let opts = KMeansOptions {
         k: a.k,
         restarts: a.restarts,

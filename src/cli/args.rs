@@ -39,6 +39,16 @@ pub struct VolumeOut {
     #[arg(long)] pub ome_zarr: bool,
 }
 
+impl VolumeOut {
+    /// The ranges of `limits::ARG_RULES`, checked before any work or write.
+    pub fn check(&self) -> Result<()> {
+        if let Some(d) = self.downsample {
+            vortexdb::check_count("downsample", d)?;
+        }
+        vortexdb::check_count("slices", self.slices).map(|_| ())
+    }
+}
+
 /// Comma-separated values, trimmed, empty ones dropped.
 pub fn split_list(s: Option<&str>) -> Vec<String> {
     s.unwrap_or("")

@@ -154,7 +154,7 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
     opts.n_hvg = a.hvg;
     opts.n_top = a.top;
     opts.z = a.z;
-    opts.batch = a.batch.max(1);
+    opts.batch = a.batch;
     if let Some(s) = &a.affine {
         opts.affine = floats::<6>(s, "affine")?;
     }
@@ -202,7 +202,8 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 64)] pub batch: usize,
     /// What the model's collection holds in RAM when this ingest creates it: f32,
     /// int8 (4x smaller) or binary (32x smaller); searches rescore on the f32 vectors.
-    #[arg(long, default_value = "f32")] pub quantization: String,
+    /// Default f32; on an existing collection a different value is refused.
+    #[arg(long)] pub quantization: Option<String>,
     /// Execution provider and threads (CUDA needs a build with `--features cuda`).
     #[command(flatten)] pub run: RunArgs,
 }
@@ -281,7 +282,11 @@ impl CommonArgs {
             },
             batch: self.batch,
             run: self.run.options()?,
-            quantization: vortexdb::Quantization::from_name(&self.quantization)?,
+            quantization: self
+                .quantization
+                .as_deref()
+                .map(vortexdb::Quantization::from_name)
+                .transpose()?,
             ..Default::default()
         })
     }

@@ -63,7 +63,8 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 200)] pub ef_construction: usize,
     /// What a new collection's graph holds in RAM: f32, int8 (4x smaller) or binary
     /// (32x smaller); searches of int8/binary rescore on the f32 vectors on disk.
-    #[arg(long, default_value = "f32")] pub quantization: String,
+    /// Default f32; on an existing collection a different value is refused.
+    #[arg(long)] pub quantization: Option<String>,
     /// Print one JSON line per durable batch on stdout as it is acknowledged.
     #[arg(long)] pub ack: bool,
 }
@@ -139,7 +140,11 @@ fn import(a: ImportArgs, json: bool) -> Result<()> {
             m: a.m,
             ef_construction: a.ef_construction,
         },
-        quantization: Quantization::from_name(&a.quantization)?,
+        quantization: a
+            .quantization
+            .as_deref()
+            .map(Quantization::from_name)
+            .transpose()?,
     };
     // Open the store first so a wrong directory is reported before reading the file.
     let store = Store::open(&a.store)?;

@@ -131,9 +131,9 @@ pub fn compute(
     opts: &KMeansOptions,
 ) -> Result<(DomainRecord, Vec<DomainSummary>)> {
     // Label volumes are uint8 (0 = no patch), so at most 255 domains.
-    crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_DOMAINS)?;
-    crate::limits::int_arg("restarts", opts.restarts, 1, crate::limits::MAX_RESTARTS)?;
-    crate::limits::int_arg("max_iter", opts.max_iter, 1, 100_000)?;
+    crate::limits::count("domains.k", opts.k)?;
+    crate::limits::count("restarts", opts.restarts)?;
+    crate::limits::count("max_iter", opts.max_iter)?;
     if opts.k > pred.len() {
         return Err(Error::arg(
             "k",

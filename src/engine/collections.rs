@@ -83,9 +83,9 @@ impl Store {
                 format!("invalid dimension {}", spec.dim),
             ));
         }
-        let (lo, hi) = crate::limits::M_RANGE;
-        crate::limits::int_arg("m", spec.hnsw.m, lo, hi)?;
-        crate::limits::int_arg("ef_construction", spec.hnsw.ef_construction, 1, 100_000)?;
+
+        crate::limits::count("m", spec.hnsw.m)?;
+        crate::limits::count("ef_construction", spec.hnsw.ef_construction)?;
         let path = self.db_path();
         self.write_data(|txn| {
             let mut cols = txn.open_table(COLLECTIONS).map_err(|e| db_err(&path, e))?;
@@ -160,6 +160,27 @@ impl Store {
                     known,
                 })
             }
+        }
+    }
+
+    /// Refuse a quantization asked for an existing collection that holds another (it
+    /// is chosen when the collection is created and cannot change).
+    pub(crate) fn same_quantization(
+        info: &CollectionInfo,
+        asked: Option<crate::index::Quantization>,
+    ) -> Result<()> {
+        match asked {
+            Some(q) if q != info.quantization => Err(Error::arg(
+                "quantization",
+                format!(
+                    "collection '{}' already holds {} codes; quantization is chosen when a \
+                     collection is created and cannot change (leave the option out, or use \
+                     a new collection)",
+                    info.name,
+                    info.quantization.name()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 

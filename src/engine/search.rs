@@ -262,8 +262,8 @@ impl Store {
         queries: &[Q],
         opts: &SearchOptions,
     ) -> Result<Vec<Vec<Hit>>> {
-        crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
-        crate::limits::int_arg("ef", opts.ef, 0, crate::limits::MAX_EF)?;
+        crate::limits::count("k", opts.k)?;
+        crate::limits::count("ef", opts.ef)?;
         let info = self.sync_index(collection)?;
         for (i, q) in queries.iter().enumerate() {
             validate_vector(q.as_ref(), info.dim, info.metric, i).map_err(|e| match e {
@@ -285,6 +285,9 @@ impl Store {
         let live = live_guard
             .get(&info.id)
             .ok_or_else(|| Error::Index("graph vanished during search".into()))?;
+        if let Some(m) = &meta {
+            check_filter(m, &opts.filter, &info.name)?;
+        }
         let allowed = meta.map(|m| allowed_ids(&m, &opts.filter));
         let compiled = Compiled { live, allowed };
         let n_allowed = match &compiled.allowed {
@@ -479,6 +482,31 @@ fn similarity(q: &[f32], v: &[f32], metric: index::Metric) -> f32 {
         }
         index::Metric::L2 => -index::distance(v, q, metric),
     }
+}
+
+/// A filter that cannot apply is an error, never an empty answer: an empty sample name,
+/// or a sample or region filter on a collection whose vectors carry no provenance.
+fn check_filter(meta: &Meta, filter: &Filter, collection: &str) -> Result<()> {
+    let names = filter
+        .samples
+        .iter()
+        .flatten()
+        .chain(&filter.exclude_samples);
+    if names.clone().any(|n| n.is_empty()) {
+        return Err(Error::arg("sample", "an empty sample name"));
+    }
+    let by_sample = filter.samples.is_some() || !filter.exclude_samples.is_empty();
+    if meta.rows.is_empty() && (by_sample || filter.region.is_some()) {
+        return Err(Error::arg(
+            if by_sample { "sample" } else { "region" },
+            format!(
+                "collection '{collection}' holds no sample tags or patch origins (its \
+                 vectors were imported without them): a sample or region filter cannot \
+                 apply"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn allowed_ids(meta: &Meta, filter: &Filter) -> HashSet<u64> {

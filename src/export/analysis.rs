@@ -58,7 +58,10 @@ pub fn write_gene_volumes(
 ) -> Result<Vec<String>> {
     let cols = pred.gene_columns(genes)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let d = downsample.unwrap_or_else(|| auto_downsample(pred.sample.grid.shape, 64 << 20));
+    let d = match downsample {
+        Some(d) => crate::limits::count("downsample", d)?,
+        None => auto_downsample(pred.sample.grid.shape, 64 << 20),
+    };
     let names: Vec<&str> = cols.iter().map(|&c| pred.genes[c].as_str()).collect();
     let stems = crate::names::unique_stems(&names);
     let mut files = Vec::new();
@@ -123,7 +126,10 @@ pub fn write_domains(
 ) -> Result<Vec<String>> {
     let (pred, rec) = (&dom.predictions, &dom.record);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let d = downsample.unwrap_or_else(|| auto_downsample(pred.sample.grid.shape, 64 << 20));
+    let d = match downsample {
+        Some(d) => crate::limits::count("downsample", d)?,
+        None => auto_downsample(pred.sample.grid.shape, 64 << 20),
+    };
     let (vol, shape) = dom.label_volume(d);
     let mut files = Vec::new();
     let npy = dir.join("domains.npy");

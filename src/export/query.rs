@@ -40,10 +40,10 @@ impl Default for QueryExport {
 impl QueryExport {
     /// Range checks (before any work).
     pub fn validate(&self) -> Result<()> {
-        limits::int_arg("top", self.top, 0, limits::MAX_K)?;
-        limits::int_arg("slices", self.slices, 0, 1000)?;
+        limits::count("top", self.top)?;
+        limits::count("slices", self.slices)?;
         if let Some(d) = self.downsample {
-            limits::int_arg("downsample", d, 1, 1 << 20)?;
+            limits::count("downsample", d)?;
         }
         Ok(())
     }

@@ -171,7 +171,7 @@ pub fn write_spatialdata(
     let rec = &pred.sample;
     let cols = pred.gene_columns(&opts.genes)?;
     let d = match opts.downsample {
-        Some(d) => crate::limits::int_arg("downsample", d, 1, 1 << 20)?,
+        Some(d) => crate::limits::count("downsample", d)?,
         None => auto_downsample(rec.grid.shape, 64 << 20),
     };
     // The largest buffers: the predicted image (every gene at once) and the volume.

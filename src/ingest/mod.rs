@@ -105,7 +105,7 @@ pub fn ingest_volume(
     }
     crate::names::valid_id(&opts.sample, "sample")?;
     crate::limits::threads_arg("threads", opts.run.threads)?;
-    crate::limits::int_arg("batch", opts.batch, 1, 65_536)?;
+    crate::limits::count("batch", opts.batch)?;
     if !(0.0..1.0).contains(&opts.overlap) {
         return Err(Error::arg(
             "overlap",
@@ -177,11 +177,14 @@ pub fn ingest_volume(
 
     let kind = opts.encoder.collection_kind();
     let collection = crate::catalog::collection_name(&m.name, opts.encoder.modality());
-    if store.collection(&collection).is_err() {
-        store.create_collection(
-            &CollectionSpec::for_model(&m.name, kind, m.embedding_dim, Metric::Cosine)
-                .with_quantization(opts.quantization),
-        )?;
+    match store.collection(&collection) {
+        Ok(c) => Store::same_quantization(&c, opts.quantization)?,
+        Err(_) => {
+            store.create_collection(
+                &CollectionSpec::for_model(&m.name, kind, m.embedding_dim, Metric::Cosine)
+                    .with_quantization(opts.quantization.unwrap_or_default()),
+            )?;
+        }
     }
     let existing = store.sample(&opts.sample)?;
     let (threshold, mut patches_total) = match &existing {
@@ -230,6 +233,20 @@ pub fn ingest_volume(
         .import_progress(&collection, &fingerprint)?
         .map(|p| p.rows_done)
         .unwrap_or(0);
+    let nothing = |threshold: f32| Error::NothingSelected {
+        stage: "tissue",
+        message: format!(
+            "no patch of sample '{}' passed the tissue mask (threshold {threshold}, \
+             --min-tissue {}) among {} grid positions: nothing was stored; check --tissue, \
+             --min-tissue and --intensity-range",
+            opts.sample,
+            opts.min_tissue,
+            grid.len()
+        ),
+    };
+    if existing.as_ref().map(|s| s.ingest_status()) == Some(IngestStatus::Empty) {
+        return Err(nothing(threshold));
+    }
     if existing.as_ref().map(|s| s.ingest_status()) == Some(IngestStatus::Complete) {
         return Ok(IngestReport {
             sample: opts.sample.clone(),
@@ -314,9 +331,17 @@ pub fn ingest_volume(
             },
         }),
     )?;
-    record.status = IngestStatus::Complete.name().into();
+    let done = if patches_total == 0 {
+        IngestStatus::Empty
+    } else {
+        IngestStatus::Complete
+    };
+    record.status = done.name().into();
     record.patches = patches_total;
     store.put_sample(&record)?;
+    if done == IngestStatus::Empty {
+        return Err(nothing(threshold));
+    }
     let secs = t0.elapsed().as_secs_f64();
     Ok(IngestReport {
         sample: opts.sample.clone(),

@@ -79,7 +79,7 @@ pub struct IngestOptions {
     pub run: RunOptions,
     /// What the graph of the model's collection holds in RAM, when this ingest
     /// creates the collection (an existing collection keeps its own).
-    pub quantization: Quantization,
+    pub quantization: Option<Quantization>,
 }
 
 impl IngestOptions {
@@ -105,7 +105,7 @@ impl Default for IngestOptions {
             polarity: Polarity::Bright,
             batch: 64,
             run: RunOptions::default(),
-            quantization: Quantization::F32,
+            quantization: None,
         }
     }
 }

@@ -177,6 +177,7 @@ pub fn ingest_spots(
 ) -> Result<SpotReport> {
     let t0 = Instant::now();
     crate::names::valid_id(&opts.sample, "sample")?;
+    crate::limits::count("batch", opts.batch)?;
     let mito = opts.qc.max_mito_fraction;
     if !(mito > 0.0 && mito <= 1.0) {
         return Err(Error::arg(
@@ -345,7 +346,7 @@ pub fn ingest_spots(
     let enc_input = smooth_knn(&enc_input, &kept_pos, m.expression.smooth_k);
     let g = enc.names.len();
     let mut embeddings: Vec<Vec<f32>> = Vec::with_capacity(keep.len());
-    for chunk in enc_input.chunks(opts.batch.max(1)) {
+    for chunk in enc_input.chunks(opts.batch) {
         let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
         let x = Array2::from_shape_vec((chunk.len(), g), flat)
             .map_err(|e| Error::Inference(e.to_string()))?;

@@ -31,7 +31,7 @@ pub struct ImportOptions {
     /// HNSW parameters of a new collection.
     pub hnsw: HnswParams,
     /// The representation a new collection's graph holds in RAM.
-    pub quantization: Quantization,
+    pub quantization: Option<Quantization>,
 }
 
 impl ImportOptions {
@@ -45,7 +45,7 @@ impl ImportOptions {
             column: "vector".into(),
             sample: None,
             hnsw: HnswParams::default(),
-            quantization: Quantization::F32,
+            quantization: None,
         }
     }
 }
@@ -111,14 +111,11 @@ pub fn import_vectors(
     on_ack: &mut dyn FnMut(ImportAck),
 ) -> Result<ImportReport> {
     let t0 = Instant::now();
-    if opts.batch_size == 0 {
-        return Err(Error::arg("batch_size", "must be at least 1"));
-    }
     // Validate the whole file before the first write: a bad row half way through
     // must not leave a half-imported file behind.
     let mut reader = VectorReader::open(file, Some(&opts.column))?;
     let (rows, dim) = (reader.rows(), reader.dim());
-    let existing = existing_collection(store, &opts.collection, dim, file)?;
+    let existing = existing_collection(store, opts, dim, file)?;
     let effective_metric = existing.as_ref().map_or(opts.metric, |c| c.metric);
     let mut row = 0u64;
     while let Some(b) = reader.next_batch(65_536)? {
@@ -183,9 +180,7 @@ pub fn import_array(
     on_ack: &mut dyn FnMut(ImportAck),
 ) -> Result<ImportReport> {
     let t0 = Instant::now();
-    if opts.batch_size == 0 {
-        return Err(Error::arg("batch_size", "must be at least 1"));
-    }
+    crate::limits::count_as("batch", "batch_size", opts.batch_size)?;
     let what = "vectors";
     if dim == 0 || !values.len().is_multiple_of(dim) || values.is_empty() {
         return Err(Error::bad_input(
@@ -197,7 +192,7 @@ pub fn import_array(
         ));
     }
     let rows = (values.len() / dim) as u64;
-    let existing = existing_collection(store, &opts.collection, dim, Path::new("<array>"))?;
+    let existing = existing_collection(store, opts, dim, Path::new("<array>"))?;
     let effective_metric = existing.as_ref().map_or(opts.metric, |c| c.metric);
     if let Some(i) = values.iter().position(|x| !x.is_finite()) {
         return Err(Error::bad_input(
@@ -245,18 +240,34 @@ pub fn import_array(
 /// The collection when it exists (its dimension must be `dim`), `None` when missing.
 fn existing_collection(
     store: &Store,
-    name: &str,
+    opts: &ImportOptions,
     dim: usize,
     input: &Path,
 ) -> Result<Option<crate::engine::CollectionInfo>> {
-    let existing = match store.collection(name) {
+    let existing = match store.collection(&opts.collection) {
         Ok(c) => Some(c),
         Err(Error::UnknownCollection { .. }) => None,
         Err(e) => return Err(e),
     };
     if let Some(c) = &existing {
         same_dimension(c, dim, input, "vectors")?;
+        Store::same_quantization(c, opts.quantization)?;
+        if c.model != "raw" {
+            return Err(Error::arg(
+                "collection",
+                format!(
+                    "collection '{}' holds the embeddings of model '{}': raw vectors cannot \
+                     be imported into it (they would join its queries); import into a new \
+                     collection",
+                    c.name, c.model
+                ),
+            ));
+        }
     }
+    if let Some(s) = &opts.sample {
+        crate::names::valid_id(s, "sample")?;
+    }
+    crate::limits::count_as("batch", "batch_size", opts.batch_size)?;
     Ok(existing)
 }
 
@@ -303,7 +314,7 @@ fn prepare_import(
             dim,
             metric: opts.metric,
             hnsw: opts.hnsw,
-            quantization: opts.quantization,
+            quantization: opts.quantization.unwrap_or_default(),
         })?;
     }
     let done_before = store
@@ -401,7 +412,7 @@ pub fn search_vectors(
     opts: &crate::engine::SearchOptions,
 ) -> Result<VectorSearch> {
     // The search's own range check, before the query file is read.
-    crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
+    crate::limits::count("k", opts.k)?;
     let info = store.collection(collection)?;
     let (rows, dim) = crate::vecio::read_all(queries, None)?;
     same_dimension(&info, dim, queries, "queries")?;
@@ -417,7 +428,7 @@ pub fn search_array(
     dim: usize,
     opts: &crate::engine::SearchOptions,
 ) -> Result<VectorSearch> {
-    crate::limits::int_arg("k", opts.k, 1, crate::limits::MAX_K)?;
+    crate::limits::count("k", opts.k)?;
     let info = store.collection(collection)?;
     same_dimension(&info, dim, Path::new("queries"), "queries")?;
     let rows: Vec<&[f32]> = values.chunks_exact(dim).collect();

@@ -253,7 +253,7 @@ impl Predictions {
     /// the patch's (weights = cosine similarity, floored at 0), over the reference
     /// samples' kept spots. Genes missing from a reference panel are an error.
     pub fn use_knn(&mut self, store: &Store, reference: &[String], k: usize) -> Result<()> {
-        crate::limits::int_arg("knn", k, 1, 100_000)?;
+        crate::limits::count("knn", k)?;
         let mut ref_emb: Vec<Vec<f32>> = Vec::new();
         let mut ref_expr: Vec<Vec<f32>> = Vec::new();
         for s in reference {

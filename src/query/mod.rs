@@ -214,9 +214,9 @@ pub fn gene_profile(store: &Store, model: &str, q: &GeneQuery) -> Result<GenePro
     if q.genes.is_empty() {
         return Err(Error::arg("genes", "no gene given"));
     }
-    crate::limits::float_arg("min_pcc", q.min_pcc, -1.0, 1.0)?;
-    crate::limits::float_arg("percentile", q.percentile, 0.0, 100.0)?;
-    crate::limits::float_arg("min_fraction", q.min_fraction, 0.0, 1.0)?;
+    crate::limits::number("min_pcc", "min_pcc", q.min_pcc)?;
+    crate::limits::number("percentile", "percentile", q.percentile)?;
+    crate::limits::number("min_fraction", "min_fraction", q.min_fraction)?;
     let (genes, pool) = spot_pool(store, model, q.spot_samples.as_deref())?;
     let index = GeneIndex::new(&genes);
     let mut cols = Vec::new();

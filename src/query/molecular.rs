@@ -217,7 +217,7 @@ impl QueryResult {
             .map(|p| (p.origin, p.score))
             .collect();
         let d = match downsample {
-            Some(d) => limits::int_arg("downsample", d, 1, 1 << 20)?,
+            Some(d) => limits::count("downsample", d)?,
             None => auto_downsample(rec.grid.shape, 64 << 20),
         };
         Ok(heatmap(&rec.grid, &pts, d))

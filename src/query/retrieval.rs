@@ -105,7 +105,7 @@ impl std::fmt::Display for PatchResult {
 
 /// The patches most similar to a stored patch or an image.
 pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
-    limits::int_arg("top", q.top, 1, limits::MAX_K)?;
+    limits::count("top", q.top)?;
     let model = store.load_model(q.model.as_deref())?;
     let target = crate::catalog::collection_name(&model.manifest.name, q.target);
     if store.collection(&target).is_err() {

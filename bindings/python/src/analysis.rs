@@ -202,6 +202,7 @@ impl PyStore {
         downsample: usize,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
+        vx::check_count("downsample", downsample).or_raise()?;
         let opts = vx::KMeansOptions {
             k,
             restarts,
@@ -212,7 +213,7 @@ impl PyStore {
         let d = py
             .detach(|| vx::find_domains(&s, &sample, &opts, segmentation.as_deref()))
             .or_raise()?;
-        let (vol, shape) = py.detach(|| d.label_volume(downsample.max(1)));
+        let (vol, shape) = py.detach(|| d.label_volume(downsample));
         let out = pyo3::types::PyDict::new(py);
         out.set_item("sample", &sample)?;
         out.set_item("k", d.record.k)?;

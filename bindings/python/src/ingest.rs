@@ -25,7 +25,7 @@ struct IngestArgs {
     device: String,
     threads: usize,
     progress: Option<Py<PyAny>>,
-    quantization: String,
+    quantization: Option<String>,
 }
 
 impl IngestArgs {
@@ -42,7 +42,12 @@ impl IngestArgs {
             polarity,
             batch: self.batch,
             run: run_options(&self.device, self.threads)?,
-            quantization: vx::Quantization::from_name(&self.quantization).or_raise()?,
+            quantization: self
+                .quantization
+                .as_deref()
+                .map(vx::Quantization::from_name)
+                .transpose()
+                .or_raise()?,
             ..vx::IngestOptions::default()
         })
     }
@@ -120,7 +125,7 @@ impl SpotArgs {
         o.n_hvg = self.hvg;
         o.n_top = self.top;
         o.z = self.z;
-        o.batch = self.batch.max(1);
+        o.batch = self.batch;
         if let Some(a) = self.affine {
             o.affine = a;
         }

@@ -186,6 +186,13 @@ fn prefer_runtime_library(path: PathBuf) -> bool {
     vx::prefer_runtime_library(path)
 }
 
+/// The range of every numeric argument (the library's one table, `ARG_RULES`): what
+/// every command, library call and this package accept.
+#[pyfunction]
+fn arg_rules(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    crate::convert::serialised(py, &vx::ARG_RULES)
+}
+
 /// The ONNX Runtime library loaded by this process, once a model has run.
 #[pyfunction]
 fn loaded_runtime_library() -> Option<String> {
@@ -215,6 +222,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(prefer_runtime_library, m)?)?;
+    m.add_function(wrap_pyfunction!(arg_rules, m)?)?;
     m.add_function(wrap_pyfunction!(loaded_runtime_library, m)?)?;
     m.add_function(wrap_pyfunction!(phantom, m)?)?;
     m.add("ORT_VERSION", vx::ORT_VERSION)?;

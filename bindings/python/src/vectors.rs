@@ -16,10 +16,13 @@ fn import_options(
     sample: Option<String>,
     m: Option<usize>,
     ef_construction: Option<usize>,
-    quantization: &str,
+    quantization: Option<&str>,
 ) -> PyResult<vx::ImportOptions> {
     let mut o = vx::ImportOptions::new(&collection);
-    o.quantization = vx::Quantization::from_name(quantization).or_raise()?;
+    o.quantization = quantization
+        .map(vx::Quantization::from_name)
+        .transpose()
+        .or_raise()?;
     o.metric = vx::Metric::from_name(metric).or_raise()?;
     o.batch_size = batch_size;
     o.sample = sample;
@@ -36,7 +39,7 @@ fn import_options(
 impl PyStore {
     /// Import a float32 array (N x D, C-contiguous; borrowed, not copied) into a raw
     /// collection (created when missing).
-    #[pyo3(signature = (collection, vectors, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, quantization="f32"))]
+    #[pyo3(signature = (collection, vectors, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, quantization=None))]
     #[allow(clippy::too_many_arguments)]
     fn import_vectors(
         &self,
@@ -48,7 +51,7 @@ impl PyStore {
         sample: Option<String>,
         m: Option<usize>,
         ef_construction: Option<usize>,
-        quantization: &str,
+        quantization: Option<&str>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let opts = import_options(
@@ -69,7 +72,7 @@ impl PyStore {
     }
 
     /// Import an NPY or Parquet vector file (resumable, like `vortexdb vectors import`).
-    #[pyo3(signature = (collection, path, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, column="vector", quantization="f32"))]
+    #[pyo3(signature = (collection, path, metric="l2", batch_size=10_000, sample=None, m=None, ef_construction=None, column="vector", quantization=None))]
     #[allow(clippy::too_many_arguments)]
     fn import_vectors_file(
         &self,
@@ -82,7 +85,7 @@ impl PyStore {
         m: Option<usize>,
         ef_construction: Option<usize>,
         column: &str,
-        quantization: &str,
+        quantization: Option<&str>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let mut opts = import_options(

@@ -21,7 +21,7 @@ results into NumPy, pandas and AnnData objects. Errors are the classes of
 from __future__ import annotations
 
 from . import _runtime, errors
-from ._native import FORMAT_VERSION, ORT_VERSION, loaded_runtime_library
+from ._native import FORMAT_VERSION, ORT_VERSION, arg_rules, loaded_runtime_library
 from ._results import Domains, QueryResult
 from ._store import Store, create, open, phantom  # noqa: A004 - vortexdb.open is the API
 from .errors import BadFile, BadInput, Error, Interrupted, StoreLocked, UnknownGenes, UnknownSample
@@ -40,6 +40,7 @@ __all__ = [
     "StoreLocked",
     "UnknownGenes",
     "UnknownSample",
+    "arg_rules",
     "Domains",
     "QueryResult",
     "Store",

@@ -142,7 +142,7 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
-        quantization: str = "f32",
+        quantization: str | None = None,
         level: int | None = None,
     ) -> dict:
         """Embed every tissue patch of a 3D volume: a path (NPY, TIFF, an OME-Zarr image,
@@ -182,7 +182,7 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
-        quantization: str = "f32",
+        quantization: str | None = None,
     ) -> dict:
         """Stack serial H&E sections into a 2.5D volume and embed it: image paths (with
         an optional ``transforms`` JSON registering them) or arrays of one shape, a
@@ -226,7 +226,7 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
-        quantization: str = "f32",
+        quantization: str | None = None,
         level: int | None = None,
     ) -> dict:
         """Embed one H&E image (a path or a (Y, X[, C]) array) through the 2D encoder.
@@ -258,7 +258,7 @@ class Store:
         device: str = "cpu",
         threads: int = 0,
         progress: bool | Callable[[int, int, int], None] = True,
-        quantization: str = "f32",
+        quantization: str | None = None,
     ) -> dict:
         """A HEST-1k sample in one call, as ``vortexdb ingest hest``: the slide
         ``root/wsis/<id>.tif`` at the pixel size of ``root/metadata/<id>.json`` through the
@@ -582,7 +582,7 @@ class Store:
         sample: str | None = None,
         m: int | None = None,
         ef_construction: int | None = None,
-        quantization: str = "f32",
+        quantization: str | None = None,
     ) -> dict:
         """Import an (N, D) float32 array (copied once when C-contiguous float32,
         converted otherwise) or an NPY/Parquet file into a raw collection, created
