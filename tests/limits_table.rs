@@ -213,3 +213,55 @@ fn an_ingest_that_finds_no_tissue_is_an_error_not_complete() {
     assert!(info.contains("empty"), "{info}");
     assert!(!info.contains("blank           3d") || !info.contains("complete  model"));
 }
+
+/// Error text names what the user gave: a network input of the wrong width is the
+/// caller's error (exit 1, not an internal 2); a bad section spacing is blamed on
+/// `--spacing-um`, not on `--um-per-voxel`.
+#[test]
+fn errors_name_what_the_user_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    // The predictor takes the 3D encoder's tokens; a 2D array of width 3 fits no input.
+    write_npy(&x, &common::clustered(4, 3, 1, 5));
+    let out = dir.path().join("y.npy");
+    expect_user_error(
+        &[
+            "models",
+            "embed",
+            common::MODEL,
+            "--network",
+            "predictor",
+            "--input",
+            s(&x),
+            "--out",
+            s(&out),
+            "--output",
+            "expression",
+        ],
+        &["does not fit the network"],
+    );
+    assert!(!out.exists());
+    // Sections: the spacing is named as the flag the user typed.
+    let sh = shared();
+    let planes = sh.ph.join("planes");
+    let mut imgs: Vec<String> = std::fs::read_dir(&planes)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    imgs.sort();
+    let (_d, w) = private_store();
+    let mut args = vec![
+        "ingest",
+        "sections",
+        s(&w),
+        "--sample",
+        "secs",
+        "--spacing-um",
+        "1e9",
+        "--um-per-px",
+        "4",
+    ];
+    args.extend(imgs.iter().map(String::as_str));
+    let err = expect_user_error(&args, &["--spacing-um"]);
+    assert!(!err.contains("um-per-voxel"), "{err}");
+}

@@ -5,6 +5,14 @@ use vortexdb::Error;
 
 /// The flag of a library parameter.
 pub fn flag(name: &str) -> String {
+    // Only a parameter name becomes a flag; a file name or a phrase stays as it is.
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return name.to_string();
+    }
     let f = match name {
         "spot_samples" => "spots-from",
         "samples" => "sample",

@@ -164,6 +164,9 @@ pub(crate) fn decode_or_corrupt<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     codec::decode(bytes).ok_or_else(|| Error::Corrupted {
         path: path.to_path_buf(),
-        message: format!("a {what} record fails its checksum or cannot be decoded"),
+        message: format!(
+            "a {} record fails its checksum or cannot be decoded",
+            what.strip_suffix(" record").unwrap_or(what)
+        ),
     })
 }

@@ -112,9 +112,15 @@ pub fn ingest_volume(
             format!("{} must be in [0, 1)", opts.overlap),
         ));
     }
+    // The options that set each axis's voxel size, named in errors as the user gave them.
+    let names = match opts.kind {
+        crate::catalog::SampleKind::Sections => ["spacing_um", "um_per_px", "um_per_px"],
+        crate::catalog::SampleKind::Image => ["um_per_px"; 3],
+        _ => ["um_per_voxel"; 3],
+    };
     if let Some(v) = opts.voxel_um {
-        for x in v {
-            crate::limits::um_arg("um_per_voxel", x)?;
+        for (x, name) in v.into_iter().zip(names) {
+            crate::limits::um_arg(name, x)?;
         }
     }
     // Open the encoder before writing anything: a model or runtime problem must not
@@ -146,7 +152,7 @@ pub fn ingest_volume(
         .or(source.voxel_um())
         .unwrap_or(target);
     let info = source.info().clone();
-    let mut vol = Resampled::new(source, voxel, target, p.channels)?;
+    let mut vol = Resampled::new(source, voxel, target, p.channels, names)?;
     let shape = vol.shape();
     let grid = Grid::new(
         shape,

@@ -637,11 +637,21 @@ impl Network {
             .session
             .run(ort::inputs![name.as_str() => tensor])
             .map_err(|e| {
-                Error::Inference(format!(
+                let msg = format!(
                     "{} ({}) on input {shape:?}: {e}",
                     self.role,
                     self.file.display()
-                ))
+                );
+                // An input the graph does not accept (wrong width, rank or type) is the
+                // caller's to fix, not an internal failure.
+                if e.code() == ort::error::ErrorCode::InvalidArgument {
+                    Error::bad_input(
+                        self.role.clone(),
+                        format!("the input does not fit the network: {msg}"),
+                    )
+                } else {
+                    Error::Inference(msg)
+                }
             })?;
         let mut out = Vec::with_capacity(self.spec.outputs.len());
         for k in self.spec.outputs.keys() {

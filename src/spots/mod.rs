@@ -370,8 +370,9 @@ fn read_her2st(counts_path: &Path, positions: Option<&Path>) -> Result<SpotTable
                 bad(
                     &sel_path,
                     format!(
-                        "row {:?}: not a number in column {}",
-                        rec.position().map(|p| p.line()),
+                        "line {}: not a number in column {}",
+                        rec.position()
+                            .map_or_else(|| "?".to_string(), |p| p.line().to_string()),
                         c + 1
                     ),
                 )

@@ -97,12 +97,13 @@ impl<'a> Resampled<'a> {
         voxel_um: [f64; 3],
         target_um: [f64; 3],
         channels: usize,
+        names: [&'static str; 3],
     ) -> Result<Resampled<'a>> {
         let info = src.info().clone();
-        for (v, what) in voxel_um.iter().zip(["z", "y", "x"]) {
+        for ((v, what), name) in voxel_um.iter().zip(["z", "y", "x"]).zip(names) {
             if !(v.is_finite() && *v > 0.0) {
                 return Err(Error::arg(
-                    "um_per_voxel",
+                    name,
                     format!("voxel size along {what} must be positive, got {v}"),
                 ));
             }
@@ -117,9 +118,9 @@ impl<'a> Resampled<'a> {
         // The resampled size is bounded before any weight table or slice is allocated:
         // ingest holds a patch depth of resampled slices (~200 bytes per slice pixel).
         let out: Vec<f64> = (0..3).map(|a| info.shape[a] as f64 * s[a]).collect();
-        if out.iter().any(|n| !n.is_finite() || *n > 1e9) {
+        if let Some(a) = out.iter().position(|n| !n.is_finite() || *n > 1e9) {
             return Err(Error::arg(
-                "um_per_voxel",
+                names[a],
                 format!(
                     "{} at {voxel_um:?} um per voxel resamples to {:.3e} x {:.3e} x {:.3e} voxels at the model's {target_um:?} um; the voxel size is wrong",
                     info.source, out[0], out[1], out[2]
@@ -134,7 +135,7 @@ impl<'a> Resampled<'a> {
                 "resampling its slices from {voxel_um:?} um voxels to the model's {target_um:?} um"
             ),
         )
-        .map_err(|e| Error::arg("um_per_voxel", e.to_string()))?;
+        .map_err(|e| Error::arg(names[1], e.to_string()))?;
         let wz = weights(info.shape[0], s[0]);
         let wy = weights(info.shape[1], s[1]);
         let wx = weights(info.shape[2], s[2]);

@@ -90,6 +90,14 @@ impl PyStore {
         to_py(py, &summary.to_json())
     }
 
+    /// What `vortexdb backup` does: a consistent, verified copy at `dest`, what could
+    /// not be read left out and listed (`complete` false).
+    fn backup(&self, py: Python<'_>, dest: PathBuf) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let r = py.detach(|| s.backup(&dest)).or_raise()?;
+        serialised(py, &r)
+    }
+
     /// Register a model directory, or the built-in model with `"default"`.
     fn add_model(&self, py: Python<'_>, dir: PathBuf) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
@@ -186,6 +194,31 @@ fn prefer_runtime_library(path: PathBuf) -> bool {
     vx::prefer_runtime_library(path)
 }
 
+/// What `vortexdb check` reports for the store at `path`, writing nothing to it.
+#[pyfunction]
+#[pyo3(signature = (path, scratch=None))]
+fn check(py: Python<'_>, path: PathBuf, scratch: Option<PathBuf>) -> PyResult<Py<PyAny>> {
+    let r = py
+        .detach(|| vx::check_store(&path, scratch.as_deref()))
+        .or_raise()?;
+    serialised(py, &r)
+}
+
+/// What `vortexdb repair` does: a repaired copy of the store at `path` in `dest`.
+#[pyfunction]
+#[pyo3(signature = (path, dest, scratch=None))]
+fn repair(
+    py: Python<'_>,
+    path: PathBuf,
+    dest: PathBuf,
+    scratch: Option<PathBuf>,
+) -> PyResult<Py<PyAny>> {
+    let r = py
+        .detach(|| vx::repair_store(&path, &dest, scratch.as_deref()))
+        .or_raise()?;
+    serialised(py, &r)
+}
+
 /// The range of every numeric argument (the library's one table, `ARG_RULES`): what
 /// every command, library call and this package accept.
 #[pyfunction]
@@ -223,6 +256,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(prefer_runtime_library, m)?)?;
     m.add_function(wrap_pyfunction!(arg_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(check, m)?)?;
+    m.add_function(wrap_pyfunction!(repair, m)?)?;
     m.add_function(wrap_pyfunction!(loaded_runtime_library, m)?)?;
     m.add_function(wrap_pyfunction!(phantom, m)?)?;
     m.add("ORT_VERSION", vx::ORT_VERSION)?;

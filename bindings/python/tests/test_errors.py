@@ -332,3 +332,17 @@ def test_a_failed_runtime_load_is_tried_again_not_kept(phantom, tmp_path):
     assert "first:" in out.stdout and "/nonexistent/" in out.stdout
     second = [line for line in out.stdout.splitlines() if line.startswith("second:")][0]
     assert int(second.split()[1]) > 0 and str(lib) in second
+
+
+def test_check_backup_and_repair_from_python(stores, tmp_path):
+    """The repair tools' Python faces give the CLI's reports."""
+    r = vortexdb.check(stores["cli"])
+    assert r["damage"] == [] and r["vectors"] > 0
+    with vortexdb.open(stores["py"], read_only=True) as db:
+        b = db.backup(tmp_path / "b")
+    assert b["complete"] and b["skipped"] == []
+    assert vortexdb.check(tmp_path / "b")["damage"] == []
+    fixed = vortexdb.repair(tmp_path / "b", tmp_path / "r")
+    assert fixed["complete"] and vortexdb.check(tmp_path / "r")["vectors"] == r["vectors"]
+    with pytest.raises(vortexdb.BadInput, match="inside the store"):
+        vortexdb.repair(tmp_path / "b", tmp_path / "b" / "inner")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from . import _runtime, errors
 from ._native import FORMAT_VERSION, ORT_VERSION, arg_rules, loaded_runtime_library
 from ._results import Domains, QueryResult
-from ._store import Store, create, open, phantom  # noqa: A004 - vortexdb.open is the API
+from ._store import Store, check, create, open, phantom, repair  # noqa: A004 - vortexdb.open is the API
 from .errors import BadFile, BadInput, Error, Interrupted, StoreLocked, UnknownGenes, UnknownSample
 
 __version__ = "0.1.0"
@@ -41,6 +41,8 @@ __all__ = [
     "UnknownGenes",
     "UnknownSample",
     "arg_rules",
+    "check",
+    "repair",
     "Domains",
     "QueryResult",
     "Store",

@@ -34,6 +34,19 @@ def phantom(out: PathLike, seed: int = 7, shape: tuple[int, int, int] = (32, 160
     return _native.phantom(os.fspath(out), seed, (z, y, x))
 
 
+def check(path: PathLike, scratch: PathLike | None = None) -> dict:
+    """Verify the store at ``path`` without writing to it or taking its lock, as
+    ``vortexdb check``: ``"damage"`` lists every finding (empty: intact)."""
+    return _native.check(os.fspath(path), None if scratch is None else os.fspath(scratch))
+
+
+def repair(path: PathLike, dest: PathLike, scratch: PathLike | None = None) -> dict:
+    """Write a repaired copy of the store at ``path`` to ``dest`` (``path`` is not
+    written), as ``vortexdb repair``: ``"skipped"`` lists what was lost."""
+    s = None if scratch is None else os.fspath(scratch)
+    return _native.repair(os.fspath(path), os.fspath(dest), s)
+
+
 def _triple(v: Sequence[float] | float | None) -> tuple[float, float, float] | None:
     """(z, y, x) from three numbers or one."""
     if v is None:
@@ -98,6 +111,12 @@ class Store:
     def info(self) -> dict:
         """Collections, models, samples and spot sets (``vortexdb info --json``)."""
         return self._s.info()
+
+    def backup(self, dest: PathLike) -> dict:
+        """A consistent, verified copy of the store at ``dest`` (a new directory outside
+        it; works beside a writer), as ``vortexdb backup``: what cannot be read is left
+        out and listed under ``"skipped"`` (``"complete"`` is then False)."""
+        return self._s.backup(os.fspath(dest))
 
     # -- models -------------------------------------------------------------------
     def add_model(self, dir_or_default: PathLike = "default") -> dict:
