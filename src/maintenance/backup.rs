@@ -162,7 +162,11 @@ impl Store {
         ));
         let _ = std::fs::remove_dir_all(&partial);
         let mut skipped = Vec::new();
-        let result = self.backup_into(&partial, &mut skipped);
+        // Every table and file is guarded where it is read; this is the last resort
+        // for a panic on damaged data anywhere else (the partial copy is removed).
+        let result = guard(&self.db_path(), "the backup", || {
+            self.backup_into(&partial, &mut skipped)
+        });
         let (generation, entries, model_files) = match result {
             Ok(r) => r,
             Err(e) => {

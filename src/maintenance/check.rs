@@ -226,12 +226,30 @@ pub fn check_store(dir: impl AsRef<Path>, scratch: Option<&Path>) -> Result<Chec
             return Ok(r);
         }
     };
-    r.generation = store.info().map(|i| i.generation).unwrap_or(0);
-    verify_records(&txn, &named, &mut r);
-    verify_vectors(&store, &txn, &mut r);
-    verify_models(&store, &mut r);
+    // redb can panic on a damaged page it reaches: each part is guarded, and a panic
+    // is damage found there, not a crash of the check.
+    r.generation = guard(&named, "reading the generation", || {
+        store.info().map(|i| i.generation)
+    })
+    .unwrap_or(0);
+    let parts: [(&str, &Part); 3] = [
+        ("the records", &|r| verify_records(&txn, &named, r)),
+        ("the vectors", &|r| verify_vectors(&store, &txn, r)),
+        ("the models", &|r| verify_models(&store, r)),
+    ];
+    for (what, part) in parts {
+        if let Err(e) = guard(&named, &format!("checking {what}"), || {
+            part(&mut r);
+            Ok(())
+        }) {
+            r.damage.push(e.to_string());
+        }
+    }
     Ok(r)
 }
+
+/// One guarded part of the check.
+type Part<'a> = dyn Fn(&mut CheckReport) + 'a;
 
 /// Every record of every table, by its CRC-32; a table that cannot be read to its end
 /// is damage too.

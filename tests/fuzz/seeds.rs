@@ -74,6 +74,9 @@ pub fn make_all(root: &Path) -> Res {
     for (name, b) in snapshot_seeds()? {
         put("snapshot", &name, &b)?;
     }
+    for (name, b) in store_seeds()? {
+        put("damaged_store", &name, &b)?;
+    }
     println!("wrote {n} seed files under {}", root.display());
     Ok(())
 }
@@ -379,6 +382,53 @@ fn transforms_seeds() -> Res<Vec<(String, Vec<u8>)>> {
                 &rgb,
                 None,
             )?,
+        ),
+    ])
+}
+
+/// A small store: a raw collection of 60 tagged 4-d vectors in two batches, one
+/// deleted; its database and packed vector file.
+fn store_seeds() -> Res<Vec<(String, Vec<u8>)>> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db");
+    let st = vortexdb::Store::create(&db)?;
+    st.create_collection(&vortexdb::CollectionSpec::raw("v", 4, Metric::Cosine))?;
+    let rows: Vec<Vec<f32>> = (0..60)
+        .map(|i| {
+            (0..4)
+                .map(|k| 1.0 + ((i * 7 + k * 3) % 11) as f32)
+                .collect()
+        })
+        .collect();
+    for (b, chunk) in rows.chunks(30).enumerate() {
+        let recs: Vec<vortexdb::PatchRecord> = (0..chunk.len())
+            .map(|i| vortexdb::PatchRecord {
+                sample: format!("s{b}"),
+                origin: [0, i as i64, 0],
+                size: [1, 1, 1],
+                tissue_fraction: 1.0,
+            })
+            .collect();
+        let batch: Vec<vortexdb::NewVector> = chunk
+            .iter()
+            .zip(&recs)
+            .map(|(v, r)| vortexdb::NewVector {
+                vector: v,
+                record: Some(r.clone()),
+            })
+            .collect();
+        st.insert("v", &batch, None)?;
+    }
+    st.delete("v", &[7])?;
+    drop(st);
+    Ok(vec![
+        (
+            "seed.vortex.redb".into(),
+            std::fs::read(db.join("vortex.redb"))?,
+        ),
+        (
+            "seed.c0-e0.vec".into(),
+            std::fs::read(db.join("vectors").join("c0-e0.vec"))?,
         ),
     ])
 }

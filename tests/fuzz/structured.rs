@@ -31,6 +31,9 @@ pub enum Fmt {
     Snapshot,
     /// HDF5.
     Hdf5,
+    /// A store's page-structured files (`vortex.redb`, a packed vector file): whole
+    /// 4 KiB pages zeroed, copied over others or cut off.
+    Pages,
 }
 
 /// Mutate `data` (a file of format `fmt`): half the time one or two structured
@@ -62,6 +65,7 @@ pub fn structured(rng: &mut Rng, fmt: Fmt, data: &mut Vec<u8>, other: &[u8]) -> 
         Fmt::Parquet => parquet(rng, data, other),
         Fmt::Snapshot => snapshot(rng, data, other),
         Fmt::Hdf5 => hdf5(rng, data),
+        Fmt::Pages => pages(rng, data),
     }
 }
 
@@ -439,6 +443,27 @@ pub fn snapshot_fix_crc(data: &mut [u8]) {
         let crc = crc32fast::hash(&data[..n]);
         data[n..].copy_from_slice(&crc.to_le_bytes());
     }
+}
+
+/// Damage a page-structured file a page at a time, as a failing disk or a torn write
+/// does: zero a page, copy one page over another, cut the file at a page boundary.
+fn pages(rng: &mut Rng, data: &mut Vec<u8>) -> bool {
+    const PAGE: usize = 4096;
+    let n = data.len() / PAGE;
+    if n == 0 {
+        return false;
+    }
+    let p = rng.below(n);
+    match rng.below(3) {
+        0 => data[p * PAGE..(p + 1) * PAGE].fill(0),
+        1 => {
+            let q = rng.below(n);
+            let page = data[q * PAGE..(q + 1) * PAGE].to_vec();
+            data[p * PAGE..(p + 1) * PAGE].copy_from_slice(&page);
+        }
+        _ => data.truncate(p * PAGE),
+    }
+    true
 }
 
 fn snapshot(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) -> bool {

@@ -32,6 +32,7 @@ impl PyQueryResult {
     /// What `vortexdb query --json` prints, with the best `top` patches.
     #[pyo3(signature = (top=10))]
     fn summary(&self, py: Python<'_>, top: usize) -> PyResult<Py<PyAny>> {
+        vx::check_count("top", top).or_raise()?;
         let r = &self.inner;
         let top = &r.ranked[..top.min(r.ranked.len())];
         let v = serde_json::json!({"query": r.summary, "patches": r.ranked.len(),
