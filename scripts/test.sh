@@ -41,3 +41,5 @@ fi
 bash scripts/setup-python-package.sh
 .venv-py/bin/python -m mypy --ignore-missing-imports bindings/python/python/vortexdb
 .venv-py/bin/python -m pytest -q -rs bindings/python/tests
+# The README's tutorial, as a newcomer runs it: its console and Python blocks in order.
+python3 scripts/readme-check.py
