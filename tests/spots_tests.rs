@@ -166,6 +166,53 @@ fn parquet_wide_and_long_tables_read_the_same_spots() {
     }
 }
 
+/// Column types pandas and pyarrow write besides Utf8 / Float64 / Int64 read the same:
+/// spot ids as a categorical (dictionary) or as integers, positions as float32 or
+/// int32, counts as int32 or uint16; a text column where numbers belong is refused
+/// naming the column and its type.
+#[test]
+fn parquet_columns_of_other_arrow_types_read_as_their_values() {
+    use arrow_array::types::Int8Type;
+    use arrow_array::{DictionaryArray, Float32Array, Int32Array, UInt16Array};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("types.parquet");
+    let ids: DictionaryArray<Int8Type> = vec!["s0", "s1", "s0b"].into_iter().collect();
+    write_parquet(
+        &p,
+        vec![
+            ("spot", Arc::new(ids)),
+            ("x", Arc::new(Float32Array::from(vec![10.5, 20.0, 30.0]))),
+            ("y", Arc::new(Int32Array::from(vec![1, 2, 3]))),
+            ("GA", Arc::new(Int32Array::from(vec![3, 0, 2]))),
+            ("GB", Arc::new(UInt16Array::from(vec![0, 7, 5]))),
+        ],
+    );
+    let t = read_spots(&p, SpotFormat::Parquet, &SpotPaths::default()).unwrap();
+    assert_eq!(t.ids, ["s0", "s1", "s0b"]);
+    assert_eq!(t.pixel, vec![[10.5, 1.0], [20.0, 2.0], [30.0, 3.0]]);
+    assert_eq!(
+        dense(&t),
+        vec![vec![3.0, 0.0], vec![0.0, 7.0], vec![2.0, 5.0]]
+    );
+    let q = dir.path().join("ints.parquet");
+    write_parquet(
+        &q,
+        vec![
+            ("spot", Arc::new(Int64Array::from(vec![7, 8]))),
+            ("x", Arc::new(StringArray::from(vec!["a", "b"]))),
+            ("y", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+            ("GA", Arc::new(Int64Array::from(vec![1, 2]))),
+        ],
+    );
+    let e = read_spots(&q, SpotFormat::Parquet, &SpotPaths::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ints.parquet") && e.contains("'x'") && e.contains("Utf8"),
+        "{e}"
+    );
+}
+
 /// A small her2st-layout section: counts/NAME.tsv.gz and spots/NAME_selection.tsv.
 fn write_her2st(
     root: &Path,
