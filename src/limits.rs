@@ -149,7 +149,7 @@ const fn real(key: &'static str, lo: f64, hi: f64, used_by: &'static str) -> Arg
 }
 
 /// Every numeric argument's range, in one table: every command, library call and the
-/// Python package check their arguments against it (through [`count`] and [`number`]),
+/// Python package check their arguments against it (through `count` and `number`),
 /// so the same value is accepted or refused everywhere. docs/CLI.md ("Argument limits")
 /// prints it, and a test keeps the two equal.
 pub const ARG_RULES: &[ArgRule] = &[

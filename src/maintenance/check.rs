@@ -413,7 +413,7 @@ fn verify_models(store: &Store, r: &mut CheckReport) {
 /// store), never writing to `dir`: its database is copied to `scratch` as `check` does,
 /// recovered there by redb (a crashed writer's unfinished commit rolled back, a damaged
 /// allocator state rebuilt), then everything readable is copied to `dest` by the
-/// salvaging backup. [`BackupReport::skipped`] lists what was lost, recovery included.
+/// salvaging backup. [`crate::BackupReport::skipped`] lists what was lost, recovery included.
 /// Replace the store with the copy yourself once you have looked at it.
 pub fn repair_store(
     dir: impl AsRef<Path>,
