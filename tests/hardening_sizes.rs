@@ -297,7 +297,8 @@ fn absurd_arguments_are_refused_before_any_work() {
             p,
             p,
         ],
-        &["--um-per-voxel"],
+        // Named as the user gave it (it used to be blamed on --um-per-voxel).
+        &["--spacing-um"],
     );
     let info = Store::open_read_only(&store).unwrap();
     assert!(

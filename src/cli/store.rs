@@ -106,7 +106,12 @@ pub fn info(a: &StoreArg, json: bool) -> Result<()> {
 /// Run `check`: the report, and exit code 1 when it found damage.
 pub fn check(a: &CheckArgs, json: bool) -> Result<u8> {
     let r = check_store(&a.store, a.scratch.as_deref())?;
-    emit(json, &r);
+    if r.is_clean() || json {
+        emit(json, &r);
+    } else {
+        // Damage is an error: the report goes where errors go.
+        eprintln!("error: {r}");
+    }
     Ok(if r.is_clean() { 0 } else { 1 })
 }
 

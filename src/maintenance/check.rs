@@ -355,9 +355,13 @@ fn verify_vectors(store: &Store, txn: &ReadTransaction, r: &mut CheckReport) {
                     }
                 }
                 if !bad.is_empty() {
-                    let shown: Vec<String> = bad.iter().take(10).map(u64::to_string).collect();
+                    let shown: Vec<String> = bad
+                        .iter()
+                        .take(10)
+                        .map(|id| format!("vector {id}"))
+                        .collect();
                     r.damage.push(format!(
-                        "{}: {} vector(s) of collection '{}' fail their checksum (ids {}{})",
+                        "{}: {} vector(s) of collection '{}' fail their checksum ({}{})",
                         p.path().display(),
                         bad.len(),
                         c.name,
