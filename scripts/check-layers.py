@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ("foundations", ["error", "codec", "limits", "names", "stats"]),
     ("storage", ["index", "engine", "vecio"]),
-    ("inputs", ["volume", "expression", "spots", "model", "phantom"]),
+    ("inputs", ["volume", "register", "expression", "spots", "model", "phantom"]),
     ("catalog", ["catalog", "maintenance"]),
     ("ingest", ["ingest"]),
     ("analysis", ["query", "predict", "domains", "metrics"]),

@@ -116,6 +116,21 @@ pub enum Error {
         /// True when the call has an option to replace it anyway.
         can_overwrite: bool,
     },
+    /// A registration computed from the images did not find a trustworthy map: its
+    /// score or tissue overlap fell below the minimum, or the map is degenerate.
+    #[error("registering {} to {}: {message} (score {score:.3}, overlap {overlap:.3})", moving.display(), fixed.display())]
+    RegistrationFailed {
+        /// The image registered.
+        moving: PathBuf,
+        /// The image (or volume) it was registered to.
+        fixed: PathBuf,
+        /// Correlation after registration.
+        score: f64,
+        /// Tissue overlap after registration.
+        overlap: f64,
+        /// What failed.
+        message: String,
+    },
     /// A sample id that the store does not hold (for the purpose at hand).
     #[error("{name}: sample '{sample}' {}", unknown_sample_detail(.known, .purpose))]
     UnknownSample {
@@ -320,6 +335,7 @@ impl Error {
             | Error::NothingSelected { .. }
             | Error::Interrupted { .. }
             | Error::OutputExists { .. }
+            | Error::RegistrationFailed { .. }
             | Error::UnknownGenes { .. }
             | Error::DimensionMismatch { .. }
             | Error::Io { .. } => Layer::Input,

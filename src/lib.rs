@@ -31,6 +31,8 @@
 //! * `volume`: volume readers (NPY, TIFF, slice folders, OME-Zarr), pyramidal
 //!   whole-slide TIFF (OME-TIFF, SVS), resampling, tissue
 //!   mask and the patch grid;
+//! * `register`: registration computed from the images: serial sections to one another,
+//!   a section to the plane of its volume; the transforms file and the resampled stack;
 //! * `ingest`: streaming, resumable volume ingest and spot ingest; a HEST-1k sample
 //!   (slide + spots + metadata) in one call;
 //! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
@@ -79,6 +81,7 @@ mod names;
 mod phantom;
 mod predict;
 mod query;
+mod register;
 mod render;
 mod spots;
 mod stats;
@@ -119,13 +122,18 @@ pub use model::{
     Manifest, Model, Network, NetworkSpec, PatchSpec, RunOptions,
 };
 
-// Volumes, images, the patch grid, registration.
+// Volumes, images, the patch grid.
 pub use volume::grid::{Grid, Polarity};
-pub use volume::register::{Registered, Transforms};
 pub use volume::{
     ArrayVolume, Dtype, ImageStack, IntensityRange, LevelChoice, NpyVolume, PyramidLevel,
     PyramidTiff, Slice, TiffVolume, VolumeInfo, VolumeSource, ZarrLevel, ZarrVolume, decode_image,
     is_tiff, is_zarr, open as open_volume, open_level as open_volume_level,
+};
+
+// Registration computed from the images: serial sections, a section to its volume.
+pub use register::{
+    Affine, FORMAT as TRANSFORMS_FORMAT, Motion, PairReport, Registered, SectionOptions,
+    SectionRegistration, Transforms, register_sections, write_registration,
 };
 
 // Spot files and expression processing.

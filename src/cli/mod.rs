@@ -9,6 +9,7 @@ mod hints;
 mod ingest;
 mod models;
 mod query;
+mod register;
 mod store;
 mod vectors;
 
@@ -77,6 +78,8 @@ pub enum Command {
     #[command(subcommand)] Spots(store::SpotsCommand),
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
     #[command(subcommand)] Vectors(vectors::VectorsCommand),
+    /// Registration computed from the images: serial sections to one another.
+    #[command(subcommand)] Register(register::RegisterCommand),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),
     /// Generate a deterministic synthetic tissue phantom: a 3D volume, H&E planes and
@@ -192,6 +195,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Domains(a) => analysis::domains(&a, j),
         Command::Export(a) => analysis::export(&a, j),
         Command::Eval(a) => analysis::eval(&a, j),
+        Command::Register(c) => register::run(c, j),
         Command::Demo(a) => demo::demo(&a, j),
         Command::Phantom(a) => demo::phantom(&a, j),
     }

@@ -11,8 +11,8 @@ use crate::catalog::SampleKind;
 use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::model::{MANIFEST_FILE, Model};
+use crate::register::{Registered, Transforms};
 use crate::volume::grid::Polarity;
-use crate::volume::register::{Registered, Transforms};
 use crate::volume::{ImageStack, IntensityRange, LevelChoice, PyramidTiff, VolumeSource};
 
 /// Serial sections of one block, in order.

@@ -105,7 +105,7 @@ fn check_png_palette(f: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
+pub(crate) fn image_header(f: &Path) -> Result<(u32, u32, usize, Dtype)> {
     let p = f.display().to_string();
     let r = image::ImageReader::open(f)
         .map_err(|e| Error::io(f, e))?

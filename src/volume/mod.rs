@@ -10,7 +10,6 @@ mod array;
 pub mod grid;
 mod image_file;
 mod pyramid;
-pub mod register;
 mod tiff_file;
 mod zarr;
 
@@ -21,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 pub use array::ArrayVolume;
 pub use image_file::decode_image;
-use image_file::image_header;
+pub(crate) use image_file::image_header;
 pub use pyramid::{PyramidLevel, PyramidTiff, is_tiff};
 pub use tiff_file::TiffVolume;
 pub use zarr::{LevelChoice, ZarrLevel, ZarrVolume, is_zarr};
@@ -382,7 +381,7 @@ pub(crate) fn decode_slice(
 
 /// A stack of 2D image files (TIFF, PNG, JPEG), one per slice, all of one size (or,
 /// opened with [`ImageStack::open_files_any_size`], each of its own size, for
-/// [`register::Registered`] to bring into one frame); with
+/// `Registered` (in `register`) to bring into one frame); with
 /// [`ImageStack::open_levels`] some are read at one level of a pyramidal TIFF.
 pub struct ImageStack {
     info: VolumeInfo,

@@ -21,6 +21,7 @@ fn class_name(e: &Error) -> &'static str {
         Error::DimensionMismatch { .. } => "DimensionMismatch",
         Error::NothingSelected { .. } => "NothingSelected",
         Error::OutputExists { .. } => "OutputExists",
+        Error::RegistrationFailed { .. } => "RegistrationFailed",
         Error::Interrupted { .. } => "Interrupted",
         Error::UnknownModel { .. } => "UnknownModel",
         Error::NoModel { .. } => "NoModel",

@@ -19,76 +19,9 @@
 
 use std::path::Path;
 
-use super::{ImageStack, Slice, VolumeInfo, VolumeSource};
-use crate::error::{Error, Result};
-
-/// Per-section affines and the frame, as read from a transforms file.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct Transforms {
-    /// Frame height and width in pixels.
-    pub frame: [usize; 2],
-    /// One `[a, b, c, d, e, f]` per section: image pixel -> frame pixel.
-    pub sections: Vec<[f64; 6]>,
-}
-
-impl Transforms {
-    /// Read and check a transforms file for `n` sections: the count matches, the frame
-    /// is non-empty and every affine is finite and invertible.
-    pub fn read(path: &Path, n: usize) -> Result<Transforms> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let t: Transforms = serde_json::from_str(&text).map_err(|e| {
-            Error::bad_file(
-                &p,
-                format!("not a transforms file ({{\"frame\": [h, w], \"sections\": [[a, b, c, d, e, f], ...]}}): {e}"),
-            )
-        })?;
-        if t.sections.len() != n {
-            return Err(Error::bad_file(
-                &p,
-                format!("{} transforms for {n} section images", t.sections.len()),
-            ));
-        }
-        if t.frame[0] == 0
-            || t.frame[1] == 0
-            || t.frame[0]
-                .checked_mul(t.frame[1])
-                .is_none_or(|n| n > 1 << 30)
-        {
-            return Err(Error::bad_file(
-                &p,
-                format!(
-                    "frame {:?} must be non-empty and under 2^30 pixels",
-                    t.frame
-                ),
-            ));
-        }
-        // Each registered slice is allocated whole: up to 3 channels of f32 per pixel.
-        crate::limits::alloc_bytes(
-            &p,
-            &[t.frame[0] as u64, t.frame[1] as u64],
-            3 * 4,
-            &format!(
-                "a registered slice of {} x {} pixels",
-                t.frame[0], t.frame[1]
-            ),
-        )?;
-        for (i, m) in t.sections.iter().enumerate() {
-            let det = m[0] * m[4] - m[1] * m[3];
-            if m.iter().any(|v| !v.is_finite()) || det.abs() < 1e-9 {
-                return Err(Error::bad_file(
-                    &p,
-                    format!(
-                        "transform {} (section {}) is not an invertible affine: {m:?}",
-                        i,
-                        i + 1
-                    ),
-                ));
-            }
-        }
-        Ok(t)
-    }
-}
+use super::transforms::Transforms;
+use crate::error::Result;
+use crate::volume::{ImageStack, Slice, VolumeInfo, VolumeSource};
 
 /// Frame pixel -> image pixel: the inverse of `[a, b, c, d, e, f]`.
 fn invert(m: &[f64; 6]) -> [f64; 6] {

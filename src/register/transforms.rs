@@ -1,0 +1,137 @@
+//! The transforms file: one affine per section image into a common frame.
+//!
+//! ```json
+//! {"format": "vortexdb-transforms/2",
+//!  "frame": [height, width],
+//!  "sections": [[a, b, c, d, e, f], ...],
+//!  "reference": 2, "images": ["C2.jpg", ...], "motion": "affine",
+//!  "pairs": [{"moving": 1, "fixed": 2, "score": 0.83, "overlap": 0.97, ...}, ...]}
+//! ```
+//!
+//! One entry of `sections` per image in stacking order: frame x = a x + b y + c, frame
+//! y = d x + e y + f, in continuous pixel coordinates of the image as read. Version 1
+//! (no `format`: `frame` and `sections` only) is read as before; another `format` is
+//! refused by name.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::affine::Affine;
+use super::pair::Motion;
+use super::sections::PairReport;
+use crate::error::{Error, Result};
+
+/// Value of `format` in the transforms files this version writes.
+pub const FORMAT: &str = "vortexdb-transforms/2";
+
+/// Per-section affines and the frame, as read from or written to a transforms file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transforms {
+    /// [`FORMAT`]; absent in version 1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Frame height and width in pixels.
+    pub frame: [usize; 2],
+    /// One `[a, b, c, d, e, f]` per section: image pixel -> frame pixel.
+    pub sections: Vec<[f64; 6]>,
+    /// Index of the reference section (registration output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<usize>,
+    /// The images registered, in order (registration output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<PathBuf>,
+    /// The degrees of freedom fitted (registration output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<Motion>,
+    /// Score and QC image of every registered pair (registration output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairReport>,
+}
+
+impl Transforms {
+    /// Read and check a transforms file for `n` sections: a known version, the count
+    /// matches, the frame is non-empty and every affine is finite and invertible.
+    pub fn read(path: &Path, n: usize) -> Result<Transforms> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not JSON: {e}")))?;
+        match value.get("format") {
+            None => {}
+            Some(serde_json::Value::String(f)) if f == FORMAT => {}
+            Some(other) => {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "transforms file of format {other}; this version reads {FORMAT:?} and \
+                         version 1 (no \"format\")"
+                    ),
+                ));
+            }
+        }
+        let t: Transforms = serde_json::from_value(value).map_err(|e| {
+            Error::bad_file(
+                path,
+                format!(
+                    "not a transforms file ({{\"frame\": [h, w], \"sections\": [[a, b, c, d, e, f], ...]}}): {e}"
+                ),
+            )
+        })?;
+        if t.sections.len() != n {
+            return Err(Error::bad_file(
+                path,
+                format!("{} transforms for {n} section images", t.sections.len()),
+            ));
+        }
+        if t.frame[0] == 0
+            || t.frame[1] == 0
+            || t.frame[0]
+                .checked_mul(t.frame[1])
+                .is_none_or(|n| n > 1 << 30)
+        {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "frame {:?} must be non-empty and under 2^30 pixels",
+                    t.frame
+                ),
+            ));
+        }
+        // Each registered slice is allocated whole: up to 3 channels of f32 per pixel.
+        crate::limits::alloc_bytes(
+            &path.display().to_string(),
+            &[t.frame[0] as u64, t.frame[1] as u64],
+            3 * 4,
+            &format!(
+                "a registered slice of {} x {} pixels",
+                t.frame[0], t.frame[1]
+            ),
+        )?;
+        for (i, m) in t.sections.iter().enumerate() {
+            if !Affine(*m).is_regular() {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "transform {} (section {}) is not an invertible affine: {m:?}",
+                        i,
+                        i + 1
+                    ),
+                ));
+            }
+        }
+        Ok(t)
+    }
+
+    /// A version-1 style set of transforms (frame and affines only).
+    pub fn new(frame: [usize; 2], sections: Vec<[f64; 6]>) -> Transforms {
+        Transforms {
+            format: Some(FORMAT.into()),
+            frame,
+            sections,
+            reference: None,
+            images: Vec::new(),
+            motion: None,
+            pairs: Vec::new(),
+        }
+    }
+}
