@@ -50,6 +50,10 @@ pub struct PhantomArgs {
     #[arg(long, default_value_t = 16)] pub plane_step: usize,
     /// Write into a non-empty output directory, replacing files of the same names.
     #[arg(long)] pub force: bool,
+    /// Also render N H&E sections on random oblique planes (tilt <= 10 degrees, random
+    /// depth, rotation, shift and scale) with their spots, the planes recorded in
+    /// phantom.json: the truth for `register section-to-volume`.
+    #[arg(long, default_value_t = 0)] pub oblique: usize,
 }
 
 /// Run `phantom`.
@@ -59,6 +63,7 @@ pub fn phantom(a: &PhantomArgs, json: bool) -> Result<()> {
         shape: ints(&a.shape, "shape", "Z,Y,X (three positive integers)")?,
         plane_step: a.plane_step,
         overwrite: a.force,
+        oblique: a.oblique,
     };
     emit(json, &generate_phantom(&params, &a.out)?);
     Ok(())

@@ -139,6 +139,9 @@ pub struct SpotsArgs {
     #[arg(long)] pub affine: Option<String>,
     /// Section (z voxel) of the spots when the source gives none.
     #[arg(long, default_value_t = 0.0)] pub z: f64,
+    /// Plane file (`register section-to-volume`): the section's pixels -> the volume's
+    /// voxels, so spots of a tilted section get their 3D positions (replaces --affine, --z).
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["affine", "z"])] pub plane: Option<PathBuf>,
     /// Spots per gene-encoder batch.
     #[arg(long, default_value_t = 256)] pub batch: usize,
     /// Execution provider and threads.
@@ -157,6 +160,9 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
     opts.batch = a.batch;
     if let Some(s) = &a.affine {
         opts.affine = floats::<6>(s, "affine")?;
+    }
+    if let Some(p) = &a.plane {
+        opts.plane = Some(vortexdb::PlaneFile::read(p)?.matrix);
     }
     opts.run = a.run.options()?;
     let store = Store::open(&a.store)?;

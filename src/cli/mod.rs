@@ -78,7 +78,8 @@ pub enum Command {
     #[command(subcommand)] Spots(store::SpotsCommand),
     /// Raw vectors: import, search, delete, compact (used by benchmarks and tests).
     #[command(subcommand)] Vectors(vectors::VectorsCommand),
-    /// Registration computed from the images: serial sections to one another.
+    /// Registration computed from the images: serial sections to one another, a section
+    /// to the plane of its 3D volume.
     #[command(subcommand)] Register(register::RegisterCommand),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),

@@ -6,7 +6,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::emit_files;
-use vortexdb::{Error, Motion, Result, SectionOptions, register_sections, write_registration};
+use vortexdb::{
+    Error, Motion, PlaneOptions, Result, SectionOptions, open_volume, register_section_to_volume,
+    register_sections, write_plane, write_registration,
+};
 
 /// `register` subcommands.
 #[rustfmt::skip]
@@ -32,6 +35,25 @@ pub enum RegisterCommand {
         #[arg(long, default_value_t = 0.2)] min_score: f64,
         /// A pair whose tissue overlap after registration is below this fails.
         #[arg(long, default_value_t = 0.5)] min_overlap: f64,
+    },
+    /// Find the plane of a 3D volume that a 2D section image was cut from (depth, tilt,
+    /// in-plane rotation, translation, scale), across modalities (H&E against microCT):
+    /// write the plane file `ingest spots --plane` reads to place the section's spots in 3D.
+    SectionToVolume {
+        /// The volume (NPY, TIFF, OME-Zarr, slice folder) as `ingest volume` reads it.
+        volume: PathBuf,
+        /// The section image (PNG, JPEG, TIFF).
+        image: PathBuf,
+        /// Plane file to write.
+        #[arg(long)] out: PathBuf,
+        /// Section pixel size in micrometres.
+        #[arg(long)] um_per_px: f64,
+        /// Volume voxel edge in micrometres.
+        #[arg(long)] um_per_voxel: f64,
+        /// Largest tilt searched, degrees.
+        #[arg(long, default_value_t = 10.0)] max_tilt: f64,
+        /// A fit scoring below this fails.
+        #[arg(long, default_value_t = 0.3)] min_score: f64,
     },
 }
 
@@ -86,6 +108,20 @@ pub fn run(c: RegisterCommand, json: bool) -> Result<()> {
                 ));
             }
             emit_files(json, json!(reg.file), &text, &files);
+            Ok(())
+        }
+        RegisterCommand::SectionToVolume { volume, image, out, um_per_px, um_per_voxel, max_tilt, min_score } => {
+            let opts = PlaneOptions { um_per_px, um_per_voxel, max_tilt_deg: max_tilt, min_score };
+            let mut src = open_volume(&volume, None)?;
+            let fit = register_section_to_volume(src.as_mut(), &volume, &image, &opts)?;
+            write_plane(&fit, &out)?;
+            let p = &fit.plane;
+            let text = format!(
+                "{} lies at depth {:.1} um, tilt {:.2} deg ({:.2}, {:.2}), rotation {:.1} deg, scale {:.3}; score {:.3} ({:.1} s)",
+                image.display(), fit.depth_um, fit.tilt_total_deg, p.tilt_deg[0], p.tilt_deg[1],
+                p.rotation_deg, p.scale, fit.score, fit.seconds
+            );
+            emit_files(json, json!(fit), &text, &[out.display().to_string()]);
             Ok(())
         }
     }

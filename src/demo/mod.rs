@@ -142,6 +142,7 @@ pub fn run_demo(opts: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<DemoRep
             shape,
             plane_step: 16,
             overwrite: true,
+            oblique: 0,
         },
         &ph_dir,
     )?;

@@ -39,6 +39,10 @@ pub struct SpotOptions {
     pub affine: [f64; 6],
     /// Section index (z) for spots whose source gives none.
     pub z: f64,
+    /// A section cut on a plane of the volume (as `register_section_to_volume` finds
+    /// it): image pixel `(x, y, 1)` -> voxel `(x, y, z)`, rows x, y, z. When given, it
+    /// replaces `affine` and `z`, so spots of a tilted section get their 3D positions.
+    pub plane: Option<[[f64; 3]; 3]>,
     /// Spots per gene-encoder batch.
     pub batch: usize,
     /// Execution provider and threads.
@@ -57,6 +61,7 @@ impl SpotOptions {
             n_top: 250,
             affine: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
             z: 0.0,
+            plane: None,
             batch: 256,
             run: RunOptions::default(),
         }
@@ -188,6 +193,9 @@ pub fn ingest_spots(
     if opts.affine.iter().any(|x| !x.is_finite()) || !opts.z.is_finite() {
         return Err(Error::arg("affine", "every number (and z) must be finite"));
     }
+    if opts.plane.is_some_and(|m| m.iter().flatten().any(|v| !v.is_finite())) {
+        return Err(Error::arg("plane", "every number of the plane's matrix must be finite"));
+    }
     let m = &model.manifest;
     let files: Vec<PathBuf> = table.files.clone();
     let mut h = Sha256::new();
@@ -199,6 +207,9 @@ pub fn ingest_spots(
         "qc": opts.qc, "smooth_k": opts.smooth_k, "n_hvg": opts.n_hvg, "n_top": opts.n_top,
         "affine": opts.affine, "z": opts.z, "model": m.name,
     })));
+    if let Some(plane) = opts.plane {
+        h.update(crate::codec::canonical_json(&serde_json::json!({ "plane": plane })));
+    }
     let fingerprint = format!("{:x}", h.finalize());
     let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     if let Some(prev) = store.spot_set(&opts.sample)? {
@@ -328,6 +339,10 @@ pub fn ingest_spots(
     let a = opts.affine;
     let position = |i: usize| -> [f64; 3] {
         let [x, y] = table.pixel[i];
+        if let Some(m) = opts.plane {
+            let p: [f64; 3] = std::array::from_fn(|r| m[r][0] * x + m[r][1] * y + m[r][2]);
+            return [p[2], p[1], p[0]];
+        }
         let z = table.z.as_ref().map_or(opts.z, |z| z[i]);
         [z, a[3] * x + a[4] * y + a[5], a[0] * x + a[1] * y + a[2]]
     };

@@ -14,10 +14,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::spots::spot_axis;
+use super::spots::{Spot, spot_axis};
 use super::{
     COMPARTMENTS, FORMAT, IMMUNE_RADIUS, IMMUNE_WEIGHT, LIBRARY_LOG_SD, LIBRARY_MEAN, NB_SHAPE,
-    PITCH, PROGRAMS, Phantom, PhantomFiles, PhantomSummary, SECTION_UM, SPOT_DIAM,
+    ObliqueTruth, PITCH, PROGRAMS, Phantom, PhantomFiles, PhantomSummary, SECTION_UM, SPOT_DIAM,
     SPOT_DIAMETER_UM, SPOT_PITCH_UM, VOXEL_UM, gene_names,
 };
 use crate::error::{Error, Result};
@@ -71,6 +71,53 @@ fn write_parquet(path: &Path, columns: Vec<(String, ArrayRef)>) -> Result<()> {
     Ok(())
 }
 
+/// The wide spot table's columns: spot, plane_z, z, y, x, row, col, then one count
+/// column per gene (`z` is the plane's for axis-aligned planes, 0 for oblique sections).
+fn spot_columns(s: &[Spot], genes: &[String], plane_z: bool) -> Vec<(String, ArrayRef)> {
+    let z = |s: &Spot| if plane_z { s.plane_z as f64 } else { 0.0 };
+    let mut cols: Vec<(String, ArrayRef)> = vec![
+        (
+            "spot".into(),
+            Arc::new(StringArray::from_iter_values(s.iter().map(|s| &s.name))),
+        ),
+        (
+            "plane_z".into(),
+            Arc::new(Int32Array::from_iter_values(
+                s.iter().map(|s| s.plane_z as i32),
+            )),
+        ),
+        (
+            "z".into(),
+            Arc::new(Float64Array::from_iter_values(
+                s.iter().map(z),
+            )),
+        ),
+        (
+            "y".into(),
+            Arc::new(Float64Array::from_iter_values(s.iter().map(|s| s.y))),
+        ),
+        (
+            "x".into(),
+            Arc::new(Float64Array::from_iter_values(s.iter().map(|s| s.x))),
+        ),
+        (
+            "row".into(),
+            Arc::new(Int32Array::from_iter_values(s.iter().map(|s| s.row as i32))),
+        ),
+        (
+            "col".into(),
+            Arc::new(Int32Array::from_iter_values(s.iter().map(|s| s.col as i32))),
+        ),
+    ];
+    for (g, name) in genes.iter().enumerate() {
+        cols.push((
+            name.clone(),
+            Arc::new(UInt32Array::from_iter_values(s.iter().map(|s| s.counts[g]))),
+        ));
+    }
+    cols
+}
+
 /// `phantom.json`, fields in this order.
 #[derive(Serialize)]
 struct Meta<'a> {
@@ -90,6 +137,8 @@ struct Meta<'a> {
     tissue_fraction: f64,
     compartment_fractions: [f64; 4],
     files: serde_json::Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    oblique: Vec<ObliqueTruth>,
 }
 
 /// Gene programs in [`PROGRAMS`] order.
@@ -100,6 +149,10 @@ struct Programs<'a> {
     stroma: &'a [f64],
     fat: &'a [f64],
     immune: &'a [f64],
+}
+
+fn oblique_file(i: usize, what: &str, ext: &str) -> String {
+    format!("oblique/{what}_{i:02}.{ext}")
 }
 
 fn plane_file(z: usize) -> String {
@@ -126,6 +179,14 @@ pub(super) fn write(ph: &Phantom, dir: &Path) -> Result<PhantomSummary> {
         }
     }
 
+    // Oblique sections of an earlier run (with --force) would contradict phantom.json.
+    let oblique_dir = dir.join("oblique");
+    if oblique_dir.is_dir() {
+        std::fs::remove_dir_all(&oblique_dir).map_err(|e| Error::io(&oblique_dir, e))?;
+    }
+    if !ph.oblique.is_empty() {
+        std::fs::create_dir_all(&oblique_dir).map_err(|e| Error::io(&oblique_dir, e))?;
+    }
     let files = PhantomFiles {
         volume: dir.join("volume.npy"),
         labels: dir.join("labels.npy"),
@@ -146,47 +207,21 @@ pub(super) fn write(ph: &Phantom, dir: &Path) -> Result<PhantomSummary> {
         .try_for_each(|((_, rgb), path)| write_png(path, rgb, ny, nx))?;
 
     let s = &ph.spots;
-    let mut cols: Vec<(String, ArrayRef)> = vec![
-        (
-            "spot".into(),
-            Arc::new(StringArray::from_iter_values(s.iter().map(|s| &s.name))),
-        ),
-        (
-            "plane_z".into(),
-            Arc::new(Int32Array::from_iter_values(
-                s.iter().map(|s| s.plane_z as i32),
-            )),
-        ),
-        (
-            "z".into(),
-            Arc::new(Float64Array::from_iter_values(
-                s.iter().map(|s| s.plane_z as f64),
-            )),
-        ),
-        (
-            "y".into(),
-            Arc::new(Float64Array::from_iter_values(s.iter().map(|s| s.y))),
-        ),
-        (
-            "x".into(),
-            Arc::new(Float64Array::from_iter_values(s.iter().map(|s| s.x))),
-        ),
-        (
-            "row".into(),
-            Arc::new(Int32Array::from_iter_values(s.iter().map(|s| s.row as i32))),
-        ),
-        (
-            "col".into(),
-            Arc::new(Int32Array::from_iter_values(s.iter().map(|s| s.col as i32))),
-        ),
-    ];
-    for (g, name) in genes.iter().enumerate() {
-        cols.push((
-            name.clone(),
-            Arc::new(UInt32Array::from_iter_values(s.iter().map(|s| s.counts[g]))),
-        ));
+    write_parquet(&files.spots, spot_columns(s, &genes, true))?;
+    let mut oblique = Vec::new();
+    for (i, o) in ph.oblique.iter().enumerate() {
+        let (image, spots) = (oblique_file(i, "section", "png"), oblique_file(i, "spots", "parquet"));
+        write_png(&dir.join(&image), &o.rgb, o.side, o.side)?;
+        write_parquet(&dir.join(&spots), spot_columns(&o.spots, &genes, false))?;
+        oblique.push(ObliqueTruth {
+            image,
+            spots,
+            plane: o.plane,
+            matrix: o.plane.matrix(),
+            depth_um: o.plane.depth_um(),
+            tilt_total_deg: o.plane.tilt_total_deg(),
+        });
     }
-    write_parquet(&files.spots, cols)?;
 
     let mut cols: Vec<(String, ArrayRef)> = vec![(
         "spot".into(),
@@ -255,6 +290,7 @@ pub(super) fn write(ph: &Phantom, dir: &Path) -> Result<PhantomSummary> {
             "planes": ph.planes.iter().map(|(z, _)| plane_file(*z)).collect::<Vec<_>>(),
             "spots": "spots.parquet", "truth": "truth/spots_truth.parquet",
         }),
+        oblique,
     };
     let text = serde_json::to_string_pretty(&meta).expect("json") + "\n";
     std::fs::write(&files.meta, text).map_err(|e| Error::io(&files.meta, e))?;

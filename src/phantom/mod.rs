@@ -39,6 +39,7 @@
 mod ctx;
 mod files;
 mod noise;
+mod oblique;
 mod render;
 mod spots;
 mod summary;
@@ -54,6 +55,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use ctx::Ctx;
 use files::{prepare_dir, write};
+pub use oblique::ObliqueTruth;
 use render::render_slice;
 use spots::{Spot, express, measure_plane, programs};
 
@@ -103,6 +105,10 @@ pub struct PhantomParams {
     /// Write into a non-empty output directory, replacing the files of the same names
     /// (and stale `planes/plane_*.png`); otherwise a non-empty directory is refused.
     pub overwrite: bool,
+    /// H&E sections on random oblique planes (`oblique/section_NN.png` with
+    /// `oblique/spots_NN.parquet`; each plane recorded in `phantom.json`), for scoring a
+    /// section-to-volume registration (default 0).
+    pub oblique: usize,
 }
 
 impl PhantomParams {
@@ -124,6 +130,7 @@ impl Default for PhantomParams {
             shape: [96, 640, 640],
             plane_step: 16,
             overwrite: false,
+            oblique: 0,
         }
     }
 }
@@ -165,6 +172,9 @@ impl PhantomParams {
         }
         if self.plane_step == 0 {
             return Err(Error::arg("plane_step", "must be at least 1"));
+        }
+        if self.oblique > 100 {
+            return Err(Error::arg("oblique", format!("at most 100 oblique sections (got {})", self.oblique)));
         }
         if self.plane_step / 2 >= z {
             return Err(Error::arg(
@@ -256,6 +266,8 @@ pub(crate) struct Phantom {
     pub programs: Vec<Vec<f64>>,
     /// Voxel counts per label 0..=4.
     pub label_counts: [u64; 5],
+    /// The oblique sections.
+    pub oblique: Vec<oblique::Oblique>,
 }
 
 /// Generate the phantom in memory.
@@ -296,6 +308,13 @@ pub(crate) fn build(params: &PhantomParams) -> Result<Phantom> {
         .into_iter()
         .flatten()
         .collect();
+    let side = oblique::side(params.shape);
+    let oblique: Vec<oblique::Oblique> = (0..params.oblique)
+        .into_par_iter()
+        .map(|i| {
+            oblique::render(params.seed, i, params.shape, side, &volume, &labels, &boxsum, &programs)
+        })
+        .collect();
     drop(boxsum);
     spots
         .par_iter_mut()
@@ -308,5 +327,6 @@ pub(crate) fn build(params: &PhantomParams) -> Result<Phantom> {
         spots,
         programs,
         label_counts,
+        oblique,
     })
 }

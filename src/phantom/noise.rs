@@ -17,6 +17,7 @@ pub(super) const S_HE_NOISE: u64 = 9;
 pub(super) const S_PROGRAMS: u64 = 10;
 pub(super) const S_COUNTS: u64 = 11;
 pub(super) const S_STRIPES: u64 = 12;
+pub(super) const S_OBLIQUE: u64 = 13;
 
 pub(super) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -12,6 +12,7 @@ fn params(seed: u64, shape: [usize; 3], plane_step: usize) -> PhantomParams {
         shape,
         plane_step,
         overwrite: false,
+        oblique: 0,
     }
 }
 

@@ -13,8 +13,10 @@
 mod affine;
 mod gray;
 mod pair;
+mod plane;
 mod sections;
 mod transforms;
+mod volume_fit;
 mod warp;
 
 pub use affine::Affine;
@@ -22,5 +24,7 @@ pub use pair::Motion;
 pub use sections::{
     PairReport, SectionOptions, SectionRegistration, register_sections, write_registration,
 };
+pub use plane::{PLANE_FORMAT, Plane, PlaneFile, write_plane};
 pub use transforms::{FORMAT, Transforms};
+pub use volume_fit::{PlaneOptions, register_section_to_volume};
 pub use warp::Registered;
