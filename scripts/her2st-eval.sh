@@ -3,7 +3,10 @@
 #   bash scripts/her2st-eval.sh [WORK_DIR]          (default: eval-work)
 # Environment: HER2ST (data), HOLDOUTS, VARIANTS, TRAIN_WORK, REPORT, TRAIN_OPTS (extra
 # options of `vortex_train her2st`, e.g. "--image-size 112 --vit-patch 16"), UM_PER_PX
-# (pixel size of the registered sections, default: the trained model's, 112 um / image size).
+# (pixel size of the registered sections, default: the trained model's, 112 um / image size),
+# REGISTRATION (a transforms file of `vortexdb register sections` on the section JPEGs:
+# training and the store then place the sections by it instead of the study's alignment;
+# use another TRAIN_WORK and WORK_DIR, as checkpoints and volumes are reused).
 # 1. registers sections C2..C6 into one 2.5D volume (python -m vortex_train her2st-volume);
 # 2. for each held-out section (HOLDOUTS, default C3 C4 C5) trains the 2D and 2.5D models
 #    on the other sections (python -m vortex_train her2st; checkpoints are reused from
@@ -24,6 +27,10 @@ VARIANTS=${VARIANTS:-2_5d 2d}
 TRAIN_WORK=${TRAIN_WORK:-training/work}   # checkpoints: TRAIN_WORK/her2st-<S>
 REPORT=${REPORT:-docs/eval}               # results.md/json and figures
 TRAIN_OPTS=${TRAIN_OPTS:-}
+if [ -n "${REGISTRATION:-}" ]; then
+  VORTEX_HER2ST_TRANSFORMS=$(realpath "$REGISTRATION")
+  export VORTEX_HER2ST_TRANSFORMS
+fi
 MARKERS=RRM2,FGFR4,BAG1,PHGDH,MLPH,MYC,CDH1,ERBB3,ESR1,KMT2C,MAP2K4,MDM2,PTEN,ARID1A,ERBB2,FGFR1,GATA3,KMT2D,MAP3K1,TP53
 IMMUNE=${IMMUNE:-IGKC,IGHG3,IGLC2,CD74}
 if [ ! -d "$DATA/counts" ]; then

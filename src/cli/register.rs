@@ -32,9 +32,9 @@ pub enum RegisterCommand {
         /// Register each section directly to the reference instead of to its neighbour.
         #[arg(long)] direct: bool,
         /// A pair scoring below this (correlation after registration) fails.
-        #[arg(long, default_value_t = 0.2)] min_score: f64,
+        #[arg(long, default_value_t = 0.3)] min_score: f64,
         /// A pair whose tissue overlap after registration is below this fails.
-        #[arg(long, default_value_t = 0.5)] min_overlap: f64,
+        #[arg(long, default_value_t = 0.8)] min_overlap: f64,
     },
     /// Find the plane of a 3D volume that a 2D section image was cut from (depth, tilt,
     /// in-plane rotation, translation, scale), across modalities (H&E against microCT):
@@ -110,16 +110,36 @@ pub fn run(c: RegisterCommand, json: bool) -> Result<()> {
             emit_files(json, json!(reg.file), &text, &files);
             Ok(())
         }
-        RegisterCommand::SectionToVolume { volume, image, out, um_per_px, um_per_voxel, max_tilt, min_score } => {
-            let opts = PlaneOptions { um_per_px, um_per_voxel, max_tilt_deg: max_tilt, min_score };
+        RegisterCommand::SectionToVolume {
+            volume,
+            image,
+            out,
+            um_per_px,
+            um_per_voxel,
+            max_tilt,
+            min_score,
+        } => {
+            let opts = PlaneOptions {
+                um_per_px,
+                um_per_voxel,
+                max_tilt_deg: max_tilt,
+                min_score,
+            };
             let mut src = open_volume(&volume, None)?;
             let fit = register_section_to_volume(src.as_mut(), &volume, &image, &opts)?;
             write_plane(&fit, &out)?;
             let p = &fit.plane;
             let text = format!(
                 "{} lies at depth {:.1} um, tilt {:.2} deg ({:.2}, {:.2}), rotation {:.1} deg, scale {:.3}; score {:.3} ({:.1} s)",
-                image.display(), fit.depth_um, fit.tilt_total_deg, p.tilt_deg[0], p.tilt_deg[1],
-                p.rotation_deg, p.scale, fit.score, fit.seconds
+                image.display(),
+                fit.depth_um,
+                fit.tilt_total_deg,
+                p.tilt_deg[0],
+                p.tilt_deg[1],
+                p.rotation_deg,
+                p.scale,
+                fit.score,
+                fit.seconds
             );
             emit_files(json, json!(fit), &text, &[out.display().to_string()]);
             Ok(())

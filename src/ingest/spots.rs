@@ -193,8 +193,14 @@ pub fn ingest_spots(
     if opts.affine.iter().any(|x| !x.is_finite()) || !opts.z.is_finite() {
         return Err(Error::arg("affine", "every number (and z) must be finite"));
     }
-    if opts.plane.is_some_and(|m| m.iter().flatten().any(|v| !v.is_finite())) {
-        return Err(Error::arg("plane", "every number of the plane's matrix must be finite"));
+    if opts
+        .plane
+        .is_some_and(|m| m.iter().flatten().any(|v| !v.is_finite()))
+    {
+        return Err(Error::arg(
+            "plane",
+            "every number of the plane's matrix must be finite",
+        ));
     }
     let m = &model.manifest;
     let files: Vec<PathBuf> = table.files.clone();
@@ -208,7 +214,9 @@ pub fn ingest_spots(
         "affine": opts.affine, "z": opts.z, "model": m.name,
     })));
     if let Some(plane) = opts.plane {
-        h.update(crate::codec::canonical_json(&serde_json::json!({ "plane": plane })));
+        h.update(crate::codec::canonical_json(
+            &serde_json::json!({ "plane": plane }),
+        ));
     }
     let fingerprint = format!("{:x}", h.finalize());
     let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();

@@ -88,9 +88,7 @@ fn spot_columns(s: &[Spot], genes: &[String], plane_z: bool) -> Vec<(String, Arr
         ),
         (
             "z".into(),
-            Arc::new(Float64Array::from_iter_values(
-                s.iter().map(z),
-            )),
+            Arc::new(Float64Array::from_iter_values(s.iter().map(z))),
         ),
         (
             "y".into(),
@@ -210,7 +208,10 @@ pub(super) fn write(ph: &Phantom, dir: &Path) -> Result<PhantomSummary> {
     write_parquet(&files.spots, spot_columns(s, &genes, true))?;
     let mut oblique = Vec::new();
     for (i, o) in ph.oblique.iter().enumerate() {
-        let (image, spots) = (oblique_file(i, "section", "png"), oblique_file(i, "spots", "parquet"));
+        let (image, spots) = (
+            oblique_file(i, "section", "png"),
+            oblique_file(i, "spots", "parquet"),
+        );
         write_png(&dir.join(&image), &o.rgb, o.side, o.side)?;
         write_parquet(&dir.join(&spots), spot_columns(&o.spots, &genes, false))?;
         oblique.push(ObliqueTruth {

@@ -174,7 +174,10 @@ impl PhantomParams {
             return Err(Error::arg("plane_step", "must be at least 1"));
         }
         if self.oblique > 100 {
-            return Err(Error::arg("oblique", format!("at most 100 oblique sections (got {})", self.oblique)));
+            return Err(Error::arg(
+                "oblique",
+                format!("at most 100 oblique sections (got {})", self.oblique),
+            ));
         }
         if self.plane_step / 2 >= z {
             return Err(Error::arg(
@@ -312,7 +315,16 @@ pub(crate) fn build(params: &PhantomParams) -> Result<Phantom> {
     let oblique: Vec<oblique::Oblique> = (0..params.oblique)
         .into_par_iter()
         .map(|i| {
-            oblique::render(params.seed, i, params.shape, side, &volume, &labels, &boxsum, &programs)
+            oblique::render(
+                params.seed,
+                i,
+                params.shape,
+                side,
+                &volume,
+                &labels,
+                &boxsum,
+                &programs,
+            )
         })
         .collect();
     drop(boxsum);

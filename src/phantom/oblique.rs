@@ -60,7 +60,11 @@ pub(crate) fn draw_plane(seed: u64, i: usize, shape: [usize; 3], side: usize) ->
     let half = side as f64 * scale * std::f64::consts::FRAC_1_SQRT_2;
     let span = |n: usize, lo: f64, u: f64| {
         let (a, b) = (lo, n as f64 - 1.0 - lo);
-        if b > a { a + (b - a) * u } else { (n as f64 - 1.0) / 2.0 }
+        if b > a {
+            a + (b - a) * u
+        } else {
+            (n as f64 - 1.0) / 2.0
+        }
     };
     let rise = half * tilt.to_radians().sin() + 2.0;
     Plane {
@@ -88,10 +92,26 @@ fn he_colour(label: u8, v: f32) -> [f32; 3] {
         0 => [245.0, 245.0, 246.0],
         1 if v < 80.0 => [248.0, 246.0, 248.0],
         1 if v < 120.0 => [238.0, 196.0, 218.0],
-        1 => lerp([150.0, 95.0, 172.0], [90.0, 60.0, 140.0], (v - 172.0) / 35.0),
-        2 => lerp([205.0, 128.0, 182.0], [90.0, 60.0, 140.0], (v - 150.0) / 70.0),
-        3 => lerp([238.0, 168.0, 200.0], [218.0, 124.0, 176.0], (v - 106.0) / 48.0),
-        _ => lerp([250.0, 244.0, 247.0], [222.0, 140.0, 182.0], (v - 82.0) / 100.0),
+        1 => lerp(
+            [150.0, 95.0, 172.0],
+            [90.0, 60.0, 140.0],
+            (v - 172.0) / 35.0,
+        ),
+        2 => lerp(
+            [205.0, 128.0, 182.0],
+            [90.0, 60.0, 140.0],
+            (v - 150.0) / 70.0,
+        ),
+        3 => lerp(
+            [238.0, 168.0, 200.0],
+            [218.0, 124.0, 176.0],
+            (v - 106.0) / 48.0,
+        ),
+        _ => lerp(
+            [250.0, 244.0, 247.0],
+            [222.0, 140.0, 182.0],
+            (v - 82.0) / 100.0,
+        ),
     }
 }
 
@@ -122,7 +142,12 @@ pub(crate) fn render(
     };
     let idx = |p: [f64; 3]| -> Option<usize> {
         let (x, y, z) = (p[0].round(), p[1].round(), p[2].round());
-        let ok = x >= 0.0 && y >= 0.0 && z >= 0.0 && (x as usize) < nx && (y as usize) < ny && (z as usize) < nz;
+        let ok = x >= 0.0
+            && y >= 0.0
+            && z >= 0.0
+            && (x as usize) < nx
+            && (y as usize) < ny
+            && (z as usize) < nz;
         ok.then(|| (z as usize * ny + y as usize) * nx + x as usize)
     };
     let intensity = |p: [f64; 3]| -> f32 {
@@ -136,7 +161,13 @@ pub(crate) fn render(
         let (z0, z1, tz) = c(p[2], nz);
         let g = |x: usize, y: usize, z: usize| volume[(z * ny + y) * nx + x] as f32;
         let l = |a: f32, b: f32, t: f32| a + (b - a) * t;
-        let pl = |z: usize| l(l(g(x0, y0, z), g(x1, y0, z), tx), l(g(x0, y1, z), g(x1, y1, z), tx), ty);
+        let pl = |z: usize| {
+            l(
+                l(g(x0, y0, z), g(x1, y0, z), tx),
+                l(g(x0, y1, z), g(x1, y1, z), tx),
+                ty,
+            )
+        };
         l(pl(z0), pl(z1), tz)
     };
     const DEPTHS: [f64; 4] = [-1.5, -0.5, 0.5, 1.5];
@@ -158,7 +189,8 @@ pub(crate) fn render(
             for ch in 0..3 {
                 let e: f32 = noise.sample(StandardNormal);
                 let absorbed = (255.0 - acc[ch]) * stain[ch];
-                rgb[(v * side + u) * 3 + ch] = ((255.0 - absorbed + 5.0 * e).clamp(0.0, 255.0) + 0.5) as u8;
+                rgb[(v * side + u) * 3 + ch] =
+                    ((255.0 - absorbed + 5.0 * e).clamp(0.0, 255.0) + 0.5) as u8;
             }
         }
     }
@@ -177,17 +209,27 @@ pub(crate) fn render(
     let axis = spot_axis(side);
     for (row, &cy) in axis.iter().enumerate() {
         for (col, &cx) in axis.iter().enumerate() {
-            let (mut total, mut tissue, mut counts, mut immune) = (0usize, 0usize, [0usize; 4], 0f64);
-            let (y0, y1) = ((cy - SPOT_RADIUS).ceil() as i64, (cy + SPOT_RADIUS).floor() as i64);
-            let (x0, x1) = ((cx - SPOT_RADIUS).ceil() as i64, (cx + SPOT_RADIUS).floor() as i64);
+            let (mut total, mut tissue, mut counts, mut immune) =
+                (0usize, 0usize, [0usize; 4], 0f64);
+            let (y0, y1) = (
+                (cy - SPOT_RADIUS).ceil() as i64,
+                (cy + SPOT_RADIUS).floor() as i64,
+            );
+            let (x0, x1) = (
+                (cx - SPOT_RADIUS).ceil() as i64,
+                (cx + SPOT_RADIUS).floor() as i64,
+            );
             for y in y0..=y1 {
                 for x in x0..=x1 {
-                    if (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) > SPOT_RADIUS * SPOT_RADIUS {
+                    if (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) > SPOT_RADIUS * SPOT_RADIUS
+                    {
                         continue;
                     }
                     for t in DEPTHS {
                         total += 1;
-                        let Some(k) = idx(at(x as f64, y as f64, t)) else { continue };
+                        let Some(k) = idx(at(x as f64, y as f64, t)) else {
+                            continue;
+                        };
                         let l = labels[k];
                         if l == 0 {
                             continue;
@@ -219,5 +261,10 @@ pub(crate) fn render(
             spots.push(s);
         }
     }
-    Oblique { plane, side, rgb, spots }
+    Oblique {
+        plane,
+        side,
+        rgb,
+        spots,
+    }
 }

@@ -21,10 +21,10 @@ mod warp;
 
 pub use affine::Affine;
 pub use pair::Motion;
+pub use plane::{PLANE_FORMAT, Plane, PlaneFile, write_plane};
 pub use sections::{
     PairReport, SectionOptions, SectionRegistration, register_sections, write_registration,
 };
-pub use plane::{PLANE_FORMAT, Plane, PlaneFile, write_plane};
 pub use transforms::{FORMAT, Transforms};
 pub use volume_fit::{PlaneOptions, register_section_to_volume};
 pub use warp::Registered;

@@ -54,7 +54,7 @@ pub(crate) struct Level {
 pub(crate) struct PairFit {
     /// Fixed level index coordinates -> moving level index coordinates (finest level).
     pub map: Affine,
-    /// Pearson correlation of the two optical densities over the tissue of either.
+    /// Pearson correlation of the two optical densities inside the tissue of both.
     pub score: f64,
     /// Share of the smaller tissue area that lies on the other's tissue.
     pub overlap: f64,
@@ -375,7 +375,9 @@ pub(crate) fn register_pair(fixed: &[Level], moving: &[Level], motion: Motion) -
     let (f, m) = (&fixed[0], &moving[0]);
     let mw = warp(&m.img, &map, f.img.w, f.img.h);
     let mt = threshold_of(m);
-    let score = ncc(&f.img, &mw, |i| f.mask[i] || mw.data[i] > mt).0;
+    // Scored inside the tissue of both: the outline alone (which unrelated tissues of
+    // similar shape share) does not count.
+    let score = ncc(&f.img, &mw, |i| f.mask[i] && mw.data[i] > mt).0;
     let (mut both, mut nf, mut nm) = (0.0, 0.0, 0.0);
     for (i, &v) in mw.data.iter().enumerate() {
         let on_m = v.is_finite() && v > mt;

@@ -78,7 +78,11 @@ impl Plane {
         std::array::from_fn(|i| {
             let du = (cols_u[0] * e1[i] + cols_u[1] * e2[i]) / self.voxel_um[i];
             let dv = (cols_v[0] * e1[i] + cols_v[1] * e2[i]) / self.voxel_um[i];
-            [du, dv, self.origin[i] - du * self.centre[0] - dv * self.centre[1]]
+            [
+                du,
+                dv,
+                self.origin[i] - du * self.centre[0] - dv * self.centre[1],
+            ]
         })
     }
 
@@ -195,17 +199,28 @@ mod tests {
             voxel_um: [4.0, 4.0, 4.0],
         };
         let v = p.to_voxel(31.5 + 10.0, 31.5 - 3.0);
-        assert!((v[0] - 60.0).abs() < 1e-9 && (v[1] - 57.0).abs() < 1e-9 && (v[2] - 12.0).abs() < 1e-9);
+        assert!(
+            (v[0] - 60.0).abs() < 1e-9 && (v[1] - 57.0).abs() < 1e-9 && (v[2] - 12.0).abs() < 1e-9
+        );
         assert_eq!(p.tilt_total_deg(), 0.0);
         // A tilt of 10 degrees about y moves x steps into z by tan(10) of them... and the
         // normal turns by 10 degrees.
-        let t = Plane { tilt_deg: [0.0, 10.0], ..p };
+        let t = Plane {
+            tilt_deg: [0.0, 10.0],
+            ..p
+        };
         assert!((t.tilt_total_deg() - 10.0).abs() < 1e-9);
         assert!((t.angle_to(&p) - 10.0).abs() < 1e-9);
         let a = t.to_voxel(31.5 + 10.0, 31.5);
-        assert!((a[2] - (12.0 - 10.0 * 10f64.to_radians().sin())).abs() < 1e-9, "{a:?}");
+        assert!(
+            (a[2] - (12.0 - 10.0 * 10f64.to_radians().sin())).abs() < 1e-9,
+            "{a:?}"
+        );
         // Rotation by 90 degrees sends +u to +y.
-        let r = Plane { rotation_deg: 90.0, ..p };
+        let r = Plane {
+            rotation_deg: 90.0,
+            ..p
+        };
         let b = r.to_voxel(31.5 + 1.0, 31.5);
         assert!((b[0] - 50.0).abs() < 1e-9 && (b[1] - 61.0).abs() < 1e-9);
     }

@@ -24,9 +24,11 @@ pub struct SectionOptions {
     /// Register each section to its neighbour towards the reference and chain the maps
     /// (default), or each directly to the reference.
     pub chain: bool,
-    /// A pair whose correlation after registration is below this fails (default 0.2).
+    /// A pair whose correlation after registration is below this fails (default 0.3:
+    /// her2st's serial sections score 0.41-0.58, two unrelated phantom tissues 0.27).
     pub min_score: f64,
-    /// A pair whose tissue overlap after registration is below this fails (default 0.5).
+    /// A pair whose tissue overlap after registration is below this fails (default 0.8:
+    /// her2st 0.97-0.98, two unrelated phantom tissues 0.73).
     pub min_overlap: f64,
 }
 
@@ -37,8 +39,8 @@ impl Default for SectionOptions {
             motion: Motion::Similarity,
             max_side: 1024,
             chain: true,
-            min_score: 0.2,
-            min_overlap: 0.5,
+            min_score: 0.3,
+            min_overlap: 0.8,
         }
     }
 }
@@ -50,8 +52,8 @@ pub struct PairReport {
     pub moving: usize,
     /// Index of the section it was registered to.
     pub fixed: usize,
-    /// Pearson correlation of the two optical-density images over the tissue of either,
-    /// after registration (1 = identical).
+    /// Pearson correlation of the two (smoothed) optical-density images inside the
+    /// tissue of both, after registration (1 = identical).
     pub score: f64,
     /// Share of the smaller tissue area lying on the other's tissue, after registration.
     pub overlap: f64,

@@ -68,7 +68,10 @@ impl Vol3 {
                 data.push(v / s.channels as f32);
             }
         }
-        Ok(Vol3 { n: [nx, ny, nz], data })
+        Ok(Vol3 {
+            n: [nx, ny, nz],
+            data,
+        })
     }
 
     /// Mean over `k x k x k` blocks, then a light smoothing of each slice.
@@ -163,7 +166,11 @@ fn orientation(g: &Gray) -> (Vec<f32>, Vec<f32>) {
 /// Weighted correlation of two orientation fields over the pixels where `weight > 0`
 /// (`b` undefined there counts as no match): 1 for the same edges everywhere, about 0
 /// for unrelated images.
-fn orientation_similarity(a: &(Vec<f32>, Vec<f32>), b: &(Vec<f32>, Vec<f32>), weight: &[f32]) -> f64 {
+fn orientation_similarity(
+    a: &(Vec<f32>, Vec<f32>),
+    b: &(Vec<f32>, Vec<f32>),
+    weight: &[f32],
+) -> f64 {
     let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
     for i in 0..weight.len() {
         let w = weight[i];
@@ -177,7 +184,11 @@ fn orientation_similarity(a: &(Vec<f32>, Vec<f32>), b: &(Vec<f32>, Vec<f32>), we
             bb += (w * (b.0[i] * b.0[i] + b.1[i] * b.1[i])) as f64;
         }
     }
-    if aa <= 0.0 || bb <= 0.0 { 0.0 } else { ab / (aa * bb).sqrt() }
+    if aa <= 0.0 || bb <= 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
 }
 
 /// The section at one working level: optical density, its gradient field, tissue weight.
@@ -193,8 +204,17 @@ impl SectionLevel {
     fn new(full: &Gray, k0: usize, k: usize, threshold: f32) -> SectionLevel {
         let img = full.block_mean(k / k0).blur(1.0);
         let field = orientation(&img);
-        let weight = img.data.iter().map(|&v| (v > threshold) as u8 as f32).collect();
-        SectionLevel { img, field, weight, k }
+        let weight = img
+            .data
+            .iter()
+            .map(|&v| (v > threshold) as u8 as f32)
+            .collect();
+        SectionLevel {
+            img,
+            field,
+            weight,
+            k,
+        }
     }
 }
 
@@ -228,7 +248,12 @@ fn score_plane(sec: &SectionLevel, vol: &Vol3, plane: &Plane, kv: usize) -> f64 
 }
 
 /// Nelder-Mead minimisation of `f` from `x0` with initial steps `step`.
-fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], step: &[f64], iters: usize) -> (Vec<f64>, f64) {
+fn nelder_mead(
+    f: &dyn Fn(&[f64]) -> f64,
+    x0: &[f64],
+    step: &[f64],
+    iters: usize,
+) -> (Vec<f64>, f64) {
     let n = x0.len();
     let mut pts: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
     pts.push((x0.to_vec(), f(x0)));
@@ -240,9 +265,15 @@ fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], step: &[f64], iters: usize
     }
     for _ in 0..iters {
         pts.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let centroid: Vec<f64> = (0..n).map(|j| pts[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64).collect();
+        let centroid: Vec<f64> = (0..n)
+            .map(|j| pts[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64)
+            .collect();
         let worst = pts[n].clone();
-        let along = |t: f64| -> Vec<f64> { (0..n).map(|j| centroid[j] + t * (worst.0[j] - centroid[j])).collect() };
+        let along = |t: f64| -> Vec<f64> {
+            (0..n)
+                .map(|j| centroid[j] + t * (worst.0[j] - centroid[j]))
+                .collect()
+        };
         let xr = along(-1.0);
         let fr = f(&xr);
         if fr < pts[0].1 {
@@ -306,7 +337,14 @@ impl Fft2 {
     /// The two channels of an orientation field (times `weight`) and its energy
     /// `|field|^2` (times `weight`), or the weight itself (`energy = false`), on the
     /// `n x n` canvas, transformed.
-    fn terms(&self, field: &(Vec<f32>, Vec<f32>), w: usize, h: usize, weight: Option<&[f32]>, energy: bool) -> [Vec<Complex32>; 3] {
+    fn terms(
+        &self,
+        field: &(Vec<f32>, Vec<f32>),
+        w: usize,
+        h: usize,
+        weight: Option<&[f32]>,
+        energy: bool,
+    ) -> [Vec<Complex32>; 3] {
         let n = self.n;
         std::array::from_fn(|t| {
             let mut buf = vec![Complex32::default(); n * n];
@@ -364,9 +402,15 @@ pub fn register_section_to_volume(
     let threshold = sec.blur(2.0).otsu();
     let tissue = sec.data.iter().filter(|&&v| v > threshold).count();
     if tissue < 64 {
-        return Err(Error::bad_file(image, "no tissue found in the section image"));
+        return Err(Error::bad_file(
+            image,
+            "no tissue found in the section image",
+        ));
     }
-    let centre = [(full_size[0] as f64 - 1.0) / 2.0, (full_size[1] as f64 - 1.0) / 2.0];
+    let centre = [
+        (full_size[0] as f64 - 1.0) / 2.0,
+        (full_size[1] as f64 - 1.0) / 2.0,
+    ];
     let base = Plane {
         origin: [0.0; 3],
         tilt_deg: [0.0, 0.0],
@@ -386,13 +430,21 @@ pub fn register_section_to_volume(
         // depth c.depth; the section's centre sits at canvas centre + shift.
         let [nx, ny, _] = vc.n;
         let (ci, cj) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
-        let p = Plane { tilt_deg: c.tilt, rotation_deg: c.rot, ..base };
+        let p = Plane {
+            tilt_deg: c.tilt,
+            rotation_deg: c.rot,
+            ..base
+        };
         let [e1, e2, _] = p.axes();
         let m = sc.img.w.max(sc.img.h);
         let cc = canvas_size(m) as f64 / 2.0;
         let (di, dj) = (cc + c.shift[0] as f64 - ci, cc + c.shift[1] as f64 - cj);
         let kcf = kc as f64;
-        let centre_full = [(ci + 0.5) * kcf - 0.5, (cj + 0.5) * kcf - 0.5, (c.depth + 0.5) * kcf - 0.5];
+        let centre_full = [
+            (ci + 0.5) * kcf - 0.5,
+            (cj + 0.5) * kcf - 0.5,
+            (c.depth + 0.5) * kcf - 0.5,
+        ];
         Plane {
             origin: std::array::from_fn(|a| centre_full[a] + (di * e1[a] + dj * e2[a]) * kcf),
             ..p
@@ -404,7 +456,17 @@ pub fn register_section_to_volume(
         (SectionLevel::new(&sec, k0, k0 * 2, threshold), &v2, 2),
         (SectionLevel::new(&sec, k0, k0, threshold), &vol, 1),
     ];
-    let params = |p: &Plane| vec![p.origin[0], p.origin[1], p.origin[2], p.tilt_deg[0], p.tilt_deg[1], p.rotation_deg, p.scale.ln()];
+    let params = |p: &Plane| {
+        vec![
+            p.origin[0],
+            p.origin[1],
+            p.origin[2],
+            p.tilt_deg[0],
+            p.tilt_deg[1],
+            p.rotation_deg,
+            p.scale.ln(),
+        ]
+    };
     let from = |x: &[f64]| Plane {
         origin: [x[0], x[1], x[2]],
         tilt_deg: [x[3], x[4]],
@@ -412,30 +474,47 @@ pub fn register_section_to_volume(
         scale: x[6].exp(),
         ..base
     };
-    let fits: Vec<(Plane, f64)> = cands.par_iter().map(|c| {
-        let mut p = to_plane(c);
-        let mut s = 0.0;
-        for (sl, vl, kv) in &levels {
-            let f = |x: &[f64]| -score_plane(sl, vl, &from(x), *kv);
-            let step = [2.0 * *kv as f64, 2.0 * *kv as f64, 1.0 * *kv as f64, 1.0, 1.0, 2.0, 0.02];
-            let (x, fx) = nelder_mead(&f, &params(&p), &step, 250);
-            let (x, fx) = {
-                let (x2, f2) = nelder_mead(&f, &x, &step.map(|v| v * 0.3), 150);
-                if f2 < fx { (x2, f2) } else { (x, fx) }
-            };
-            p = from(&x);
-            s = -fx;
-        }
-        (p, s)
-    }).collect();
-    let (plane, score) = fits.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("at least one candidate");
+    let fits: Vec<(Plane, f64)> = cands
+        .par_iter()
+        .map(|c| {
+            let mut p = to_plane(c);
+            let mut s = 0.0;
+            for (sl, vl, kv) in &levels {
+                let f = |x: &[f64]| -score_plane(sl, vl, &from(x), *kv);
+                let step = [
+                    2.0 * *kv as f64,
+                    2.0 * *kv as f64,
+                    1.0 * *kv as f64,
+                    1.0,
+                    1.0,
+                    2.0,
+                    0.02,
+                ];
+                let (x, fx) = nelder_mead(&f, &params(&p), &step, 250);
+                let (x, fx) = {
+                    let (x2, f2) = nelder_mead(&f, &x, &step.map(|v| v * 0.3), 150);
+                    if f2 < fx { (x2, f2) } else { (x, fx) }
+                };
+                p = from(&x);
+                s = -fx;
+            }
+            (p, s)
+        })
+        .collect();
+    let (plane, score) = fits
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("at least one candidate");
     if score < opts.min_score || !plane.matrix().iter().flatten().all(|v| v.is_finite()) {
         return Err(Error::RegistrationFailed {
             moving: image.to_path_buf(),
             fixed: volume_path.to_path_buf(),
             score,
             overlap: 0.0,
-            message: format!("no plane of the volume matches the section: score {score:.3} is below the minimum {}", opts.min_score),
+            message: format!(
+                "no plane of the volume matches the section: score {score:.3} is below the minimum {}",
+                opts.min_score
+            ),
         });
     }
     Ok(PlaneFile {
@@ -493,7 +572,10 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
             .filter(|&i| field.0[i].is_finite() && wt[i] > 0.0)
             .map(|i| (wt[i] * (field.0[i] * field.0[i] + field.1[i] * field.1[i])) as f64)
             .sum();
-        (fft.terms(&field, cs, cs, Some(&wt), false), energy.max(1e-12))
+        (
+            fft.terms(&field, cs, cs, Some(&wt), false),
+            energy.max(1e-12),
+        )
     };
     let slice = |depth: f64, tilt: [f64; 2]| -> [Vec<Complex32>; 3] {
         let p = Plane {
@@ -511,7 +593,11 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
         for j in 0..ny {
             for i in 0..nx {
                 let (di, dj) = (i as f64 - ci, j as f64 - cj);
-                let q = [ci + di * e1[0] + dj * e2[0], cj + di * e1[1] + dj * e2[1], depth + di * e1[2] + dj * e2[2]];
+                let q = [
+                    ci + di * e1[0] + dj * e2[0],
+                    cj + di * e1[1] + dj * e2[1],
+                    depth + di * e1[2] + dj * e2[2],
+                ];
                 g.data[j * nx + i] = vc.sample(q).unwrap_or(f32::NAN);
             }
         }
@@ -519,35 +605,39 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
     };
     // Section terms: (a1 w, a2 w, w); slice terms: (b1, b2, |b|^2). Per shift: the
     // correlation sum(w a.b) / sqrt(sum(w |a|^2) sum(w |b|^2)).
-    let best_shift = |s: &[Vec<Complex32>; 3], s_energy: f64, v: &[Vec<Complex32>; 3]| -> (f64, [isize; 2]) {
-        let mut num = vec![Complex32::default(); n * n];
-        let mut den = vec![Complex32::default(); n * n];
-        for i in 0..n * n {
-            num[i] = s[0][i].conj() * v[0][i] + s[1][i].conj() * v[1][i];
-            den[i] = s[2][i].conj() * v[2][i];
-        }
-        fft.run(&mut num, true);
-        fft.run(&mut den, true);
-        let (lo_x, hi_x) = (-(cs as isize) / 4, nx as isize - 3 * cs as isize / 4);
-        let (lo_y, hi_y) = (-(cs as isize) / 4, ny as isize - 3 * cs as isize / 4);
-        let mut best = (f64::MIN, [0isize; 2]);
-        for sy in lo_y..=hi_y.max(lo_y) {
-            for sx in lo_x..=hi_x.max(lo_x) {
-                let (ix, iy) = (sx.rem_euclid(n as isize) as usize, sy.rem_euclid(n as isize) as usize);
-                // The inverse transforms are unnormalised: both sums carry a factor n^2.
-                let scale = (n * n) as f64;
-                let e = den[iy * n + ix].re as f64 / scale;
-                if e <= 1e-6 {
-                    continue;
-                }
-                let v = num[iy * n + ix].re as f64 / scale / (e * s_energy).sqrt();
-                if v > best.0 {
-                    best = (v, [sx, sy]);
+    let best_shift =
+        |s: &[Vec<Complex32>; 3], s_energy: f64, v: &[Vec<Complex32>; 3]| -> (f64, [isize; 2]) {
+            let mut num = vec![Complex32::default(); n * n];
+            let mut den = vec![Complex32::default(); n * n];
+            for i in 0..n * n {
+                num[i] = s[0][i].conj() * v[0][i] + s[1][i].conj() * v[1][i];
+                den[i] = s[2][i].conj() * v[2][i];
+            }
+            fft.run(&mut num, true);
+            fft.run(&mut den, true);
+            let (lo_x, hi_x) = (-(cs as isize) / 4, nx as isize - 3 * cs as isize / 4);
+            let (lo_y, hi_y) = (-(cs as isize) / 4, ny as isize - 3 * cs as isize / 4);
+            let mut best = (f64::MIN, [0isize; 2]);
+            for sy in lo_y..=hi_y.max(lo_y) {
+                for sx in lo_x..=hi_x.max(lo_x) {
+                    let (ix, iy) = (
+                        sx.rem_euclid(n as isize) as usize,
+                        sy.rem_euclid(n as isize) as usize,
+                    );
+                    // The inverse transforms are unnormalised: both sums carry a factor n^2.
+                    let scale = (n * n) as f64;
+                    let e = den[iy * n + ix].re as f64 / scale;
+                    if e <= 1e-6 {
+                        continue;
+                    }
+                    let v = num[iy * n + ix].re as f64 / scale / (e * s_energy).sqrt();
+                    if v > best.0 {
+                        best = (v, [sx, sy]);
+                    }
                 }
             }
-        }
-        (best.0, best.1)
-    };
+            (best.0, best.1)
+        };
     let rots: Vec<f64> = (0..60).map(|i| i as f64 * 6.0).collect();
     let rot_terms: Vec<([Vec<Complex32>; 3], f64)> = rots.iter().map(|&d| rotated(d)).collect();
     // Stage A: untilted, every coarse depth.
@@ -559,7 +649,13 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
                 .zip(&rot_terms)
                 .map(|(r, st)| {
                     let (score, shift) = best_shift(&st.0, st.1, &v);
-                    Candidate { score, depth: d as f64, tilt: [0.0, 0.0], rot: *r, shift }
+                    Candidate {
+                        score,
+                        depth: d as f64,
+                        tilt: [0.0, 0.0],
+                        rot: *r,
+                        shift,
+                    }
                 })
                 .collect::<Vec<_>>()
         })
@@ -581,30 +677,41 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
     // Stage B: a tilt grid, neighbouring depths and rotations around each seed.
     let t = opts.max_tilt_deg;
     let tilts: Vec<f64> = [-1.0, -0.5, 0.0, 0.5, 1.0].iter().map(|f| f * t).collect();
-    let mut out: Vec<Candidate> = seeds.par_iter().map(|s| {
-        let mut best = *s;
-        let turns: Vec<(f64, ([Vec<Complex32>; 3], f64))> =
-            [-6.0, 0.0, 6.0].iter().map(|dr| (s.rot + dr, rotated(s.rot + dr))).collect();
-        for &a in &tilts {
-            for &b in &tilts {
-                for dd in [-1.0, 0.0, 1.0] {
-                    let depth = s.depth + dd;
-                    if depth < 0.0 || depth > (nz - 1) as f64 {
-                        continue;
-                    }
-                    let v = slice(depth, [a, b]);
-                    for (rot, st) in &turns {
-                        let rot = *rot;
-                        let (score, shift) = best_shift(&st.0, st.1, &v);
-                        if score > best.score {
-                            best = Candidate { score, depth, tilt: [a, b], rot, shift };
+    let mut out: Vec<Candidate> = seeds
+        .par_iter()
+        .map(|s| {
+            let mut best = *s;
+            let turns: Vec<(f64, ([Vec<Complex32>; 3], f64))> = [-6.0, 0.0, 6.0]
+                .iter()
+                .map(|dr| (s.rot + dr, rotated(s.rot + dr)))
+                .collect();
+            for &a in &tilts {
+                for &b in &tilts {
+                    for dd in [-1.0, 0.0, 1.0] {
+                        let depth = s.depth + dd;
+                        if depth < 0.0 || depth > (nz - 1) as f64 {
+                            continue;
+                        }
+                        let v = slice(depth, [a, b]);
+                        for (rot, st) in &turns {
+                            let rot = *rot;
+                            let (score, shift) = best_shift(&st.0, st.1, &v);
+                            if score > best.score {
+                                best = Candidate {
+                                    score,
+                                    depth,
+                                    tilt: [a, b],
+                                    rot,
+                                    shift,
+                                };
+                            }
                         }
                     }
                 }
             }
-        }
-        best
-    }).collect();
+            best
+        })
+        .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     // The fine fit starts from the best tilted candidates and, as tilts near the
     // volume's faces can mislead the coarse score, from their untilted seeds too.
@@ -612,8 +719,12 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
     let untilted: Vec<Candidate> = seeds.iter().take(3).copied().collect();
     out.extend(untilted);
     if std::env::var("VREG_DEBUG").is_ok() {
-        for c in &seeds { eprintln!("seed {c:?}"); }
-        for c in &out { eprintln!("out {c:?}"); }
+        for c in &seeds {
+            eprintln!("seed {c:?}");
+        }
+        for c in &out {
+            eprintln!("out {c:?}");
+        }
     }
     out
 }

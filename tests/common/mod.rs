@@ -59,6 +59,7 @@ pub fn phantom(dir: &Path, seed: u64, shape: [usize; 3], plane_step: usize) -> P
             shape,
             plane_step,
             overwrite: false,
+            oblique: 0,
         },
         &out,
     )

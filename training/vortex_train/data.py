@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,6 +206,45 @@ def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m  # (3, 2): dst = [src, 1] @ m
 
 
+def _published_map(root: Path, name: str) -> np.ndarray | None:
+    """The study's pixel -> common-frame affine of section `name` (3, 2), or None."""
+    import pandas as pd
+
+    lpath = Path(root) / "labels" / "clusters" / f"{name}.tsv.gz"
+    if not lpath.exists():
+        return None
+    lab = pd.read_csv(lpath, sep="\t")
+    return _affine(lab[["pixel_x", "pixel_y"]].to_numpy(float), lab[["warped_x", "warped_y"]].to_numpy(float))
+
+
+def section_to_frame(root: Path, name: str) -> np.ndarray | None:
+    """Section `name`'s pixel -> common-frame affine (3, 2).
+
+    By default the study's published alignment. With VORTEX_HER2ST_TRANSFORMS naming a
+    transforms file of `vortexdb register sections` (computed from the images, listing
+    the section JPEGs), the sections it lists are placed by it instead: the common frame
+    stays the study's as anchored by the reference section only (its published map), so
+    every other section's position comes from the images alone."""
+    published = _published_map(root, name)
+    path = os.environ.get("VORTEX_HER2ST_TRANSFORMS")
+    if not path:
+        return published
+    t = json.loads(Path(path).read_text())
+    stems = [Path(p).stem for p in t["images"]]
+    if name not in stems:
+        return published
+    ref = stems[t.get("reference", len(stems) // 2)]
+    ref_map = _published_map(root, ref)
+
+    def h(m6: list[float]) -> np.ndarray:
+        return np.array([m6[0:3], m6[3:6], [0.0, 0.0, 1.0]])
+
+    # pixel -> frame (computed) -> reference pixel -> common frame (published, reference only).
+    a = np.linalg.inv(h(t["sections"][stems.index(ref)])) @ h(t["sections"][stems.index(name)])
+    w = np.vstack([ref_map.T, [0.0, 0.0, 1.0]]) @ a
+    return w[:2].T
+
+
 def read_her2st_section(root: Path, name: str) -> Her2stSection:
     """Read counts, the spot selection and registration of section `name` (e.g. "C4")."""
     import pandas as pd
@@ -226,11 +266,7 @@ def read_her2st_section(root: Path, name: str) -> Her2stSection:
     pix = np.array([key[s][:2] for s in ids], np.float64)
     arr = np.array([key[s][2:] for s in ids], np.float64)
     um_per_px = 200.0 / np.linalg.norm(_affine(arr, pix)[0])
-    to_ref = None
-    lpath = root / "labels" / "clusters" / f"{name}.tsv.gz"
-    if lpath.exists():
-        lab = pd.read_csv(lpath, sep="\t")
-        to_ref = _affine(lab[["pixel_x", "pixel_y"]].to_numpy(float), lab[["warped_x", "warped_y"]].to_numpy(float))
+    to_ref = section_to_frame(root, name)
     img = root / "images" / f"{name}.jpg"
     return Her2stSection(
         name, list(df.columns), counts, ids, pix, arr, to_ref, img if img.exists() else None, um_per_px

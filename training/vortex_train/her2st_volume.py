@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import _affine, apply_affine, read_her2st_section
+from .data import _affine, apply_affine, read_her2st_section, section_to_frame
 
 ORDER = ["C1", "C2", "C3", "C4", "C5", "C6"]
 
@@ -65,7 +65,9 @@ def build_volume(root: Path, out: Path, um_per_px: float = 3.5, margin_um: float
         path, t = _read_clusters(root, s)
         src = t[["pixel_x", "pixel_y"]].to_numpy(float)
         dst = t[["warped_x", "warped_y"]].to_numpy(float)
-        m = _affine(src, dst)
+        # The study's alignment, or the one computed from the images
+        # (VORTEX_HER2ST_TRANSFORMS); the residual is against the study's either way.
+        m = section_to_frame(root, s)
         to_ref[s] = m
         err = apply_affine(src, m) - dst
         resid[s] = float(np.sqrt((err**2).sum(1)).max())
