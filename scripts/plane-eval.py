@@ -71,7 +71,9 @@ def report(work: Path) -> None:
                 "true_scale": t["scale"],
                 "depth_error_um": depth_err,
                 "tilt_error_deg": tilt_err,
-                "rotation_error_deg": (f["rotation_deg"] - t["rotation_deg"] + 180) % 360 - 180,
+                "rotation_error_deg": (f["rotation_deg"] - t["rotation_deg"] + 180)
+                % 360
+                - 180,
                 "scale_error": f["scale"] - t["scale"],
                 "score": fit["score"],
                 "seconds": float(secs),
@@ -81,20 +83,39 @@ def report(work: Path) -> None:
             }
         )
     ok = [r for r in rows if abs(r["depth_error_um"]) <= 8 and r["tilt_error_deg"] <= 1]
-    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    # Fits scoring below the default minimum (0.3) are refused by `register
+    # section-to-volume` (this script asks for every fit with --min-score 0).
+    accepted = [r for r in rows if r["score"] >= 0.3]
+
+    def mean(k: str, rs: list[dict] = rows) -> float:
+        return sum(r[k] for r in rs) / len(rs)
+
     summary = {
         "sections": len(rows),
         "within_8um_and_1deg": len(ok),
         "mean_pcc_true_plane": mean("pcc_true_plane"),
         "mean_pcc_fitted_plane": mean("pcc_fitted_plane"),
-        "max_abs_pcc_difference": max(abs(r["pcc_true_plane"] - r["pcc_fitted_plane"]) for r in rows),
+        "max_abs_pcc_difference": max(
+            abs(r["pcc_true_plane"] - r["pcc_fitted_plane"]) for r in rows
+        ),
+        "accepted": len(accepted),
+        "accepted_within_8um_and_1deg": sum(1 for r in accepted if r in ok),
+        "accepted_mean_pcc_true_plane": mean("pcc_true_plane", accepted),
+        "accepted_mean_pcc_fitted_plane": mean("pcc_fitted_plane", accepted),
+        "accepted_max_abs_pcc_difference": max(
+            abs(r["pcc_true_plane"] - r["pcc_fitted_plane"]) for r in accepted
+        ),
         "mean_seconds": mean("seconds"),
         "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
     }
-    (work / "plane-eval.json").write_text(json.dumps({"summary": summary, "sections": rows}, indent=1))
+    (work / "plane-eval.json").write_text(
+        json.dumps({"summary": summary, "sections": rows}, indent=1)
+    )
     lines = [
-        "| section | depth (um) | tilt (deg) | depth error (um) | tilt error (deg) | rotation error (deg) "
-        "| scale error | score | PCC true plane | PCC fitted plane | s | peak MB |",
+        (
+            "| section | depth (um) | tilt (deg) | depth error (um) | tilt error (deg) | rotation error (deg) "
+            "| scale error | score | PCC true plane | PCC fitted plane | s | peak MB |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -108,7 +129,11 @@ def report(work: Path) -> None:
         f"{summary['within_8um_and_1deg']} of {summary['sections']} within 8 um depth and 1 degree tilt; "
         f"mean PCC {summary['mean_pcc_true_plane']:.4f} (true plane) vs {summary['mean_pcc_fitted_plane']:.4f} "
         f"(fitted), largest per-section difference {summary['max_abs_pcc_difference']:.4f}; "
-        f"{summary['mean_seconds']:.1f} s and at most {summary['max_peak_rss_mb']:.0f} MB per fit."
+        f"{summary['mean_seconds']:.1f} s and at most {summary['max_peak_rss_mb']:.0f} MB per fit. "
+        f"Accepted by the default minimum score 0.3: {summary['accepted']}, of which "
+        f"{summary['accepted_within_8um_and_1deg']} within 8 um and 1 degree; their mean PCC "
+        f"{summary['accepted_mean_pcc_true_plane']:.4f} (true) vs {summary['accepted_mean_pcc_fitted_plane']:.4f} "
+        f"(fitted), largest difference {summary['accepted_max_abs_pcc_difference']:.4f}."
     )
     (work / "plane-eval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -82,7 +82,9 @@ import numpy as np
 SECTIONS = ("C2", "C3", "C4", "C5", "C6")
 REFERENCE = "C4"
 MOVING = tuple(s for s in SECTIONS if s != REFERENCE)
-NOMINAL_UM_PER_PX = 0.69  # the images' pixel size as metadata; only used to pick the resampling
+NOMINAL_UM_PER_PX = (
+    0.69  # the images' pixel size as metadata; only used to pick the resampling
+)
 BASELINES = ("identity", "centroid")
 METHODS = ("ecc", "ecc-nosweep", "sift", "sitk", "sitk-sweep")
 SWEEP_DEG = 10.0
@@ -117,7 +119,9 @@ def load_truth(data: Path) -> dict:
         resid = np.linalg.norm(apply(w, pix) - warped, axis=1)
         sel = pd.read_csv(data / "spots" / f"{s}_selection.tsv", sep="\t")
         sel = sel[sel["selected"] == 1]
-        grid = fit_affine(sel[["x", "y"]].to_numpy(float), sel[["pixel_x", "pixel_y"]].to_numpy(float))
+        grid = fit_affine(
+            sel[["x", "y"]].to_numpy(float), sel[["pixel_x", "pixel_y"]].to_numpy(float)
+        )
         px_per_step = np.linalg.norm(grid[:2, :2], axis=0)
         um_per_px = 200.0 / px_per_step.mean()
         det = np.linalg.det(w[:2, :2])
@@ -141,7 +145,11 @@ def score(a_s: np.ndarray, s: str, truth: dict) -> dict:
     p = t_s["pixels"]
     err = apply(t_r["W"], apply(a_s, p)) - apply(t_s["W"], p)
     tre = np.linalg.norm(err, axis=1) * t_s["um_per_warped"]
-    return {"median_um": float(np.median(tre)), "p90_um": float(np.percentile(tre, 90)), "n": len(tre)}
+    return {
+        "median_um": float(np.median(tre)),
+        "p90_um": float(np.percentile(tre, 90)),
+        "n": len(tre),
+    }
 
 
 def image_agreement(a_s: np.ndarray, ls: "Level", lr: "Level") -> dict:
@@ -157,7 +165,10 @@ def image_agreement(a_s: np.ndarray, ls: "Level", lr: "Level") -> dict:
     dice = 2.0 * (mask & ref).sum() / (mask.sum() + ref.sum())
     k = np.ones((5, 5), np.uint8)
     inner = (cv2.erode(lr.mask, k) > 0) & (cv2.erode(mask.astype(np.uint8), k) > 0)
-    ncc = np.corrcoef(cv2.GaussianBlur(od, (0, 0), 1.0)[inner], cv2.GaussianBlur(lr.od, (0, 0), 1.0)[inner])[0, 1]
+    ncc = np.corrcoef(
+        cv2.GaussianBlur(od, (0, 0), 1.0)[inner],
+        cv2.GaussianBlur(lr.od, (0, 0), 1.0)[inner],
+    )[0, 1]
     return {"dice": float(dice), "od_corr_inside": float(ncc)}
 
 
@@ -189,9 +200,13 @@ class Level:
         self.od = np.ascontiguousarray(od.sum(axis=2), dtype=np.float32)
         self.to_full = to_full
         blur = cv2.GaussianBlur(self.od, (0, 0), 2.0)
-        u8 = np.clip(blur * (255.0 / max(float(np.percentile(blur, 99.5)), 1e-6)), 0, 255).astype(np.uint8)
+        u8 = np.clip(
+            blur * (255.0 / max(float(np.percentile(blur, 99.5)), 1e-6)), 0, 255
+        ).astype(np.uint8)
         _, mask = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+        mask = cv2.morphologyEx(
+            mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+        )
         # fill holes: flood the background from a border pixel that is background
         flood = np.pad(mask, 1)
         cv2.floodFill(flood, None, (0, 0), 128)
@@ -236,7 +251,13 @@ def load_levels(path: Path, ums: tuple[float, ...]) -> dict[float, Level]:
     }[red]
     bgr = cv2.imread(str(path), flag)
     hr, wr = bgr.shape[:2]
-    assert (wr, hr) == (-(-width // red), -(-height // red)), (path, wr, hr, width, height)
+    assert (wr, hr) == (-(-width // red), -(-height // red)), (
+        path,
+        wr,
+        hr,
+        width,
+        height,
+    )
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     del bgr
     levels = {}
@@ -245,7 +266,9 @@ def load_levels(path: Path, ums: tuple[float, ...]) -> dict[float, Level]:
         ho = round(height * NOMINAL_UM_PER_PX / um)
         small = cv2.resize(rgb, (wo, ho), interpolation=cv2.INTER_AREA)
         sx, sy = red * wr / wo, red * hr / ho
-        to_full = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+        to_full = np.array(
+            [[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]]
+        )
         levels[um] = Level(small, to_full)
     return levels
 
@@ -279,7 +302,9 @@ def run_centroid(ls: dict, lr: dict) -> tuple[np.ndarray, dict, dict]:
     return rigid_about(0.0, s8.centroid_full(), r8.centroid_full()), {}, {}
 
 
-def ecc_step(ls: Level, lr: Level, a_full: np.ndarray, motion: int, iters: int, eps: float) -> tuple[np.ndarray, float]:
+def ecc_step(
+    ls: Level, lr: Level, a_full: np.ndarray, motion: int, iters: int, eps: float
+) -> tuple[np.ndarray, float]:
     """One findTransformECC: template = S, input = R, so the warp maps S level px -> R level px."""
     import cv2
 
@@ -299,12 +324,18 @@ def run_ecc(ls: dict, lr: dict, sweep: bool) -> tuple[np.ndarray, dict, dict]:
     t0 = time.perf_counter()
     for theta in angles:
         try:
-            a, rho = ecc_step(s16, r16, rigid_about(theta, c_s, c_r), cv2.MOTION_EUCLIDEAN, 30, 1e-4)
+            a, rho = ecc_step(
+                s16, r16, rigid_about(theta, c_s, c_r), cv2.MOTION_EUCLIDEAN, 30, 1e-4
+            )
         except cv2.error:
             continue
         if rho > best[0]:
             best = (rho, a, theta)
-    notes = {"sweep_best_start_deg": best[2], "sweep_rho": best[0], "sweep_seconds": time.perf_counter() - t0}
+    notes = {
+        "sweep_best_start_deg": best[2],
+        "sweep_rho": best[0],
+        "sweep_seconds": time.perf_counter() - t0,
+    }
     a = best[1] if best[1] is not None else rigid_about(0.0, c_s, c_r)
     stages = {}
     for um in (16.0, 8.0, 4.0):
@@ -325,12 +356,19 @@ def run_sift(ls: dict, lr: dict) -> tuple[np.ndarray, dict, dict]:
     ks, ds = sift.detectAndCompute(s.od8(), s.dilated_mask(5))
     kr, dr = sift.detectAndCompute(r.od8(), r.dilated_mask(5))
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(ds, dr, k=2)
-    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < 0.8 * n.distance]
+    good = [
+        m for m, n in (p for p in pairs if len(p) == 2) if m.distance < 0.8 * n.distance
+    ]
     src = np.float32([ks[m.queryIdx].pt for m in good])
     dst = np.float32([kr[m.trainIdx].pt for m in good])
     notes = {"keypoints": [len(ks), len(kr)], "ratio_matches": len(good)}
     sim, inl = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=10000, confidence=0.999
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=3.0,
+        maxIters=10000,
+        confidence=0.999,
     )
     if sim is None:
         raise RuntimeError("estimateAffinePartial2D found no model")
@@ -340,7 +378,12 @@ def run_sift(ls: dict, lr: dict) -> tuple[np.ndarray, dict, dict]:
     stages = {"sift-similarity": a}
     if inl.sum() >= 20:
         aff, inl2 = cv2.estimateAffine2D(
-            src[inl], dst[inl], method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=10000, confidence=0.999
+            src[inl],
+            dst[inl],
+            method=cv2.RANSAC,
+            ransacReprojThreshold=3.0,
+            maxIters=10000,
+            confidence=0.999,
         )
         if aff is not None:
             notes["affine_inliers"] = int(inl2.sum())
@@ -390,13 +433,16 @@ def run_sitk(ls: dict, lr: dict, sweep: bool) -> tuple[np.ndarray, dict, dict]:
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
     fixed, moving = sitk_image(lr[8.0]), sitk_image(ls[8.0])
     euler = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler2DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        fixed,
+        moving,
+        sitk.Euler2DTransform(),
+        sitk.CenteredTransformInitializerFilter.MOMENTS,
     )
     euler = sitk.Euler2DTransform(euler)
     notes = {}
     if sweep:
         reg = sitk_method([4], [4])
-        steps = int(round(180.0 / SWEEP_DEG))
+        steps = round(180.0 / SWEEP_DEG)
         reg.SetOptimizerAsExhaustive([steps, 0, 0])
         reg.SetOptimizerScales([np.radians(SWEEP_DEG), 1.0, 1.0])
         reg.SetInitialTransform(euler, inPlace=True)
@@ -518,7 +564,9 @@ def worker(method: str, pair: str, data: Path) -> dict:
         "memory_mb": {
             # VmHWM, not getrusage's maxrss: Linux carries ru_maxrss across execve, so it would include
             # the parent's pages at fork time
-            "peak_rss": end.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
+            "peak_rss": end.get(
+                "VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            ),
             "rss_anon_at_peak": sampler.peak.get("RssAnon"),
             "rss_file_at_peak": sampler.peak.get("RssFile"),
             "rss_anon_end": end.get("RssAnon"),
@@ -540,10 +588,23 @@ def run_worker_process(method: str, pair: str, data: Path) -> dict:
         MKL_NUM_THREADS="1",
         ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1",
     )
-    cmd = [sys.executable, __file__, "--worker", method, "--pair", pair, "--data", str(data)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--pair",
+        pair,
+        "--data",
+        str(data),
+    ]
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        return {
+            "error": proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"exit {proc.returncode}"
+        }
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -566,8 +627,10 @@ def fmt(v, spec: str) -> str:
 
 def markdown(results: dict) -> str:
     lines = [
-        "| method | pair | median TRE um | p90 TRE um | n | seconds | peak RSS MiB | RssAnon / RssFile MiB "
-        "| rotation deg (true) | mask Dice | OD corr |",
+        (
+            "| method | pair | median TRE um | p90 TRE um | n | seconds | peak RSS MiB | RssAnon / RssFile MiB "
+            "| rotation deg (true) | mask Dice | OD corr |"
+        ),
         "|" + "---|" * 11,
     ]
     for method, pairs in results.items():
@@ -599,7 +662,11 @@ def main():
         default="ecc,sift,sitk",
         help=f"comma-separated, of {', '.join(METHODS)} (identity and centroid always run)",
     )
-    ap.add_argument("--vortexdb", type=Path, help="transforms JSON written by the Rust tool, to score alongside")
+    ap.add_argument(
+        "--vortexdb",
+        type=Path,
+        help="transforms JSON written by the Rust tool, to score alongside",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--pair", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -613,7 +680,9 @@ def main():
         ap.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     t_start = time.perf_counter()
     truth = load_truth(args.data)
-    levels = {s: load_levels(args.data / "images" / f"{s}.jpg", (8.0,))[8.0] for s in SECTIONS}
+    levels = {
+        s: load_levels(args.data / "images" / f"{s}.jpg", (8.0,))[8.0] for s in SECTIONS
+    }
     results: dict[str, dict] = {}
     stages: dict[str, dict] = {}
 
@@ -629,7 +698,10 @@ def main():
     for pair in MOVING:
         published = np.linalg.inv(truth[REFERENCE]["W"]) @ truth[pair]["W"]
         results.setdefault("published", {})[pair] = scored(published, pair)
-        results.setdefault("identity", {})[pair] = {**scored(np.eye(3), pair), "seconds": 0.0}
+        results.setdefault("identity", {})[pair] = {
+            **scored(np.eye(3), pair),
+            "seconds": 0.0,
+        }
     for method in ["centroid", *methods]:
         for pair in MOVING:
             r = run_worker_process(method, pair, args.data)
@@ -638,7 +710,10 @@ def main():
                 print(f"{method} {pair}: failed: {r['error']}", file=sys.stderr)
                 continue
             keep = {k: r[k] for k in ("seconds", "load_seconds", "memory_mb", "notes")}
-            results.setdefault(method, {})[pair] = {**scored(np.array(r["A"]), pair), **keep}
+            results.setdefault(method, {})[pair] = {
+                **scored(np.array(r["A"]), pair),
+                **keep,
+            }
             for stage, m in r["stages"].items():
                 stages.setdefault(stage, {})[pair] = scored(np.array(m), pair)
             print(
@@ -647,9 +722,17 @@ def main():
             )
     if args.vortexdb:
         maps, extra = vortexdb_maps(args.vortexdb)
-        mem = {"memory_mb": {"peak_rss": extra["peak_rss_mb"]}} if "peak_rss_mb" in extra else {}
+        mem = (
+            {"memory_mb": {"peak_rss": extra["peak_rss_mb"]}}
+            if "peak_rss_mb" in extra
+            else {}
+        )
         for pair, a in maps.items():
-            results.setdefault("vortexdb", {})[pair] = {**scored(a, pair), "seconds": extra.get("seconds"), **mem}
+            results.setdefault("vortexdb", {})[pair] = {
+                **scored(a, pair),
+                "seconds": extra.get("seconds"),
+                **mem,
+            }
     total = time.perf_counter() - t_start
 
     stage_lines = [
@@ -678,8 +761,11 @@ def main():
             "",
             f"`{cmd}`",
             "",
-            f"Whole run: {total:.0f} s. 'published' is the study's alignment itself (TRE 0 by construction), for the "
-            "image-agreement columns (Dice of the tissue masks, optical-density correlation inside both, at 8 um/px).",
+            (
+                f"Whole run: {total:.0f} s. 'published' is the study's alignment itself (TRE 0 by construction), "
+                "for the image-agreement columns (Dice of the tissue masks, optical-density correlation inside both, "
+                "at 8 um/px)."
+            ),
             "",
             markdown(results),
             "",
@@ -694,7 +780,10 @@ def main():
         ]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    truth_json = {s: {k: v for k, v in t.items() if k != "pixels"} | {"W": t["W"].tolist()} for s, t in truth.items()}
+    truth_json = {
+        s: {k: v for k, v in t.items() if k != "pixels"} | {"W": t["W"].tolist()}
+        for s, t in truth.items()
+    }
     (args.out / "registration-peers.json").write_text(
         json.dumps(
             {

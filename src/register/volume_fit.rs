@@ -172,8 +172,7 @@ fn orientation_similarity(
     weight: &[f32],
 ) -> f64 {
     let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for i in 0..weight.len() {
-        let w = weight[i];
+    for (i, &w) in weight.iter().enumerate() {
         if !(w > 0.0 && a.0[i].is_finite()) {
             continue;
         }
@@ -370,6 +369,9 @@ impl Fft2 {
     }
 }
 
+/// A rotated section's transformed terms and its orientation energy.
+type Rotated = ([Vec<Complex32>; 3], f64);
+
 /// One coarse candidate: score, depth (coarse voxel), tilts, rotation, shift.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
@@ -546,7 +548,7 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
     let fft = Fft2::new(n);
     let (cu, cv) = ((sc.img.w as f64 - 1.0) / 2.0, (sc.img.h as f64 - 1.0) / 2.0);
     // Rotated sections on the canvas, section centre at the canvas centre.
-    let rotated = |deg: f64| -> ([Vec<Complex32>; 3], f64) {
+    let rotated = |deg: f64| -> Rotated {
         let (s, c) = deg.to_radians().sin_cos();
         let mut g = Gray::new(cs, cs);
         let mut wt = vec![0f32; cs * cs];
@@ -639,7 +641,7 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
             (best.0, best.1)
         };
     let rots: Vec<f64> = (0..60).map(|i| i as f64 * 6.0).collect();
-    let rot_terms: Vec<([Vec<Complex32>; 3], f64)> = rots.iter().map(|&d| rotated(d)).collect();
+    let rot_terms: Vec<Rotated> = rots.iter().map(|&d| rotated(d)).collect();
     // Stage A: untilted, every coarse depth.
     let mut found: Vec<Candidate> = (0..nz)
         .into_par_iter()
@@ -681,7 +683,7 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
         .par_iter()
         .map(|s| {
             let mut best = *s;
-            let turns: Vec<(f64, ([Vec<Complex32>; 3], f64))> = [-6.0, 0.0, 6.0]
+            let turns: Vec<(f64, Rotated)> = [-6.0, 0.0, 6.0]
                 .iter()
                 .map(|dr| (s.rot + dr, rotated(s.rot + dr)))
                 .collect();
