@@ -68,6 +68,15 @@ fn fields(e: &Error) -> serde_json::Value {
         } => json!({"path": path, "found": found, "expected": expected}),
         Error::NothingSelected { stage, .. } => json!({"stage": stage}),
         Error::OutputExists { path, .. } => json!({"path": path}),
+        Error::RegistrationFailed {
+            moving,
+            fixed,
+            score,
+            overlap,
+            ..
+        } => {
+            json!({"moving": moving, "fixed": fixed, "score": score, "overlap": overlap})
+        }
         Error::Interrupted { done, total, .. } => json!({"done": done, "total": total}),
         Error::UnknownCollection { known, .. } => json!({"known": known}),
         Error::Locked { pid, .. } => json!({"pid": pid}),

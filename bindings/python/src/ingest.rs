@@ -111,6 +111,7 @@ struct SpotArgs {
     top: usize,
     affine: Option<[f64; 6]>,
     z: f64,
+    plane: Option<PathBuf>,
     batch: usize,
     device: String,
     threads: usize,
@@ -128,6 +129,9 @@ impl SpotArgs {
         o.batch = self.batch;
         if let Some(a) = self.affine {
             o.affine = a;
+        }
+        if let Some(p) = &self.plane {
+            o.plane = Some(vx::PlaneFile::read(p).or_raise()?.matrix);
         }
         o.run = run_options(&self.device, self.threads)?;
         Ok(o)

@@ -8,6 +8,7 @@
 mod analysis;
 mod convert;
 mod ingest;
+mod register;
 mod results;
 mod vectors;
 
@@ -234,14 +235,18 @@ fn loaded_runtime_library() -> Option<String> {
 
 /// Generate the synthetic phantom (volume, H&E planes, spots, labels) in `out`.
 #[pyfunction]
-#[pyo3(signature = (out, seed=7, shape=(32, 160, 160)))]
+#[pyo3(signature = (out, seed=7, shape=(32, 160, 160), oblique=0))]
 fn phantom(
     py: Python<'_>,
     out: PathBuf,
     seed: u64,
     shape: (usize, usize, usize),
+    oblique: usize,
 ) -> PyResult<Py<PyAny>> {
-    let params = vx::PhantomParams::new(seed, [shape.0, shape.1, shape.2]);
+    let params = vx::PhantomParams {
+        oblique,
+        ..vx::PhantomParams::new(seed, [shape.0, shape.1, shape.2])
+    };
     let ph = py
         .detach(|| vx::generate_phantom(&params, &out))
         .or_raise()?;
@@ -260,6 +265,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(repair, m)?)?;
     m.add_function(wrap_pyfunction!(loaded_runtime_library, m)?)?;
     m.add_function(wrap_pyfunction!(phantom, m)?)?;
+    m.add_function(wrap_pyfunction!(register::register_sections, m)?)?;
+    m.add_function(wrap_pyfunction!(register::register_section_to_volume, m)?)?;
     m.add("ORT_VERSION", vx::ORT_VERSION)?;
     m.add("FORMAT_VERSION", vx::FORMAT_VERSION)?;
     Ok(())

@@ -23,7 +23,16 @@ from __future__ import annotations
 from . import _runtime, errors
 from ._native import FORMAT_VERSION, ORT_VERSION, arg_rules, loaded_runtime_library
 from ._results import Domains, QueryResult
-from ._store import Store, check, create, open, phantom, repair  # noqa: A004 - vortexdb.open is the API
+from ._store import (
+    Store,
+    check,
+    create,
+    open,  # noqa: A004 - vortexdb.open is the API
+    phantom,
+    register_section_to_volume,
+    register_sections,
+    repair,
+)
 from .errors import BadFile, BadInput, Error, Interrupted, StoreLocked, UnknownGenes, UnknownSample
 
 __version__ = "0.1.0"
@@ -43,6 +52,8 @@ __all__ = [
     "arg_rules",
     "check",
     "repair",
+    "register_sections",
+    "register_section_to_volume",
     "Domains",
     "QueryResult",
     "Store",

@@ -26,12 +26,67 @@ def open(path: PathLike, read_only: bool = False) -> Store:  # noqa: A001 - the 
     return Store(_native.open(os.fspath(path), read_only))
 
 
-def phantom(out: PathLike, seed: int = 7, shape: tuple[int, int, int] = (32, 160, 160)) -> dict:
+def phantom(out: PathLike, seed: int = 7, shape: tuple[int, int, int] = (32, 160, 160), oblique: int = 0) -> dict:
     """Generate the synthetic tissue phantom (volume, H&E planes, spots, labels) in
     ``out``; returns the paths written. Seed 2 tuned the default model: use another
-    seed for held-out figures."""
+    seed for held-out figures. ``oblique``: also that many H&E sections on random
+    oblique planes with their spots, the planes recorded in ``phantom.json``."""
     z, y, x = (int(v) for v in shape)
-    return _native.phantom(os.fspath(out), seed, (z, y, x))
+    return _native.phantom(os.fspath(out), seed, (z, y, x), int(oblique))
+
+
+def register_sections(
+    images: Sequence[PathLike],
+    out: PathLike,
+    *,
+    reference: int | None = None,
+    motion: str = "similarity",
+    max_side: int = 1024,
+    direct: bool = False,
+    min_score: float = 0.3,
+    min_overlap: float = 0.8,
+) -> dict:
+    """Register serial section images (stacking order) from the images alone, as
+    ``vortexdb register sections``: writes the transforms file ``out`` (which
+    ``Store.ingest_sections(transforms=...)`` reads) and a QC overlay per pair beside
+    it; returns the file's content (``"pairs"``: score, overlap, rotation per pair).
+    Raises ``RegistrationFailed`` when a pair scores below the minimum."""
+    return _native.register_sections(
+        [os.fspath(p) for p in images],
+        os.fspath(out),
+        reference,
+        motion,
+        int(max_side),
+        bool(direct),
+        float(min_score),
+        float(min_overlap),
+    )
+
+
+def register_section_to_volume(
+    volume: PathLike,
+    image: PathLike,
+    out: PathLike,
+    *,
+    um_per_px: float,
+    um_per_voxel: float,
+    max_tilt: float = 10.0,
+    min_score: float = 0.3,
+) -> dict:
+    """Find the plane of ``volume`` that the section ``image`` was cut from (depth,
+    tilt, in-plane rotation, translation, scale), as ``vortexdb register
+    section-to-volume``: writes the plane file ``out`` (``Store.ingest_spots(plane=...)``
+    reads it) and returns its content. Raises ``RegistrationFailed`` when no plane
+    scores above ``min_score``."""
+    return _native.register_section_to_volume(
+        os.fspath(volume),
+        os.fspath(image),
+        os.fspath(out),
+        float(um_per_px),
+        float(um_per_voxel),
+        float(max_tilt),
+        float(min_score),
+    )
 
 
 def check(path: PathLike, scratch: PathLike | None = None) -> dict:
@@ -179,9 +234,7 @@ class Store:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
-            return self._s.ingest_volume(
-                args, um_per_voxel=_triple(um_per_voxel), level=level, **_volume_arg(volume)
-            )
+            return self._s.ingest_volume(args, um_per_voxel=_triple(um_per_voxel), level=level, **_volume_arg(volume))
 
     def ingest_sections(
         self,
@@ -317,11 +370,14 @@ class Store:
         top: int = 250,
         affine: Sequence[float] | None = None,
         z: float = 0.0,
+        plane: PathLike | None = None,
         batch: int = 256,
         device: str = "cpu",
         threads: int = 0,
     ) -> dict:
-        """Ingest spot expression: an AnnData object or ``.h5ad`` file (raw counts in
+        """Ingest spot expression (``plane``: a plane file of
+        :func:`register_section_to_volume`, placing a tilted section's spots in 3D instead
+        of ``affine`` and ``z``): an AnnData object or ``.h5ad`` file (raw counts in
         ``.X``, ``.layers[layer]`` or, with ``raw``, ``.raw.X``, dense or sparse;
         positions in ``.obsm[spatial_key]`` (image pixels); array coordinates from
         ``obs["array_col"/"array_row"]`` and section indices from ``obs["z"]`` when
@@ -339,6 +395,7 @@ class Store:
             "top": int(top),
             "affine": None if affine is None else tuple(map(float, affine)),
             "z": float(z),
+            "plane": None if plane is None else os.fspath(plane),
             "batch": int(batch),
             "device": device,
             "threads": int(threads),

@@ -49,6 +49,11 @@ class OutputExists(Error, FileExistsError):
     """An output location exists and is left alone; ``path`` names it."""
 
 
+class RegistrationFailed(BadInput):
+    """A registration found no trustworthy map: ``score`` and ``overlap`` say how well
+    the best one matched, ``moving`` and ``fixed`` name the images (or volume)."""
+
+
 class Interrupted(Error, KeyboardInterrupt):
     """A long call stopped by Ctrl-C after a durable batch; calling it again resumes."""
 
