@@ -720,13 +720,11 @@ fn coarse_search(vc: &Vol3, sc: &SectionLevel, opts: &PlaneOptions) -> Vec<Candi
     out.truncate(3);
     let untilted: Vec<Candidate> = seeds.iter().take(3).copied().collect();
     out.extend(untilted);
-    if std::env::var("VREG_DEBUG").is_ok() {
-        for c in &seeds {
-            eprintln!("seed {c:?}");
-        }
-        for c in &out {
-            eprintln!("out {c:?}");
-        }
+    for c in &seeds {
+        log::debug!("section-to-volume coarse seed {c:?}");
+    }
+    for c in &out {
+        log::debug!("section-to-volume fine-fit start {c:?}");
     }
     out
 }
