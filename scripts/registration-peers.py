@@ -140,10 +140,13 @@ def load_truth(data: Path) -> dict:
     return truth
 
 
-def score(a_s: np.ndarray, s: str, truth: dict) -> dict:
+def score(a_s: np.ndarray, s: str, truth: dict, mapper=None) -> dict:
+    """TRE of the map a_s (section pixel -> reference pixel), or of `mapper` (the same,
+    point-wise, for a non-rigid registration) when given."""
     t_s, t_r = truth[s], truth[REFERENCE]
     p = t_s["pixels"]
-    err = apply(t_r["W"], apply(a_s, p)) - apply(t_s["W"], p)
+    mapped = mapper(p) if mapper is not None else apply(a_s, p)
+    err = apply(t_r["W"], mapped) - apply(t_s["W"], p)
     tre = np.linalg.norm(err, axis=1) * t_s["um_per_warped"]
     return {
         "median_um": float(np.median(tre)),
@@ -608,6 +611,56 @@ def run_worker_process(method: str, pair: str, data: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def field_at(f: dict, p: np.ndarray) -> np.ndarray:
+    """A vortexdb displacement field (transforms file `fields`) at frame points p (n, 2):
+    bilinear between control points, constant beyond them."""
+    rows, cols = f["grid"]
+    dx = np.array(f["dx"], float).reshape(rows, cols)
+    dy = np.array(f["dy"], float).reshape(rows, cols)
+    gx = np.clip((p[:, 0] - f["origin"][0]) / f["step"], 0, cols - 1)
+    gy = np.clip((p[:, 1] - f["origin"][1]) / f["step"], 0, rows - 1)
+    c0, r0 = np.floor(gx).astype(int), np.floor(gy).astype(int)
+    c1, r1 = np.minimum(c0 + 1, cols - 1), np.minimum(r0 + 1, rows - 1)
+    tx, ty = gx - c0, gy - r0
+
+    def lerp(v):
+        top = v[r0, c0] * (1 - tx) + v[r0, c1] * tx
+        bot = v[r1, c0] * (1 - tx) + v[r1, c1] * tx
+        return top * (1 - ty) + bot * ty
+
+    return np.stack([lerp(dx), lerp(dy)], axis=1)
+
+
+def vortexdb_mappers(path: Path) -> dict:
+    """Section pixel -> reference pixel point maps of a transforms file with fields: the
+    section's affine into the frame, the field inverted (p + d(p) = q, fixed point), then
+    the reference's inverse affine (the reference has no field)."""
+    doc = json.loads(path.read_text())
+    fields = doc.get("fields") or []
+    names = [Path(p).stem for p in doc.get("images", SECTIONS)]
+    mats = {}
+    for name, t in zip(names, doc["sections"], strict=True):
+        m = np.eye(3)
+        m[:2] = np.array(t, float).reshape(2, 3)
+        mats[name] = m
+    inv_r = np.linalg.inv(mats[REFERENCE])
+    out = {}
+    for i, name in enumerate(names):
+        f = fields[i] if i < len(fields) else None
+        if f is None or name not in MOVING:
+            continue
+
+        def mapper(pts, m=mats[name], f=f):
+            q = apply(m, pts)
+            p = q.copy()
+            for _ in range(50):
+                p = q - field_at(f, p)
+            return apply(inv_r, p)
+
+        out[name] = mapper
+    return out
+
+
 def vortexdb_maps(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     doc = json.loads(path.read_text())
     names = [Path(p).stem for p in doc.get("images", SECTIONS)]
@@ -686,9 +739,9 @@ def main():
     results: dict[str, dict] = {}
     stages: dict[str, dict] = {}
 
-    def scored(a: np.ndarray, pair: str) -> dict:
+    def scored(a: np.ndarray, pair: str, mapper=None) -> dict:
         return {
-            **score(a, pair, truth),
+            **score(a, pair, truth, mapper),
             "rotation_deg": rotation_deg(a),
             "true_rotation_deg": true_rotation_deg(pair, truth),
             **image_agreement(a, levels[pair], levels[REFERENCE]),
@@ -722,6 +775,7 @@ def main():
             )
     if args.vortexdb:
         maps, extra = vortexdb_maps(args.vortexdb)
+        mappers = vortexdb_mappers(args.vortexdb)
         mem = (
             {"memory_mb": {"peak_rss": extra["peak_rss_mb"]}}
             if "peak_rss_mb" in extra
@@ -729,7 +783,7 @@ def main():
         )
         for pair, a in maps.items():
             results.setdefault("vortexdb", {})[pair] = {
-                **scored(a, pair),
+                **scored(a, pair, mappers.get(pair)),
                 "seconds": extra.get("seconds"),
                 **mem,
             }

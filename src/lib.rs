@@ -132,7 +132,7 @@ pub use volume::{
 
 // Registration computed from the images: serial sections, a section to its volume.
 pub use register::{
-    Affine, FORMAT as TRANSFORMS_FORMAT, Motion, PLANE_FORMAT, PairReport, Plane, PlaneFile,
+    Affine, FORMAT as TRANSFORMS_FORMAT, Field, Motion, PLANE_FORMAT, PairReport, Plane, PlaneFile,
     PlaneOptions, Registered, SectionOptions, SectionRegistration, Transforms,
     register_section_to_volume, register_sections, write_plane, write_registration,
 };

@@ -291,6 +291,35 @@ fn transforms_and_plane_files_are_checked() {
         e.contains("singular.json") && e.contains("not an invertible affine"),
         "{e}"
     );
+    // Fields: one per section or none, and none that folds.
+    let field = |dx: Vec<f64>| serde_json::json!({"origin": [0.0, 0.0], "step": 5.0, "grid": [2, 2], "dx": dx, "dy": [0.0, 0.0, 0.0, 0.0]});
+    let with_field = write(
+        "field.json",
+        serde_json::json!({"format": "vortexdb-transforms/2", "frame": [10, 10], "sections": [id, id],
+            "fields": [null, field(vec![0.0, 1.0, 0.5, 1.5])]}),
+    );
+    let t = Transforms::read(&with_field, 2).unwrap();
+    assert!(t.field(0).is_none() && t.field(1).is_some());
+    let short = write(
+        "short.json",
+        serde_json::json!({"format": "vortexdb-transforms/2", "frame": [10, 10], "sections": [id, id],
+            "fields": [null]}),
+    );
+    let e = Transforms::read(&short, 2).unwrap_err().to_string();
+    assert!(
+        e.contains("short.json") && e.contains("1 fields for 2 section images"),
+        "{e}"
+    );
+    let folds = write(
+        "folds.json",
+        serde_json::json!({"format": "vortexdb-transforms/2", "frame": [10, 10], "sections": [id, id],
+            "fields": [null, field(vec![0.0, 9.0, 0.0, 0.0])]}),
+    );
+    let e = Transforms::read(&folds, 2).unwrap_err().to_string();
+    assert!(
+        e.contains("folds.json") && e.contains("field 1 (section 2)") && e.contains("fold"),
+        "{e}"
+    );
     // Plane files: the format and a matrix that spans a plane.
     let plane = |m: serde_json::Value, f: &str| {
         serde_json::json!({"format": f, "volume": "v.npy", "image": "s.png", "matrix": m,

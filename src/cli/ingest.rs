@@ -142,6 +142,12 @@ pub struct SpotsArgs {
     /// Plane file (`register section-to-volume`): the section's pixels -> the volume's
     /// voxels, so spots of a tilted section get their 3D positions (replaces --affine, --z).
     #[arg(long, value_name = "JSON", conflicts_with_all = ["affine", "z"])] pub plane: Option<PathBuf>,
+    /// Transforms file (`register sections`) of the stack these spots' section belongs
+    /// to: their pixels go through that section's map (field included) into the frame
+    /// (needs --section; replaces --affine, --z).
+    #[arg(long, value_name = "JSON", requires = "section", conflicts_with_all = ["affine", "z", "plane"])] pub transforms: Option<PathBuf>,
+    /// The section of --transforms the spots are on (0-based, the stacking order).
+    #[arg(long, requires = "transforms")] pub section: Option<usize>,
     /// Spots per gene-encoder batch.
     #[arg(long, default_value_t = 256)] pub batch: usize,
     /// Execution provider and threads.
@@ -163,6 +169,9 @@ fn run_spots(a: &SpotsArgs, json: bool) -> Result<()> {
     }
     if let Some(p) = &a.plane {
         opts.plane = Some(vortexdb::PlaneFile::read(p)?.matrix);
+    }
+    if let (Some(p), Some(i)) = (&a.transforms, a.section) {
+        opts.section = Some((vortexdb::Transforms::read_any(p)?, i));
     }
     opts.run = a.run.options()?;
     let store = Store::open(&a.store)?;

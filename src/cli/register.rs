@@ -35,6 +35,9 @@ pub enum RegisterCommand {
         #[arg(long, default_value_t = 0.3)] min_score: f64,
         /// A pair whose tissue overlap after registration is below this fails.
         #[arg(long, default_value_t = 0.8)] min_overlap: f64,
+        /// Refine each section non-rigidly after its affine map (a smooth displacement
+        /// field, kept where it raises the pair's score).
+        #[arg(long)] nonrigid: bool,
     },
     /// Find the plane of a 3D volume that a 2D section image was cut from (depth, tilt,
     /// in-plane rotation, translation, scale), across modalities (H&E against microCT):
@@ -69,6 +72,7 @@ pub fn run(c: RegisterCommand, json: bool) -> Result<()> {
             direct,
             min_score,
             min_overlap,
+            nonrigid,
         } => {
             let motion = Motion::parse(&motion).ok_or_else(|| {
                 Error::arg(
@@ -83,6 +87,7 @@ pub fn run(c: RegisterCommand, json: bool) -> Result<()> {
                 chain: !direct,
                 min_score,
                 min_overlap,
+                nonrigid,
             };
             let reg = register_sections(&images, &opts)?;
             write_registration(&reg, &out)?;
@@ -106,6 +111,18 @@ pub fn run(c: RegisterCommand, json: bool) -> Result<()> {
                     "\n  {} -> {}: score {:.3}, overlap {:.3}, rotation {:.1} deg, scale {:.3} ({:.1} s)",
                     p.moving, p.fixed, p.score, p.overlap, p.rotation_deg, p.scale, p.seconds
                 ));
+                if let (Some(a), Some(b), Some(m)) =
+                    (p.score_affine, p.score_nonrigid, p.field_max_px)
+                {
+                    text.push_str(&format!(
+                        "; non-rigid: score {a:.3} -> {b:.3}, {}",
+                        if m > 0.0 {
+                            format!("field kept (largest displacement {m:.1} px)")
+                        } else {
+                            "no field kept".to_string()
+                        }
+                    ));
+                }
             }
             emit_files(json, json!(reg.file), &text, &files);
             Ok(())

@@ -20,6 +20,7 @@ use crate::expression::{
 };
 use crate::index::Metric;
 use crate::model::{Model, RunOptions};
+use crate::register::Transforms;
 use crate::spots::SpotTable;
 
 /// Settings of a spot ingest.
@@ -43,6 +44,11 @@ pub struct SpotOptions {
     /// it): image pixel `(x, y, 1)` -> voxel `(x, y, z)`, rows x, y, z. When given, it
     /// replaces `affine` and `z`, so spots of a tilted section get their 3D positions.
     pub plane: Option<[[f64; 3]; 3]>,
+    /// Spots of one section of a registered stack (`ingest sections --transforms`):
+    /// the transforms and the section's index. Image pixels go through that section's
+    /// map, its non-rigid field included, into the frame, at z = the index; replaces
+    /// `affine` and `z`.
+    pub section: Option<(Transforms, usize)>,
     /// Spots per gene-encoder batch.
     pub batch: usize,
     /// Execution provider and threads.
@@ -62,6 +68,7 @@ impl SpotOptions {
             affine: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
             z: 0.0,
             plane: None,
+            section: None,
             batch: 256,
             run: RunOptions::default(),
         }
@@ -202,6 +209,17 @@ pub fn ingest_spots(
             "every number of the plane's matrix must be finite",
         ));
     }
+    if let Some((t, i)) = &opts.section
+        && *i >= t.sections.len()
+    {
+        return Err(Error::arg(
+            "section",
+            format!(
+                "section {i} of a registration of {} sections (counted from 0)",
+                t.sections.len()
+            ),
+        ));
+    }
     let m = &model.manifest;
     let files: Vec<PathBuf> = table.files.clone();
     let mut h = Sha256::new();
@@ -217,6 +235,11 @@ pub fn ingest_spots(
         h.update(crate::codec::canonical_json(
             &serde_json::json!({ "plane": plane }),
         ));
+    }
+    if let Some((t, i)) = &opts.section {
+        h.update(crate::codec::canonical_json(&serde_json::json!({
+            "section": i, "map": t.sections[*i], "field": t.field(*i), "frame": t.frame,
+        })));
     }
     let fingerprint = format!("{:x}", h.finalize());
     let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
@@ -350,6 +373,10 @@ pub fn ingest_spots(
         if let Some(m) = opts.plane {
             let p: [f64; 3] = std::array::from_fn(|r| m[r][0] * x + m[r][1] * y + m[r][2]);
             return [p[2], p[1], p[0]];
+        }
+        if let Some((t, s)) = &opts.section {
+            let p = t.image_to_frame(*s, [x, y]);
+            return [*s as f64, p[1], p[0]];
         }
         let z = table.z.as_ref().map_or(opts.z, |z| z[i]);
         [z, a[3] * x + a[4] * y + a[5], a[0] * x + a[1] * y + a[2]]

@@ -11,6 +11,7 @@
 //! normalised gradient fields (edges in the same places, whatever their contrast).
 
 mod affine;
+mod field;
 mod gray;
 mod pair;
 mod plane;
@@ -20,6 +21,7 @@ mod volume_fit;
 mod warp;
 
 pub use affine::Affine;
+pub use field::Field;
 pub use pair::Motion;
 pub use plane::{PLANE_FORMAT, Plane, PlaneFile, write_plane};
 pub use sections::{

@@ -397,7 +397,7 @@ pub(crate) fn register_pair(fixed: &[Level], moving: &[Level], motion: Motion) -
 }
 
 /// The level's tissue threshold: the smallest optical density inside its mask.
-fn threshold_of(l: &Level) -> f32 {
+pub(crate) fn threshold_of(l: &Level) -> f32 {
     l.img
         .data
         .iter()

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::affine::Affine;
+use super::field::{Field, FieldFit, GridField, fit_field, warp_through};
 use super::gray::{Gray, read_density};
-use super::pair::{Level, Motion, register_pair, warp};
+use super::pair::{Level, Motion, ncc, register_pair, threshold_of, warp};
 use super::transforms::{FORMAT, Transforms};
 use crate::error::{Error, Result};
 
@@ -30,6 +31,9 @@ pub struct SectionOptions {
     /// A pair whose tissue overlap after registration is below this fails (default 0.8:
     /// her2st 0.97-0.98, two unrelated phantom tissues 0.73).
     pub min_overlap: f64,
+    /// Refine each section non-rigidly after the affine maps (default off): a smooth
+    /// displacement field per section, kept only where it raises the pair's score.
+    pub nonrigid: bool,
 }
 
 impl Default for SectionOptions {
@@ -41,6 +45,7 @@ impl Default for SectionOptions {
             chain: true,
             min_score: 0.3,
             min_overlap: 0.8,
+            nonrigid: false,
         }
     }
 }
@@ -65,6 +70,17 @@ pub struct PairReport {
     pub qc: String,
     /// Wall seconds of the pair's registration.
     pub seconds: f64,
+    /// With non-rigid refinement: the score after it (the field is kept only if this
+    /// beats the affine's score on the same grid, `score_affine`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_nonrigid: Option<f64>,
+    /// With non-rigid refinement: the affine's score on the same grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_affine: Option<f64>,
+    /// With non-rigid refinement: the largest displacement of the kept field, in
+    /// frame pixels (0 when none was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_max_px: Option<f64>,
 }
 
 /// The result of [`register_sections`]: the transforms file's content and the QC images.
@@ -163,11 +179,9 @@ pub fn register_sections(images: &[PathBuf], opts: &SectionOptions) -> Result<Se
     }
     let k = longest.div_ceil(opts.max_side).max(1);
     let mut pyramids = Vec::with_capacity(n);
-    let mut sizes = Vec::with_capacity(n);
     for p in images {
-        let (g, size) = read_density(p, k)?;
+        let (g, _) = read_density(p, k)?;
         pyramids.push(levels_of(p, g, k, 3)?);
-        sizes.push(size);
     }
     let depth = pyramids.iter().map(|l| l.len()).min().unwrap_or(1);
     pyramids.iter_mut().for_each(|l| l.truncate(depth));
@@ -238,6 +252,9 @@ pub fn register_sections(images: &[PathBuf], opts: &SectionOptions) -> Result<Se
             scale: (s1 * s2).sqrt().recip(),
             qc,
             seconds: t.elapsed().as_secs_f64(),
+            score_nonrigid: None,
+            score_affine: None,
+            field_max_px: None,
         });
     }
     let to_ref: Vec<Affine> = to_ref
@@ -268,7 +285,23 @@ pub fn register_sections(images: &[PathBuf], opts: &SectionOptions) -> Result<Se
     ];
     let shift = Affine([1.0, 0.0, -origin[0], 0.0, 1.0, -origin[1]]);
     let sections: Vec<[f64; 6]> = to_ref.iter().map(|m| shift.then_after(m).0).collect();
-    let _ = sizes;
+    let fields = if opts.nonrigid {
+        // Working grid pixel g <-> frame point k g + k / 2; -> each section's level pixels.
+        let unshift = shift.inverse().expect("a shift");
+        let maps: Vec<Affine> = to_ref
+            .iter()
+            .map(|m| {
+                to_level
+                    .then_after(&m.inverse().expect("regular"))
+                    .then_after(&unshift)
+                    .then_after(&to_full)
+            })
+            .collect();
+        let grid = [frame[1].div_ceil(k), frame[0].div_ceil(k)];
+        refine_nonrigid(&pyramids, &maps, grid, kf, &mut pairs, &mut overlays)
+    } else {
+        Vec::new()
+    };
     Ok(SectionRegistration {
         file: Transforms {
             format: Some(FORMAT.into()),
@@ -278,9 +311,103 @@ pub fn register_sections(images: &[PathBuf], opts: &SectionOptions) -> Result<Se
             images: images.to_vec(),
             motion: Some(opts.motion),
             pairs,
+            fields,
         },
         overlays,
     })
+}
+
+/// Non-rigid refinement after the affine maps, section by section outwards from the
+/// reference (the order of `pairs`): each section's finest level, mapped onto the
+/// working grid (`grid` = width, height; `maps[i]`: grid pixel -> section i's level
+/// pixel), is matched to its fixed neighbour as that one was finally registered. A
+/// field is kept where it raises the pair's score on the grid and does not fold; the
+/// pair's report and QC overlay then show the result with the field.
+fn refine_nonrigid(
+    pyramids: &[Vec<Level>],
+    maps: &[Affine],
+    grid: [usize; 2],
+    k: f64,
+    pairs: &mut [PairReport],
+    overlays: &mut [(u32, u32, Vec<u8>)],
+) -> Vec<Option<Field>> {
+    let [w, h] = grid;
+    let mut fields: Vec<Option<GridField>> = (0..pyramids.len()).map(|_| None).collect();
+    let zero = GridField::zero(w, h, FieldFit::default().spacing);
+    for (pair, qc) in pairs.iter_mut().zip(overlays.iter_mut()) {
+        let (i, j) = (pair.moving, pair.fixed);
+        let (li, lj) = (&pyramids[i][0], &pyramids[j][0]);
+        let (mj, mi) = (maps[j], maps[i]);
+        let fixed_sample = |x: f64, y: f64| {
+            let p = mj.apply([x, y]);
+            lj.img.sample(p[0], p[1]).unwrap_or(f32::NAN)
+        };
+        let moving_sample = |x: f64, y: f64| {
+            let p = mi.apply([x, y]);
+            li.img.sample(p[0], p[1]).unwrap_or(f32::NAN)
+        };
+        let fixed = warp_through(w, h, fields[j].as_ref().unwrap_or(&zero), &fixed_sample);
+        let (tf, tm) = (threshold_of(lj), threshold_of(li));
+        let mask: Vec<bool> = fixed
+            .data
+            .iter()
+            .map(|v| v.is_finite() && *v > tf)
+            .collect();
+        let field = fit_field(&fixed, &mask, &moving_sample, &FieldFit::default());
+        let score_of = |moved: &Gray| {
+            let s = ncc(&fixed, moved, |p| mask[p] && moved.data[p] > tm).0;
+            if s.is_finite() { s } else { 0.0 }
+        };
+        let before = score_of(&warp_through(w, h, &zero, &moving_sample));
+        let moved = warp_through(w, h, &field, &moving_sample);
+        let after = score_of(&moved);
+        let frame_field = field.to_frame(k);
+        let keep = after > before && frame_field.problem().is_none();
+        pair.score_affine = Some(before);
+        pair.score_nonrigid = Some(after);
+        pair.field_max_px = Some(if keep {
+            frame_field.max_displacement()
+        } else {
+            0.0
+        });
+        if keep {
+            *qc = overlay_grid(&fixed, &moved);
+            fields[i] = Some(field);
+        }
+    }
+    if fields.iter().all(Option::is_none) {
+        return Vec::new();
+    }
+    fields
+        .into_iter()
+        .map(|f| f.map(|f| f.to_frame(k)))
+        .collect()
+}
+
+/// The QC overlay of two images on one grid: fixed in magenta, moving in green.
+fn overlay_grid(f: &Gray, m: &Gray) -> (u32, u32, Vec<u8>) {
+    let scale = |g: &Gray| {
+        let mut v: Vec<f32> = g.data.iter().copied().filter(|v| v.is_finite()).collect();
+        v.sort_by(f32::total_cmp);
+        v.get(v.len() * 99 / 100).copied().unwrap_or(1.0).max(1e-3)
+    };
+    let (sf, sm) = (scale(f), scale(m));
+    let mut rgb = Vec::with_capacity(f.w * f.h * 3);
+    for (a, b) in f.data.iter().zip(&m.data) {
+        let a = if a.is_finite() {
+            (a / sf).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let b = if b.is_finite() {
+            (b / sm).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let (ia, ib) = ((255.0 * (1.0 - a)) as u8, (255.0 * (1.0 - b)) as u8);
+        rgb.extend_from_slice(&[ib, ia, ib]);
+    }
+    (f.w as u32, f.h as u32, rgb)
 }
 
 /// The QC overlay of a pair at the second-finest level: fixed in magenta, moving (warped

@@ -5,11 +5,16 @@
 //!  "frame": [height, width],
 //!  "sections": [[a, b, c, d, e, f], ...],
 //!  "reference": 2, "images": ["C2.jpg", ...], "motion": "affine",
-//!  "pairs": [{"moving": 1, "fixed": 2, "score": 0.83, "overlap": 0.97, ...}, ...]}
+//!  "pairs": [{"moving": 1, "fixed": 2, "score": 0.83, "overlap": 0.97, ...}, ...],
+//!  "fields": [null, {"origin": [x, y], "step": s, "grid": [rows, cols],
+//!                    "dx": [...], "dy": [...]}, ...]}
 //! ```
 //!
 //! One entry of `sections` per image in stacking order: frame x = a x + b y + c, frame
-//! y = d x + e y + f, in continuous pixel coordinates of the image as read. Version 1
+//! y = d x + e y + f, in continuous pixel coordinates of the image as read. `fields`
+//! (optional, one entry or `null` per section) refines a section non-rigidly: see
+//! [`Field`]; the section's pixel shown at frame point p is then `A^-1 (p + d(p))`.
+//! Version 1
 //! (no `format`: `frame` and `sections` only) is read as before; another `format` is
 //! refused by name.
 
@@ -18,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::affine::Affine;
+use super::field::Field;
 use super::pair::Motion;
 use super::sections::PairReport;
 use crate::error::{Error, Result};
@@ -47,12 +53,28 @@ pub struct Transforms {
     /// Score and QC image of every registered pair (registration output).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pairs: Vec<PairReport>,
+    /// Non-rigid refinement: none, or one optional displacement field per section.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<Option<Field>>,
 }
 
 impl Transforms {
     /// Read and check a transforms file for `n` sections: a known version, the count
-    /// matches, the frame is non-empty and every affine is finite and invertible.
+    /// matches, the frame is non-empty and every affine is finite and invertible, every
+    /// field applicable.
     pub fn read(path: &Path, n: usize) -> Result<Transforms> {
+        let t = Transforms::read_any(path)?;
+        if t.sections.len() != n {
+            return Err(Error::bad_file(
+                path,
+                format!("{} transforms for {n} section images", t.sections.len()),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Read and check a transforms file for however many sections it lists.
+    pub fn read_any(path: &Path) -> Result<Transforms> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not JSON: {e}")))?;
@@ -77,11 +99,9 @@ impl Transforms {
                 ),
             )
         })?;
-        if t.sections.len() != n {
-            return Err(Error::bad_file(
-                path,
-                format!("{} transforms for {n} section images", t.sections.len()),
-            ));
+        let n = t.sections.len();
+        if n == 0 {
+            return Err(Error::bad_file(path, "no sections"));
         }
         if t.frame[0] == 0
             || t.frame[1] == 0
@@ -119,7 +139,51 @@ impl Transforms {
                 ));
             }
         }
+        if !t.fields.is_empty() && t.fields.len() != n {
+            return Err(Error::bad_file(
+                path,
+                format!("{} fields for {n} section images", t.fields.len()),
+            ));
+        }
+        for (i, f) in t.fields.iter().enumerate() {
+            if let Some(problem) = f.as_ref().and_then(Field::problem) {
+                return Err(Error::bad_file(
+                    path,
+                    format!("field {i} (section {}): {problem}", i + 1),
+                ));
+            }
+        }
         Ok(t)
+    }
+
+    /// The field of section `i`, if it has one.
+    pub fn field(&self, i: usize) -> Option<&Field> {
+        self.fields.get(i).and_then(Option::as_ref)
+    }
+
+    /// Frame point `p` -> the continuous pixel of section `i` shown there.
+    pub fn frame_to_image(&self, i: usize, p: [f64; 2]) -> [f64; 2] {
+        let q = match self.field(i) {
+            Some(f) => {
+                let d = f.at(p);
+                [p[0] + d[0], p[1] + d[1]]
+            }
+            None => p,
+        };
+        let inv = Affine(self.sections[i])
+            .inverse()
+            .expect("checked invertible");
+        inv.apply(q)
+    }
+
+    /// Continuous pixel `q` of section `i` -> the frame point where it is shown (spots
+    /// of the section go there).
+    pub fn image_to_frame(&self, i: usize, q: [f64; 2]) -> [f64; 2] {
+        let p = Affine(self.sections[i]).apply(q);
+        match self.field(i) {
+            Some(f) => f.solve(p),
+            None => p,
+        }
     }
 
     /// A version-1 style set of transforms (frame and affines only).
@@ -132,6 +196,7 @@ impl Transforms {
             images: Vec::new(),
             motion: None,
             pairs: Vec::new(),
+            fields: Vec::new(),
         }
     }
 }

@@ -8,17 +8,13 @@
 //! [`Registered`] reads each section and resamples it into the frame (bilinear, white
 //! outside the photographed area), so the ingest sees one aligned stack.
 //!
-//! File format (JSON):
-//!
-//! ```json
-//! {"frame": [height, width],
-//!  "sections": [[a, b, c, d, e, f], ...]}
-//! ```
-//!
-//! one entry per image in stacking order, frame x = a x + b y + c, frame y = d x + e y + f.
+//! The file format is [`Transforms`]'s: one affine per image in stacking order, frame
+//! x = a x + b y + c, frame y = d x + e y + f, and optionally a displacement field per
+//! section (non-rigid refinement), applied before the affine's inverse.
 
 use std::path::Path;
 
+use super::field::Field;
 use super::transforms::Transforms;
 use crate::error::Result;
 use crate::volume::{ImageStack, Slice, VolumeInfo, VolumeSource};
@@ -41,6 +37,7 @@ fn invert(m: &[f64; 6]) -> [f64; 6] {
 pub struct Registered {
     inner: ImageStack,
     inverse: Vec<[f64; 6]>,
+    fields: Vec<Option<Field>>,
     info: VolumeInfo,
 }
 
@@ -54,6 +51,7 @@ impl Registered {
         info.files.push(path.to_path_buf());
         Registered {
             inverse: t.sections.iter().map(invert).collect(),
+            fields: (0..t.sections.len()).map(|i| t.field(i).cloned()).collect(),
             inner,
             info,
         }
@@ -70,12 +68,17 @@ impl VolumeSource for Registered {
         let [_, fh, fw] = self.info.shape;
         let (c, h, w) = (src.channels, src.h, src.w);
         let m = self.inverse[z];
+        let field = self.fields[z].as_ref();
         // Brightfield background: white outside the photographed area.
         let mut data = vec![1f32; c * fh * fw];
         for y in 0..fh {
             for x in 0..fw {
                 // Pixel centres: frame (x + 0.5, y + 0.5) -> image, then back to indices.
-                let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+                let (mut fx, mut fy) = (x as f64 + 0.5, y as f64 + 0.5);
+                if let Some(f) = field {
+                    let d = f.at([fx, fy]);
+                    (fx, fy) = (fx + d[0], fy + d[1]);
+                }
                 let sx = m[0] * fx + m[1] * fy + m[2] - 0.5;
                 let sy = m[3] * fx + m[4] * fy + m[5] - 0.5;
                 if sx < -0.5 || sy < -0.5 || sx > w as f64 - 0.5 || sy > h as f64 - 0.5 {

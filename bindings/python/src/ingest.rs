@@ -112,6 +112,8 @@ struct SpotArgs {
     affine: Option<[f64; 6]>,
     z: f64,
     plane: Option<PathBuf>,
+    transforms: Option<PathBuf>,
+    section: Option<usize>,
     batch: usize,
     device: String,
     threads: usize,
@@ -132,6 +134,17 @@ impl SpotArgs {
         }
         if let Some(p) = &self.plane {
             o.plane = Some(vx::PlaneFile::read(p).or_raise()?.matrix);
+        }
+        match (&self.transforms, self.section) {
+            (Some(p), Some(i)) => o.section = Some((vx::Transforms::read_any(p).or_raise()?, i)),
+            (None, None) => {}
+            _ => {
+                return Err::<vx::SpotOptions, _>(vx::Error::arg(
+                    "section",
+                    "transforms and section go together (the section's index in the transforms file)",
+                ))
+                .or_raise();
+            }
         }
         o.run = run_options(&self.device, self.threads)?;
         Ok(o)

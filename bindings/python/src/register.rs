@@ -20,6 +20,7 @@ pub fn register_sections(
     direct: bool,
     min_score: f64,
     min_overlap: f64,
+    nonrigid: bool,
 ) -> PyResult<Py<PyAny>> {
     let motion = vx::Motion::parse(&motion)
         .ok_or_else(|| {
@@ -36,6 +37,7 @@ pub fn register_sections(
         chain: !direct,
         min_score,
         min_overlap,
+        nonrigid,
     };
     let reg = py
         .detach(|| {

@@ -65,3 +65,42 @@ def test_failures_raise_registration_failed(ph: Path, tmp_path: Path):
         vortexdb.register_sections(pair, tmp_path / "u.json")
     assert e.value.score < 0.3 or e.value.overlap < 0.8
     assert not (tmp_path / "u.json").exists()
+
+
+def test_spots_are_placed_by_a_plane_and_by_a_registered_section(tmp_path: Path):
+    """`ingest_spots(plane=...)` puts a tilted section's spots at matrix (x, y, 1);
+    `ingest_spots(transforms=..., section=i)` puts a serial section's spots in the
+    registered stack's frame at z = i, through the section's field when it has one."""
+    ph = tmp_path / "ph"
+    vortexdb.phantom(ph, seed=4, shape=(48, 256, 256), oblique=1)
+    truth = json.loads((ph / "phantom.json").read_text())["oblique"][0]
+    plane = tmp_path / "plane.json"
+    doc = {"format": "vortexdb-plane/1", "volume": "v.npy", "image": "s.png", "score": 1.0, "seconds": 0.0}
+    plane.write_text(json.dumps({**doc, **truth}))
+    spots = ph / "oblique" / "spots_00.parquet"
+    with vortexdb.create(tmp_path / "store") as db:
+        db.add_model("default")
+        db.ingest_spots("tilted", spots, format="parquet", plane=plane)
+        obs = db.spots("tilted").obs
+        m = np.array(truth["matrix"])
+        xyz = np.c_[obs["pixel_x"], obs["pixel_y"], np.ones(len(obs))] @ m.T
+        assert np.allclose(obs[["x", "y", "z"]].to_numpy(), xyz, atol=1e-4)
+        assert obs["z"].std() > 0.1  # a tilted section's spots lie at several depths
+
+        # A stack of two sections whose second carries a field shifting by (3, -2) px.
+        ident = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        field = {"origin": [0.0, 0.0], "step": 50.0, "grid": [2, 2], "dx": [3.0] * 4, "dy": [-2.0] * 4}
+        stack = tmp_path / "t.json"
+        sections = [ident, [1.0, 0.0, 10.0, 0.0, 1.0, 20.0]]
+        doc = {"format": "vortexdb-transforms/2", "frame": [300, 300], "sections": sections}
+        stack.write_text(json.dumps({**doc, "fields": [None, field]}))
+        db.ingest_spots("serial", spots, format="parquet", transforms=stack, section=1)
+        obs = db.spots("serial").obs
+        # p + d(p) = A q  =>  p = A q - (3, -2).
+        assert np.allclose(obs["x"], obs["pixel_x"] + 10.0 - 3.0)
+        assert np.allclose(obs["y"], obs["pixel_y"] + 20.0 + 2.0)
+        assert (obs["z"] == 1.0).all()
+        with pytest.raises(vortexdb.errors.InvalidArgument, match="section 2 of a registration of 2"):
+            db.ingest_spots("serial2", spots, format="parquet", transforms=stack, section=2)
+        with pytest.raises(vortexdb.errors.InvalidArgument, match="go together"):
+            db.ingest_spots("serial3", spots, format="parquet", transforms=stack)

@@ -250,6 +250,7 @@ def register_sections(
     direct: bool,
     min_score: float,
     min_overlap: float,
+    nonrigid: bool,
 ) -> dict[str, Json]: ...
 def register_section_to_volume(
     volume: str, image: str, out: str, um_per_px: float, um_per_voxel: float, max_tilt: float, min_score: float

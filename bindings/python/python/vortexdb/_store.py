@@ -45,12 +45,15 @@ def register_sections(
     direct: bool = False,
     min_score: float = 0.3,
     min_overlap: float = 0.8,
+    nonrigid: bool = False,
 ) -> dict:
     """Register serial section images (stacking order) from the images alone, as
     ``vortexdb register sections``: writes the transforms file ``out`` (which
     ``Store.ingest_sections(transforms=...)`` reads) and a QC overlay per pair beside
     it; returns the file's content (``"pairs"``: score, overlap, rotation per pair).
-    Raises ``RegistrationFailed`` when a pair scores below the minimum."""
+    ``nonrigid`` adds a smooth displacement field per section after its affine map
+    (``"fields"``), kept where it raises the pair's score. Raises
+    ``RegistrationFailed`` when a pair scores below the minimum."""
     return _native.register_sections(
         [os.fspath(p) for p in images],
         os.fspath(out),
@@ -60,6 +63,7 @@ def register_sections(
         bool(direct),
         float(min_score),
         float(min_overlap),
+        bool(nonrigid),
     )
 
 
@@ -371,13 +375,18 @@ class Store:
         affine: Sequence[float] | None = None,
         z: float = 0.0,
         plane: PathLike | None = None,
+        transforms: PathLike | None = None,
+        section: int | None = None,
         batch: int = 256,
         device: str = "cpu",
         threads: int = 0,
     ) -> dict:
         """Ingest spot expression (``plane``: a plane file of
         :func:`register_section_to_volume`, placing a tilted section's spots in 3D instead
-        of ``affine`` and ``z``): an AnnData object or ``.h5ad`` file (raw counts in
+        of ``affine`` and ``z``; ``transforms`` + ``section``: a transforms file of
+        :func:`register_sections` and the index of the spots' section in it, placing them
+        in the registered stack's frame, its non-rigid field included): an AnnData
+        object or ``.h5ad`` file (raw counts in
         ``.X``, ``.layers[layer]`` or, with ``raw``, ``.raw.X``, dense or sparse;
         positions in ``.obsm[spatial_key]`` (image pixels); array coordinates from
         ``obs["array_col"/"array_row"]`` and section indices from ``obs["z"]`` when
@@ -396,6 +405,8 @@ class Store:
             "affine": None if affine is None else tuple(map(float, affine)),
             "z": float(z),
             "plane": None if plane is None else os.fspath(plane),
+            "transforms": None if transforms is None else os.fspath(transforms),
+            "section": None if section is None else int(section),
             "batch": int(batch),
             "device": device,
             "threads": int(threads),
