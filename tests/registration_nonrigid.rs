@@ -180,6 +180,9 @@ fn a_deformed_serial_neighbour_is_brought_closer() {
     let moving = warp_with(&next, deformation, SIDE, SIDE);
     let (a50, a90, _) = errors(dir.path(), &fixed, &moving, &deformation, false);
     let (n50, n90, _) = errors(dir.path(), &fixed, &moving, &deformation, true);
+    eprintln!(
+        "serial neighbour, deformed: affine {a50:.2} / {a90:.2} px, non-rigid {n50:.2} / {n90:.2} px"
+    );
     assert!(
         n50 < 0.85 * a50,
         "deformed: non-rigid {n50:.2} / {n90:.2} px against affine {a50:.2} / {a90:.2} px"
@@ -189,6 +192,9 @@ fn a_deformed_serial_neighbour_is_brought_closer() {
     let moving = warp_with(&next, truth, SIDE, SIDE);
     let (a50, a90, _) = errors(dir.path(), &fixed, &moving, &truth, false);
     let (n50, n90, _) = errors(dir.path(), &fixed, &moving, &truth, true);
+    eprintln!(
+        "serial neighbour, undeformed: affine {a50:.2} / {a90:.2} px, non-rigid {n50:.2} / {n90:.2} px"
+    );
     assert!(
         n50 < a50 + 0.5 && n90 < a90 + 1.0,
         "undeformed: non-rigid {n50:.2} / {n90:.2} px against affine {a50:.2} / {a90:.2} px"
