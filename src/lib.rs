@@ -95,9 +95,9 @@ pub use error::{Error, Layer, Result, UnknownGene};
 // snapshots, search), the catalog above it (models, samples, spots, predictions,
 // domains) and whole-store maintenance (backup).
 pub use catalog::{
-    DomainRecord, ExpressionRecord, IngestStatus, MODELS_DIR, Modality, ModelRecord, SampleKind,
-    SamplePredictions, SampleRecord, SpotBatch, SpotRecord, SpotSetRecord, StoreSummary,
-    collection_name,
+    DomainRecord, ExpressionRecord, IngestStatus, MODELS_DIR, Modality, ModelRecord,
+    READOUT_FORMAT, ReadoutRecord, SampleKind, SamplePredictions, SampleRecord, SpotBatch,
+    SpotRecord, SpotSetRecord, StoreSummary, collection_name,
 };
 pub use codec::{FORMAT_VERSION, OLDEST_SUPPORTED};
 pub use engine::{
@@ -178,7 +178,8 @@ pub use metrics::compare::{
 };
 pub use metrics::eval::{EvalInput, EvalReport, GeneEval, evaluate};
 pub use predict::{
-    Method, Predictions, RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, RidgeFit, predict,
+    Method, Predictions, RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, ReadoutOptions,
+    RidgeFit, fit_readout, predict,
 };
 pub use stats::{
     SpatialWeights, adjusted_rand_index, average_ranks, gearys_c, grid_spots, min_max, morans_i,

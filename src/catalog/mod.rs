@@ -9,11 +9,13 @@
 //! committed in one transaction.
 //!
 //! The files: `tables` (the catalog's table definitions), `models`, `samples`,
-//! `spots`, `predictions` (predictions and domains), `kinds`, `summary`.
+//! `spots`, `predictions` (predictions and domains), `readouts` (stored readouts),
+//! `kinds`, `summary`.
 
 mod kinds;
 mod models;
 mod predictions;
+mod readouts;
 mod samples;
 mod spots;
 mod summary;
@@ -26,6 +28,7 @@ use redb::{ReadableTable, TableDefinition, TableError};
 pub use kinds::{IngestStatus, Modality, SampleKind, collection_name};
 pub use models::{MODELS_DIR, ModelRecord};
 pub use predictions::{DomainRecord, SamplePredictions};
+pub use readouts::{READOUT_FORMAT, ReadoutRecord};
 pub use samples::SampleRecord;
 pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
 pub use summary::StoreSummary;

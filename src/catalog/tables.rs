@@ -19,5 +19,7 @@ pub(crate) const EXPRESSION: TableDefinition<(&str, u32), &[u8]> =
 /// genes (manifest order), then the hidden representation.
 pub(crate) const PREDICTIONS: TableDefinition<(u32, u64), &[u8]> =
     TableDefinition::new("predictions");
+/// `readouts`: readout name -> [`super::ReadoutRecord`].
+pub(crate) const READOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("readouts");
 /// `domains`: sample id -> [`super::DomainRecord`] (the last `domains` run).
 pub(crate) const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");

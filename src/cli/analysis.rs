@@ -24,12 +24,12 @@ use vortexdb::{
 pub struct MethodArgs {
     /// Instead of the predictor head, predict each patch as the similarity-weighted mean
     /// expression of its K most similar reference spots (BLEEP-style baseline).
-    #[arg(long, value_name = "K", conflicts_with = "ridge")] pub knn: Option<usize>,
+    #[arg(long, value_name = "K", conflicts_with_all = ["ridge", "readout"])] pub knn: Option<usize>,
     /// Instead of the predictor head, the ridge readout: a linear map from each patch's
     /// stored embedding and hidden representation to expression, fitted on the
     /// --reference spots (measured on this sample); the penalty by leave-one-reference-
     /// out cross-validation unless --alpha.
-    #[arg(long)] pub ridge: bool,
+    #[arg(long, conflicts_with = "readout")] pub ridge: bool,
     /// Penalty of --ridge (on standardised features).
     #[arg(long, requires = "ridge")] pub alpha: Option<f64>,
     /// Spatial context scales of --ridge: cell sides in micrometres, comma-separated
@@ -38,7 +38,10 @@ pub struct MethodArgs {
     #[arg(long, requires = "ridge", value_name = "UM1,UM2", value_delimiter = ',')]
     pub context_um: Option<Vec<f64>>,
     /// Spot samples used as the reference of --knn or --ridge, comma-separated.
-    #[arg(long, value_name = "S1,S2", value_delimiter = ',')] pub reference: Vec<String>,
+    #[arg(long, value_name = "S1,S2", value_delimiter = ',', conflicts_with = "readout")] pub reference: Vec<String>,
+    /// Instead of the predictor head, a readout stored with `readout fit` (fitted once
+    /// on reference spots, of this sample or another, embedded with the same model).
+    #[arg(long, value_name = "NAME")] pub readout: Option<String>,
 }
 
 impl MethodArgs {
@@ -52,6 +55,10 @@ impl MethodArgs {
             ));
         }
         let method = match self.knn {
+            _ if self.readout.is_some() => Method::Readout {
+                name: self.readout.clone().unwrap_or_default(),
+                reference: Vec::new(),
+            },
             Some(k) => Method::Knn { k, reference },
             None if self.ridge => Method::Ridge {
                 reference,

@@ -9,6 +9,7 @@ mod hints;
 mod ingest;
 mod models;
 mod query;
+mod readout;
 mod register;
 mod store;
 mod vectors;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Registration computed from the images: serial sections to one another, a section
     /// to the plane of its 3D volume.
     #[command(subcommand)] Register(register::RegisterCommand),
+    /// Stored readouts: fit the ridge readout once on reference spots and keep it under
+    /// a name, to apply to any sample of the same model (`predict|eval|export --readout`).
+    #[command(subcommand)] Readout(readout::ReadoutCommand),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),
     /// Generate a deterministic synthetic tissue phantom: a 3D volume, H&E planes and
@@ -197,6 +201,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Export(a) => analysis::export(&a, j),
         Command::Eval(a) => analysis::eval(&a, j),
         Command::Register(c) => register::run(c, j),
+        Command::Readout(c) => readout::run(c, j),
         Command::Demo(a) => demo::demo(&a, j),
         Command::Phantom(a) => demo::phantom(&a, j),
     }

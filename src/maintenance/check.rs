@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadTransaction, ReadableTable};
 
-use crate::catalog::tables::{DOMAINS, EXPRESSION, MODELS, PREDICTIONS, SAMPLES, SPOT_SETS, SPOTS};
+use crate::catalog::tables::{
+    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLES, SPOT_SETS, SPOTS,
+};
 use crate::codec;
 use crate::engine::tables::{BLOCKS, COLLECTIONS, IMPORTS, META, RECORDS, SNAPSHOTS};
 use crate::engine::{DB_FILE, Store, db_err, guard};
@@ -260,6 +262,7 @@ fn verify_records(txn: &ReadTransaction, path: &Path, r: &mut CheckReport) {
         (SAMPLES, "sample"),
         (SPOT_SETS, "spot set"),
         (DOMAINS, "domains"),
+        (READOUTS, "readout"),
     ];
     for (def, what) in str_tables {
         table(txn, def, path, what, r, |_, v| {

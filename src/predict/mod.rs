@@ -6,6 +6,8 @@
 //! evaluation.
 
 mod context;
+mod features;
+mod readout;
 mod ridge;
 
 use std::collections::HashMap;
@@ -43,6 +45,14 @@ pub enum Method {
         /// cross-validation among the prefixes of [`RIDGE_CONTEXT_UM`]; empty: none).
         context_um: Option<Vec<f64>>,
     },
+    /// A readout stored in the catalog ([`fit_readout`]), fitted once on reference
+    /// spots (of this sample or another) and applied to this sample's features.
+    Readout {
+        /// Its name.
+        name: String,
+        /// The spot samples it was fitted on (filled in from the record when applied).
+        reference: Vec<String>,
+    },
 }
 
 impl Method {
@@ -51,11 +61,14 @@ impl Method {
     pub fn reference(&self) -> &[String] {
         match self {
             Method::Predictor => &[],
-            Method::Knn { reference, .. } | Method::Ridge { reference, .. } => reference,
+            Method::Knn { reference, .. }
+            | Method::Ridge { reference, .. }
+            | Method::Readout { reference, .. } => reference,
         }
     }
 }
 
+pub use readout::{ReadoutOptions, fit_readout};
 pub use ridge::{RIDGE_ALPHAS, RIDGE_CONTEXT_UM, RIDGE_DEFAULT_ALPHA, RidgeFit};
 
 /// Predicted expression of every patch of a sample.
@@ -103,6 +116,12 @@ impl std::fmt::Display for Predictions {
                 reference.join(", ")
             ),
             Method::Predictor => "predictor head".to_string(),
+            Method::Readout { name, reference } => {
+                format!(
+                    "stored readout '{name}', fitted on {}",
+                    reference.join(", ")
+                )
+            }
         };
         write!(
             f,
@@ -136,6 +155,10 @@ pub fn predict(store: &Store, sample: &str, method: &Method) -> Result<Predictio
             context_um,
         } => {
             p.use_ridge(store, reference, *alpha, context_um.as_deref())?;
+        }
+        Method::Readout { name, .. } => {
+            let rec = store.require_readout(name)?;
+            p.use_readout(store, &rec)?;
         }
     }
     Ok(p)

@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::context::Context;
+use super::features::Rows;
 use super::{Method, Predictions};
 use crate::catalog::SpotRecord;
 use crate::engine::Store;
@@ -82,7 +82,7 @@ impl RidgeFit {
 }
 
 /// A fitted linear map: centred, scaled features -> centred expression.
-struct Fit {
+pub(super) struct Fit {
     mu_x: Vec<f64>,
     mu_y: Vec<f64>,
     /// features x genes, row-major.
@@ -91,7 +91,7 @@ struct Fit {
 
 impl Fit {
     /// The prediction for the features `x` (its first `mu_x.len()` values) into `out`.
-    fn predict(&self, x: &[f64], out: &mut [f64]) {
+    pub(super) fn predict(&self, x: &[f64], out: &mut [f64]) {
         out.copy_from_slice(&self.mu_y);
         let g = out.len();
         for (j, (&v, &m)) in x.iter().zip(&self.mu_x).enumerate() {
@@ -101,6 +101,19 @@ impl Fit {
             }
         }
     }
+}
+
+/// A fitted ridge map as it is stored: expression = `mu_y + sum_j (x_j - mu_j) / sd_j *
+/// weights[j]` over the features of [`Rows`] at `context_um`.
+pub(super) struct RidgeMap {
+    pub mu: Vec<f64>,
+    pub sd: Vec<f64>,
+    pub mu_y: Vec<f64>,
+    /// features x genes, row-major.
+    pub weights: Vec<f64>,
+    pub context_um: Vec<f64>,
+    pub per_sample: bool,
+    pub anchored: bool,
 }
 
 /// Mean of the rows `idx` of `rows`.
@@ -274,16 +287,29 @@ fn solve(n: &Normal, alpha: f64) -> Option<Fit> {
 }
 
 /// Mean over genes of the PCC between predictions and measurements on rows `idx`.
-fn mean_pcc(fit: &Fit, x: &[Vec<f64>], y: &[Vec<f64>], idx: &[usize]) -> f64 {
+/// With `offset` (an anchored readout: the fit is of `y - offset`), both the
+/// predictions and the targets get the offset back before scoring.
+fn mean_pcc(
+    fit: &Fit,
+    x: &[Vec<f64>],
+    y: &[Vec<f64>],
+    idx: &[usize],
+    offset: Option<&[Vec<f64>]>,
+) -> f64 {
     let g = y[0].len();
     let mut pred = vec![vec![0.0; g]; idx.len()];
     for (p, &i) in pred.iter_mut().zip(idx) {
         fit.predict(&x[i], p);
     }
+    let off = |i: usize, t: usize| offset.map_or(0.0, |o| o[i][t]);
     let pccs: Vec<f64> = (0..g)
         .map(|t| {
-            let a: Vec<f64> = pred.iter().map(|p| p[t]).collect();
-            let b: Vec<f64> = idx.iter().map(|&i| y[i][t]).collect();
+            let a: Vec<f64> = pred
+                .iter()
+                .zip(idx)
+                .map(|(p, &i)| p[t] + off(i, t))
+                .collect();
+            let b: Vec<f64> = idx.iter().map(|&i| y[i][t] + off(i, t)).collect();
             crate::stats::pearson(&a, &b)
         })
         .filter(|v| v.is_finite())
@@ -312,6 +338,7 @@ fn cross_validate(
     sums: &[Sums],
     widths: &[usize],
     alphas: &[f64],
+    offset: Option<&[Vec<f64>]>,
 ) -> CrossValidation {
     let folds: Vec<(Sums, Vec<usize>)> = (0..sums.len())
         .filter_map(|gi| {
@@ -334,7 +361,7 @@ fn cross_validate(
             let s: Vec<f64> = folds
                 .iter()
                 .filter_map(|(sums, test)| {
-                    solve(&sums.normal(widths[wi]), a).map(|fit| mean_pcc(&fit, x, y, test))
+                    solve(&sums.normal(widths[wi]), a).map(|fit| mean_pcc(&fit, x, y, test, offset))
                 })
                 .collect();
             let mean = (s.len() == folds.len() && !s.is_empty())
@@ -376,6 +403,25 @@ impl Predictions {
         alpha: Option<f64>,
         context_um: Option<&[f64]>,
     ) -> Result<RidgeFit> {
+        Ok(self
+            .fit_ridge(store, reference, alpha, context_um, false, false)?
+            .0)
+    }
+
+    /// [`Predictions::use_ridge`], with the features standardised over the sample's
+    /// own patches first when `per_sample`, and, when `anchored`, fitted to what the
+    /// predictor head leaves (expression minus the head's output), so that the
+    /// penalty shrinks towards the head instead of the reference mean; also returns
+    /// the fitted map.
+    pub(super) fn fit_ridge(
+        &mut self,
+        store: &Store,
+        reference: &[String],
+        alpha: Option<f64>,
+        context_um: Option<&[f64]>,
+        per_sample: bool,
+        anchored: bool,
+    ) -> Result<(RidgeFit, RidgeMap)> {
         if reference.is_empty() {
             return Err(Error::arg(
                 "reference",
@@ -408,33 +454,15 @@ impl Predictions {
             }
         }
         let scales: Vec<f64> = context_um.unwrap_or(&RIDGE_CONTEXT_UM).to_vec();
-        let (emb, dim) = self.embeddings(store)?;
-        let h = self.hidden_dim();
-        let hidden = self.hidden();
-        let base = dim + h;
+        let rows = Rows::new(self, store, &scales, per_sample)?;
+        let (dim, base, f) = (rows.dim(), rows.base(), rows.width());
         let g = self.genes.len();
-        let ctx = Context::new(
-            &self.patches.records,
-            self.sample.model_voxel_um,
-            &scales,
-            dim,
-            |i, out| {
-                for (o, v) in out.iter_mut().zip(&emb[i * dim..(i + 1) * dim]) {
-                    *o = *v as f64;
-                }
-            },
-        );
-        let f = base + ctx.len();
-        let row = |i: usize, out: &mut [f64]| {
-            let own = emb[i * dim..(i + 1) * dim]
-                .iter()
-                .chain(&hidden[i * h..(i + 1) * h]);
-            for (o, v) in out.iter_mut().zip(own) {
-                *o = *v as f64;
-            }
-            ctx.write(i, &mut out[base..]);
-        };
+        let row = |i: usize, out: &mut [f64]| rows.write(i, out);
         let (mut x, mut y, mut group) = (Vec::new(), Vec::new(), Vec::new());
+        let mut head: Vec<Vec<f64>> = Vec::new();
+        // Sections (spot z) of the one reference sample, for a stored readout's
+        // leave-one-section-out choice of penalty and context.
+        let mut section_z: Vec<f64> = Vec::new();
         for (gi, s) in reference.iter().enumerate() {
             let set = store.require_spot_set("reference", s)?;
             let cols = self.reference_columns(&set.panel, s)?;
@@ -459,18 +487,28 @@ impl Predictions {
                 ));
             }
             let mut buf = vec![0.0; f];
-            for ((_, expr), idx) in kept.iter().zip(&inside) {
+            for ((sp, expr), idx) in kept.iter().zip(&inside) {
                 if idx.is_empty() {
                     continue;
                 }
+                section_z.push(sp.position[0]);
                 let mut r = vec![0.0; f];
+                let mut hd = vec![0.0; g];
                 for &i in idx {
                     row(i, &mut buf);
                     r.iter_mut().zip(&buf).for_each(|(a, b)| *a += b);
+                    let out = &self.patches.row(i)[..g];
+                    hd.iter_mut().zip(out).for_each(|(a, b)| *a += *b as f64);
                 }
                 r.iter_mut().for_each(|a| *a /= idx.len() as f64);
+                hd.iter_mut().for_each(|a| *a /= idx.len() as f64);
                 x.push(r);
-                y.push(cols.iter().map(|&c| expr[c] as f64).collect::<Vec<f64>>());
+                let target = cols
+                    .iter()
+                    .zip(&hd)
+                    .map(|(&c, h)| expr[c] as f64 - if anchored { *h } else { 0.0 });
+                y.push(target.collect::<Vec<f64>>());
+                head.push(hd);
                 group.push(gi);
             }
         }
@@ -505,7 +543,23 @@ impl Predictions {
             Some(c) => vec![c.len()],
             None => (0..=scales.len()).collect(),
         };
-        let groups: Vec<Sums> = (0..reference.len())
+        // One reference sample with spots on several sections: with `anchored` (a stored
+        // readout, meant to transfer), cross-validate leaving one section out, where the
+        // spots of each section are folds of at least MIN_SPOTS.
+        let mut n_groups = reference.len();
+        if anchored && reference.len() == 1 {
+            let mut zs: Vec<f64> = section_z.iter().map(|z| z.round()).collect();
+            zs.sort_by(f64::total_cmp);
+            zs.dedup();
+            let count = |z: f64| section_z.iter().filter(|v| v.round() == z).count();
+            if zs.len() >= 2 && zs.iter().all(|&z| count(z) >= MIN_SPOTS) {
+                for (g, z) in group.iter_mut().zip(&section_z) {
+                    *g = zs.iter().position(|v| *v == z.round()).unwrap_or(0);
+                }
+                n_groups = zs.len();
+            }
+        }
+        let groups: Vec<Sums> = (0..n_groups)
             .map(|gi| {
                 let idx: Vec<usize> = all.iter().copied().filter(|&i| group[i] == gi).collect();
                 Sums::of(&x, &y, &idx)
@@ -516,7 +570,7 @@ impl Predictions {
         let choose = ks.len() > 1 || alphas.len() > 1;
         let (k, alpha, cv_pcc) = if !choose {
             (ks[0], alphas[0], None)
-        } else if reference.len() < 2 {
+        } else if n_groups < 2 {
             (
                 *ks.last().unwrap_or(&0),
                 alpha.unwrap_or(RIDGE_DEFAULT_ALPHA),
@@ -524,7 +578,8 @@ impl Predictions {
             )
         } else {
             let widths: Vec<usize> = ks.iter().map(|&k| width(k)).collect();
-            let cv = cross_validate(&x, &y, &group, &groups, &widths, &alphas);
+            let offset = anchored.then_some(head.as_slice());
+            let cv = cross_validate(&x, &y, &group, &groups, &widths, &alphas, offset);
             for c in &cv.scores {
                 log::debug!(
                     "ridge cv: context scales {} alpha {} mean PCC {:?}",
@@ -550,7 +605,7 @@ impl Predictions {
                 format!("the ridge system is singular at alpha = {alpha}"),
             )
         })?;
-        self.expression = (0..self.len())
+        let expression = (0..self.len())
             .into_par_iter()
             .flat_map_iter(|i| {
                 let mut z = vec![0.0; f];
@@ -560,9 +615,15 @@ impl Predictions {
                 }
                 let mut out = vec![0.0; g];
                 weights.predict(&z[..w], &mut out);
+                if anchored {
+                    let h = &self.patches.row(i)[..g];
+                    out.iter_mut().zip(h).for_each(|(o, v)| *o += *v as f64);
+                }
                 out.into_iter().map(|v| v as f32)
             })
             .collect();
+        drop(rows);
+        self.expression = expression;
         let context = scales[..k].to_vec();
         self.method = Method::Ridge {
             reference: reference.to_vec(),
@@ -579,7 +640,18 @@ impl Predictions {
             alpha_at_edge,
         };
         self.ridge = Some(fit.clone());
-        Ok(fit)
+        // The map on raw (per-sample standardised) features: (x - mu') / sd with the
+        // fit's own centring folded into mu'.
+        let map = RidgeMap {
+            mu: (0..w).map(|j| mu[j] + sd[j] * weights.mu_x[j]).collect(),
+            sd: sd[..w].to_vec(),
+            mu_y: weights.mu_y.clone(),
+            weights: weights.w,
+            context_um: fit.context_um.clone(),
+            per_sample,
+            anchored,
+        };
+        Ok((fit, map))
     }
 }
 

@@ -99,7 +99,7 @@ fn held_out_pcc_is_high_for_signal_and_a_larger_penalty_shrinks_weights() {
     let n = normal(&x, &y, &train);
     let small = solve(&n, 1.0).unwrap();
     let big = solve(&n, 1e6).unwrap();
-    assert!(mean_pcc(&small, &x, &y, &test) > 0.8);
+    assert!(mean_pcc(&small, &x, &y, &test, None) > 0.8);
     let norm = |f: &Fit| f.w.iter().map(|v| v * v).sum::<f64>();
     assert!(norm(&big) < norm(&small) * 1e-3);
 }
@@ -186,7 +186,7 @@ fn multi_reference_cross_validation_equals_the_closed_form() {
         .collect();
     let widths = [2, 4, 6];
     let alphas = [0.1, 10.0, 1000.0];
-    let cv = cross_validate(&x, &y, &group, &sums, &widths, &alphas);
+    let cv = cross_validate(&x, &y, &group, &sums, &widths, &alphas, None);
     assert_eq!(cv.scores.len(), 9);
     let mut best = (0, 0.0, f64::NEG_INFINITY);
     for &(wi, a, got) in &cv.scores {

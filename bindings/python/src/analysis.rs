@@ -19,7 +19,21 @@ fn method(
     ridge: bool,
     alpha: Option<f64>,
     context_um: Option<Vec<f64>>,
+    readout: Option<String>,
 ) -> PyResult<vx::Method> {
+    if let Some(name) = readout {
+        if knn.is_some() || ridge || !reference.is_empty() {
+            return Err(err(vx::Error::arg(
+                "readout",
+                "a stored readout carries its own reference: give readout alone, not with \
+                 knn, ridge or reference",
+            )));
+        }
+        return Ok(vx::Method::Readout {
+            name,
+            reference: Vec::new(),
+        });
+    }
     if alpha.is_some() && !ridge {
         return Err(err(vx::Error::arg(
             "alpha",
@@ -47,6 +61,15 @@ fn method(
         },
         (None, false) => vx::Method::Predictor,
     })
+}
+
+/// A stored readout without its weights.
+fn readout_summary(r: &vx::ReadoutRecord) -> serde_json::Value {
+    serde_json::json!({"name": r.name, "model": r.model, "sample": r.sample,
+        "reference": r.reference, "genes": r.genes, "alpha": r.alpha,
+        "context_um": r.context_um, "cv_pcc": r.cv_pcc, "spots": r.spots,
+        "features": r.features, "per_sample": r.per_sample, "anchored": r.anchored,
+        "sha256": r.sha256})
 }
 
 #[pymethods]
@@ -169,7 +192,7 @@ impl PyStore {
 
     /// Predicted expression of every patch of a sample (predictor head, `knn`
     /// nearest spots of the `reference` samples, or the `ridge` readout fitted on them).
-    #[pyo3(signature = (sample, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None))]
+    #[pyo3(signature = (sample, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None, readout=None))]
     #[allow(clippy::too_many_arguments)]
     fn predict(
         &self,
@@ -180,11 +203,44 @@ impl PyStore {
         ridge: bool,
         alpha: Option<f64>,
         context_um: Option<Vec<f64>>,
+        readout: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference, ridge, alpha, context_um)?;
+        let method = method(knn, reference, ridge, alpha, context_um, readout)?;
         let p = py.detach(|| vx::predict(&s, &sample, &method)).or_raise()?;
         predictions_dict(py, &p)
+    }
+
+    /// Fit the ridge readout on `sample`'s `reference` spots and store it as `name`.
+    #[pyo3(signature = (name, sample, reference, alpha=None, context_um=None, per_sample=true, replace=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit_readout(
+        &self,
+        py: Python<'_>,
+        name: String,
+        sample: String,
+        reference: Vec<String>,
+        alpha: Option<f64>,
+        context_um: Option<Vec<f64>>,
+        per_sample: bool,
+        replace: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let mut opts = vx::ReadoutOptions::new(&name, &sample, &reference);
+        opts.alpha = alpha;
+        opts.context_um = context_um;
+        opts.per_sample = per_sample;
+        opts.replace = replace;
+        let rec = py.detach(|| vx::fit_readout(&s, &opts)).or_raise()?;
+        serialised(py, &readout_summary(&rec))
+    }
+
+    /// The stored readouts (without their weights).
+    fn readouts(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let all = py.detach(|| s.readouts()).or_raise()?;
+        let v: Vec<serde_json::Value> = all.iter().map(readout_summary).collect();
+        serialised(py, &v)
     }
 
     /// k-means spatial domains over the predictor's hidden representation.
@@ -237,7 +293,7 @@ impl PyStore {
 
     /// Predicted against measured expression at the spots: the numbers of
     /// `vortexdb eval --json`.
-    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None, allow_in_sample=false))]
+    #[pyo3(signature = (sample, spots=None, genes=vec![], markers=vec![], smoothed=false, segmentation=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None, allow_in_sample=false, readout=None))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &self,
@@ -254,9 +310,10 @@ impl PyStore {
         alpha: Option<f64>,
         context_um: Option<Vec<f64>>,
         allow_in_sample: bool,
+        readout: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference, ridge, alpha, context_um)?;
+        let method = method(knn, reference, ridge, alpha, context_um, readout)?;
         let opts = vx::EvalOptions {
             spots,
             genes,
@@ -276,7 +333,7 @@ impl PyStore {
 
     /// The sample as a SpatialData Zarr store at `out` (what `vortexdb export` writes);
     /// returns what was written and what was left out.
-    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None))]
+    #[pyo3(signature = (sample, out, genes=vec![], query=None, downsample=None, knn=None, reference=vec![], ridge=false, alpha=None, context_um=None, readout=None))]
     #[allow(clippy::too_many_arguments)]
     fn export_spatialdata(
         &self,
@@ -291,9 +348,10 @@ impl PyStore {
         ridge: bool,
         alpha: Option<f64>,
         context_um: Option<Vec<f64>>,
+        readout: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let method = method(knn, reference, ridge, alpha, context_um)?;
+        let method = method(knn, reference, ridge, alpha, context_um, readout)?;
         let q = query.map(|q| q.shared());
         let r = py
             .detach(|| {

@@ -192,3 +192,30 @@ def test_profile_and_patch_queries_equal_the_cli(stores, tmp_path):
     want = cli_json("query", "patch", stores["cli"], "--sample", "ph7", "--at", at, "--top", "5")
     assert hits["id"].tolist() == [h["id"] for h in want["hits"]]
     np.testing.assert_allclose(hits["similarity"], [h["similarity"] for h in want["hits"]], atol=1e-6)
+
+
+def test_stored_readout_equals_the_cli(stores):
+    """``fit_readout`` stores what ``vortexdb readout fit`` stores (same fit, same
+    predictions through ``readout=``); a stored readout carries its reference, so mixing
+    it with another method is refused, as is an unknown name or a second fit under the
+    same name."""
+    ref = cli_json("readout", "fit", stores["cli"], "--name", "r7", "--sample", "ph7", "--reference", "ph7")
+    ref_eval = cli_json("eval", stores["cli"], "--sample", "ph7", "--readout", "r7", "--allow-in-sample")
+    with vortexdb.open(stores["py"]) as db:
+        fit = db.fit_readout("r7", "ph7", "ph7")
+        for k in ("alpha", "context_um", "spots", "features", "anchored", "per_sample"):
+            assert fit[k] == ref[k], k
+        assert [r["name"] for r in db.readouts()] == ["r7"]
+        with pytest.raises(vortexdb.BadInput, match="exists"):
+            db.fit_readout("r7", "ph7", "ph7")
+        with pytest.raises(vortexdb.BadInput, match="also the readout's reference"):
+            db.evaluate("ph7", readout="r7")
+        got = db.evaluate("ph7", readout="r7", allow_in_sample=True)
+        a = db.predict("ph7", readout="r7")
+        with pytest.raises(vortexdb.BadInput, match="no readout named 'nope'"):
+            db.predict("ph7", readout="nope")
+        with pytest.raises(vortexdb.BadInput, match="alone"):
+            db.predict("ph7", readout="r7", reference="ph7")
+    assert got["method"] == ref_eval["method"] == {"Readout": {"name": "r7", "reference": ["ph7"]}}
+    assert got["report"]["pcc_all"] == pytest.approx(ref_eval["report"]["pcc_all"], rel=1e-5)
+    assert a.shape[1] == 60

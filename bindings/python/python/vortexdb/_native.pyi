@@ -138,7 +138,19 @@ class Store:
         ridge: bool = False,
         alpha: float | None = None,
         context_um: list[float] | None = None,
+        readout: str | None = None,
     ) -> dict[str, Any]: ...
+    def fit_readout(
+        self,
+        name: str,
+        sample: str,
+        reference: list[str],
+        alpha: float | None = None,
+        context_um: list[float] | None = None,
+        per_sample: bool = True,
+        replace: bool = False,
+    ) -> dict[str, Json]: ...
+    def readouts(self) -> list[dict[str, Json]]: ...
     def domains(
         self,
         sample: str,
@@ -161,6 +173,7 @@ class Store:
         ridge: bool = False,
         alpha: float | None = None,
         context_um: list[float] | None = None,
+        readout: str | None = None,
     ) -> dict[str, Json]: ...
     def evaluate(
         self,
@@ -176,6 +189,7 @@ class Store:
         alpha: float | None = None,
         context_um: list[float] | None = None,
         allow_in_sample: bool = False,
+        readout: str | None = None,
     ) -> dict[str, Json]: ...
     def import_vectors(
         self,

@@ -540,6 +540,7 @@ class Store:
         ridge: bool = False,
         alpha: float | None = None,
         context_um: Iterable[float] | None = None,
+        readout: str | None = None,
     ):
         """Predicted expression of every patch of ``sample`` as AnnData: obs = patches
         (sample, z, y, x in model voxels, tissue), var = predicted genes, X = float32
@@ -549,7 +550,8 @@ class Store:
         on those spots (measured on this sample; ``alpha`` the penalty and
         ``context_um`` the spatial context scales in micrometres, ``[]`` for none, both
         chosen by leave-one-reference-out cross-validation by default); the fit is in
-        ``uns["vortexdb"]["ridge"]``."""
+        ``uns["vortexdb"]["ridge"]``. ``readout``: a readout stored with
+        :meth:`fit_readout` (fitted once, on this sample's spots or another's)."""
         return predictions_anndata(
             self._s.predict(
                 sample,
@@ -558,6 +560,7 @@ class Store:
                 ridge=ridge,
                 alpha=alpha,
                 context_um=_scales(context_um),
+                readout=readout,
             )
         )
 
@@ -598,6 +601,7 @@ class Store:
         ridge: bool = False,
         alpha: float | None = None,
         context_um: Iterable[float] | None = None,
+        readout: str | None = None,
     ) -> dict:
         """Write ``sample`` as a SpatialData Zarr store at ``out`` (what ``vortexdb
         export`` writes; ``spatialdata.read_zarr(out)`` opens it): images ``volume``,
@@ -619,6 +623,7 @@ class Store:
             ridge=ridge,
             alpha=alpha,
             context_um=_scales(context_um),
+            readout=readout,
         )
 
     def evaluate(
@@ -636,6 +641,7 @@ class Store:
         alpha: float | None = None,
         context_um: Iterable[float] | None = None,
         allow_in_sample: bool = False,
+        readout: str | None = None,
     ) -> dict:
         """Predicted against measured expression at the spots of ``spots`` (default:
         the sample's): the numbers of ``vortexdb eval --json`` (PCC, SSIM, Moran's I,
@@ -656,7 +662,39 @@ class Store:
             alpha=alpha,
             context_um=_scales(context_um),
             allow_in_sample=allow_in_sample,
+            readout=readout,
         )
+
+    def fit_readout(
+        self,
+        name: str,
+        sample: str,
+        reference: str | Iterable[str],
+        *,
+        alpha: float | None = None,
+        context_um: Iterable[float] | None = None,
+        per_sample: bool = True,
+        replace: bool = False,
+    ) -> dict:
+        """Fit the ridge readout on the ``reference`` spots of ``sample`` and store it
+        under ``name`` next to the sample's model (as ``vortexdb readout fit``);
+        ``predict``, ``evaluate`` and ``export_spatialdata`` then apply it with
+        ``readout=name`` to any sample of that model, spots or not. ``per_sample``
+        standardises every feature over its own sample's patches at both ends. An
+        existing name is refused unless ``replace``. Returns the fit (without weights)."""
+        return self._s.fit_readout(
+            name,
+            sample,
+            _names(reference),
+            alpha=alpha,
+            context_um=_scales(context_um),
+            per_sample=bool(per_sample),
+            replace=bool(replace),
+        )
+
+    def readouts(self) -> list[dict]:
+        """The stored readouts: name, model, reference, genes, penalty, context, CV PCC."""
+        return self._s.readouts()
 
     # -- raw vectors --------------------------------------------------------------
     def import_vectors(
