@@ -33,9 +33,10 @@ pub enum ReadoutCommand {
         /// Do not standardise features over each sample's own patches (by default
         /// they are, at fitting and when applied, so a whole-slide shift cancels).
         #[arg(long)] no_per_sample: bool,
-        /// Fit expression itself instead of what the predictor head leaves (by default
-        /// the head's output is the readout's starting point and the fit its correction).
-        #[arg(long)] unanchored: bool,
+        /// Fit what the predictor head leaves instead of expression itself: the head's
+        /// output is the readout's starting point and the fit its correction (helps
+        /// with few reference spots).
+        #[arg(long)] anchored: bool,
         /// Replace a stored readout of the same name.
         #[arg(long)] replace: bool,
     },
@@ -97,7 +98,7 @@ pub fn run(c: ReadoutCommand, json: bool) -> Result<()> {
             alpha,
             context_um,
             no_per_sample,
-            unanchored,
+            anchored,
             replace,
         } => {
             let store = Store::open(&store)?;
@@ -106,7 +107,7 @@ pub fn run(c: ReadoutCommand, json: bool) -> Result<()> {
             // `--context-um 0`: no context.
             opts.context_um = context_um.map(|c| c.into_iter().filter(|&v| v != 0.0).collect());
             opts.per_sample = !no_per_sample;
-            opts.anchored = !unanchored;
+            opts.anchored = anchored;
             opts.replace = replace;
             let rec = fit_readout(&store, &opts)?;
             emit_text(json, summary(&rec), || {

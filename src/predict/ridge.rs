@@ -404,15 +404,16 @@ impl Predictions {
         context_um: Option<&[f64]>,
     ) -> Result<RidgeFit> {
         Ok(self
-            .fit_ridge(store, reference, alpha, context_um, false, false)?
+            .fit_ridge(store, reference, alpha, context_um, false, false, false)?
             .0)
     }
 
     /// [`Predictions::use_ridge`], with the features standardised over the sample's
     /// own patches first when `per_sample`, and, when `anchored`, fitted to what the
     /// predictor head leaves (expression minus the head's output), so that the
-    /// penalty shrinks towards the head instead of the reference mean; also returns
-    /// the fitted map.
+    /// penalty shrinks towards the head instead of the reference mean, and, with
+    /// `section_folds`, choosing the penalty and context for one reference sample by
+    /// leaving one section out; also returns the fitted map.
     pub(super) fn fit_ridge(
         &mut self,
         store: &Store,
@@ -421,6 +422,7 @@ impl Predictions {
         context_um: Option<&[f64]>,
         per_sample: bool,
         anchored: bool,
+        section_folds: bool,
     ) -> Result<(RidgeFit, RidgeMap)> {
         if reference.is_empty() {
             return Err(Error::arg(
@@ -543,11 +545,11 @@ impl Predictions {
             Some(c) => vec![c.len()],
             None => (0..=scales.len()).collect(),
         };
-        // One reference sample with spots on several sections: with `anchored` (a stored
-        // readout, meant to transfer), cross-validate leaving one section out, where the
-        // spots of each section are folds of at least MIN_SPOTS.
+        // One reference sample with spots on several sections: with `section_folds` (a
+        // stored readout, meant to transfer), cross-validate leaving one section out,
+        // where the spots of each section are folds of at least MIN_SPOTS.
         let mut n_groups = reference.len();
-        if anchored && reference.len() == 1 {
+        if section_folds && reference.len() == 1 {
             let mut zs: Vec<f64> = section_z.iter().map(|z| z.round()).collect();
             zs.sort_by(f64::total_cmp);
             zs.dedup();

@@ -212,7 +212,7 @@ impl PyStore {
     }
 
     /// Fit the ridge readout on `sample`'s `reference` spots and store it as `name`.
-    #[pyo3(signature = (name, sample, reference, alpha=None, context_um=None, per_sample=true, replace=false))]
+    #[pyo3(signature = (name, sample, reference, alpha=None, context_um=None, per_sample=true, anchored=false, replace=false))]
     #[allow(clippy::too_many_arguments)]
     fn fit_readout(
         &self,
@@ -223,10 +223,12 @@ impl PyStore {
         alpha: Option<f64>,
         context_um: Option<Vec<f64>>,
         per_sample: bool,
+        anchored: bool,
         replace: bool,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let mut opts = vx::ReadoutOptions::new(&name, &sample, &reference);
+        opts.anchored = anchored;
         opts.alpha = alpha;
         opts.context_um = context_um;
         opts.per_sample = per_sample;

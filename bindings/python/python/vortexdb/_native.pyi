@@ -148,6 +148,7 @@ class Store:
         alpha: float | None = None,
         context_um: list[float] | None = None,
         per_sample: bool = True,
+        anchored: bool = False,
         replace: bool = False,
     ) -> dict[str, Json]: ...
     def readouts(self) -> list[dict[str, Json]]: ...

@@ -674,14 +674,17 @@ class Store:
         alpha: float | None = None,
         context_um: Iterable[float] | None = None,
         per_sample: bool = True,
+        anchored: bool = False,
         replace: bool = False,
     ) -> dict:
         """Fit the ridge readout on the ``reference`` spots of ``sample`` and store it
         under ``name`` next to the sample's model (as ``vortexdb readout fit``);
         ``predict``, ``evaluate`` and ``export_spatialdata`` then apply it with
         ``readout=name`` to any sample of that model, spots or not. ``per_sample``
-        standardises every feature over its own sample's patches at both ends. An
-        existing name is refused unless ``replace``. Returns the fit (without weights)."""
+        standardises every feature over its own sample's patches at both ends;
+        ``anchored`` fits what the predictor head leaves (helps with few reference
+        spots). An existing name is refused unless ``replace``. Returns the fit
+        (without weights)."""
         return self._s.fit_readout(
             name,
             sample,
@@ -689,6 +692,7 @@ class Store:
             alpha=alpha,
             context_um=_scales(context_um),
             per_sample=bool(per_sample),
+            anchored=bool(anchored),
             replace=bool(replace),
         )
 
