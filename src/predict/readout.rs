@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::features::Rows;
+use super::ridge::FitFlags;
 use super::{Method, Predictions};
 use crate::catalog::{READOUT_FORMAT, ReadoutRecord};
 use crate::engine::Store;
@@ -79,9 +80,11 @@ pub fn fit_readout(store: &Store, opts: &ReadoutOptions) -> Result<ReadoutRecord
         &opts.reference,
         opts.alpha,
         opts.context_um.as_deref(),
-        opts.per_sample,
-        opts.anchored,
-        true,
+        FitFlags {
+            per_sample: opts.per_sample,
+            anchored: opts.anchored,
+            section_folds: true,
+        },
     )?;
     let mut rec = ReadoutRecord {
         format: READOUT_FORMAT.into(),

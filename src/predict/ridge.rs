@@ -103,6 +103,17 @@ impl Fit {
     }
 }
 
+/// How a stored readout's fit departs from `predict --ridge` (all off there).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FitFlags {
+    /// Standardise every feature over the sample's own patches first.
+    pub per_sample: bool,
+    /// Fit what the predictor head leaves.
+    pub anchored: bool,
+    /// One reference sample: choose penalty and context leaving one section out.
+    pub section_folds: bool,
+}
+
 /// A fitted ridge map as it is stored: expression = `mu_y + sum_j (x_j - mu_j) / sd_j *
 /// weights[j]` over the features of [`Rows`] at `context_um`.
 pub(super) struct RidgeMap {
@@ -404,12 +415,12 @@ impl Predictions {
         context_um: Option<&[f64]>,
     ) -> Result<RidgeFit> {
         Ok(self
-            .fit_ridge(store, reference, alpha, context_um, false, false, false)?
+            .fit_ridge(store, reference, alpha, context_um, FitFlags::default())?
             .0)
     }
 
-    /// [`Predictions::use_ridge`], with the features standardised over the sample's
-    /// own patches first when `per_sample`, and, when `anchored`, fitted to what the
+    /// [`Predictions::use_ridge`] with [`FitFlags`]: the features standardised over the
+    /// sample's own patches first when `per_sample`, and, when `anchored`, fitted to what the
     /// predictor head leaves (expression minus the head's output), so that the
     /// penalty shrinks towards the head instead of the reference mean, and, with
     /// `section_folds`, choosing the penalty and context for one reference sample by
@@ -420,10 +431,13 @@ impl Predictions {
         reference: &[String],
         alpha: Option<f64>,
         context_um: Option<&[f64]>,
-        per_sample: bool,
-        anchored: bool,
-        section_folds: bool,
+        flags: FitFlags,
     ) -> Result<(RidgeFit, RidgeMap)> {
+        let FitFlags {
+            per_sample,
+            anchored,
+            section_folds,
+        } = flags;
         if reference.is_empty() {
             return Err(Error::arg(
                 "reference",
