@@ -161,7 +161,8 @@ impl Transforms {
         self.fields.get(i).and_then(Option::as_ref)
     }
 
-    /// Frame point `p` -> the continuous pixel of section `i` shown there.
+    /// Frame point `p` -> the continuous pixel of section `i` shown there (NaN for a
+    /// singular affine, which [`Transforms::read`] refuses).
     pub fn frame_to_image(&self, i: usize, p: [f64; 2]) -> [f64; 2] {
         let q = match self.field(i) {
             Some(f) => {
@@ -170,10 +171,9 @@ impl Transforms {
             }
             None => p,
         };
-        let inv = Affine(self.sections[i])
+        Affine(self.sections[i])
             .inverse()
-            .expect("checked invertible");
-        inv.apply(q)
+            .map_or([f64::NAN; 2], |inv| inv.apply(q))
     }
 
     /// Continuous pixel `q` of section `i` -> the frame point where it is shown (spots
