@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ("foundations", ["error", "codec", "limits", "names", "stats"]),
     ("storage", ["index", "engine", "vecio"]),
-    ("inputs", ["volume", "register", "expression", "spots", "model", "phantom"]),
+    (
+        "inputs",
+        ["volume", "register", "stain", "expression", "spots", "model", "phantom"],
+    ),
     ("catalog", ["catalog", "maintenance"]),
     ("ingest", ["ingest"]),
     ("analysis", ["query", "predict", "domains", "metrics"]),

@@ -14,9 +14,12 @@
 #   blur1                  Gaussian blur, sigma 1 px (3.5 um at the models' pixel size:
 #                          a section slightly out of focus);
 #   jpeg50                 JPEG at quality 50 (an aggressively compressed archive).
+# Each perturbed sample is ingested twice: as read, and stain-normalised at ingest to a
+# training section (`ingest sections --stain-reference`, Macenko; STAIN_REF, default the
+# stack's first section, never held out), the unperturbed one too.
 # Scores on H's spots, for each: the stored readout `transfer` (features standardised
 # per sample, the default), the same readout fitted on raw features (`transfer-raw`),
-# and the predictor head. Writes WORK_DIR/stain.json.
+# and the predictor head, as read and normalised. Writes WORK_DIR/stain.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-eval-work}
@@ -29,6 +32,7 @@ export ORT_DYLIB_PATH
 V=$PWD/target/release/vortexdb
 PY=".venv/bin/python"
 SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
+STAIN_REF=${STAIN_REF:-$W/volume/sections/$(echo $SECTIONS | cut -d' ' -f1).png}
 pcc() { $PY -c "import json,sys; print(json.load(sys.stdin)['report']['pcc_all'])"; }
 rows=()
 for H in $HOLDOUTS; do
@@ -45,25 +49,32 @@ for H in $HOLDOUTS; do
     fi
     $V readout fit "$S" --name transfer-raw --sample her2st --reference "$REF" --no-per-sample --replace > /dev/null
     for P in $PERTURBATIONS; do
-      if [ "$P" = none ]; then
-        TP="$T"
-      else
-        TP="$T-$P"
+      D="$W/volume/sections"
+      if [ "$P" != none ]; then
         D="$W/volume/perturbed/$P"
         mkdir -p "$D"
         for s in "${STACK[@]}"; do
           [ -f "$D/$s.png" ] || $PY scripts/stain_perturb.py "$W/volume/sections/$s.png" "$D/$s.png" "$P"
         done
-        $V ingest sections "$S" --sample "$TP" --spacing-um 32 --um-per-px "$UM" --overlap 0.67 \
-          $(for s in "${STACK[@]}"; do printf '%s ' "$D/$s.png"; done) > /dev/null
       fi
-      E="$W/out/$H-$VAR/stain/$P"
-      mkdir -p "$E"
-      r=$($V --json eval "$S" --sample "$TP" --spots "$H-in-$T" --readout transfer --out "$E/readout" | pcc)
-      q=$($V --json eval "$S" --sample "$TP" --spots "$H-in-$T" --readout transfer-raw --out "$E/raw" | pcc)
-      h=$($V --json eval "$S" --sample "$TP" --spots "$H-in-$T" --out "$E/head" | pcc)
-      rows+=("{\"holdout\": \"$H\", \"model\": \"$VAR\", \"perturbation\": \"$P\", \"stored_readout\": $r, \"raw_features_readout\": $q, \"predictor\": $h}")
-      echo "$H $VAR $P: stored readout $r, raw-feature readout $q, predictor $h"
+      for N in read normalised; do
+        TP="$T-$P-$N"
+        if [ "$P" = none ] && [ "$N" = read ]; then
+          TP="$T"
+        else
+          EXTRA=()
+          [ "$N" = normalised ] && EXTRA=(--stain-reference "$STAIN_REF")
+          $V ingest sections "$S" --sample "$TP" --spacing-um 32 --um-per-px "$UM" --overlap 0.67 \
+            "${EXTRA[@]}" $(for s in "${STACK[@]}"; do printf '%s ' "$D/$s.png"; done) > /dev/null
+        fi
+        E="$W/out/$H-$VAR/stain/$P-$N"
+        mkdir -p "$E"
+        r=$($V --json eval "$S" --sample "$TP" --spots "$H-in-$T" --readout transfer --out "$E/readout" | pcc)
+        q=$($V --json eval "$S" --sample "$TP" --spots "$H-in-$T" --readout transfer-raw --out "$E/raw" | pcc)
+        h=$($V --json eval "$S" --sample "$TP" --spots "$H-in-$T" --out "$E/head" | pcc)
+        rows+=("{\"holdout\": \"$H\", \"model\": \"$VAR\", \"perturbation\": \"$P\", \"stain\": \"$N\", \"stored_readout\": $r, \"raw_features_readout\": $q, \"predictor\": $h}")
+        echo "$H $VAR $P $N: stored readout $r, raw-feature readout $q, predictor $h"
+      done
     done
   done
 done

@@ -33,6 +33,7 @@
 //!   mask and the patch grid;
 //! * `register`: registration computed from the images: serial sections to one another,
 //!   a section to the plane of its volume; the transforms file and the resampled stack;
+//! * `stain`: stain normalisation of H&E images to a reference slide (Macenko), at ingest;
 //! * `ingest`: streaming, resumable volume ingest and spot ingest; a HEST-1k sample
 //!   (slide + spots + metadata) in one call;
 //! * `query`: molecular queries, profile and patch retrieval, triage, 3D heatmaps;
@@ -84,6 +85,7 @@ mod query;
 mod register;
 mod render;
 mod spots;
+mod stain;
 mod stats;
 mod vecio;
 mod volume;
@@ -130,6 +132,8 @@ pub use volume::{
     is_tiff, is_zarr, open as open_volume, open_level as open_volume_level,
 };
 
+// Stain normalisation of H&E sources to a reference slide.
+pub use stain::{StainBasis, StainNormalized};
 // Registration computed from the images: serial sections, a section to its volume.
 pub use register::{
     Affine, FORMAT as TRANSFORMS_FORMAT, Field, Motion, PLANE_FORMAT, PairReport, Plane, PlaneFile,

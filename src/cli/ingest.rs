@@ -262,6 +262,10 @@ pub struct SectionsArgs {
     /// the images may then differ in size and orientation. Without it the images must
     /// be registered already (all of one size).
     #[arg(long, value_name = "JSON")] pub transforms: Option<PathBuf>,
+    /// Stain-normalise every section to the stain of this reference H&E image (PNG,
+    /// JPEG or TIFF; e.g. a slide of the lab the model was trained on) before embedding:
+    /// Macenko's method, estimated per section. Default: the images as read.
+    #[arg(long, value_name = "IMAGE")] pub stain_reference: Option<PathBuf>,
     /// Section images (PNG/JPEG/TIFF, also pyramidal whole-slide OME-TIFF / SVS), in
     /// stacking order.
     #[arg(required = true)] pub images: Vec<PathBuf>,
@@ -279,6 +283,10 @@ pub struct ImageArgs {
     /// Pyramidal TIFF: the level to read (0 = full resolution; default: the level whose
     /// pixel size is nearest the model's).
     #[arg(long)] pub level: Option<usize>,
+    /// Stain-normalise the image to the stain of this reference H&E image (PNG,
+    /// JPEG or TIFF; e.g. a slide of the lab the model was trained on) before embedding:
+    /// Macenko's method, estimated on the image. Default: the images as read.
+    #[arg(long, value_name = "IMAGE")] pub stain_reference: Option<PathBuf>,
     /// The image: PNG, JPEG or TIFF (also pyramidal whole-slide OME-TIFF, SVS, tiled
     /// pyramids; JPEG, LZW, deflate tiles).
     pub image: PathBuf,
@@ -389,11 +397,13 @@ pub fn run(cmd: IngestCommand, json: bool) -> Result<()> {
                 transforms: a.transforms.clone(),
                 intensity: range,
             };
-            let opts = c.options(SampleKind::Sections)?;
+            let mut opts = c.options(SampleKind::Sections)?;
+            opts.stain_reference = a.stain_reference.clone();
             ingest_sections(&store, &model, &s, &opts, &mut on_progress)
         }
         (IngestCommand::Image(a), _) => {
-            let opts = c.options(SampleKind::Image)?;
+            let mut opts = c.options(SampleKind::Image)?;
+            opts.stain_reference = a.stain_reference.clone();
             ingest_image(
                 &store,
                 &model,

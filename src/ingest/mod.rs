@@ -97,6 +97,10 @@ pub fn ingest_volume(
     let t0 = Instant::now();
     let m = &model.manifest;
     let p = opts.encoder.patch(m)?;
+    let source: Box<dyn VolumeSource + '_> = match &opts.stain_reference {
+        Some(r) => Box::new(crate::stain::StainNormalized::new(source, r)?),
+        None => source,
+    };
     if opts.batch == 0 {
         return Err(Error::arg("batch", "must be at least 1"));
     }

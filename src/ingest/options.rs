@@ -80,6 +80,9 @@ pub struct IngestOptions {
     /// What the graph of the model's collection holds in RAM, when this ingest
     /// creates the collection (an existing collection keeps its own).
     pub quantization: Option<Quantization>,
+    /// Stain-normalise every section (slice) of an RGB H&E source to the stain of this
+    /// reference image before it is embedded ([`crate::stain`]); `None`: as read.
+    pub stain_reference: Option<std::path::PathBuf>,
 }
 
 impl IngestOptions {
@@ -106,6 +109,7 @@ impl Default for IngestOptions {
             batch: 64,
             run: RunOptions::default(),
             quantization: None,
+            stain_reference: None,
         }
     }
 }

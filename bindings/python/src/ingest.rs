@@ -193,7 +193,7 @@ impl PyStore {
     /// Ingest serial sections: image paths (optionally with a transforms file; pyramidal
     /// TIFFs read at `level` or the level nearest the model) or a NumPy stack
     /// (sections, Y, X[, C]) already registered.
-    #[pyo3(signature = (args, spacing_um, um_per_px=None, images=None, stack=None, transforms=None, level=None))]
+    #[pyo3(signature = (args, spacing_um, um_per_px=None, images=None, stack=None, transforms=None, level=None, stain_reference=None))]
     #[allow(clippy::too_many_arguments)]
     fn ingest_sections(
         &self,
@@ -205,9 +205,11 @@ impl PyStore {
         stack: Option<Bound<'_, PyUntypedArray>>,
         transforms: Option<PathBuf>,
         level: Option<usize>,
+        stain_reference: Option<PathBuf>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let opts = args.options(vx::SampleKind::Sections)?;
+        let mut opts = args.options(vx::SampleKind::Sections)?;
+        opts.stain_reference = stain_reference;
         let arr = stack
             .as_ref()
             .map(|a| array_bytes(a, "sections"))
@@ -262,7 +264,8 @@ impl PyStore {
     }
 
     /// Ingest one H&E image (a path or a NumPy array (Y, X[, C])) through the 2D encoder.
-    #[pyo3(signature = (args, um_per_px=None, path=None, data=None, level=None))]
+    #[pyo3(signature = (args, um_per_px=None, path=None, data=None, level=None, stain_reference=None))]
+    #[allow(clippy::too_many_arguments)]
     fn ingest_image(
         &self,
         py: Python<'_>,
@@ -271,9 +274,11 @@ impl PyStore {
         path: Option<PathBuf>,
         data: Option<Bound<'_, PyUntypedArray>>,
         level: Option<usize>,
+        stain_reference: Option<PathBuf>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
-        let opts = args.options(vx::SampleKind::Image)?;
+        let mut opts = args.options(vx::SampleKind::Image)?;
+        opts.stain_reference = stain_reference;
         let arr = data.as_ref().map(|a| array_bytes(a, "image")).transpose()?;
         let model = self.model(py, &args.model)?;
         let range = args.intensity_range;

@@ -119,6 +119,13 @@ def test_sections_and_images_from_arrays_equal_their_files(phantom, tmp_path):
         i = db.ingest_image("img", planes[0], um_per_px=4, progress=False)
         j = db.ingest_image("imgf", phantom["planes"][0], um_per_px=4, progress=False)
         assert i["patches_total"] == j["patches_total"] > 0
+        # Stain-normalised to another plane: an array and its file still agree.
+        ref = phantom["planes"][1]
+        n = db.ingest_sections("arrn", planes, spacing_um=64, um_per_px=4, stain_reference=ref, progress=False)
+        m = db.ingest_sections(
+            "filen", phantom["planes"][:2], spacing_um=64, um_per_px=4, stain_reference=ref, progress=False
+        )
+        assert n["patches_total"] == m["patches_total"] > 0
 
 
 def test_progress_bar_and_callback(phantom, tmp_path):

@@ -124,6 +124,13 @@ def patch_bad_image(db, d):
     db.ingest_image("x", d / "bad.png", um_per_px=4)
 
 
+def stain_reference_without_tissue(db, d):
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (250, 250, 250)).save(d / "glass.png")
+    db.ingest_image("x", png(d / "s.png", 64, 64), um_per_px=4, stain_reference=d / "glass.png")
+
+
 def model_dir_without_manifest(db, d):
     (d / "m").mkdir()
     db.add_model(d / "m")
@@ -223,6 +230,7 @@ CASES = [
     (sections_of_different_sizes, errors.BadFile, ["s1.png", "different sizes"]),
     (patch_target_missing, errors.InvalidArgument, ["target", "no 3d patches"]),
     (patch_bad_image, errors.BadFile, ["bad.png"]),
+    (stain_reference_without_tissue, errors.BadFile, ["glass.png", "too little stained tissue"]),
     (model_dir_without_manifest, errors.Error, ["manifest.json"]),
     (spots_without_positions, errors.BadInput, ["obsm['spatial']"]),
     (spots_negative_counts, errors.BadInput, ["AnnData", "negative"]),

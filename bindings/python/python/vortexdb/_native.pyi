@@ -47,6 +47,7 @@ class Store:
         stack: npt.NDArray[Any] | None = None,
         transforms: str | None = None,
         level: int | None = None,
+        stain_reference: str | None = None,
     ) -> dict[str, Json]: ...
     def ingest_image(
         self,
@@ -55,6 +56,7 @@ class Store:
         path: str | None = None,
         data: npt.NDArray[Any] | None = None,
         level: int | None = None,
+        stain_reference: str | None = None,
     ) -> dict[str, Json]: ...
     def ingest_hest(
         self,

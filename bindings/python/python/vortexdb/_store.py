@@ -249,6 +249,7 @@ class Store:
         um_per_px: float | None = None,
         level: int | None = None,
         transforms: PathLike | None = None,
+        stain_reference: PathLike | None = None,
         model: str | None = None,
         overlap: float = 0.75,
         min_tissue: float = 0.25,
@@ -266,7 +267,9 @@ class Store:
         stacked, i.e. copied, once). Pyramidal TIFFs (OME-TIFF, SVS) are read at ``level``
         or the level nearest the model's pixel size, with the pixel size they record
         unless ``um_per_px`` (the full-resolution one) is given; arrays and PNG/JPEG
-        need ``um_per_px``."""
+        need ``um_per_px``. ``stain_reference``: an H&E image whose stain every section
+        is normalised to before embedding (Macenko, per section), as
+        ``--stain-reference``."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
@@ -275,6 +278,7 @@ class Store:
                 "spacing_um": float(spacing_um),
                 "um_per_px": None if um_per_px is None else float(um_per_px),
                 "level": level,
+                "stain_reference": None if stain_reference is None else os.fspath(stain_reference),
             }
             if isinstance(images, np.ndarray):
                 kw["stack"] = images
@@ -304,17 +308,21 @@ class Store:
         progress: bool | Callable[[int, int, int], None] = True,
         quantization: str | None = None,
         level: int | None = None,
+        stain_reference: PathLike | None = None,
     ) -> dict:
         """Embed one H&E image (a path or a (Y, X[, C]) array) through the 2D encoder.
         A TIFF, also a pyramidal whole-slide OME-TIFF / SVS, is read at ``level`` (by
         default the level nearest the model's pixel size) with the file's pixel size
-        when ``um_per_px`` is ``None``; PNG, JPEG and arrays need ``um_per_px``."""
+        when ``um_per_px`` is ``None``; PNG, JPEG and arrays need ``um_per_px``.
+        ``stain_reference``: an H&E image whose stain the image is normalised to before
+        embedding (Macenko), as ``--stain-reference``."""
         with ingest_progress(progress, sample) as cb:
             args = self._ingest_args(
                 sample, model, overlap, min_tissue, tissue, intensity_range, batch, device, threads, cb, quantization
             )
             um = None if um_per_px is None else float(um_per_px)
-            return self._s.ingest_image(args, um, level=level, **_volume_arg(image))
+            ref = None if stain_reference is None else os.fspath(stain_reference)
+            return self._s.ingest_image(args, um, level=level, stain_reference=ref, **_volume_arg(image))
 
     def ingest_hest(
         self,
