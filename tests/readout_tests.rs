@@ -238,4 +238,87 @@ fn a_readout_fitted_on_one_phantom_predicts_another() {
         ],
     );
     assert!(!cpq.exists());
+
+    // Target spots that lack some of the readout's genes (a smaller panel, as another
+    // platform measures: five of the ten GLD genes dropped): scored on the 55 genes they
+    // measure, and a gene they lack, asked for by name, is refused naming the gene and
+    // the spots. (`anchored-a` is fitted on a; `tumour-a` is now b's.)
+    let ph_b = dir.path().join("b/ph");
+    let small = dir.path().join("b5.parquet");
+    keep_columns(&ph_b.join("spots.parquet"), &small, 5);
+    expect_ok(&[
+        "ingest",
+        "spots",
+        s(&db),
+        "--sample",
+        "b5",
+        "--model",
+        "vortex-tiny-phantom",
+        s(&small),
+    ]);
+    let few: serde_json::Value = serde_json::from_str(&expect_ok(&[
+        "--json",
+        "eval",
+        s(&db),
+        "--sample",
+        "b",
+        "--spots",
+        "b5",
+        "--readout",
+        "tumour-a",
+        "--out",
+        s(&dir.path().join("b5")),
+    ]))
+    .unwrap();
+    assert_eq!(few["report"]["genes"], 55);
+    assert!(
+        few["report"]["per_gene"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["gene"] != "GLD10")
+    );
+    let o = dir.path().join("b5-gld10");
+    expect_user_error(
+        &[
+            "eval",
+            s(&db),
+            "--sample",
+            "b",
+            "--spots",
+            "b5",
+            "--readout",
+            "anchored-a",
+            "--genes",
+            "GLD10",
+            "--out",
+            s(&o),
+        ],
+        &["GLD10", "not measured in the spots of 'b5'"],
+    );
+    assert!(!o.exists());
+}
+
+/// Copy a wide spots Parquet table keeping its non-gene columns and its first `genes`
+/// gene columns (`GLD..`).
+fn keep_columns(src: &std::path::Path, dst: &std::path::Path, genes: usize) {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(src).unwrap();
+    let batch = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let schema = batch.schema();
+    let mut seen = 0;
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| {
+            let gene = schema.field(i).name().starts_with("GLD");
+            seen += usize::from(gene);
+            !gene || seen <= genes
+        })
+        .collect();
+    common::write_batch(dst, &batch.project(&keep).unwrap());
 }

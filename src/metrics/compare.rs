@@ -51,6 +51,31 @@ pub fn compare(
             .cloned()
             .collect()
     } else {
+        // A gene the spots' file lacks is in their panel (its column filled at ingest)
+        // but was never measured: scoring it would score zeros.
+        let lacking: Vec<&String> = genes
+            .iter()
+            .filter(|g| {
+                set.predicted_missing
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(g))
+            })
+            .collect();
+        if !lacking.is_empty() {
+            return Err(Error::arg(
+                "genes",
+                format!(
+                    "{} not measured in the spots of '{spots}' (absent from the file they \
+                     were ingested from); leave them out, or omit --genes to score every \
+                     predicted gene the spots measure",
+                    lacking
+                        .iter()
+                        .map(|g| g.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         genes.to_vec()
     };
     let pcols = gene_columns(
