@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Real-data evaluation on ../shared/data/her2st (patient C), one command:
 #   bash scripts/her2st-eval.sh [WORK_DIR]          (default: eval-work)
-# Environment: HER2ST (data), HOLDOUTS, VARIANTS, TRAIN_WORK, REPORT, TRAIN_OPTS (extra
-# options of `vortex_train her2st`, e.g. "--image-size 112 --vit-patch 16"), UM_PER_PX
+# Environment: HER2ST (data), HOLDOUTS, VARIANTS, TRAIN_WORK, REPORT, TRAIN_OPTS (options
+# of `vortex_train her2st`; default: the model of record, 112-px patches of 16-px ViT
+# tokens, SimCLR pretraining for 40 epochs on every tissue tile, colour/stain
+# augmentation; TRAIN_OPTS="" trains the small 32-px model of 2026-11-26), UM_PER_PX
 # (pixel size of the registered sections, default: the trained model's, 112 um / image size),
 # REGISTRATION (a transforms file of `vortexdb register sections` on the section JPEGs:
 # training and the store then place the sections by it instead of the study's alignment;
@@ -16,6 +18,8 @@
 #    ridge readout fitted on the other sections' spots, the BLEEP-style kNN baseline), the HEST-style probe on the stored embeddings at the
 #    spots (spots export --image + python -m vortex_train probe --spots), molecular
 #    queries (ERBB2+GRB7, immune), domains k=4,5;
+#    then scripts/her2st-transfer.sh: the readout fitted once and stored, applied to the
+#    held-out section ingested as a sample of its own without spots;
 # 4. writes docs/EVALUATION.md's tables and docs/eval/*.png (python -m vortex_train her2st-report).
 # Runtime on the 2-core development machine: see docs/EVALUATION.md.
 set -euo pipefail
@@ -26,7 +30,7 @@ HOLDOUTS=${HOLDOUTS:-C3 C4 C5}
 VARIANTS=${VARIANTS:-2_5d 2d}
 TRAIN_WORK=${TRAIN_WORK:-training/work}   # checkpoints: TRAIN_WORK/her2st-<S>
 REPORT=${REPORT:-docs/eval}               # results.md/json and figures
-TRAIN_OPTS=${TRAIN_OPTS:-}
+TRAIN_OPTS=${TRAIN_OPTS-"--image-size 112 --vit-patch 16 --pretrain-epochs 40 --pretrain-tiles 1500 --augment 1"}
 if [ -n "${REGISTRATION:-}" ]; then
   VORTEX_HER2ST_TRANSFORMS=$(realpath "$REGISTRATION")
   export VORTEX_HER2ST_TRANSFORMS
@@ -96,6 +100,7 @@ for H in $HOLDOUTS; do
     echo "$H $VAR: done ($(( $(date +%s) - t0 )) s)"
   done
 done
+HOLDOUTS="$HOLDOUTS" VARIANTS="$VARIANTS" bash scripts/her2st-transfer.sh "$W" > "$W/transfer.log"
 # shellcheck disable=SC2086
 $PY -m vortex_train her2st-report --work "$W" --holdouts $HOLDOUTS --out "$REPORT" \
   --seconds $(( $(date +%s) - t0 ))

@@ -21,6 +21,7 @@ ORT_DYLIB_PATH=$(ls "$PWD"/.ort/lib/libonnxruntime.so* | head -1)
 export ORT_DYLIB_PATH
 V=$PWD/target/release/vortexdb
 PY=".venv/bin/python"
+MARKERS=RRM2,FGFR4,BAG1,PHGDH,MLPH,MYC,CDH1,ERBB3,ESR1,KMT2C,MAP2K4,MDM2,PTEN,ARID1A,ERBB2,FGFR1,GATA3,KMT2D,MAP3K1,TP53
 SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
 pcc() { $PY -c "import json,sys; print(json.load(sys.stdin)['report']['pcc_all'])"; }
 rows=()
@@ -50,10 +51,10 @@ pq.write_table(t, '$W/volume/spots_${H}_in_$T.parquet')"
     $V ingest spots "$S" --sample "$H-in-$T" "$W/volume/spots_${H}_in_$T.parquet" > /dev/null
     E="$W/out/$H-$VAR/transfer"
     mkdir -p "$E"
-    r=$($V --json eval "$S" --sample "$T" --spots "$H-in-$T" --readout transfer --out "$E/readout" | pcc)
-    h=$($V --json eval "$S" --sample "$T" --spots "$H-in-$T" --out "$E/head" | pcc)
-    k=$($V --json eval "$S" --sample "$T" --spots "$H-in-$T" --knn 50 --reference "$REF" --out "$E/knn" | pcc)
-    w=$($V --json eval "$S" --sample her2st --spots "$H" --ridge --reference "$REF" --out "$E/within" | pcc)
+    r=$($V --json eval "$S" --sample "$T" --spots "$H-in-$T" --markers "$MARKERS" --readout transfer --out "$E/readout" | pcc)
+    h=$($V --json eval "$S" --sample "$T" --spots "$H-in-$T" --markers "$MARKERS" --out "$E/head" | pcc)
+    k=$($V --json eval "$S" --sample "$T" --spots "$H-in-$T" --markers "$MARKERS" --knn 50 --reference "$REF" --out "$E/knn" | pcc)
+    w=$($V --json eval "$S" --sample her2st --spots "$H" --markers "$MARKERS" --ridge --reference "$REF" --out "$E/within" | pcc)
     rows+=("{\"holdout\": \"$H\", \"model\": \"$VAR\", \"sample\": \"$T\", \"stored_readout\": $r, \"predictor\": $h, \"knn\": $k, \"within_sample_ridge\": $w}")
     echo "$H $VAR ($T): stored readout $r, predictor $h, kNN $k; within-sample ridge $w"
   done

@@ -26,8 +26,12 @@ METHODS = [
     ("2d", "knn", "BLEEP-style kNN, 2D embeddings"),
     ("2_5d", "ridge", "ridge readout, 2.5D store features"),
     ("2d", "ridge", "ridge readout, 2D store features"),
+    # scripts/her2st-transfer.sh: the readout fitted once on the other sections' spots,
+    # stored, applied to the held-out section ingested as a sample of its own, no spots.
+    ("2_5d", "transfer/readout", "stored readout, 2.5D, held-out section as its own sample"),
+    ("2d", "transfer/readout", "stored readout, 2D, held-out section as its own sample"),
 ]
-SHORT = {"model": "", "knn": "kNN ", "ridge": "ridge "}
+SHORT = {"model": "", "knn": "kNN ", "ridge": "ridge ", "transfer/readout": "stored "}
 
 
 def auc(score: np.ndarray, label: np.ndarray) -> float:
