@@ -79,4 +79,5 @@ for H in $HOLDOUTS; do
   done
 done
 (IFS=,; echo "[${rows[*]}]") | $PY -m json.tool > "$W/stain.json"
+$PY scripts/stain_summary.py "$W/stain.json"
 echo "$W/stain.json"
