@@ -38,8 +38,10 @@ fi
 (cd training && ../.venv/bin/python -m pytest -q -rs)
 # The Python package: built by maturin from bindings/python into .venv-py, then its
 # tests (the same answers as the CLI, AnnData, errors, threads, Ctrl-C).
+bash scripts/setup-browser.sh
 bash scripts/setup-python-package.sh
 .venv-py/bin/python -m mypy --ignore-missing-imports bindings/python/python/vortexdb
-.venv-py/bin/python -m pytest -q -rs bindings/python/tests
+# The viewer's tests drive Debian's headless chromium (installed above): required here.
+VORTEX_REQUIRE_BROWSER=1 .venv-py/bin/python -m pytest -q -rs bindings/python/tests
 # The README's tutorial, as a newcomer runs it: its console and Python blocks in order.
 python3 scripts/readme-check.py

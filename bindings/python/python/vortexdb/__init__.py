@@ -2,7 +2,8 @@
 
 Open a store, ingest 3D volumes, serial sections, H&E images and spot expression
 (NumPy arrays, AnnData objects or files), query genes to 3D heatmaps, predict
-expression and find spatial domains::
+expression and find spatial domains, and look at it all in the browser
+(``vortexdb.view(store)``, ``python -m vortexdb view STORE``)::
 
     import vortexdb
     with vortexdb.create("store") as db:
@@ -33,6 +34,7 @@ from ._store import (
     register_sections,
     repair,
 )
+from ._viewer import Viewer, view
 from .errors import BadFile, BadInput, Error, Interrupted, StoreLocked, UnknownGenes, UnknownSample
 
 __version__ = "0.1.0"
@@ -62,4 +64,6 @@ __all__ = [
     "loaded_runtime_library",
     "open",
     "phantom",
+    "view",
+    "Viewer",
 ]

@@ -1,0 +1,35 @@
+"""``python -m vortexdb view STORE [--port N] [--sample S]``: serve the interactive
+viewer on 127.0.0.1, print its URL and run until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: ``view`` is the one command."""
+    ap = argparse.ArgumentParser(prog="python -m vortexdb", description="vortexdb from Python")
+    sub = ap.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("view", help="open a store in the interactive browser viewer (127.0.0.1 only)")
+    v.add_argument("store", help="the store directory")
+    v.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    v.add_argument("--sample", default=None, help="sample shown first (default: the first)")
+    args = ap.parse_args(argv)
+    from . import view
+
+    viewer = view(args.store, sample=args.sample, port=args.port)
+    print(f"vortexdb viewer: {viewer.url}", flush=True)
+    print("(serving on 127.0.0.1 only; Ctrl-C stops it)", file=sys.stderr, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
