@@ -221,6 +221,9 @@ def test_typing_a_gene_draws_a_heatmap_brighter_over_tumour(viewer, browser, arc
     time.sleep(1.0)  # let the remaining chunks arrive
     px = pixels(drv)
     Image.fromarray(px.astype(np.uint8)).save(archive["dir"] / "viewer_tum01.png")
+    if os.environ.get("VORTEX_VIEWER_SCREENSHOT"):  # README's picture: the page as drawn
+        drv.switch_to.default_content()
+        drv.save_screenshot(os.environ["VORTEX_VIEWER_SCREENSHOT"])
     # The heatmap alone (the phantom's tumour is also bright in the image itself).
     with viewer.ng.txn() as s:
         s.layers["image"].visible = False
