@@ -100,7 +100,7 @@ for H in $HOLDOUTS; do
     echo "$H $VAR: done ($(( $(date +%s) - t0 )) s)"
   done
 done
-HOLDOUTS="$HOLDOUTS" VARIANTS="$VARIANTS" bash scripts/her2st-transfer.sh "$W" > "$W/transfer.log"
+HOLDOUTS="$HOLDOUTS" VARIANTS="$VARIANTS" bash scripts/her2st-transfer.sh "$W" > "$W/transfer.log" 2>&1
 # shellcheck disable=SC2086
 $PY -m vortex_train her2st-report --work "$W" --holdouts $HOLDOUTS --out "$REPORT" \
   --seconds $(( $(date +%s) - t0 ))
