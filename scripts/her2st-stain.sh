@@ -6,12 +6,12 @@
 # transfer script (H alone for 2D, H between its neighbours for 2.5D) is ingested again
 # from perturbed copies of its section images, each perturbation drawn once per slide
 # (a whole slide differs, as between labs or scanners; scripts/stain_perturb.py):
-#   hed10 / hed20 / hed30  HED stain jitter after Tellez et al. 2018: each of
+#   hed10 / hed20 / hed30  HED stain jitter after Tellez et al. (2018, 2019): each of
 #                          haematoxylin, eosin and DAB (optical density) scaled by 1 +- s
 #                          and shifted by +- s/10 on tissue, s = 0.1 / 0.2 / 0.3 (light,
 #                          moderate, strong: stain amounts +-10-30%, the spread between
 #                          labs' H&E protocols);
-#   blur1                  Gaussian blur, sigma 1 px (3.5 um at the models' pixel size:
+#   blur1                  Gaussian blur, sigma 1 px (1 um at the models of record's pixel size:
 #                          a section slightly out of focus);
 #   jpeg50                 JPEG at quality 50 (an aggressively compressed archive).
 # Each perturbed sample is ingested twice: as read, and stain-normalised at ingest to a
@@ -24,8 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-eval-work}
 HOLDOUTS=${HOLDOUTS:-C3 C4 C5}
-VARIANTS=${VARIANTS:-2d 2_5d}
-PERTURBATIONS=${PERTURBATIONS:-none hed10 hed20 hed30 blur1 jpeg50}
+VARIANTS=${VARIANTS:-2d}                  # 2_5d: three-section stacks, 3x the time
+PERTURBATIONS=${PERTURBATIONS:-none hed10 hed20 hed30 blur1}   # also: jpeg50, blurN, hedNN
 [ -f "$W/transfer.json" ] || { echo "error: $W: run bash scripts/her2st-transfer.sh $W first" >&2; exit 1; }
 ORT_DYLIB_PATH=$(ls "$PWD"/.ort/lib/libonnxruntime.so* | head -1)
 export ORT_DYLIB_PATH
