@@ -81,7 +81,7 @@ pub struct IngestOptions {
     /// creates the collection (an existing collection keeps its own).
     pub quantization: Option<Quantization>,
     /// Stain-normalise every section (slice) of an RGB H&E source to the stain of this
-    /// reference image before it is embedded ([`crate::stain`]); `None`: as read.
+    /// reference image before it is embedded ([`crate::StainNormalized`]); `None`: as read.
     pub stain_reference: Option<std::path::PathBuf>,
 }
 
