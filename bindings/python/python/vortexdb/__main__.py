@@ -4,6 +4,7 @@ viewer on 127.0.0.1, print its URL and run until Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 
@@ -27,9 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        viewer.stop()
+        # Stopping must not hang the command: neuroglancer's server thread is given 10 s.
+        t = threading.Thread(target=viewer.stop, daemon=True)
+        t.start()
+        t.join(10)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without waiting for the server's non-daemon threads (the store is closed and
+    # its lock is the process's).
+    os._exit(code)
