@@ -27,26 +27,16 @@ HOLDOUTS=${HOLDOUTS:-C3 C4 C5}
 VARIANTS=${VARIANTS:-2d}                  # 2_5d: three-section stacks, 3x the time
 PERTURBATIONS=${PERTURBATIONS:-none hed10 hed20 hed30 blur1}   # also: jpeg50, blurN, hedNN
 [ -f "$W/transfer.json" ] || { echo "error: $W: run bash scripts/her2st-transfer.sh $W first" >&2; exit 1; }
-ORT_DYLIB_PATH=$(ls "$PWD"/.ort/lib/libonnxruntime.so* | head -1)
-export ORT_DYLIB_PATH
-V=$PWD/target/release/vortexdb
-PY=".venv/bin/python"
-SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
+# shellcheck source=scripts/her2st-separate.sh
+. scripts/her2st-separate.sh
 STAIN_REF=${STAIN_REF:-$W/volume/sections/$(echo $SECTIONS | cut -d' ' -f1).png}
-pcc() { $PY -c "import json,sys; print(json.load(sys.stdin)['report']['pcc_all'])"; }
 rows=()
 for H in $HOLDOUTS; do
-  REF=$(for s in $SECTIONS; do [ "$s" != "$H" ] && printf '%s,' "$s"; done | sed 's/,$//')
+  REF=$(reference_of "$H")
   for VAR in $VARIANTS; do
     S="$W/stores/$H-$VAR"
-    UM=$($PY -c "import json; print(json.load(open('$W/models/$H/$VAR/manifest.json'))['patch']['um_per_px'])")
-    if [ "$VAR" = 2d ]; then
-      T="$H-alone"; STACK=("$H")
-    else
-      T="$H-stack"
-      # shellcheck disable=SC2207
-      STACK=($($PY -c "s='$SECTIONS'.split(); i=s.index('$H'); print(' '.join(s[max(i-1,0):i+2]))"))
-    fi
+    UM=$(model_um "$H" "$VAR")
+    separate_sample "$H" "$VAR"
     $V readout fit "$S" --name transfer-raw --sample her2st --reference "$REF" --no-per-sample --replace > /dev/null
     for P in $PERTURBATIONS; do
       D="$W/volume/sections"

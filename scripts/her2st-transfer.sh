@@ -17,27 +17,17 @@ W=${1:-eval-work}
 HOLDOUTS=${HOLDOUTS:-C3 C4 C5}
 VARIANTS=${VARIANTS:-2d 2_5d}
 [ -f "$W/volume/volume.json" ] || { echo "error: $W: run bash scripts/her2st-eval.sh $W first" >&2; exit 1; }
-ORT_DYLIB_PATH=$(ls "$PWD"/.ort/lib/libonnxruntime.so* | head -1)
-export ORT_DYLIB_PATH
-V=$PWD/target/release/vortexdb
-PY=".venv/bin/python"
+# shellcheck source=scripts/her2st-separate.sh
+. scripts/her2st-separate.sh
 MARKERS=RRM2,FGFR4,BAG1,PHGDH,MLPH,MYC,CDH1,ERBB3,ESR1,KMT2C,MAP2K4,MDM2,PTEN,ARID1A,ERBB2,FGFR1,GATA3,KMT2D,MAP3K1,TP53
-SECTIONS=$($PY -c "import json; print(' '.join(json.load(open('$W/volume/volume.json'))['stack']))")
-pcc() { $PY -c "import json,sys; print(json.load(sys.stdin)['report']['pcc_all'])"; }
 rows=()
 for H in $HOLDOUTS; do
-  REF=$(for s in $SECTIONS; do [ "$s" != "$H" ] && printf '%s,' "$s"; done | sed 's/,$//')
+  REF=$(reference_of "$H")
   for VAR in $VARIANTS; do
     S="$W/stores/$H-$VAR"
-    UM=$($PY -c "import json; print(json.load(open('$W/models/$H/$VAR/manifest.json'))['patch']['um_per_px'])")
+    UM=$(model_um "$H" "$VAR")
     $V readout fit "$S" --name transfer --sample her2st --reference "$REF" --replace > /dev/null
-    if [ "$VAR" = 2d ]; then
-      T="$H-alone"; STACK=("$H")
-    else
-      T="$H-stack"
-      # shellcheck disable=SC2207
-      STACK=($($PY -c "s='$SECTIONS'.split(); i=s.index('$H'); print(' '.join(s[max(i-1,0):i+2]))"))
-    fi
+    separate_sample "$H" "$VAR"
     Z=0
     for i in "${!STACK[@]}"; do if [ "${STACK[$i]}" = "$H" ]; then Z=$i; fi; done
     $V ingest sections "$S" --sample "$T" --spacing-um 32 --um-per-px "$UM" --overlap 0.67 \
