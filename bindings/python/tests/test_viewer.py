@@ -328,6 +328,71 @@ def test_an_unknown_gene_is_shown_in_the_page_with_suggestions(viewer, browser):
     assert "TUM0x" in msg and "TUM01" in msg and "error" in drv.find_element(By.ID, "msg").get_attribute("class")
 
 
+def test_a_predicted_gene_channel_is_brighter_over_tumour(viewer, browser, archive):
+    """The predicted-expression control: TUM01 from the model's predictor head, drawn
+    as the ``predicted`` layer (one value per patch), brighter over tumour."""
+    drv = browser
+    page_ready(drv, 3)
+    if viewer.current != "ph7":
+        viewer.open_sample("ph7")
+    wait(lambda: drv.find_elements(By.CSS_SELECTOR, "#method option"), what="the method list")
+    assert [o.get_attribute("value") for o in drv.find_elements(By.CSS_SELECTOR, "#method option")] == ["predictor"]
+    z = int(viewer.ng.state.position[0])
+    lab = archive["labels"]["ph7"][z]
+    rect = panel_rect(drv)
+    pts = {c: [to_screen(viewer, rect, y, x) for y, x in compartment_points(lab, c)] for c in range(5)}
+    # Only the predicted layer: the image and the heatmap hidden.
+    with viewer.ng.txn() as s:
+        for m in s.layers:
+            m.visible = m.name in ("predicted",)
+    before = pixels(drv)
+    box = drv.find_element(By.ID, "pgene")
+    box.clear()
+    box.send_keys("TUM01")
+    drv.find_element(By.ID, "predict-go").click()
+    wait(lambda: "predicted TUM01" in drv.find_element(By.ID, "msg").text, timeout=60, what="the prediction")
+    layer = next(m for m in viewer.ng.state.layers if m.name == "predicted")
+    assert layer.type == "image" and viewer.predicted == ("TUM01", "predictor")
+    with viewer.ng.txn() as s:
+        for m in s.layers:
+            m.visible = m.name == "predicted"
+    px = settled(drv, before, timeout=30)
+    with viewer.ng.txn() as s:
+        for m in s.layers:
+            m.visible = m.name not in ("patches",)
+    means = {c: brightness(px, p) for c, p in pts.items() if p}
+    print(f"\npredicted TUM01 brightness (R+G+B) per compartment {means}")
+    assert all(means[TUMOUR] > m + 60 for c, m in means.items() if c != TUMOUR), means
+
+
+def test_the_spots_are_coloured_by_the_gene_chosen(viewer, browser, archive):
+    drv = browser
+    page_ready(drv, 3)
+    if viewer.current != "ph7":
+        viewer.open_sample("ph7")
+    with vortexdb.open(archive["store"], read_only=True) as db:
+        spots = db.spots("ph7")
+    kept = np.asarray(spots.obs["kept"], bool)
+    for gene in ("STR01", "TUM01"):
+        box = drv.find_element(By.ID, "sgene")
+        box.clear()
+        box.send_keys(gene)
+        drv.find_element(By.ID, "spots-go").click()
+        wait(lambda g=gene: f"coloured by {g}" in drv.find_element(By.ID, "msg").text, what=f"spots by {gene}")
+        layer = next(m for m in viewer.ng.state.layers if m.name == "spots")
+        shown = np.array([float(a.props[0]) for a in layer.annotations])
+        col = np.nan_to_num(np.asarray(spots[:, gene].X, np.float32).ravel())[kept]
+        assert len(shown) == kept.sum() and np.allclose(shown, col / col.max(), atol=1e-5), gene
+    assert viewer.spot_gene == "TUM01"
+    # A gene the spots do not measure: a message with suggestions, the colours kept.
+    box = drv.find_element(By.ID, "sgene")
+    box.clear()
+    box.send_keys("TUM1")
+    drv.find_element(By.ID, "spots-go").click()
+    msg = wait(lambda: (lambda t: t if "[400]" in t else None)(drv.find_element(By.ID, "msg").text), what="message")
+    assert "TUM1" in msg and "Suggestions" in msg and viewer.spot_gene == "TUM01"
+
+
 def test_the_page_loads_with_no_request_leaving_localhost(viewer, browser):
     """Runs last: quits the browser so the NetLog is complete."""
     drv = browser
@@ -407,6 +472,22 @@ def test_bad_values_are_400s_and_the_server_keeps_serving(viewer):
         assert status == 400 and body["error"], (path, body)
     status, body = fetch(viewer, "/vortex/api/info")
     assert status == 200 and [s["id"] for s in body["samples"]] == ["ph11", "ph13", "ph7"]
+
+
+def test_prediction_and_spot_requests_refuse_bad_input(viewer):
+    cases = [
+        ("/vortex/api/predict?gene=TUM0x&sample=ph7", 400, "TUM0x"),
+        ("/vortex/api/predict?gene=TUM01&method=nope&sample=ph7", 400, "nope"),
+        ("/vortex/api/predict?gene=TUM01,TUM02", 400, "one gene"),
+        ("/vortex/api/predict?gene=TUM01&sample=nope", 404, "nope"),
+        ("/vortex/api/spots?gene=XYZ9&sample=ph7", 400, "XYZ9"),
+        ("/vortex/api/spots?sample=ph7", 400, "gene"),
+    ]
+    for path, code, word in cases:
+        status, body = fetch(viewer, path)
+        assert status == code and word in body["error"], (path, status, body)
+    status, body = fetch(viewer, "/vortex/api/predict?gene=TUM0x&sample=ph7")
+    assert "TUM01" in body["suggestions"]["TUM0x"]
 
 
 def test_the_server_listens_on_localhost_only(viewer):

@@ -29,11 +29,15 @@ from ._store import open as open_store
 
 NEUROGLANCER_VERSION = "2.41.2"
 # Bottom to top: later layers draw over earlier ones.
-LAYER_ORDER = ["image", "heatmap", "domains", "spots", "patches", "retrieved"]
+LAYER_ORDER = ["image", "heatmap", "predicted", "domains", "spots", "patches", "retrieved"]
 # Heatmaps and domain volumes shown are downsampled to stay under this many voxels.
 VOXEL_BUDGET = 16 << 20
 # Entries per cache (queries, heatmap layers, domains).
 CACHE = 8
+# Prediction tables kept (one per (sample, method): patches x genes, the largest).
+PREDICTION_CACHE = 2
+# The prediction method of the model's own predictor head (the others are readouts).
+PREDICTOR = "predictor"
 
 _active: Viewer | None = None
 _active_lock = threading.Lock()
@@ -79,12 +83,17 @@ class Viewer:
         self._queries: OrderedDict[tuple[tuple[str, ...], str], Any] = OrderedDict()
         self._heat: OrderedDict[tuple[tuple[str, ...], str], Any] = OrderedDict()
         self._domains: OrderedDict[tuple[str, int], tuple[np.ndarray, list]] = OrderedDict()
+        self._predictions: OrderedDict[tuple[str, str], tuple[np.ndarray, list[str], np.ndarray]] = OrderedDict()
         self._origins: dict[str, np.ndarray] = {}
         self._origin_notes: dict[str, str] = {}
         self._spots: dict[str, Any] = {}
         self._retrieval: dict = {"version": 0, "hits": []}
         self.genes: tuple[str, ...] | None = None
         self.k: int | None = None
+        # The predicted channel shown (gene, method) and the gene colouring the spots
+        # (None: the first queried gene).
+        self.predicted: tuple[str, str] | None = None
+        self.spot_gene: str | None = None
         self.notes: list[str] = []
         info = db.info()
         manifests = {m["name"]: m.get("manifest", {}) for m in db.models()}
@@ -95,6 +104,7 @@ class Viewer:
             vd.attach_image(g, db.path, (images or {}).get(g.id))
             self.samples[g.id] = g
         self._spot_samples = {s["sample"] for s in info.get("spot_sets", [])}
+        self._readouts = {r["name"]: r for r in db.readouts()}
         running = ng.server.is_server_running()
         ng.set_server_bind_address("127.0.0.1", bind_port=int(port))
         self.ng = ng.Viewer()
@@ -164,6 +174,10 @@ class Viewer:
             "current": self.current,
             "genes": list(self.genes or []),
             "k": self.k,
+            "predicted": list(self.predicted) if self.predicted else None,
+            "spot_gene": self._spot_gene(),
+            "methods": self.prediction_methods(cur) if cur is not None else [PREDICTOR],
+            "spots": cur is not None and cur.id in self._spot_samples,
             "neuroglancer": urlparse(self.neuroglancer_url).path,
             "notes": self.notes + ([cur.image_note] if cur is not None and cur.image_note else []),
         }
@@ -190,7 +204,7 @@ class Viewer:
             layers["patches"] = grid
             spots = self._spot_data(g.id)
             if spots is not None:
-                layers["spots"] = vd.spots_layer(g, spots, self.genes[0] if self.genes else None)
+                layers["spots"] = vd.spots_layer(g, spots, self._spot_gene())
             notes = [n for n in (note, self._origin_notes.get(g.id)) if n]
             # The current query and domains follow the sample where the library can
             # give them (a 2D image has no domains, a sample may lack spots, ...).
@@ -204,6 +218,11 @@ class Viewer:
                     layers["domains"] = self._domains_layer(self.k, g)
                 except errors.Error as e:
                     notes.append(f"no domains here: {e}")
+            if self.predicted:
+                try:
+                    layers["predicted"] = self._predicted_layer(g, *self.predicted)
+                except errors.Error as e:
+                    notes.append(f"no predicted {self.predicted[0]} here: {e}")
             hits = self._retrieval.get("hits", []) if self._retrieval.get("sample") == g.id else []
             layers["retrieved"] = vd.retrieved_layer(g, None, hits)
             ng = self.ng
@@ -275,7 +294,7 @@ class Viewer:
             self.genes = genes
             layers = {"heatmap": layer}
             spots = self._spot_data(g.id)
-            if spots is not None:
+            if spots is not None and self.spot_gene is None:
                 layers["spots"] = vd.spots_layer(g, spots, genes[0])
             self._set_layers(layers)
         triage = [dict(r) for r in q.summary["triage"]]
@@ -327,6 +346,93 @@ class Viewer:
             self._set_layers({"domains": layer})
         _, summary = self._domain_result(k, g)
         return {"sample": g.id, "k": k, "labels": list(range(1, k + 1)), "domains": summary}
+
+    # -- predicted channels and spot colours ----------------------------------------------
+    def prediction_methods(self, g: vd.SampleGeometry) -> list[str]:
+        """How the sample's expression can be predicted here: the model's predictor head
+        and every stored readout of its model (``Store.fit_readout``)."""
+        return [PREDICTOR] + [n for n, r in self._readouts.items() if r.get("model") == g.model]
+
+    def _prediction(self, g: vd.SampleGeometry, method: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(origins, genes, patches x genes) of ``predict(sample)`` or of a readout."""
+        key = (g.id, method)
+        with self._lock:
+            hit = _cached(self._predictions, key)
+        if hit is None:
+            p = self.db.predict(g.id) if method == PREDICTOR else self.db.predict(g.id, readout=method)
+            obs = p.obs
+            hit = (obs[["z", "y", "x"]].to_numpy(np.int64), [str(v) for v in p.var_names], np.asarray(p.X))
+            with self._lock:
+                _keep(self._predictions, key, hit, PREDICTION_CACHE)
+        return hit
+
+    def _predicted_layer(self, g: vd.SampleGeometry, gene: str, method: str) -> Any:
+        origins, genes, x = self._prediction(g, method)
+        if gene not in genes:
+            raise _unknown_genes([gene], genes, f"'{gene}' is not among the genes {method} predicts for '{g.id}'")
+        unit, span = vd.patch_cells(origins, g.patch)
+        vol, f = vd.paint_cells(g.grid_shape, unit, span, x[:, genes.index(gene)], VOXEL_BUDGET)
+        return vd.predicted_layer(g, vol, unit * f)
+
+    def show_prediction(self, gene: str, method: str | None = None, sample: str | None = None) -> dict:
+        """Show ``gene``'s predicted expression on ``sample`` (default: the current one)
+        as the ``predicted`` layer: the predictor head (``method`` None or
+        ``"predictor"``) or a stored readout by name; one value per patch over the voxels
+        nearest its centre. Returns the genes the method predicts and the gene's range."""
+        g = self._sample(sample)
+        method = method or PREDICTOR
+        methods = self.prediction_methods(g)
+        if method not in methods:
+            raise errors.InvalidArgument(
+                f"no prediction method '{method}' for sample '{g.id}' (methods: {', '.join(methods)})"
+            )
+        t0 = time.perf_counter()
+        layer = self._predicted_layer(g, gene, method)
+        _, genes, x = self._prediction(g, method)
+        col = x[:, genes.index(gene)]
+        with self._lock:
+            if g.id != self.current:
+                self.open_sample(g.id)
+            self.predicted = (gene, method)
+            self._set_layers({"predicted": layer})
+        return {
+            "sample": g.id,
+            "gene": gene,
+            "method": method,
+            "patches": int(len(col)),
+            "min": float(np.min(col)) if len(col) else None,
+            "max": float(np.max(col)) if len(col) else None,
+            "genes": genes,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
+        }
+
+    def _spot_gene(self) -> str | None:
+        return self.spot_gene or (self.genes[0] if self.genes else None)
+
+    def show_spots(self, gene: str, sample: str | None = None) -> dict:
+        """Colour the measured spots of ``sample`` (default: the current one) by
+        ``gene``'s expression (blue = none, yellow = the sample's maximum); it stays the
+        spots' gene for every sample until changed."""
+        g = self._sample(sample)
+        spots = self._spot_data(g.id)
+        if spots is None:
+            raise errors.NothingSelected(f"sample '{g.id}' has no spots")
+        measured = [str(v) for v in spots.var_names]
+        if gene not in measured:
+            raise _unknown_genes([gene], measured, f"'{gene}' is not measured in the spots of '{g.id}'")
+        with self._lock:
+            if g.id != self.current:
+                self.open_sample(g.id)
+            self.spot_gene = gene
+            self._set_layers({"spots": vd.spots_layer(g, spots, gene)})
+        kept = np.asarray(spots.obs["kept"], bool)
+        col = np.nan_to_num(np.asarray(spots[:, gene].X, np.float32).ravel())
+        return {
+            "sample": g.id,
+            "gene": gene,
+            "spots": int(kept.sum()),
+            "max": float(col[kept].max()) if kept.any() else None,
+        }
 
     def retrieve(self, sample: str, at: list[int] | tuple[int, int, int], top: int = 10) -> dict:
         """Morphology retrieval from the stored patch of ``sample`` nearest the model
@@ -436,12 +542,27 @@ def _cached(cache: OrderedDict, key: Any) -> Any:
     return v
 
 
-def _keep(cache: OrderedDict, key: Any, value: Any) -> None:
-    """Cache ``value``, dropping the least recently used entries beyond CACHE."""
+def _keep(cache: OrderedDict, key: Any, value: Any, limit: int = CACHE) -> None:
+    """Cache ``value``, dropping the least recently used entries beyond ``limit``."""
     cache[key] = value
     cache.move_to_end(key)
-    while len(cache) > CACHE:
+    while len(cache) > limit:
         cache.popitem(last=False)
+
+
+def _unknown_genes(genes: list[str], known: list[str], message: str) -> errors.UnknownGenes:
+    """``UnknownGenes`` with the closest known names as ``suggestions`` (as the
+    library's own gene errors carry)."""
+    import difflib
+
+    def close(g: str) -> list[str]:
+        scored = [(difflib.SequenceMatcher(None, g.upper(), k.upper()).ratio(), k) for k in known]
+        return [k for r, k in sorted(scored, key=lambda t: (-t[0], t[1])) if r >= 0.5][:5]
+
+    sugg = {g: close(g) for g in genes}
+    e = errors.UnknownGenes(message)
+    e.genes, e.suggestions = genes, sugg  # type: ignore[attr-defined]
+    return e
 
 
 def current() -> Viewer | None:

@@ -374,3 +374,90 @@ def auto_downsample(shape: list[int], budget: int = 64 << 20) -> int:
     while math.prod(-(-n // d) for n in shape) > budget:
         d += 1
     return d
+
+
+# Predicted-channel voxels without a patch (any value is a possible prediction).
+NO_PATCH = -1e30
+
+PREDICTED_SHADER = """#uicontrol invlerp normalized(range=[%(lo).6g, %(hi).6g])
+#uicontrol float opacity slider(min=0, max=1, default=0.8)
+void main() {
+  float raw = getDataValue();
+  if (raw < -1e29) { emitTransparent(); return; }
+  float v = clamp(normalized(), 0.0, 1.0);
+  vec3 c = mix(mix(vec3(0.27, 0.0, 0.33), vec3(0.13, 0.57, 0.55), clamp(2.0 * v, 0.0, 1.0)),
+               vec3(0.99, 0.91, 0.14), clamp(2.0 * v - 1.0, 0.0, 1.0));
+  emitRGBA(vec4(c, opacity));
+}
+"""
+
+
+def patch_cells(origins: np.ndarray, patch: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each patch's own cell for painting one value per patch: the grid's step around
+    the patch centre (the voxels nearer that patch's centre than any neighbour's), on
+    a grid of ``unit`` model voxels. Returns (unit per axis, per patch the first cell
+    and the cells it spans as a (N, 2, 3) array of [start, stop) in units). The step is
+    read from the origins (the gcd of their differences), the patch size where a
+    sample has one position along an axis."""
+    o = np.asarray(origins, np.int64).reshape(-1, 3)
+    unit = np.ones(3, np.int64)
+    span = np.zeros((len(o), 2, 3), np.int64)
+    for a in range(3):
+        vals = np.unique(o[:, a])
+        step = int(np.gcd.reduce(np.diff(vals))) if len(vals) > 1 else int(patch[a])
+        step = max(1, min(step, int(patch[a])))
+        off = max(0, (int(patch[a]) - step) // 2)
+        u = math.gcd(step, off) if off else step
+        unit[a] = u
+        span[:, 0, a] = (o[:, a] + off) // u
+        span[:, 1, a] = (o[:, a] + off + step) // u
+    return unit, span
+
+
+def paint_cells(
+    shape: list[int], unit: np.ndarray, span: np.ndarray, values: np.ndarray, budget: int
+) -> tuple[np.ndarray, int]:
+    """A float32 volume (NaN where no patch is) holding ``values[i]`` over patch i's
+    cell, at ``unit * f`` model voxels per voxel, ``f`` the smallest factor keeping it
+    under ``budget`` voxels (a coarser volume keeps, per voxel, the patch whose cell
+    starts there last). Returns the volume and ``f``."""
+    f = 1
+    while math.prod(-(-int(n) // (int(u) * f)) for n, u in zip(shape, unit, strict=True)) > budget:
+        f += 1
+    dims = [max(1, -(-int(n) // (int(u) * f))) for n, u in zip(shape, unit, strict=True)]
+    out = np.full(dims, np.nan, np.float32)
+    lo = span[:, 0, :] // f
+    hi = np.maximum(-(-span[:, 1, :] // f), lo + 1)
+    ext = hi - lo
+    vals = np.asarray(values, np.float32)
+    # Patches share one cell size, so one broadcast per offset inside the cell paints
+    # them all (a handful of offsets: usually 1 or 8).
+    for dz in range(int(ext[:, 0].max(initial=1))):
+        for dy in range(int(ext[:, 1].max(initial=1))):
+            for dx in range(int(ext[:, 2].max(initial=1))):
+                d = np.array([dz, dy, dx])
+                ok = np.all(d < ext, axis=1)
+                idx = lo[ok] + d
+                keep = np.all(idx < np.asarray(dims), axis=1)
+                idx = idx[keep]
+                out[idx[:, 0], idx[:, 1], idx[:, 2]] = vals[ok][keep]
+    return out, f
+
+
+def predicted_layer(g: SampleGeometry, volume: np.ndarray, voxel_model: np.ndarray) -> Any:
+    """A predicted gene channel as an image layer: one value per patch over its cell
+    (``paint_cells``), a dark-blue-green-yellow colormap over the 2nd-98th percentile
+    of the patches' predictions, transparent where no patch is."""
+    import neuroglancer
+
+    finite = volume[np.isfinite(volume)]
+    finite = finite[:: max(1, finite.size // 1_000_000)]
+    lo, hi = (float(v) for v in np.percentile(finite, [2, 98])) if finite.size else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1e-3
+    data = np.where(np.isfinite(volume), volume, np.float32(NO_PATCH)).astype(np.float32)
+    vol = neuroglancer.LocalVolume(
+        data=data,
+        dimensions=space([float(m) * float(u) for m, u in zip(g.model_um, voxel_model, strict=True)]),
+        volume_type="image",
+    )
+    return neuroglancer.ImageLayer(source=vol, shader=PREDICTED_SHADER % {"lo": lo, "hi": hi})

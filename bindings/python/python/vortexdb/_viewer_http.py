@@ -182,6 +182,30 @@ class DomainsHandler(_Base):
         return self.viewer.show_domains(k, params.get("sample") or None)
 
 
+class PredictHandler(_Base):
+    """``/vortex/api/predict?gene=G[&method=M][&sample=S]``: gene G's predicted
+    expression as the ``predicted`` layer (method ``predictor`` or a stored readout)."""
+
+    allowed = {"gene", "method", "sample"}
+
+    def work(self, params: dict[str, str]) -> dict:
+        gene = _one_gene(_required(params, "gene"))
+        method = params.get("method") or None
+        if method is not None and not _NAME.match(method):
+            raise HTTPFailure(400, f"'{method[:40]}' is not a method name")
+        return self.viewer.show_prediction(gene, method, params.get("sample") or None)
+
+
+class SpotsHandler(_Base):
+    """``/vortex/api/spots?gene=G[&sample=S]``: colour the measured spots by gene G."""
+
+    allowed = {"gene", "sample"}
+
+    def work(self, params: dict[str, str]) -> dict:
+        gene = _one_gene(_required(params, "gene"))
+        return self.viewer.show_spots(gene, params.get("sample") or None)
+
+
 class PatchHandler(_Base):
     """``/vortex/api/patch?sample=S&z=&y=&x=[&top=10]``: morphology retrieval from the
     patch containing the model voxel (z, y, x), as a double-click in the view does."""
@@ -241,6 +265,13 @@ def _required(params: dict[str, str], name: str) -> str:
     return v
 
 
+def _one_gene(text: str) -> str:
+    genes = parse_genes(text)
+    if len(genes) != 1:
+        raise HTTPFailure(400, f"give one gene, got {len(genes)}")
+    return genes[0]
+
+
 def _jsonable(o: Any) -> Any:
     """NumPy scalars and arrays in answers."""
     if hasattr(o, "tolist"):
@@ -258,6 +289,8 @@ def routes(get_viewer: Callable[[], Viewer | None]) -> list:
         (r"/vortex/api/open", OpenHandler, kw),
         (r"/vortex/api/query", QueryHandler, kw),
         (r"/vortex/api/domains", DomainsHandler, kw),
+        (r"/vortex/api/predict", PredictHandler, kw),
+        (r"/vortex/api/spots", SpotsHandler, kw),
         (r"/vortex/api/patch", PatchHandler, kw),
         (r"/vortex/api/retrieval", RetrievalHandler, kw),
         (r"/vortex/static/(.*)", StaticHandler, {"path": str(STATIC)}),

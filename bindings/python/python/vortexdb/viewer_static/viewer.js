@@ -39,6 +39,17 @@ function showInfo(info) {
     sel.appendChild(o);
   }
   if (info.current) sel.value = info.current;
+  const m = $("method");
+  const chosen = m.value || (info.predicted ? info.predicted[1] : "");
+  m.innerHTML = "";
+  for (const name of info.methods || []) {
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    m.appendChild(o);
+  }
+  if (chosen && (info.methods || []).includes(chosen)) m.value = chosen;
+  $("spots-form").hidden = !info.spots;
   $("notes").textContent = (info.notes || []).join(" ");
   if (info.genes && info.genes.length && !$("genes").value) $("genes").value = info.genes.join(",");
   markCurrent();
@@ -105,6 +116,32 @@ async function runDomains(ev) {
   } catch (e) { failure(e); }
 }
 
+async function runPredict(ev) {
+  if (ev) ev.preventDefault();
+  const gene = $("pgene").value.trim();
+  const params = { gene: gene, method: $("method").value };
+  if (state.current) params.sample = state.current;
+  say("predicting " + gene + "\u2026", "busy");
+  try {
+    const r = await api("predict", params);
+    say("predicted " + r.gene + " (" + r.method + ") on " + r.sample + ": " + r.patches + " patches, " +
+        r.min.toFixed(2) + " to " + r.max.toFixed(2) + ", in " + r.elapsed_ms + " ms");
+    document.body.dataset.lastPrediction = r.gene;
+  } catch (e) { failure(e); }
+}
+
+async function runSpots(ev) {
+  if (ev) ev.preventDefault();
+  const gene = $("sgene").value.trim();
+  const params = { gene: gene };
+  if (state.current) params.sample = state.current;
+  try {
+    const r = await api("spots", params);
+    say(r.spots + " spots of " + r.sample + " coloured by " + r.gene + " (yellow = " + (r.max === null ? "-" : r.max.toFixed(2)) + ")");
+    document.body.dataset.spotGene = r.gene;
+  } catch (e) { failure(e); }
+}
+
 function showRetrieval(r) {
   const ol = $("hits");
   ol.innerHTML = "";
@@ -135,6 +172,8 @@ async function pollRetrieval() {
 async function main() {
   $("gene-form").addEventListener("submit", runQuery);
   $("domains-form").addEventListener("submit", runDomains);
+  $("predict-form").addEventListener("submit", runPredict);
+  $("spots-form").addEventListener("submit", runSpots);
   $("sample").addEventListener("change", (e) => openSample(e.target.value));
   try {
     const info = await api("info");
