@@ -482,6 +482,7 @@ def test_prediction_and_spot_requests_refuse_bad_input(viewer):
         ("/vortex/api/predict?gene=TUM01&sample=nope", 404, "nope"),
         ("/vortex/api/spots?gene=XYZ9&sample=ph7", 400, "XYZ9"),
         ("/vortex/api/spots?sample=ph7", 400, "gene"),
+        ("/vortex/api/spots?set=nope&sample=ph7", 404, "nope"),
     ]
     for path, code, word in cases:
         status, body = fetch(viewer, path)

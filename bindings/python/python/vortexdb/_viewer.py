@@ -94,6 +94,9 @@ class Viewer:
         # (None: the first queried gene).
         self.predicted: tuple[str, str] | None = None
         self.spot_gene: str | None = None
+        # The spot set shown over each sample (default: the one named like the sample;
+        # a section stack's sections can carry spot sets of their own names).
+        self.spot_set: dict[str, str | None] = {}
         self.notes: list[str] = []
         info = db.info()
         manifests = {m["name"]: m.get("manifest", {}) for m in db.models()}
@@ -103,7 +106,7 @@ class Viewer:
             g = vd.geometry(rec, manifests)
             vd.attach_image(g, db.path, (images or {}).get(g.id))
             self.samples[g.id] = g
-        self._spot_samples = {s["sample"] for s in info.get("spot_sets", [])}
+        self._spot_samples = [s["sample"] for s in info.get("spot_sets", [])]
         self._readouts = {r["name"]: r for r in db.readouts()}
         running = ng.server.is_server_running()
         ng.set_server_bind_address("127.0.0.1", bind_port=int(port))
@@ -177,7 +180,8 @@ class Viewer:
             "predicted": list(self.predicted) if self.predicted else None,
             "spot_gene": self._spot_gene(),
             "methods": self.prediction_methods(cur) if cur is not None else [PREDICTOR],
-            "spots": cur is not None and cur.id in self._spot_samples,
+            "spot_sets": self._spot_samples,
+            "spot_set": self._spot_set_of(cur.id) if cur is not None else None,
             "neuroglancer": urlparse(self.neuroglancer_url).path,
             "notes": self.notes + ([cur.image_note] if cur is not None and cur.image_note else []),
         }
@@ -202,7 +206,7 @@ class Viewer:
                 layers["image"] = vd.image_layer(g)
             grid, note = vd.grid_layer(g, self._patch_origins(g))
             layers["patches"] = grid
-            spots = self._spot_data(g.id)
+            spots = self._spot_data(self._spot_set_of(g.id))
             if spots is not None:
                 layers["spots"] = vd.spots_layer(g, spots, self._spot_gene())
             notes = [n for n in (note, self._origin_notes.get(g.id)) if n]
@@ -293,7 +297,7 @@ class Viewer:
                 self.open_sample(g.id)
             self.genes = genes
             layers = {"heatmap": layer}
-            spots = self._spot_data(g.id)
+            spots = self._spot_data(self._spot_set_of(g.id))
             if spots is not None and self.spot_gene is None:
                 layers["spots"] = vd.spots_layer(g, spots, genes[0])
             self._set_layers(layers)
@@ -409,30 +413,44 @@ class Viewer:
     def _spot_gene(self) -> str | None:
         return self.spot_gene or (self.genes[0] if self.genes else None)
 
-    def show_spots(self, gene: str, sample: str | None = None) -> dict:
-        """Colour the measured spots of ``sample`` (default: the current one) by
-        ``gene``'s expression (blue = none, yellow = the sample's maximum); it stays the
-        spots' gene for every sample until changed."""
+    def _spot_set_of(self, sample: str) -> str | None:
+        if sample in self.spot_set:
+            return self.spot_set[sample]
+        return sample if sample in self._spot_samples else None
+
+    def show_spots(self, gene: str | None = None, sample: str | None = None, spots: str | None = None) -> dict:
+        """Show the spot set ``spots`` (default: the one shown, or the one named like the
+        sample) over ``sample`` (default: the current one), its positions taken in that
+        sample's frame, and colour the spots by ``gene``'s expression (blue = none,
+        yellow = the set's maximum; default: the gene chosen before, else the first
+        queried). The gene stays the spots' gene for every sample until changed."""
         g = self._sample(sample)
-        spots = self._spot_data(g.id)
-        if spots is None:
-            raise errors.NothingSelected(f"sample '{g.id}' has no spots")
-        measured = [str(v) for v in spots.var_names]
-        if gene not in measured:
-            raise _unknown_genes([gene], measured, f"'{gene}' is not measured in the spots of '{g.id}'")
+        name = spots if spots is not None else self._spot_set_of(g.id)
+        if name is None or name not in self._spot_samples:
+            known = self._spot_samples
+            what = f"no spot set '{name}'" if name is not None else f"no spot set is named '{g.id}'"
+            e = errors.UnknownSample(f"{what} in this store (spot sets: {', '.join(known) or 'none'})")
+            e.sample, e.known = name, known  # type: ignore[attr-defined]
+            raise e
+        table = self._spot_data(name)
+        if table is None:
+            raise errors.NothingSelected(f"the spots of '{name}' cannot be read")
+        gene = gene or self._spot_gene()
+        measured = [str(v) for v in table.var_names]
+        if gene is not None and gene not in measured:
+            raise _unknown_genes([gene], measured, f"'{gene}' is not measured in the spots of '{name}'")
         with self._lock:
             if g.id != self.current:
                 self.open_sample(g.id)
-            self.spot_gene = gene
-            self._set_layers({"spots": vd.spots_layer(g, spots, gene)})
-        kept = np.asarray(spots.obs["kept"], bool)
-        col = np.nan_to_num(np.asarray(spots[:, gene].X, np.float32).ravel())
-        return {
-            "sample": g.id,
-            "gene": gene,
-            "spots": int(kept.sum()),
-            "max": float(col[kept].max()) if kept.any() else None,
-        }
+            self.spot_set[g.id] = name
+            if gene is not None:
+                self.spot_gene = gene
+            self._set_layers({"spots": vd.spots_layer(g, table, gene)})
+        kept = np.asarray(table.obs["kept"], bool)
+        top = None
+        if gene is not None and kept.any():
+            top = float(np.nan_to_num(np.asarray(table[:, gene].X, np.float32).ravel())[kept].max())
+        return {"sample": g.id, "spot_set": name, "gene": gene, "spots": int(kept.sum()), "max": top}
 
     def retrieve(self, sample: str, at: list[int] | tuple[int, int, int], top: int = 10) -> dict:
         """Morphology retrieval from the stored patch of ``sample`` nearest the model

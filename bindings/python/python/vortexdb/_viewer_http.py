@@ -197,13 +197,16 @@ class PredictHandler(_Base):
 
 
 class SpotsHandler(_Base):
-    """``/vortex/api/spots?gene=G[&sample=S]``: colour the measured spots by gene G."""
+    """``/vortex/api/spots?[gene=G][&set=T][&sample=S]``: show spot set T over sample S
+    and colour the spots by gene G (one of them at least)."""
 
-    allowed = {"gene", "sample"}
+    allowed = {"gene", "set", "sample"}
 
     def work(self, params: dict[str, str]) -> dict:
-        gene = _one_gene(_required(params, "gene"))
-        return self.viewer.show_spots(gene, params.get("sample") or None)
+        if not params.get("gene") and not params.get("set"):
+            raise HTTPFailure(400, "give a gene to colour the spots by, or a spot set to show")
+        gene = _one_gene(params["gene"]) if params.get("gene") else None
+        return self.viewer.show_spots(gene, params.get("sample") or None, params.get("set") or None)
 
 
 class PatchHandler(_Base):

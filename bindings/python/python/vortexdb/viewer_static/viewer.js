@@ -49,7 +49,16 @@ function showInfo(info) {
     m.appendChild(o);
   }
   if (chosen && (info.methods || []).includes(chosen)) m.value = chosen;
-  $("spots-form").hidden = !info.spots;
+  const ss = $("spotset");
+  ss.innerHTML = "";
+  for (const name of info.spot_sets || []) {
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    ss.appendChild(o);
+  }
+  if (info.spot_set) ss.value = info.spot_set;
+  $("spots-form").hidden = !(info.spot_sets || []).length;
   $("notes").textContent = (info.notes || []).join(" ");
   if (info.genes && info.genes.length && !$("genes").value) $("genes").value = info.genes.join(",");
   markCurrent();
@@ -133,11 +142,13 @@ async function runPredict(ev) {
 async function runSpots(ev) {
   if (ev) ev.preventDefault();
   const gene = $("sgene").value.trim();
-  const params = { gene: gene };
+  const params = { set: $("spotset").value };
+  if (gene) params.gene = gene;
   if (state.current) params.sample = state.current;
   try {
     const r = await api("spots", params);
-    say(r.spots + " spots of " + r.sample + " coloured by " + r.gene + " (yellow = " + (r.max === null ? "-" : r.max.toFixed(2)) + ")");
+    say(r.spots + " spots of " + r.spot_set + " on " + r.sample + (r.gene ? " coloured by " + r.gene +
+        " (yellow = " + r.max.toFixed(2) + ")" : ""));
     document.body.dataset.spotGene = r.gene;
   } catch (e) { failure(e); }
 }
