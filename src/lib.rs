@@ -98,8 +98,8 @@ pub use error::{Error, Layer, Result, UnknownGene};
 // domains) and whole-store maintenance (backup).
 pub use catalog::{
     DomainRecord, ExpressionRecord, IngestStatus, MODELS_DIR, Modality, ModelRecord,
-    READOUT_FORMAT, ReadoutRecord, SampleKind, SamplePredictions, SampleRecord, SpotBatch,
-    SpotRecord, SpotSetRecord, StoreSummary, collection_name,
+    READOUT_FORMAT, ReadoutRecord, SampleImages, SampleKind, SamplePredictions, SampleRecord,
+    SpotBatch, SpotRecord, SpotSetRecord, StoreSummary, collection_name,
 };
 pub use codec::{FORMAT_VERSION, OLDEST_SUPPORTED};
 pub use engine::{

@@ -31,6 +31,7 @@ fn every_command_has_help() {
         vec!["vectors", "search", "--help"],
         vec!["vectors", "delete", "--help"],
         vec!["vectors", "compact", "--help"],
+        vec!["view", "--help"],
     ] {
         let out = expect_ok(&args);
         assert!(out.contains("Usage: vortexdb"), "{args:?}: {out}");

@@ -236,6 +236,16 @@ fn pyramidal_sections_ingest_like_their_level_saved_as_png_sections() {
     ];
     sections("mixed", &mixed, &["--um-per-px", "1"]);
     assert_eq!(stored3d("mixed"), png);
+    // The level each section was read at, and its pixel size, are recorded.
+    let store = Store::open_read_only(&db).unwrap();
+    let read_at = |s: &str| {
+        let i = store.sample_images(s).unwrap().expect("images recorded");
+        (i.levels, i.um_per_px)
+    };
+    assert_eq!(read_at("png"), (vec![None; 4], 4.0));
+    assert_eq!(read_at("svs"), (vec![Some(2); 4], 4.0));
+    assert_eq!(read_at("mixed"), (vec![Some(2); 4], 4.0));
+    drop(store);
 
     let refused = |files: &[&str], extra: &[&str], culprit: &str, needles: &[&str]| {
         let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();

@@ -1,12 +1,12 @@
 //! The catalog, above the vector engine: what the vectors are of. Registered models
 //! (manifest and checksums, files copied into `models/<name>/`), samples (source,
-//! geometry, ingest state), a sample's spots with their raw counts and panel
-//! expression, the predictor's output per patch, spatial domains, the typed names
-//! records carry ([`Modality`], [`SampleKind`], [`IngestStatus`],
-//! [`collection_name`]) and [`StoreSummary`]. Its tables live in the same
-//! `vortex.redb` as the engine's, and every write goes through the engine's write
-//! helper ([`Store::write`]), so a catalog record and the vectors it describes can be
-//! committed in one transaction.
+//! geometry, ingest state, where the image files of a sample ingested from them are),
+//! a sample's spots with their raw counts and panel expression, the predictor's
+//! output per patch, spatial domains, the typed names records carry ([`Modality`],
+//! [`SampleKind`], [`IngestStatus`], [`collection_name`]) and [`StoreSummary`]. Its
+//! tables live in the same `vortex.redb` as the engine's, and every write goes through
+//! the engine's write helper ([`Store::write`]), so a catalog record and the vectors it
+//! describes can be committed in one transaction.
 //!
 //! The files: `tables` (the catalog's table definitions), `models`, `samples`,
 //! `spots`, `predictions` (predictions and domains), `readouts` (stored readouts),
@@ -29,7 +29,7 @@ pub use kinds::{IngestStatus, Modality, SampleKind, collection_name};
 pub use models::{MODELS_DIR, ModelRecord};
 pub use predictions::{DomainRecord, SamplePredictions};
 pub use readouts::{READOUT_FORMAT, ReadoutRecord};
-pub use samples::SampleRecord;
+pub use samples::{SampleImages, SampleRecord};
 pub use spots::{ExpressionRecord, SpotBatch, SpotRecord, SpotSetRecord};
 pub use summary::StoreSummary;
 

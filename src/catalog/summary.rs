@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-use super::{ModelRecord, SampleRecord, SpotSetRecord};
+use super::{ModelRecord, SampleImages, SampleRecord, SpotSetRecord};
 use crate::engine::{Store, StoreInfo};
 use crate::error::Result;
 
@@ -19,6 +19,10 @@ pub struct StoreSummary {
     pub models: Vec<ModelRecord>,
     /// Ingested samples.
     pub samples: Vec<SampleRecord>,
+    /// Where the image files of the samples ingested from them are (sample id order;
+    /// none for volumes, samples ingested from memory, or stores written before the
+    /// record existed).
+    pub sample_images: Vec<SampleImages>,
     /// Ingested spot sets.
     pub spot_sets: Vec<SpotSetRecord>,
 }
@@ -31,13 +35,23 @@ impl Store {
             info: self.info()?,
             models: self.models()?,
             samples: self.samples()?,
+            sample_images: self.all_sample_images()?,
             spot_sets: self.spot_sets()?,
         })
     }
 }
 
 impl StoreSummary {
-    /// The summary as one JSON object.
+    /// The recorded image files of sample `id`, if any.
+    pub fn images_of(&self, id: &str) -> Option<&SampleImages> {
+        self.sample_images.iter().find(|i| i.sample == id)
+    }
+
+    /// The summary as one JSON object. Each sample has `images` (its image files,
+    /// absolute, in section order), `transforms` (the transforms file, absolute, or
+    /// null), `levels` (the pyramid level read of each image, null for a file's one
+    /// image) and `um_per_px` (the pixel size of the images as read), all null when no
+    /// [`SampleImages`] is recorded for it.
     pub fn to_json(&self) -> Value {
         let info = &self.info;
         let cols: Vec<_> = info
@@ -58,9 +72,14 @@ impl StoreSummary {
             .samples
             .iter()
             .map(|x| {
+                let im = self.images_of(&x.id);
                 json!({"id": x.id, "kind": x.kind, "source": x.source, "model": x.model,
                        "status": x.status, "patches": x.patches,
-                       "voxel_um": x.voxel_um, "source_shape": x.source_shape})
+                       "voxel_um": x.voxel_um, "source_shape": x.source_shape,
+                       "images": im.map(|i| &i.images),
+                       "transforms": im.and_then(|i| i.transforms.as_ref()),
+                       "levels": im.map(|i| &i.levels),
+                       "um_per_px": im.map(|i| i.um_per_px)})
             })
             .collect();
         let sets: Vec<_> = self

@@ -8,6 +8,11 @@ use redb::TableDefinition;
 pub(crate) const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
 /// `samples`: sample id -> [`super::SampleRecord`].
 pub(crate) const SAMPLES: TableDefinition<&str, &[u8]> = TableDefinition::new("samples");
+/// `sample_images`: sample id -> [`super::SampleImages`] (where the image files of a
+/// sample ingested from files are; absent in stores written before it existed, and for
+/// samples ingested from a volume or from memory).
+pub(crate) const SAMPLE_IMAGES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("sample_images");
 /// `spot_sets`: sample -> [`super::SpotSetRecord`].
 pub(crate) const SPOT_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("spot_sets");
 /// `spots`: (sample, spot index) -> [`super::SpotRecord`].

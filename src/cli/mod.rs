@@ -13,6 +13,7 @@ mod readout;
 mod register;
 mod store;
 mod vectors;
+mod view;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -85,6 +86,10 @@ pub enum Command {
     /// Stored readouts: fit the ridge readout once on reference spots and keep it under
     /// a name, to apply to any sample of the same model (`predict|eval|export --readout`).
     #[command(subcommand)] Readout(readout::ReadoutCommand),
+    /// Open a store in the browser viewer (127.0.0.1 only; Ctrl-C stops it): runs the
+    /// Python package's `python -m vortexdb view` with the interpreter VORTEX_PYTHON
+    /// names (default python3), which needs `pip install "./bindings/python[view]"`.
+    View(view::ViewArgs),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),
     /// Generate a deterministic synthetic tissue phantom: a 3D volume, H&E planes and
@@ -182,13 +187,15 @@ pub(crate) fn emit_files(
     }
 }
 
-/// Run the command; the exit code (0, or what `check`, `backup` and `repair` report).
+/// Run the command; the exit code (0, or what `check`, `backup`, `repair` and the
+/// viewer report).
 fn run(cli: Cli) -> Result<u8> {
     let j = cli.json;
     match cli.command {
         Command::Check(a) => return store::check(&a, j),
         Command::Backup(a) => return store::backup(&a, j),
         Command::Repair(a) => return store::repair(&a, j),
+        Command::View(a) => return view::view(&a),
         Command::Init(a) => store::init(&a, j),
         Command::Info(a) => store::info(&a, j),
         Command::Spots(c) => store::spots(c, j),

@@ -41,7 +41,7 @@ pub use vectors::{
     search_array, search_vectors,
 };
 
-use crate::catalog::{IngestStatus, SampleRecord};
+use crate::catalog::{IngestStatus, SampleImages, SampleRecord};
 use crate::engine::{CollectionSpec, ImportMark, ImportProgress, NewVector, PatchRecord, Store};
 use crate::error::{Error, Result};
 use crate::index::Metric;
@@ -94,6 +94,23 @@ pub fn ingest_volume(
     opts: &IngestOptions,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
+    ingest_located(store, model, source, opts, None, on_progress)
+}
+
+/// [`ingest_volume`] of a source read from image files, with where they are (`images`,
+/// keyed by `opts.sample`) recorded in the sample record's own transactions.
+pub(crate) fn ingest_located(
+    store: &Store,
+    model: &Model,
+    source: Box<dyn VolumeSource + '_>,
+    opts: &IngestOptions,
+    images: Option<SampleImages>,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<IngestReport> {
+    let images = images.map(|i| SampleImages {
+        sample: opts.sample.clone(),
+        ..i
+    });
     let t0 = Instant::now();
     let m = &model.manifest;
     let p = opts.encoder.patch(m)?;
@@ -276,7 +293,7 @@ pub fn ingest_volume(
         });
     }
     if existing.is_none() {
-        store.put_sample(&record)?;
+        store.put_sample_with_images(&record, images.as_ref())?;
     }
 
     let total = grid.len();
@@ -348,7 +365,8 @@ pub fn ingest_volume(
     };
     record.status = done.name().into();
     record.patches = patches_total;
-    store.put_sample(&record)?;
+    // With the images again: a resumed ingest records where its files are now.
+    store.put_sample_with_images(&record, images.as_ref())?;
     if done == IngestStatus::Empty {
         return Err(nothing(threshold));
     }

@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::{Encoder, IngestOptions, IngestReport, Progress, ingest_volume};
-use crate::catalog::SampleKind;
+use super::{Encoder, IngestOptions, IngestReport, Progress, ingest_located};
+use crate::catalog::{SampleImages, SampleKind};
 use crate::engine::Store;
 use crate::error::{Error, Result};
 use crate::model::{MANIFEST_FILE, Model};
@@ -99,8 +99,35 @@ fn existing(f: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `f` made absolute against the working directory (symbolic links kept), as text for
+/// the [`SampleImages`] record.
+fn absolute(f: &Path) -> Result<String> {
+    std::path::absolute(f)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| Error::io(f, e))
+}
+
+/// Where the image files of a sample are, for its record (the sample id is filled in
+/// by [`ingest_located`]).
+fn located(
+    files: &[PathBuf],
+    transforms: Option<&Path>,
+    levels: Vec<Option<usize>>,
+    um_per_px: f64,
+) -> Result<SampleImages> {
+    Ok(SampleImages {
+        sample: String::new(),
+        images: files.iter().map(|f| absolute(f)).collect::<Result<_>>()?,
+        transforms: transforms.map(absolute).transpose()?,
+        levels,
+        um_per_px,
+    })
+}
+
 /// Stack serial sections into a 2.5D volume and ingest it (sample kind
 /// [`SampleKind::Sections`]; `opts.polarity` as given, see [`default_polarity`]).
+/// Where the images are (absolute paths, transforms file, levels read, pixel size) is
+/// recorded with the sample ([`Store::sample_images`]).
 pub fn ingest_sections(
     store: &Store,
     model: &Model,
@@ -118,6 +145,11 @@ pub fn ingest_sections(
     }
     let want = Encoder::Image3d.patch(&model.manifest)?.um_per_px;
     let (pyramids, um_per_px) = section_levels(s, want)?;
+    let levels = pyramids
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.level()))
+        .collect();
+    let images = located(&s.images, s.transforms.as_deref(), levels, um_per_px)?;
     let name = format!("{} sections", s.images.len());
     let (files, range) = (s.images.clone(), s.intensity);
     let src: Box<dyn VolumeSource + '_> = match &s.transforms {
@@ -128,13 +160,13 @@ pub fn ingest_sections(
             Box::new(Registered::new(stack, &t, path))
         }
     };
-    ingest_section_stack(
+    section_stack(
         store,
         model,
         src,
-        s.spacing_um,
-        um_per_px,
+        [s.spacing_um, um_per_px],
         opts,
+        Some(images),
         on_progress,
     )
 }
@@ -221,6 +253,21 @@ pub fn ingest_section_stack(
     opts: &IngestOptions,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
+    let voxel = [spacing_um, um_per_px];
+    section_stack(store, model, stack, voxel, opts, None, on_progress)
+}
+
+/// [`ingest_section_stack`] with `[spacing_um, um_per_px]` and, for sections read from
+/// files, where they are.
+fn section_stack(
+    store: &Store,
+    model: &Model,
+    stack: Box<dyn VolumeSource + '_>,
+    [spacing_um, um_per_px]: [f64; 2],
+    opts: &IngestOptions,
+    images: Option<SampleImages>,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<IngestReport> {
     positive("spacing_um", spacing_um)?;
     positive("um_per_px", um_per_px)?;
     let opts = IngestOptions {
@@ -229,14 +276,16 @@ pub fn ingest_section_stack(
         voxel_um: Some([spacing_um, um_per_px, um_per_px]),
         ..opts.clone()
     };
-    ingest_volume(store, model, stack, &opts, on_progress)
+    ingest_located(store, model, stack, &opts, images, on_progress)
 }
 
 /// Ingest one H&E image through the 2D encoder (sample kind [`SampleKind::Image`],
 /// collection `<model>:2d`). A TIFF (single-level, or a pyramidal whole-slide OME-TIFF /
 /// SVS / tiled pyramid) is read at `level`, by default the level whose pixel size is
 /// nearest the model's, with its pixel size from the file when `um_per_px` is `None`;
-/// PNG and JPEG images record none, so `um_per_px` is required for them.
+/// PNG and JPEG images record none, so `um_per_px` is required for them. Where the
+/// image is (absolute path, level read, pixel size) is recorded with the sample
+/// ([`Store::sample_images`]).
 #[allow(clippy::too_many_arguments)]
 pub fn ingest_image(
     store: &Store,
@@ -261,7 +310,8 @@ pub fn ingest_image(
         };
         let src = PyramidTiff::open(image, um_per_px, choice, intensity)?;
         let um = src.um_per_px();
-        return ingest_image_source(store, model, Box::new(src), um, opts, on_progress);
+        let at = located(&[image.to_path_buf()], None, vec![Some(src.level())], um)?;
+        return image_source(store, model, Box::new(src), um, opts, Some(at), on_progress);
     }
     if level.is_some_and(|l| l > 0) {
         return Err(Error::arg(
@@ -281,12 +331,11 @@ pub fn ingest_image(
             ),
         ));
     };
-    let src = ImageStack::open_files(
-        vec![image.to_path_buf()],
-        image.display().to_string(),
-        intensity,
-    )?;
-    ingest_image_source(store, model, Box::new(src), um_per_px, opts, on_progress)
+    let file = vec![image.to_path_buf()];
+    let at = located(&file, None, vec![None], um_per_px)?;
+    let src = ImageStack::open_files(file, image.display().to_string(), intensity)?;
+    let src = Box::new(src);
+    image_source(store, model, src, um_per_px, opts, Some(at), on_progress)
 }
 
 /// Ingest one image given as a source of one slice (an in-memory
@@ -297,6 +346,19 @@ pub fn ingest_image_source(
     image: Box<dyn VolumeSource + '_>,
     um_per_px: f64,
     opts: &IngestOptions,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<IngestReport> {
+    image_source(store, model, image, um_per_px, opts, None, on_progress)
+}
+
+/// [`ingest_image_source`] and, for an image read from a file, where it is.
+fn image_source(
+    store: &Store,
+    model: &Model,
+    image: Box<dyn VolumeSource + '_>,
+    um_per_px: f64,
+    opts: &IngestOptions,
+    images: Option<SampleImages>,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<IngestReport> {
     positive("um_per_px", um_per_px)?;
@@ -317,7 +379,7 @@ pub fn ingest_image_source(
         voxel_um: Some([z, um_per_px, um_per_px]),
         ..opts.clone()
     };
-    ingest_volume(store, model, image, &opts, on_progress)
+    ingest_located(store, model, image, &opts, images, on_progress)
 }
 
 /// The tissue side a source kind defaults to: bright in microCT volumes, dark in H&E.

@@ -18,7 +18,7 @@ use std::time::Instant;
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTransaction};
 
 use crate::catalog::tables::{
-    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLES, SPOT_SETS, SPOTS,
+    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLE_IMAGES, SAMPLES, SPOT_SETS, SPOTS,
 };
 use crate::catalog::{MODELS_DIR, ModelRecord};
 use crate::codec;
@@ -207,7 +207,15 @@ impl Store {
         let crc = |_: &redb::AccessGuard<'_, &str>, v: &[u8]| codec::strip_crc(v).is_some();
         let mut n = 0;
         n += copy_table(&src, &dst, META, &src_path, skipped, |_, _| true)?;
-        for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS, READOUTS] {
+        for def in [
+            COLLECTIONS,
+            MODELS,
+            SAMPLES,
+            SAMPLE_IMAGES,
+            SPOT_SETS,
+            DOMAINS,
+            READOUTS,
+        ] {
             n += copy_table(&src, &dst, def, &src_path, skipped, crc)?;
         }
         for def in [PREDICTIONS, RECORDS] {

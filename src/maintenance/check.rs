@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use redb::{ReadTransaction, ReadableTable};
 
 use crate::catalog::tables::{
-    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLES, SPOT_SETS, SPOTS,
+    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLE_IMAGES, SAMPLES, SPOT_SETS, SPOTS,
 };
 use crate::codec;
 use crate::engine::tables::{BLOCKS, COLLECTIONS, IMPORTS, META, RECORDS, SNAPSHOTS};
@@ -260,6 +260,7 @@ fn verify_records(txn: &ReadTransaction, path: &Path, r: &mut CheckReport) {
         (COLLECTIONS, "collection"),
         (MODELS, "model"),
         (SAMPLES, "sample"),
+        (SAMPLE_IMAGES, "sample images"),
         (SPOT_SETS, "spot set"),
         (DOMAINS, "domains"),
         (READOUTS, "readout"),

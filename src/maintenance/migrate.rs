@@ -10,7 +10,7 @@ use std::path::Path;
 use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
 
 use crate::catalog::tables::{
-    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLES, SPOT_SETS, SPOTS,
+    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLE_IMAGES, SAMPLES, SPOT_SETS, SPOTS,
 };
 use crate::codec;
 use crate::engine::packed::{Block, FileWriter};
@@ -111,7 +111,15 @@ pub(crate) fn v1_to_v2(store: &Store) -> Result<u64> {
 /// Every table rewritten, and the schema version.
 fn migrate_all(txn: &WriteTransaction, path: &Path) -> Result<u64> {
     let mut n = 0;
-    for def in [COLLECTIONS, MODELS, SAMPLES, SPOT_SETS, DOMAINS, READOUTS] {
+    for def in [
+        COLLECTIONS,
+        MODELS,
+        SAMPLES,
+        SAMPLE_IMAGES,
+        SPOT_SETS,
+        DOMAINS,
+        READOUTS,
+    ] {
         n += str_table(txn, path, def)?;
     }
     n += migrate_keyed(txn, path, RECORDS, false)?;

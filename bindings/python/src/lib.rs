@@ -85,6 +85,8 @@ impl PyStore {
     }
 
     /// What `vortexdb info` prints as JSON: collections, models, samples, spot sets.
+    /// Each sample also says where its image files are when it was ingested from them
+    /// (`images`, `transforms`, `levels`, `um_per_px`; null otherwise).
     fn info(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let summary = py.detach(|| s.summary()).or_raise()?;
