@@ -159,8 +159,8 @@ pub use ingest::{
     Encoder, HestReport, HestSample, ImportAck, ImportOptions, ImportReport, IngestOptions,
     IngestReport, Progress, Sections, SpotOptions, SpotReport, VectorSearch, default_polarity,
     import_array, import_vectors, ingest_hest, ingest_image, ingest_image_source,
-    ingest_section_stack, ingest_sections, ingest_spots, ingest_volume, open_volume_for,
-    resolve_model, search_array, search_vectors,
+    ingest_section_stack, ingest_sections, ingest_spots, ingest_volume, open_sample_images,
+    open_volume_for, read_sample_image, resolve_model, search_array, search_vectors,
 };
 
 // Queries.

@@ -114,6 +114,37 @@ fn section_and_image_files_are_recorded_with_their_sample() {
         .map(|i| i.sample)
         .collect();
     assert_eq!(all, ["he", "sec"]);
+
+    // Read back from the recorded files, as ingested: the PNG's pixels (identity
+    // transforms), averaged over blocks when downsampled.
+    let png = image::open(root.join(&planes[1])).unwrap().to_rgb8();
+    for (id, z) in [("sec", 1), ("he", 0)] {
+        let (px, shape) = vortexdb::read_sample_image(&store, id, z, 1).unwrap();
+        assert_eq!(shape, [128, 128, 3], "{id}");
+        let worst = px
+            .iter()
+            .zip(png.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "{id}: {worst} grey levels off the PNG");
+        let (half, shape) = vortexdb::read_sample_image(&store, id, z, 2).unwrap();
+        assert_eq!(shape, [64, 64, 3]);
+        let (y, x, c) = (10, 20, 1);
+        let mean: f32 = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .iter()
+            .map(|(dy, dx)| png.get_pixel(2 * x + dx, 2 * y + dy)[c] as f32)
+            .sum::<f32>()
+            / 4.0;
+        let got = half[(y as usize * 64 + x as usize) * 3 + c] as f32;
+        assert!((got - mean).abs() <= 1.0, "{got} vs {mean}");
+    }
+    let err = vortexdb::read_sample_image(&store, "sec", 3, 1).unwrap_err();
+    assert!(err.to_string().contains("slice 3"), "{err}");
+    assert!(matches!(
+        vortexdb::read_sample_image(&store, "nope", 0, 1),
+        Err(vortexdb::Error::UnknownSample { .. })
+    ));
     drop(store);
 
     // info --json: the same, per sample.

@@ -220,8 +220,8 @@ impl std::fmt::Display for DemoReport {
             "\n  retrieval from a tumour patch: {}/10 of the nearest patches are tumour\n  \
              predicted vs measured: PCC all {:.3}, top 50 {:.3}, SSIM {:.3}\n  \
              domains (k = 4): ARI {:.3} against the phantom's compartments\n  \
-             report: {}\n  look at it in the browser: python -m vortexdb view {} \
-             (the Python package, docs/VIEWER.md)\n  total {:.1} s",
+             report: {}\n  look at it in the browser: vortexdb view {} \
+             (needs the Python package: docs/VIEWER.md)\n  total {:.1} s",
             self.retrieval.top10_same_compartment,
             p.pcc_all,
             p.pcc_top50,

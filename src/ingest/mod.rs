@@ -33,7 +33,7 @@ pub use hest::{HestReport, HestSample, ingest_hest};
 pub use options::{Encoder, IngestOptions, IngestReport, Progress, peak_rss_bytes};
 pub use sources::{
     Sections, default_polarity, ingest_image, ingest_image_source, ingest_section_stack,
-    ingest_sections, open_volume_for, resolve_model,
+    ingest_sections, open_sample_images, open_volume_for, read_sample_image, resolve_model,
 };
 pub use spots::{SpotOptions, SpotReport, ingest_spots};
 pub use vectors::{

@@ -401,3 +401,86 @@ pub fn resolve_model(store: &Store, model: Option<&str>) -> Result<Model> {
         other => store.load_model(other),
     }
 }
+
+/// The image data a sample was ingested from, opened from where it was recorded
+/// ([`Store::sample_images`]) as the ingest opened it: serial sections stacked in
+/// their order (warped into one frame when a transforms file was given) or the one
+/// image, each file at the level it was read. No intensity window and no stain
+/// normalisation are applied (RGB H&E reads as its 8-bit values over 255). Fails
+/// with [`Error::UnknownSample`] for an unknown sample and [`Error::NothingSelected`]
+/// when the sample records no image files (volumes: their `source` path; arrays).
+pub fn open_sample_images(store: &Store, sample: &str) -> Result<Box<dyn VolumeSource>> {
+    let rec = store.require_sample(sample)?;
+    let Some(at) = store.sample_images(sample)? else {
+        return Err(Error::NothingSelected {
+            stage: "sample_images",
+            message: format!(
+                "sample '{sample}' records no image files (ingested from {}); only sections \
+                 and images ingested from files do",
+                rec.source
+            ),
+        });
+    };
+    let files: Vec<PathBuf> = at.images.iter().map(PathBuf::from).collect();
+    for f in &files {
+        existing(f)?;
+    }
+    let mut pyramids = Vec::with_capacity(files.len());
+    for (f, level) in files.iter().zip(&at.levels) {
+        pyramids.push(match level {
+            Some(l) => Some(PyramidTiff::open(f, None, LevelChoice::Index(*l), None)?),
+            None => None,
+        });
+    }
+    let name = format!("{} recorded images of '{sample}'", files.len());
+    match &at.transforms {
+        None => Ok(Box::new(ImageStack::open_levels(
+            files, name, None, true, pyramids,
+        )?)),
+        Some(path) => {
+            let path = PathBuf::from(path);
+            let t = Transforms::read(&path, files.len())?;
+            let stack = ImageStack::open_levels(files, name, None, false, pyramids)?;
+            Ok(Box::new(Registered::new(stack, &t, &path)))
+        }
+    }
+}
+
+/// Slice `z` of [`open_sample_images`] as 8-bit values (rows, columns, channels),
+/// averaged over `downsample` x `downsample` pixel blocks (1: full resolution), the
+/// way a viewer shows a large section without holding it whole.
+pub fn read_sample_image(
+    store: &Store,
+    sample: &str,
+    z: usize,
+    downsample: usize,
+) -> Result<(Vec<u8>, [usize; 3])> {
+    let f = downsample.max(1);
+    let mut src = open_sample_images(store, sample)?;
+    let depth = src.info().shape[0];
+    if z >= depth {
+        return Err(Error::arg(
+            "z",
+            format!("slice {z} of sample '{sample}', which has {depth}"),
+        ));
+    }
+    let s = src.read_slice(z)?;
+    let (h, w, c) = (s.h.div_ceil(f), s.w.div_ceil(f), s.channels);
+    let mut out = vec![0u8; h * w * c];
+    for ch in 0..c {
+        let plane = &s.data[ch * s.h * s.w..(ch + 1) * s.h * s.w];
+        for y in 0..h {
+            for x in 0..w {
+                let (mut sum, mut n) = (0f32, 0f32);
+                for yy in y * f..((y + 1) * f).min(s.h) {
+                    for xx in x * f..((x + 1) * f).min(s.w) {
+                        sum += plane[yy * s.w + xx];
+                        n += 1.0;
+                    }
+                }
+                out[(y * w + x) * c + ch] = (sum / n * 255.0).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Ok((out, [h, w, c]))
+}

@@ -93,6 +93,24 @@ impl PyStore {
         to_py(py, &summary.to_json())
     }
 
+    /// Slice `z` of the image files a sample was ingested from (sections stacked and
+    /// registered as at ingest, or the one image), as uint8 (rows, columns, channels),
+    /// averaged over `downsample` x `downsample` pixel blocks: what the viewer shows.
+    #[pyo3(signature = (sample, z, downsample=1))]
+    fn read_image_slice(
+        &self,
+        py: Python<'_>,
+        sample: String,
+        z: usize,
+        downsample: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let s = self.get()?;
+        let (data, shape) = py
+            .detach(|| vortexdb::read_sample_image(&s, &sample, z, downsample))
+            .or_raise()?;
+        crate::convert::array(py, data, &shape)
+    }
+
     /// What `vortexdb backup` does: a consistent, verified copy at `dest`, what could
     /// not be read left out and listed (`complete` false).
     fn backup(&self, py: Python<'_>, dest: PathBuf) -> PyResult<Py<PyAny>> {

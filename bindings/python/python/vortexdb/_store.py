@@ -171,6 +171,15 @@ class Store:
         """Collections, models, samples and spot sets (``vortexdb info --json``)."""
         return self._s.info()
 
+    def read_image_slice(self, sample: str, z: int, downsample: int = 1) -> np.ndarray:
+        """Slice ``z`` of the image files ``sample`` was ingested from, found where the
+        store recorded them (``info()["samples"][i]["images"]``): serial sections stacked
+        and registered with the recorded transforms as the ingest did, or the one image;
+        uint8 (rows, columns, channels), averaged over ``downsample`` x ``downsample``
+        pixel blocks. Raises ``NothingSelected`` for a sample that records no image
+        files (a volume: open its ``source``; an array)."""
+        return self._s.read_image_slice(sample, int(z), int(downsample))
+
     def backup(self, dest: PathLike) -> dict:
         """A consistent, verified copy of the store at ``dest`` (a new directory outside
         it; works beside a writer), as ``vortexdb backup``: what cannot be read is left

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _viewer_data as vd
+from . import _viewer_recorded as vr
 from . import errors
 from ._store import Store
 from ._store import open as open_store
@@ -104,7 +105,15 @@ class Viewer:
         self.samples: dict[str, vd.SampleGeometry] = {}
         for rec in info.get("samples", []):
             g = vd.geometry(rec, manifests)
-            vd.attach_image(g, db.path, (images or {}).get(g.id))
+            given = (images or {}).get(g.id)
+            if given is None and rec.get("images"):
+                # Sections or an image ingested from files the store recorded: read
+                # through the library, registered as at ingest.
+                f = vr.block_factor(g.source_shape[1:])
+                g.image = vr.RecordedImage(db, g.id, g.source_shape, f)
+                g.image_um = [g.voxel_um[0], g.voxel_um[1] * f, g.voxel_um[2] * f]
+            else:
+                vd.attach_image(g, db.path, given)
             self.samples[g.id] = g
         self._spot_samples = [s["sample"] for s in info.get("spot_sets", [])]
         self._readouts = {r["name"]: r for r in db.readouts()}
@@ -537,8 +546,8 @@ class Viewer:
             self._origins[g.id] = o
         return o
 
-    def _spot_data(self, sample: str) -> Any:
-        if sample not in self._spot_samples:
+    def _spot_data(self, sample: str | None) -> Any:
+        if sample is None or sample not in self._spot_samples:
             return None
         with self._lock:
             if sample in self._spots:

@@ -78,6 +78,9 @@ class SampleGeometry:
     grid_shape: list[int]
     image: Any = field(default=None, repr=False)
     image_note: str = ""
+    # Voxel size of ``image`` when it is not the source's (recorded sections read
+    # averaged over pixel blocks).
+    image_um: list[float] | None = None
 
     @property
     def target(self) -> str:
@@ -155,14 +158,18 @@ def _candidates(source: str, store_path: str) -> list[Path]:
 
 def _read_image(path: Path) -> np.ndarray:
     """An image file as an array (Z, Y, X[, C]): NPY memory-mapped, TIFF through
-    tifffile when installed, PNG / JPEG through Pillow."""
+    tifffile when installed (memory-mapped when uncompressed), PNG / JPEG through
+    Pillow."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
         a = np.load(path, mmap_mode="r")
     elif suffix in (".tif", ".tiff"):
         import tifffile
 
-        a = tifffile.imread(path)
+        try:  # uncompressed and contiguous: memory-mapped like an NPY
+            a = tifffile.memmap(path, mode="r")
+        except Exception:
+            a = tifffile.imread(path)
     else:
         from PIL import Image
 
@@ -191,22 +198,39 @@ def stack_images(images: Any) -> np.ndarray:
 
 def attach_image(g: SampleGeometry, store_path: str, given: Any = None) -> None:
     """Find the image data of ``g``: ``given`` (paths or arrays from the caller), else
-    the source path its record names (absolute, or relative to the working directory,
-    the store's parent or the store). When none is readable, ``image_note`` says why
-    and the viewer shows the patch grid only."""
+    the source its record names (absolute, or relative to the working directory, the
+    store's parent or the store): an OME-Zarr directory is served as it is (its own
+    pyramid), a file is read memory-mapped where it can be, and one of at least
+    ``PYRAMID_MIN_VOXELS`` voxels gets a pyramid written once into the cache (when
+    first shown). When none is readable, ``image_note`` says why and the viewer shows
+    the patch grid only."""
+    from . import _viewer_zarr as vz
+
     try:
         if given is not None:
             g.image = _check_shape(stack_images(given), g)
             return
-        if g.source.startswith("<") or not Path(g.source).suffix:
-            g.image_note = (
-                f"sample '{g.id}' was ingested from {g.source}: the store does not record "
-                "an image path (pass images={...} to vortexdb.view); showing the patch grid only"
-            )
+        no_path = (
+            f"sample '{g.id}' was ingested from {g.source}: the store does not record "
+            "an image path (pass images={...} to vortexdb.view); showing the patch grid only"
+        )
+        if g.source.startswith("<"):
+            g.image_note = no_path
+            return
+        for c in _candidates(g.source, store_path):
+            if vz.is_zarr(c):
+                g.image = vz.open_ome_zarr(c, g.source_shape, g.voxel_um)
+                return
+        if not Path(g.source).suffix:
+            g.image_note = no_path
             return
         for c in _candidates(g.source, store_path):
             if c.is_file():
-                g.image = _check_shape(_read_image(c), g)
+                a = _check_shape(_read_image(c), g)
+                if math.prod(a.shape[:3]) >= vz.PYRAMID_MIN_VOXELS:
+                    g.image = vz.PendingPyramid(a, c, g.voxel_um, vz.pyramid_cache_dir(store_path), g.id)
+                else:
+                    g.image = a
                 return
         g.image_note = f"the image of sample '{g.id}' ({g.source}) is not reachable; showing the patch grid only"
     except Exception as e:  # an unreadable file must not stop the viewer
@@ -235,13 +259,27 @@ def space(scales: list[float]) -> Any:
 
 
 def image_layer(g: SampleGeometry) -> Any:
-    """The sample's image as an image layer (grayscale or RGB), multiscale on the fly."""
+    """The sample's image as an image layer (grayscale or RGB), multiscale: an OME-Zarr
+    source or a large volume's pyramid through neuroglancer's Zarr reader (the pyramid
+    written on first use), else a ``LocalVolume`` that neuroglancer downsamples on the
+    fly."""
     import neuroglancer
 
+    from . import _viewer_zarr as vz
+
+    if isinstance(g.image, vz.PendingPyramid):
+        g.image = g.image.build()
     a = g.image
+    um = g.image_um or g.voxel_um
+    if isinstance(a, vz.ZarrImage):
+        src = vz.layer_source(g.id, a)
+        if a.channels == 3:
+            return neuroglancer.ImageLayer(source=src, shader=RGB_SHADER)
+        lo, hi = a.window
+        return neuroglancer.ImageLayer(source=src, shader=GRAY_SHADER % {"lo": lo, "hi": hi})
     if a.ndim == 4:
         dims = neuroglancer.CoordinateSpace(
-            names=[*AXES, "c^"], units=["um", "um", "um", ""], scales=[*g.voxel_um, 1.0]
+            names=[*AXES, "c^"], units=["um", "um", "um", ""], scales=[*um, 1.0]
         )
         vol = neuroglancer.LocalVolume(data=a, dimensions=dims, volume_type="image")
         return neuroglancer.ImageLayer(source=vol, shader=RGB_SHADER)
@@ -251,7 +289,7 @@ def image_layer(g: SampleGeometry) -> Any:
         sample = np.asarray(a[:: max(1, a.shape[0] // 8)], dtype=np.float64)
         lo, hi = (float(v) for v in np.nanpercentile(sample, [1, 99]))
         hi = hi if hi > lo else lo + 1.0
-    vol = neuroglancer.LocalVolume(data=a, dimensions=space(g.voxel_um), volume_type="image")
+    vol = neuroglancer.LocalVolume(data=a, dimensions=space(um), volume_type="image")
     return neuroglancer.ImageLayer(source=vol, shader=GRAY_SHADER % {"lo": lo, "hi": hi})
 
 

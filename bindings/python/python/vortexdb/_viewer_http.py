@@ -20,6 +20,7 @@ import tornado.ioloop
 import tornado.web
 
 from . import errors
+from ._viewer_zarr import ZarrHandler
 
 if TYPE_CHECKING:
     from ._viewer import Viewer
@@ -297,4 +298,5 @@ def routes(get_viewer: Callable[[], Viewer | None]) -> list:
         (r"/vortex/api/patch", PatchHandler, kw),
         (r"/vortex/api/retrieval", RetrievalHandler, kw),
         (r"/vortex/static/(.*)", StaticHandler, {"path": str(STATIC)}),
+        (r"/vortex/zarr/([^/]+)/(.*)", ZarrHandler, kw),
     ]
