@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from . import view
 
+    # Ctrl-C stops it even when started with SIGINT ignored (a shell's background job
+    # inherits that, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     viewer = view(args.store, sample=args.sample, port=args.port)
     print(f"vortexdb viewer: {viewer.url}", flush=True)
     print("(serving on 127.0.0.1 only; Ctrl-C stops it)", file=sys.stderr, flush=True)
