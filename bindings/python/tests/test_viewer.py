@@ -91,13 +91,14 @@ def viewer(archive):
     v.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(viewer, archive):
-    chrome, driver_path = browser_paths()
-    netlog = archive["dir"] / "netlog.json"
+def chrome(netlog: Path | None = None):
+    """Debian's headless Chromium with software WebGL, its own background services off
+    and every host but 127.0.0.1 unresolvable; with ``netlog``, its NetLog written
+    there (``drv.netlog``) when it quits."""
+    chrome_path, driver_path = browser_paths()
     opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for f in [
+    opts.binary_location = chrome_path
+    flags = [
         "--headless=new",
         "--no-sandbox",
         "--disable-dev-shm-usage",
@@ -111,12 +112,19 @@ def browser(viewer, archive):
         "--disable-default-apps",
         "--disable-extensions",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--log-net-log={netlog}",
-        "--net-log-capture-mode=Default",
-    ]:
+    ]
+    if netlog is not None:
+        flags += [f"--log-net-log={netlog}", "--net-log-capture-mode=Default"]
+    for f in flags:
         opts.add_argument(f)
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
     drv.netlog = netlog
+    return drv
+
+
+@pytest.fixture(scope="module")
+def browser(viewer, archive):
+    drv = chrome(archive["dir"] / "netlog.json")
     drv.get(viewer.url)
     yield drv
     try:

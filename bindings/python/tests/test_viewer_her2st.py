@@ -16,13 +16,12 @@ import time
 
 import numpy as np
 import pytest
-from test_viewer import H, W, browser_paths, page_ready, panel_rect, pixels, to_screen, wait
+from test_viewer import chrome, page_ready, panel_rect, pixels, to_screen, wait
 
 import vortexdb
 
 pytest.importorskip("neuroglancer", reason="neuroglancer is not installed (requirements-test.txt)")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-test.txt)")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 SECTIONS = ["C2", "C3", "C4"]
@@ -82,14 +81,7 @@ def her2st_view(her2st_view_store):
 
 @pytest.fixture(scope="module")
 def her2st_browser(her2st_view):
-    chrome, driver_path = browser_paths()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for f in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader",
-              "--enable-unsafe-swiftshader", f"--window-size={W},{H}",
-              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]:
-        opts.add_argument(f)
-    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    drv = chrome()
     drv.get(her2st_view.url)
     yield drv
     drv.quit()

@@ -25,9 +25,8 @@ pytest.importorskip("neuroglancer", reason="neuroglancer is not installed (requi
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-test.txt)")
 pytest.importorskip("ome_zarr", reason="ome-zarr is not installed (requirements-test.txt)")
 
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from test_ome_zarr import write_ome_zarr  # noqa: E402
-from test_viewer import CHROMIUM_SERVICES, H, W, browser_paths, page_ready, panel_rect, pixels, wait  # noqa: E402
+from test_viewer import CHROMIUM_SERVICES, chrome, page_ready, panel_rect, pixels, wait  # noqa: E402
 
 from vortexdb import _viewer_zarr as vz  # noqa: E402
 
@@ -79,30 +78,7 @@ def viewer(archive, requests_seen):
 
 @pytest.fixture(scope="module")
 def browser(viewer, archive):
-    chrome, driver_path = browser_paths()
-    netlog = archive["dir"] / "netlog.json"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for f in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-angle=swiftshader",
-        "--enable-unsafe-swiftshader",
-        f"--window-size={W},{H}",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--disable-extensions",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--log-net-log={netlog}",
-        "--net-log-capture-mode=Default",
-    ]:
-        opts.add_argument(f)
-    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
-    drv.netlog = netlog
+    drv = chrome(archive["dir"] / "netlog.json")
     drv.get(viewer.url)
     yield drv
     try:
