@@ -27,6 +27,17 @@ function failure(e) {
   say((e.status ? "[" + e.status + "] " : "") + text, "error");
 }
 
+// Replace the options of a <select> by one per name (value and text the name).
+function fillOptions(select, names) {
+  select.innerHTML = "";
+  for (const name of names || []) {
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    select.appendChild(o);
+  }
+}
+
 function showInfo(info) {
   state.current = info.current;
   $("store").textContent = info.store;
@@ -41,22 +52,10 @@ function showInfo(info) {
   if (info.current) sel.value = info.current;
   const m = $("method");
   const chosen = m.value || (info.predicted ? info.predicted[1] : "");
-  m.innerHTML = "";
-  for (const name of info.methods || []) {
-    const o = document.createElement("option");
-    o.value = name;
-    o.textContent = name;
-    m.appendChild(o);
-  }
+  fillOptions(m, info.methods);
   if (chosen && (info.methods || []).includes(chosen)) m.value = chosen;
   const ss = $("spotset");
-  ss.innerHTML = "";
-  for (const name of info.spot_sets || []) {
-    const o = document.createElement("option");
-    o.value = name;
-    o.textContent = name;
-    ss.appendChild(o);
-  }
+  fillOptions(ss, info.spot_sets);
   if (info.spot_set) ss.value = info.spot_set;
   $("spots-form").hidden = !(info.spot_sets || []).length;
   $("notes").textContent = (info.notes || []).join(" ");
