@@ -17,9 +17,7 @@ use std::time::Instant;
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTransaction};
 
-use crate::catalog::tables::{
-    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLE_IMAGES, SAMPLES, SPOT_SETS, SPOTS,
-};
+use crate::catalog::tables::{EXPRESSION, MODELS, PREDICTIONS, SPOTS};
 use crate::catalog::{MODELS_DIR, ModelRecord};
 use crate::codec;
 use crate::engine::tables::*;
@@ -207,15 +205,7 @@ impl Store {
         let crc = |_: &redb::AccessGuard<'_, &str>, v: &[u8]| codec::strip_crc(v).is_some();
         let mut n = 0;
         n += copy_table(&src, &dst, META, &src_path, skipped, |_, _| true)?;
-        for def in [
-            COLLECTIONS,
-            MODELS,
-            SAMPLES,
-            SAMPLE_IMAGES,
-            SPOT_SETS,
-            DOMAINS,
-            READOUTS,
-        ] {
+        for def in super::CRC_STR_TABLES {
             n += copy_table(&src, &dst, def, &src_path, skipped, crc)?;
         }
         for def in [PREDICTIONS, RECORDS] {

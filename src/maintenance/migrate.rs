@@ -9,9 +9,7 @@ use std::path::Path;
 
 use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
 
-use crate::catalog::tables::{
-    DOMAINS, EXPRESSION, MODELS, PREDICTIONS, READOUTS, SAMPLE_IMAGES, SAMPLES, SPOT_SETS, SPOTS,
-};
+use crate::catalog::tables::{EXPRESSION, PREDICTIONS, SPOTS};
 use crate::codec;
 use crate::engine::packed::{Block, FileWriter};
 use crate::engine::tables::{
@@ -111,15 +109,7 @@ pub(crate) fn v1_to_v2(store: &Store) -> Result<u64> {
 /// Every table rewritten, and the schema version.
 fn migrate_all(txn: &WriteTransaction, path: &Path) -> Result<u64> {
     let mut n = 0;
-    for def in [
-        COLLECTIONS,
-        MODELS,
-        SAMPLES,
-        SAMPLE_IMAGES,
-        SPOT_SETS,
-        DOMAINS,
-        READOUTS,
-    ] {
+    for def in super::CRC_STR_TABLES {
         n += str_table(txn, path, def)?;
     }
     n += migrate_keyed(txn, path, RECORDS, false)?;

@@ -10,5 +10,22 @@ mod check;
 mod migrate;
 mod open;
 
+use redb::TableDefinition;
+
+use crate::catalog::tables::{DOMAINS, MODELS, READOUTS, SAMPLE_IMAGES, SAMPLES, SPOT_SETS};
+use crate::engine::tables::COLLECTIONS;
+
+/// The string-keyed tables whose values are a record followed by its CRC-32: what
+/// `backup` copies after checking each value and `migrate` rewrites, one list for both.
+const CRC_STR_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
+    COLLECTIONS,
+    MODELS,
+    SAMPLES,
+    SAMPLE_IMAGES,
+    SPOT_SETS,
+    DOMAINS,
+    READOUTS,
+];
+
 pub use backup::BackupReport;
 pub use check::{CheckReport, check_store, rebuild_indexes, repair_store};
