@@ -166,10 +166,10 @@ pub use ingest::{
 // Queries.
 pub use query::heatmap::{Heatmap, auto_downsample, heatmap};
 pub use query::{
-    GeneProfile, GeneQuery, PatchHit, PatchQuery, PatchResult, PatchSource, Profile, QueryResult,
-    QuerySummary, RankedPatch, ScoreOptions, TriageRow, close_matches, gene_profile,
-    profile_embedding, query_genes, query_patch, query_profile, rank_patches, read_profile,
-    score_percentile, triage,
+    GeneProfile, GeneQuery, PatchHit, PatchQuery, PatchResult, PatchSource, PoolSample, PoolSpot,
+    Profile, QueryResult, QuerySummary, RankedPatch, ScoreOptions, SpotPool, TriageRow,
+    close_matches, gene_profile, gene_profile_of, profile_embedding, query_embedding, query_genes,
+    query_patch, query_profile, rank_patches, read_profile, score_percentile, triage,
 };
 
 // Prediction, domains, evaluation.

@@ -78,6 +78,12 @@ pub enum QuerySummary {
         /// Spots selected.
         spots_selected: usize,
     },
+    /// A query embedding given whole ([`query_embedding`]: an archive's molecular
+    /// query over its shards, or one made elsewhere).
+    Embedding {
+        /// Its dimension.
+        dim: usize,
+    },
     /// A profile query.
     Profile {
         /// Genes in the profile.
@@ -266,6 +272,39 @@ pub fn query_profile(store: &Store, profile: &Profile, opts: &ScoreOptions) -> R
         unused_genes: unused,
     };
     score(store, &model, emb, None, summary, opts)
+}
+
+/// Score a query embedding made elsewhere against every patch, as [`query_genes`]
+/// scores the mean embedding of its spots: an archive builds the molecular query's
+/// embedding once from the spots of all its shards ([`crate::gene_profile_of`] over
+/// merged [`crate::SpotPool`]s) and scores it in each shard with this call. The
+/// embedding must have the model's dimension and finite values.
+pub fn query_embedding(
+    store: &Store,
+    embedding: Vec<f32>,
+    opts: &ScoreOptions,
+) -> Result<QueryResult> {
+    check(opts)?;
+    let model = store.load_model(opts.model.as_deref())?;
+    let dim = model.manifest.embedding_dim;
+    if embedding.len() != dim {
+        return Err(Error::arg(
+            "embedding",
+            format!(
+                "{} values; model '{}' embeds in {dim} dimensions",
+                embedding.len(),
+                model.manifest.name
+            ),
+        ));
+    }
+    if let Some(i) = embedding.iter().position(|v| !v.is_finite()) {
+        return Err(Error::arg(
+            "embedding",
+            format!("value {i} is {}", embedding[i]),
+        ));
+    }
+    let summary = QuerySummary::Embedding { dim };
+    score(store, &model, embedding, None, summary, opts)
 }
 
 fn check(opts: &ScoreOptions) -> Result<()> {

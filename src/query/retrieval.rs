@@ -22,6 +22,9 @@ pub enum PatchSource {
     },
     /// An H&E image (PNG/JPEG/TIFF) through the model's 2D encoder.
     Image(PathBuf),
+    /// An embedding of the model's dimension (an archive passes the query patch's
+    /// embedding, read in its own shard, to the other shards).
+    Vector(Vec<f32>),
 }
 
 /// A morphology retrieval.
@@ -79,6 +82,9 @@ pub struct PatchResult {
     pub query: String,
     /// The most similar patches, best first.
     pub hits: Vec<PatchHit>,
+    /// The query patch's embedding.
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
 }
 
 impl std::fmt::Display for PatchResult {
@@ -159,6 +165,21 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
             )
         }
         PatchSource::Image(img) => (model.embed_image(img)?, None, img.display().to_string()),
+        PatchSource::Vector(v) => {
+            let dim = model.manifest.embedding_dim;
+            if v.len() != dim || v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::arg(
+                    "vector",
+                    format!(
+                        "{} values (finite: {}); model '{}' embeds in {dim} dimensions",
+                        v.len(),
+                        v.iter().all(|x| x.is_finite()),
+                        model.manifest.name
+                    ),
+                ));
+            }
+            (v.clone(), None, format!("a {dim}-d embedding"))
+        }
     };
     let mut exclude = Vec::new();
     if q.exclude_self
@@ -177,7 +198,7 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
         },
         rescore: 0,
     };
-    let hits = store.search(&target, &[query], &opts)?;
+    let hits = store.search(&target, std::slice::from_ref(&query), &opts)?;
     let mut rows = Vec::new();
     for h in &hits[0] {
         let (_, rec) = store.get(&target, h.id)?.unwrap_or_default();
@@ -192,5 +213,6 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
     Ok(PatchResult {
         query: source,
         hits: rows,
+        embedding: query,
     })
 }

@@ -150,7 +150,7 @@ impl PyStore {
     }
 
     /// The patches most similar to a stored patch (`sample`, `at`) or to an image file.
-    #[pyo3(signature = (sample=None, at=None, image=None, top=10, within=vec![], exclude_self=false, model=None, exact=false, target="3d"))]
+    #[pyo3(signature = (sample=None, at=None, image=None, top=10, within=vec![], exclude_self=false, model=None, exact=false, target="3d", vector=None))]
     #[allow(clippy::too_many_arguments)]
     fn query_patch(
         &self,
@@ -164,16 +164,18 @@ impl PyStore {
         model: Option<String>,
         exact: bool,
         target: &str,
+        vector: Option<Vec<f32>>,
     ) -> PyResult<Py<PyAny>> {
         let s = self.get()?;
         let target = vx::Modality::retrieval_target(target).or_raise()?;
-        let source = match (sample, at, image) {
-            (Some(sample), Some(at), None) => vx::PatchSource::Stored { sample, at },
-            (None, None, Some(img)) => vx::PatchSource::Image(img),
+        let source = match (sample, at, image, vector) {
+            (Some(sample), Some(at), None, None) => vx::PatchSource::Stored { sample, at },
+            (None, None, Some(img), None) => vx::PatchSource::Image(img),
+            (None, None, None, Some(v)) => vx::PatchSource::Vector(v),
             _ => {
                 return Err(err(vx::Error::arg(
                     "sample",
-                    "give a sample and a patch origin `at`, or an image",
+                    "give a sample and a patch origin `at`, an image, or a vector",
                 )));
             }
         };
@@ -187,7 +189,11 @@ impl PyStore {
             target,
         };
         let r = py.detach(|| vx::query_patch(&s, &q)).or_raise()?;
-        serialised(py, &r)
+        let d = serialised(py, &r)?;
+        let n = r.embedding.len();
+        d.bind(py)
+            .set_item("embedding", array(py, r.embedding, &[n])?)?;
+        Ok(d)
     }
 
     /// Predicted expression of every patch of a sample (predictor head, `knn`

@@ -10,6 +10,7 @@ mod convert;
 mod ingest;
 mod register;
 mod results;
+mod shards;
 mod vectors;
 
 use std::path::PathBuf;
@@ -286,6 +287,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loaded_runtime_library, m)?)?;
     m.add_function(wrap_pyfunction!(phantom, m)?)?;
     m.add_function(wrap_pyfunction!(register::register_sections, m)?)?;
+    m.add_function(wrap_pyfunction!(shards::gene_profile, m)?)?;
     m.add_function(wrap_pyfunction!(register::register_section_to_volume, m)?)?;
     m.add("ORT_VERSION", vx::ORT_VERSION)?;
     m.add("FORMAT_VERSION", vx::FORMAT_VERSION)?;

@@ -163,6 +163,11 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce__(self):
+        """A store pickles as its path and mode (the unpickled handle opens the store
+        again, e.g. in a Ray task); a writable one then needs the writer's lock."""
+        return (open, (self.path, self.read_only))
+
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
         return f"vortexdb.Store({self.path!r}, {mode})"

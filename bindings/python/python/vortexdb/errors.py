@@ -130,6 +130,15 @@ class InferenceError(RuntimeFailure):
     """A model failed on valid input."""
 
 
+class ArchiveError(Error):
+    """A problem with an archive of shards: its catalog, a shard (``shard`` names it)
+    or a shard's model."""
+
+
+class ClusterUnreachable(ArchiveError, ConnectionError):
+    """The Ray cluster at ``address`` could not be reached."""
+
+
 class GraphError(Error):
     """An HNSW index invariant failed (a bug: please report it)."""
 
