@@ -4,7 +4,14 @@ and resumes; bad input is refused with nothing written."""
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +149,169 @@ def test_a_dead_reader_and_a_timeout_are_named(arch):
         assert "p2" not in r.samples
     finally:
         a.close()
+
+
+def _probe_scores(path, sample: str) -> dict:
+    """Every patch of ``sample`` -> its scores against three fixed probe embeddings:
+    equal vectors give equal scores."""
+    rng = np.random.default_rng(0)
+    out: dict = {}
+    with vortexdb.open(path, read_only=True) as db:
+        dim = db.models()[0]["manifest"]["embedding_dim"]
+        for _ in range(3):
+            r = db._s.query_embedding([float(x) for x in rng.normal(size=dim)], samples=[sample]).ranked()
+            for z, y, x, sc in zip(r["z"], r["y"], r["x"], r["score"], strict=True):
+                out.setdefault((int(z), int(y), int(x)), []).append(float(sc))
+    return out
+
+
+def test_a_worker_killed_mid_ingest_is_retried_and_resumes(tmp_path, local_ray):
+    ph = vortexdb.phantom(tmp_path / "big", seed=7, shape=(48, 256, 256))
+    vol = {"path": ph["volume"], "batch": 16}
+    direct = tmp_path / "direct"
+    with vortexdb.create(direct) as db:
+        db.add_model("default")
+        db.ingest_volume("k1", ph["volume"], batch=16, threads=1, progress=False)
+    root = tmp_path / "arch"
+    a = archive.create(root)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(a.ingest([{"sample": "k1", "volume": vol}], progress=False)))
+    t.start()
+    prog = root / ".progress" / "k1.json"
+    killed = None
+    deadline = time.monotonic() + 120
+    while t.is_alive() and time.monotonic() < deadline:
+        # The catalog never lists the shard before it is complete.
+        cat = json.loads((root / "archive.json").read_text())
+        for row in cat["shards"].values():
+            assert row["status"] == "complete" and all(s["status"] == "complete" for s in row["samples"])
+            with vortexdb.open(root / row["path"], read_only=True) as s:
+                assert all(x["status"] == "complete" for x in s.info()["samples"])
+        try:
+            p = json.loads(prog.read_text())
+        except (OSError, ValueError):
+            p = None
+        if killed is None and p and 0 < p["done"] < p["total"] and p["sample"] == "k1":
+            os.kill(p["pid"], signal.SIGKILL)
+            killed = p
+        time.sleep(0.05)
+    t.join(120)
+    assert killed is not None, "the ingest finished before it could be killed"
+    assert result["committed"] == ["k1"]
+    after = json.loads(prog.read_text())
+    assert after["pid"] != killed["pid"], "the task was not run again in another worker"
+    with vortexdb.open(root / "shards" / "k1", read_only=True) as s:
+        info = s.info()
+    want = _probe_scores(direct, "k1")
+    got = _probe_scores(root / "shards" / "k1", "k1")
+    # Nothing stored twice: one vector per patch, the same patches as the direct run.
+    assert info["samples"][0]["patches"] == len(want)
+    assert sum(c["live"] for c in info["collections"] if c["modality"] == "3d") == len(want)
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], atol=1e-5)
+
+
+@pytest.fixture()
+def small(tmp_path, phantoms):
+    """A two-shard archive built on the local backend (no Ray)."""
+    root = tmp_path / "small"
+    a = archive.create(root, backend="local")
+    a.ingest([{"sample": s, "volume": phantoms[s]["volume"], "spots": phantoms[s]["spots"]} for s in ("p1", "p2")])
+    return a
+
+
+def _snapshot(root: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".lock" not in p.name}
+
+
+def test_a_shard_with_another_model_is_refused(small, tmp_path, phantoms):
+    model = tmp_path / "other-model"
+    shutil.copytree(Path(__file__).resolve().parents[3] / "models" / "default", model)
+    m = json.loads((model / "manifest.json").read_text())
+    m["name"] = "other-model"
+    (model / "manifest.json").write_text(json.dumps(m))
+    st = tmp_path / "other-store"
+    with vortexdb.create(st) as db:
+        db.add_model(model)
+        db.ingest_volume("p3", phantoms["p3"]["volume"], progress=False)
+    before = _snapshot(small.root)
+    with pytest.raises(vortexdb.errors.ArchiveError, match="other-model"):
+        small.add_shard(st)
+    assert _snapshot(small.root) == before
+
+
+def test_a_store_of_the_same_model_attaches(small, tmp_path, phantoms):
+    st = tmp_path / "same"
+    with vortexdb.create(st) as db:
+        db.add_model("default")
+        db.ingest_volume("p3", phantoms["p3"]["volume"], progress=False)
+    small.add_shard(st, name="extra")
+    assert small.catalog.owner("p3") == "extra"
+    assert small.check()["ok"]
+    with pytest.raises(vortexdb.errors.ArchiveError, match="already in shard"):
+        small.add_shard(st, name="again")
+
+
+def test_a_missing_or_damaged_shard_is_named(small):
+    p2 = small.root / "shards" / "p2"
+    redb = p2 / "vortex.redb"
+    data = bytearray(redb.read_bytes())
+    for i in range(4096, min(len(data), 4096 + 8192)):
+        data[i] ^= 0xA5
+    redb.write_bytes(bytes(data))
+    rep = small.check()
+    assert not rep["ok"] and rep["shards"]["p2"] and not rep["shards"]["p1"]
+    shutil.rmtree(p2)
+    rep = small.check()
+    assert "missing" in rep["shards"]["p2"][0]
+    with pytest.raises(vortexdb.errors.ArchiveError, match="shard 'p2'"):
+        small.query_genes(["TUM01"])
+
+
+def test_a_catalog_naming_a_sample_twice_is_refused(small):
+    cat = json.loads((small.root / "archive.json").read_text())
+    cat["shards"]["p2"]["samples"].append(dict(cat["shards"]["p1"]["samples"][0]))
+    (small.root / "archive.json").write_text(json.dumps(cat))
+    with pytest.raises(vortexdb.errors.ArchiveError, match="names sample 'p1' twice"):
+        archive.open(small.root)
+
+
+def test_unknown_sample_or_gene(small):
+    before = _snapshot(small.root)
+    with pytest.raises(vortexdb.errors.UnknownGenes):
+        small.query_genes(["NOTAGENE"])
+    with pytest.raises(vortexdb.errors.UnknownSample):
+        small.query_genes(["TUM01"], sample="nope")
+    with pytest.raises(vortexdb.errors.UnknownSample):
+        small.query_patch("nope", (0, 0, 0))
+    with pytest.raises(vortexdb.errors.UnknownSample):
+        small.query_genes(["TUM01"], spots_from="nope")
+    small.close()
+    assert _snapshot(small.root) == before
+
+
+def test_an_unreachable_ray_address_is_refused(tmp_path):
+    root = tmp_path / "never"
+    t0 = time.monotonic()
+    with pytest.raises(vortexdb.errors.ClusterUnreachable, match="127.0.0.1:9"):
+        archive.create(root, address="127.0.0.1:9")
+    assert time.monotonic() - t0 < 30
+    assert not root.exists()
+    with pytest.raises(vortexdb.errors.ClusterUnreachable, match="HOST:PORT"):
+        archive.create(root, address="no-port-here")
+
+
+def test_bad_specs_are_refused_before_anything_runs(small):
+    before = _snapshot(small.root)
+    for bad, msg in [
+        ([{"volume": "x.npy"}], "'sample' id"),
+        ([{"sample": "q", "volume": "a", "image": "b"}], "at most one image source"),
+        ([{"sample": "q", "colour": 1}], "unknown key"),
+        ([{"sample": "q", "volume": "a"}, {"sample": "q", "volume": "b"}], "also spec 0"),
+        ([{"sample": "q", "volume": "a", "shard": "../up"}], "shard name"),
+        ([{"sample": "p1", "volume": "a", "shard": "elsewhere"}], "already in shard 'p1'"),
+    ]:
+        with pytest.raises(vortexdb.errors.ArchiveError, match=msg):
+            small.ingest(bad)
+    assert _snapshot(small.root) == before

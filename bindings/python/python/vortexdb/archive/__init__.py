@@ -29,6 +29,7 @@ from typing import Any
 from .. import check as check_store
 from .. import create as create_store
 from ..errors import ArchiveError, OutputExists
+from ..errors import Error as VortexError
 from ._catalog import CATALOG, PROGRESS_DIR, SHARDS_DIR, Catalog, commit_shard, locked, model_identity, shard_name
 from ._cluster import LocalBackend, RayBackend, connect
 from ._ingest import ingest_shard, normalise_spec, shard_row
@@ -93,7 +94,10 @@ class Archive:
             p = self.catalog.shard_path(self.root, s)
             if not (p / "vortex.redb").is_file():
                 raise ArchiveError(f"shard {s!r}: {p} is missing or not a store (run `vortexdb archive check`)")
-        self._backend.ensure({s: os.fspath(self.catalog.shard_path(self.root, s)) for s in shards})
+        try:
+            self._backend.ensure({s: os.fspath(self.catalog.shard_path(self.root, s)) for s in shards})
+        except VortexError as e:
+            raise ArchiveError(f"a shard of {self.root} cannot be opened: {e}") from e
 
     def close(self) -> None:
         """Release the shards (and the Ray readers)."""
@@ -167,6 +171,24 @@ class Archive:
                     )
             report[name] = probs
         return {"ok": all(not v for v in report.values()), "shards": report}
+
+    def add_shard(self, path: str | os.PathLike[str], name: str | None = None) -> dict:
+        """Attach an existing store as a shard (it stays where it is): refused, with
+        the catalog unchanged, when its model is not the archive's, a sample is not
+        complete, or a sample is already in another shard. Returns its catalog row."""
+        from .. import open as open_store
+
+        p = Path(path)
+        name = shard_name(name or p.name)
+        if name in self.catalog.shards:
+            raise ArchiveError(f"shard {name!r} is already in the archive {self.root}")
+        with open_store(p, read_only=True) as s:
+            row = shard_row(s, self.root, name)
+        bad = [x["id"] for x in row["samples"] if x["status"] != "complete"]
+        if bad:
+            raise ArchiveError(f"{p}: sample(s) {bad} are not complete; finish their ingest first")
+        self.catalog = commit_shard(self.root, name, row)
+        return self.catalog.shards[name]
 
     # -- ingest -------------------------------------------------------------------
     def ingest(

@@ -129,10 +129,12 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         import ray
     except ImportError:
         raise ArchiveError("backend 'ray' needs Ray: pip install 'vortexdb[ray]' (or use backend='local')") from None
+    remote = address not in (None, "", "local")
+    if remote:
+        check_address(address)
     if ray.is_initialized():
         return
-    if address not in (None, "", "local"):
-        check_address(address)
+    if remote:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
@@ -226,6 +228,8 @@ class RayBackend:
         try:
             self.ray.get(refs)
         except Exception as e:
+            for s in new:
+                self.where.pop(s, None)
             raise _unwrap(e) from None
 
     def call(self, calls: list[tuple[str, str, tuple]], timeout: float | None) -> tuple[list, dict[str, str]]:
