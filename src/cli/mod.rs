@@ -3,11 +3,13 @@
 //! 2 internal error). No work is done here that the library does not expose.
 
 mod analysis;
+mod archive;
 mod args;
 mod demo;
 mod hints;
 mod ingest;
 mod models;
+mod python;
 mod query;
 mod readout;
 mod register;
@@ -90,6 +92,11 @@ pub enum Command {
     /// Python package's `python -m vortexdb view` with the interpreter VORTEX_PYTHON
     /// names (default python3), which needs `pip install "./bindings/python[view]"`.
     View(view::ViewArgs),
+    /// Archives of many stores (shards) under one catalog, ingested and queried on Ray:
+    /// create, ingest, list, check, add-shard, query. Runs the Python package's
+    /// `python -m vortexdb archive` (VORTEX_PYTHON, default python3), which needs
+    /// `pip install "./bindings/python[ray]"`.
+    Archive(archive::ArchiveArgs),
     /// Run the end-to-end demo on generated data and write its outputs.
     Demo(demo::DemoArgs),
     /// Generate a deterministic synthetic tissue phantom: a 3D volume, H&E planes and
@@ -196,6 +203,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Backup(a) => return store::backup(&a, j),
         Command::Repair(a) => return store::repair(&a, j),
         Command::View(a) => return view::view(&a),
+        Command::Archive(a) => return archive::archive(&a),
         Command::Init(a) => store::init(&a, j),
         Command::Info(a) => store::info(&a, j),
         Command::Spots(c) => store::spots(c, j),

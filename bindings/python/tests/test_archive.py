@@ -9,6 +9,7 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -315,3 +316,22 @@ def test_bad_specs_are_refused_before_anything_runs(small):
         with pytest.raises(vortexdb.errors.ArchiveError, match=msg):
             small.ingest(bad)
     assert _snapshot(small.root) == before
+
+
+def test_the_cli_lists_checks_and_queries(small, monkeypatch):
+    from conftest import cli
+
+    monkeypatch.setenv("VORTEX_PYTHON", sys.executable)
+    out = json.loads(cli("archive", "list", small.root, "--json").stdout)
+    assert sorted(s["id"] for s in out["samples"]) == ["p1", "p2"]
+    q = cli("archive", "query", small.root, "--genes", "TUM01", "--backend", "local", "--top", "5", "--json")
+    got = json.loads(q.stdout)
+    want = small.query_genes(["TUM01"], top=5)
+    assert [t["score"] for t in got["top"]] == pytest.approx(list(want.top["score"]), abs=1e-6)
+    assert not got["partial"]
+    assert cli("archive", "check", small.root).returncode == 0
+    shutil.rmtree(small.root / "shards" / "p2")
+    r = cli("archive", "check", small.root, ok=False)
+    assert r.returncode == 1 and "missing" in r.stdout
+    r = cli("archive", "query", small.root, "--genes", "TUM01", "--backend", "local", ok=False)
+    assert r.returncode == 2 and "shard 'p2'" in r.stderr

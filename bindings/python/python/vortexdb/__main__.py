@@ -1,5 +1,6 @@
 """``python -m vortexdb view STORE [--port N] [--sample S]``: serve the interactive
-viewer on 127.0.0.1, print its URL and run until Ctrl-C."""
+viewer on 127.0.0.1, print its URL and run until Ctrl-C. ``python -m vortexdb archive
+...``: archives of shards on Ray (:mod:`vortexdb.archive`)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import threading
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: ``view`` is the one command."""
+    """The command line: ``view`` and ``archive``."""
     ap = argparse.ArgumentParser(prog="python -m vortexdb", description="vortexdb from Python")
     sub = ap.add_subparsers(dest="command", required=True)
     v = sub.add_parser("view", help="open a store in the interactive browser viewer (127.0.0.1 only)")
     v.add_argument("store", help="the store directory")
     v.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     v.add_argument("--sample", default=None, help="sample shown first (default: the first)")
+    from .archive import _cli as archive_cli
+
+    archive_cli.add_parser(sub)
     args = ap.parse_args(argv)
+    if args.command == "archive":
+        return archive_cli.main(args)
     from . import view
 
     # Ctrl-C stops it even when started with SIGINT ignored (a shell's background job

@@ -278,9 +278,7 @@ def image_layer(g: SampleGeometry) -> Any:
         lo, hi = a.window
         return neuroglancer.ImageLayer(source=src, shader=GRAY_SHADER % {"lo": lo, "hi": hi})
     if a.ndim == 4:
-        dims = neuroglancer.CoordinateSpace(
-            names=[*AXES, "c^"], units=["um", "um", "um", ""], scales=[*um, 1.0]
-        )
+        dims = neuroglancer.CoordinateSpace(names=[*AXES, "c^"], units=["um", "um", "um", ""], scales=[*um, 1.0])
         vol = neuroglancer.LocalVolume(data=a, dimensions=dims, volume_type="image")
         return neuroglancer.ImageLayer(source=vol, shader=RGB_SHADER)
     if a.dtype == np.uint8:
