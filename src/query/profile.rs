@@ -155,7 +155,7 @@ impl SpotPool {
                 spots,
             });
         }
-        Ok(SpotPool::merge(vec![SpotPool { samples: out }])?)
+        SpotPool::merge(vec![SpotPool { samples: out }])
     }
 
     /// One pool of `pools`, samples in id order as one store reads them; a sample in
@@ -182,6 +182,9 @@ impl SpotPool {
         self.len() == 0
     }
 }
+
+/// A spot of the pool with its values re-indexed into the union of the panels.
+type FlatSpot<'a> = (&'a PoolSample, &'a PoolSpot, Vec<(u32, f32)>);
 
 /// Run the transcriptomic side of the molecular query over the stored spots of
 /// `model` and return the mean embedding of the spots it selects.
@@ -216,7 +219,7 @@ pub fn gene_profile_of(pool: &SpotPool, model: &str, q: &GeneQuery) -> Result<Ge
     // spot's values re-indexed into it.
     let mut genes: Vec<String> = Vec::new();
     let mut by_upper: HashMap<String, u32> = HashMap::new();
-    let mut flat: Vec<(&PoolSample, &PoolSpot, Vec<(u32, f32)>)> = Vec::new();
+    let mut flat: Vec<FlatSpot> = Vec::new();
     for s in &pool.samples {
         let map: Vec<u32> = s
             .genes
@@ -410,4 +413,77 @@ pub fn gene_profile_of(pool: &SpotPool, model: &str, q: &GeneQuery) -> Result<Ge
             .collect(),
         embedding: mean.iter().map(|x| (x / norm) as f32).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample of `n` spots over `genes`, gene `g` of spot `i` worth `(i * 7 + g * 3) % 5`.
+    fn sample(name: &str, genes: &[&str], n: usize, dim: usize) -> PoolSample {
+        PoolSample {
+            sample: name.into(),
+            genes: genes.iter().map(|g| g.to_string()).collect(),
+            spots: (0..n)
+                .map(|i| PoolSpot {
+                    id: format!("{name}-{i}"),
+                    values: (0..genes.len() as u32)
+                        .map(|g| (g, ((i as u32 * 7 + g * 3) % 5) as f32))
+                        .filter(|v| v.1 > 0.0)
+                        .collect(),
+                    embedding: (0..dim).map(|k| ((i + k) % 4) as f32 - 1.5).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merged_pools_give_the_profile_of_one_pool_whatever_their_order() {
+        let a = sample("a", &["G1", "G2", "G3"], 20, 4);
+        let b = sample("b", &["g2", "G4", "G1"], 15, 4);
+        let c = sample("c", &["G3", "G5"], 10, 4);
+        let q = GeneQuery::new(vec!["G1".into()]);
+        let one = SpotPool {
+            samples: vec![a.clone(), b.clone(), c.clone()],
+        };
+        let want = gene_profile_of(&one, "m", &q).unwrap();
+        let split = SpotPool::merge(vec![
+            SpotPool { samples: vec![c] },
+            SpotPool {
+                samples: vec![b, a],
+            },
+        ])
+        .unwrap();
+        let got = gene_profile_of(&split, "m", &q).unwrap();
+        assert_eq!(got.spots, want.spots);
+        assert_eq!(got.embedding, want.embedding);
+        assert_eq!(got.correlated, want.correlated);
+        assert_eq!(got.thresholds, want.thresholds);
+        // Case-insensitive union: "g2" of b is G2 of a.
+        assert_eq!(want.spots_total, 45);
+    }
+
+    #[test]
+    fn a_sample_in_two_pools_and_a_bad_gene_index_are_refused() {
+        let a = sample("a", &["G1", "G2"], 5, 3);
+        let e = SpotPool::merge(vec![
+            SpotPool {
+                samples: vec![a.clone()],
+            },
+            SpotPool {
+                samples: vec![a.clone()],
+            },
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("'a' is in two spot pools"), "{e}");
+        let mut bad = a;
+        bad.spots[0].values.push((9, 1.0));
+        let e = gene_profile_of(
+            &SpotPool { samples: vec![bad] },
+            "m",
+            &GeneQuery::new(vec!["G1".into()]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("names gene 9"), "{e}");
+    }
 }
