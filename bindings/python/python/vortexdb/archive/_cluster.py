@@ -35,7 +35,10 @@ def score_bins(scores: np.ndarray) -> np.ndarray:
 
 class ShardReader:
     """Shards opened read-only, and the per-shard calls of the archive's queries.
-    Query results stay here (the last 8 queries) for their heatmaps."""
+    Query results stay here for their heatmaps: the last ``KEEP`` per shard (each
+    holds every scored patch: ~56 bytes a patch, 112 MB for a 2M-patch volume)."""
+
+    KEEP = 2
 
     def __init__(self) -> None:
         self.stores: dict[str, Any] = {}
@@ -77,7 +80,7 @@ class ShardReader:
             embedding, samples=samples, exclude=exclude, model=model, target=target
         )
         self.results[(shard, qid)] = r
-        while len(self.results) > 8 * max(1, len(self.stores)):
+        while len(self.results) > self.KEEP * max(1, len(self.stores)):
             self.results.popitem(last=False)
         scores = r.scores()
         summary = r.summary(top)
