@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import vortexdb
 from vortexdb import archive
 
@@ -43,11 +42,16 @@ def memory(pid: int) -> tuple[int, int]:
     """(RssAnon, RssFile) of ``pid`` in MB."""
     with open(f"/proc/{pid}/status") as f:
         s = f.read()
-    return tuple(int(re.search(k + r":\s+(\d+)", s).group(1)) // 1024 for k in ("RssAnon", "RssFile"))
+    return tuple(
+        int(re.search(k + r":\s+(\d+)", s).group(1)) // 1024
+        for k in ("RssAnon", "RssFile")
+    )
 
 
 def ray_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "ray::"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["pgrep", "-f", "ray::"], check=False, capture_output=True, text=True
+    ).stdout.split()
     return [int(p) for p in out]
 
 
@@ -79,7 +83,9 @@ def build_store(path: Path, samples: dict, threads: int) -> None:
 def bench_ingest(work: Path, shape, n: int, rounds: int) -> None:
     cpus = os.cpu_count() or 2
     ph = phantoms(work, n, shape, 101)
-    specs = [{"sample": s, "volume": p["volume"], "spots": p["spots"]} for s, p in ph.items()]
+    specs = [
+        {"sample": s, "volume": p["volume"], "spots": p["spots"]} for s, p in ph.items()
+    ]
     ray_t, direct_t = [], []
     for r in range(rounds):
         root = work / "ingest-ray"
@@ -96,7 +102,10 @@ def bench_ingest(work: Path, shape, n: int, rounds: int) -> None:
         t0 = time.perf_counter()
         build_store(d, ph, cpus)
         direct_t.append(time.perf_counter() - t0)
-        print(f"  round {r + 1}: Ray {ray_t[-1]:.1f} s, direct {direct_t[-1]:.1f} s ({patches} patches)", flush=True)
+        print(
+            f"  round {r + 1}: Ray {ray_t[-1]:.1f} s, direct {direct_t[-1]:.1f} s ({patches} patches)",
+            flush=True,
+        )
     mr, md = statistics.median(ray_t), statistics.median(direct_t)
     print(
         f"ingest of {n} samples {shape} ({patches} patches), {cpus} CPUs: Ray (one task per sample, 1 thread) "
@@ -142,7 +151,10 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
     wp = db.query_patch("s01", (8, 60, 60), top=10, exact=True)
     for a in arcs.values():
         got = a.query_genes(GENES[0], top=10)
-        assert np.allclose(got.top["score"], want.top["score"], atol=1e-6) and not got.partial
+        assert (
+            np.allclose(got.top["score"], want.top["score"], atol=1e-6)
+            and not got.partial
+        )
         gp = a.query_patch("s01", (8, 60, 60), top=10, exact=True)
         assert np.allclose(gp["similarity"], wp["similarity"], atol=1e-6)
     times: dict = {("store", 0, "genes"): [], ("store", 0, "patch"): []}
@@ -165,13 +177,17 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
                 a.query_patch("s01", (8, 60, 60), top=10, exact=True)
                 times[(*key, "patch")].append(time.perf_counter() - t0)
     patches = sum(s["patches"] for s in db.info()["samples"])
-    print(f"queries over {n} samples {shape} ({patches} patches), medians of {rounds * len(GENES)}:")
+    print(
+        f"queries over {n} samples {shape} ({patches} patches), medians of {rounds * len(GENES)}:"
+    )
     for kind in ("genes", "patch"):
         base = statistics.median(times[("store", 0, kind)])
         print(f"  {kind:<5} one store: {1e3 * base:.1f} ms")
         for key in arcs:
             m = statistics.median(times[(*key, kind)])
-            print(f"  {kind:<5} {key[0]:<5} {key[1]:>2} shards: {1e3 * m:.1f} ms ({m / base:.2f}x the one store)")
+            print(
+                f"  {kind:<5} {key[0]:<5} {key[1]:>2} shards: {1e3 * m:.1f} ms ({m / base:.2f}x the one store)"
+            )
     anon, file = memory(os.getpid())
     wa = wf = 0
     pids = ray_pids()
@@ -181,7 +197,9 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
         except (OSError, AttributeError):
             continue
         wa, wf = wa + a_, wf + f_
-    print(f"memory: this process RssAnon {anon} MB, RssFile {file} MB; {len(pids)} Ray workers RssAnon {wa} MB, RssFile {wf} MB")
+    print(
+        f"memory: this process RssAnon {anon} MB, RssFile {file} MB; {len(pids)} Ray workers RssAnon {wa} MB, RssFile {wf} MB"
+    )
     for a in arcs.values():
         a.close()
     db.close()
@@ -190,8 +208,12 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="48x256x256")
-    ap.add_argument("--ingest", type=int, default=4, help="samples of the ingest benchmark")
-    ap.add_argument("--samples", type=int, default=16, help="samples of the query benchmark")
+    ap.add_argument(
+        "--ingest", type=int, default=4, help="samples of the ingest benchmark"
+    )
+    ap.add_argument(
+        "--samples", type=int, default=16, help="samples of the query benchmark"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default="/tmp/vortex-archive-bench")
     ap.add_argument("--skip-ingest", action="store_true")
@@ -202,7 +224,9 @@ def main() -> None:
     import ray
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    print(f"ray {ray.__version__}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"ray {ray.__version__}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     if not args.skip_ingest:
         bench_ingest(work, shape, args.ingest, args.rounds)
     bench_queries(work, shape, args.samples, args.rounds)
