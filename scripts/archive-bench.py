@@ -6,8 +6,9 @@
 1. Ingest: ``--ingest`` phantom samples (volume + spots, seeds 101...) ingested (a) into
    an archive through Ray, one task per sample with 1 thread each, on a local Ray of
    ``os.cpu_count()`` CPUs, and (b) directly in this process, one after another, with
-   ``os.cpu_count()`` threads each: the same total threads. Rounds alternate (a) and
-   (b); the ratio is direct time / Ray time (>= 1: Ray is as fast).
+   ``os.cpu_count()`` threads each: the same total threads; (c) as (b) with 1 thread,
+   to show what one ingest gains from a second thread. Rounds alternate (a), (b), (c);
+   the ratio is direct time / Ray time (>= 1: Ray is as fast).
 2. Queries: ``--samples`` phantom samples held (a) by one store, (b) by archives of 1,
    4 and 16 shards (stores built directly and attached with ``add_shard``). A molecular
    query (each of 6 genes, top 10) and a patch retrieval (exact, top 10) over all
@@ -86,7 +87,7 @@ def bench_ingest(work: Path, shape, n: int, rounds: int) -> None:
     specs = [
         {"sample": s, "volume": p["volume"], "spots": p["spots"]} for s, p in ph.items()
     ]
-    ray_t, direct_t = [], []
+    ray_t, direct_t, one_t = [], [], []
     for r in range(rounds):
         root = work / "ingest-ray"
         shutil.rmtree(root, ignore_errors=True)
@@ -102,15 +103,25 @@ def bench_ingest(work: Path, shape, n: int, rounds: int) -> None:
         t0 = time.perf_counter()
         build_store(d, ph, cpus)
         direct_t.append(time.perf_counter() - t0)
+        shutil.rmtree(d, ignore_errors=True)
+        t0 = time.perf_counter()
+        build_store(d, ph, 1)
+        one_t.append(time.perf_counter() - t0)
         print(
-            f"  round {r + 1}: Ray {ray_t[-1]:.1f} s, direct {direct_t[-1]:.1f} s ({patches} patches)",
+            f"  round {r + 1}: Ray {ray_t[-1]:.1f} s, direct {direct_t[-1]:.1f} s, "
+            f"direct 1 thread {one_t[-1]:.1f} s ({patches} patches)",
             flush=True,
         )
-    mr, md = statistics.median(ray_t), statistics.median(direct_t)
+    mr, md, m1 = (
+        statistics.median(ray_t),
+        statistics.median(direct_t),
+        statistics.median(one_t),
+    )
     print(
         f"ingest of {n} samples {shape} ({patches} patches), {cpus} CPUs: Ray (one task per sample, 1 thread) "
         f"median {mr:.1f} s, direct (one process, {cpus} threads) {md:.1f} s: ratio direct/Ray {md / mr:.2f}; "
-        f"per patch: Ray {1e3 * mr / patches:.2f} ms, direct {1e3 * md / patches:.2f} ms",
+        f"per patch: Ray {1e3 * mr / patches:.2f} ms, direct {1e3 * md / patches:.2f} ms; "
+        f"direct with 1 thread {m1:.1f} s ({1e3 * m1 / patches:.2f} ms per patch)",
         flush=True,
     )
     shutil.rmtree(work / "ingest-ray", ignore_errors=True)
@@ -161,6 +172,7 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
     for key in arcs:
         times[(*key, "genes")] = []
         times[(*key, "patch")] = []
+    phases: dict = {}
     for _ in range(rounds):
         for g in GENES:
             t0 = time.perf_counter()
@@ -171,8 +183,10 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
             times[("store", 0, "patch")].append(time.perf_counter() - t0)
             for key, a in arcs.items():
                 t0 = time.perf_counter()
-                a.query_genes(g, top=10)
+                r = a.query_genes(g, top=10)
                 times[(*key, "genes")].append(time.perf_counter() - t0)
+                for phase, sec in r.timings.items():
+                    phases.setdefault(key, {}).setdefault(phase, []).append(sec)
                 t0 = time.perf_counter()
                 a.query_patch("s01", (8, 60, 60), top=10, exact=True)
                 times[(*key, "patch")].append(time.perf_counter() - t0)
@@ -185,9 +199,14 @@ def bench_queries(work: Path, shape, n: int, rounds: int) -> None:
         print(f"  {kind:<5} one store: {1e3 * base:.1f} ms")
         for key in arcs:
             m = statistics.median(times[(*key, kind)])
-            print(
-                f"  {kind:<5} {key[0]:<5} {key[1]:>2} shards: {1e3 * m:.1f} ms ({m / base:.2f}x the one store)"
-            )
+            line = f"  {kind:<5} {key[0]:<5} {key[1]:>2} shards: {1e3 * m:.1f} ms ({m / base:.2f}x the one store)"
+            if kind == "genes":
+                parts = ", ".join(
+                    f"{p} {1e3 * statistics.median(v):.1f}"
+                    for p, v in phases[key].items()
+                )
+                line += f"; phases (ms): {parts}"
+            print(line)
     anon, file = memory(os.getpid())
     wa = wf = 0
     pids = ray_pids()
@@ -217,6 +236,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default="/tmp/vortex-archive-bench")
     ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--skip-queries", action="store_true")
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.shape.split("x"))
     work = Path(args.workdir)
@@ -229,7 +249,8 @@ def main() -> None:
     )
     if not args.skip_ingest:
         bench_ingest(work, shape, args.ingest, args.rounds)
-    bench_queries(work, shape, args.samples, args.rounds)
+    if not args.skip_queries:
+        bench_queries(work, shape, args.samples, args.rounds)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ class Archive:
         self.address = address
         self.threads = threads
         self._b: Any = None
+        # (shard, commit time, samples) -> that shard's spot pool (bytes).
+        self._pools: dict[tuple, bytes] = {}
 
     # -- life cycle ---------------------------------------------------------------
     @property

@@ -132,8 +132,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         import ray
     except ImportError:
         raise ArchiveError("backend 'ray' needs Ray: pip install 'vortexdb[ray]' (or use backend='local')") from None
-    remote = address not in (None, "", "local")
-    if remote:
+    remote = address is not None and address not in ("", "local")
+    if address is not None and remote:
         check_address(address)
     if ray.is_initialized():
         return
@@ -212,8 +212,8 @@ class RayBackend:
 
     def _actor(self, i: int) -> Any:
         while len(self.actors) <= i:
-            cls = self.ray.remote(num_cpus=0, max_concurrency=2)(ShardReader)
-            self.actors.append(cls.remote())
+            cls: Any = self.ray.remote(ShardReader)
+            self.actors.append(cls.options(num_cpus=0, max_concurrency=2).remote())
         return self.actors[i]
 
     def ensure(self, shards: dict[str, str]) -> None:

@@ -92,6 +92,9 @@ class ArchiveQueryResult:
         self.threshold_percentile = 90.0
         self.missing: dict[str, str] = {}
         self.downsample: int | None = None
+        # Seconds per phase: pools (spot pools read), profile (the query embedding),
+        # score (every shard scores), threshold (the bins' scores), triage.
+        self.timings: dict[str, float] = {}
         self.heatmap: Mapping[str, np.ndarray] = _Heatmaps(self)
 
     @property
@@ -214,8 +217,12 @@ def score_everywhere(
     b = archive._backend
     emb = [float(x) for x in np.asarray(embedding, np.float32)]
     shards = sorted(by_shard)
-    calls = [(s, "score", (result._qid, emb, by_shard[s], [], None, target, top)) for s in shards]
+    calls: list[tuple[str, str, tuple]] = [
+        (s, "score", (result._qid, emb, by_shard[s], [], None, target, top)) for s in shards
+    ]
+    t0 = time.perf_counter()
     out, missing = b.call(calls, deadline.left())
+    result.timings["score"] = time.perf_counter() - t0
     result.missing.update(missing)
     answered = [(s, o) for s, o in zip(shards, out, strict=True) if o is not None]
     result.embedding = np.asarray(embedding, np.float32)
@@ -230,14 +237,18 @@ def score_everywhere(
         hist += o["hist"]
     bins = _bins_needed(hist, n, threshold_percentile)
     calls = [(s, "bin_values", (result._qid, bins)) for s, o in answered]
+    t0 = time.perf_counter()
     vals, missing = b.call(calls, deadline.left())
     result.missing.update(missing)
     if missing:
         return result
     merged = {k: np.sort(np.concatenate([v[k] for v in vals])) for k in bins}
     result.threshold = _percentile_of(hist, merged, n, threshold_percentile)
+    result.timings["threshold"] = time.perf_counter() - t0
     calls = [(s, "triage", (result._qid, result.threshold)) for s, _ in answered]
+    t0 = time.perf_counter()
     tri, missing = b.call(calls, deadline.left())
+    result.timings["triage"] = time.perf_counter() - t0
     result.missing.update(missing)
     rows = [r for t in tri if t is not None for r in t]
     rows.sort(key=lambda r: (-r["fraction_above"], -r["max_score"], r["sample"]))
@@ -281,9 +292,22 @@ def query_genes(
     scored = scored_samples(archive, sample, exclude, target)
     deadline = _Deadline(timeout)
     archive._open(set(by_shard) | set(scored))
+
+    # Spot pools are read once per shard and kept by the archive (a shard in the
+    # catalog is complete: its spots do not change; the key has its commit time).
+    def key(s: str) -> tuple:
+        return (s, cat.shards[s].get("committed"), tuple(by_shard[s]))
+
     shards = sorted(by_shard)
-    pools, missing = archive._backend.call([(s, "spot_pool", (None, by_shard[s])) for s in shards], deadline.left())
+    todo = [s for s in shards if key(s) not in archive._pools]
+    t0 = time.perf_counter()
+    read, missing = archive._backend.call([(s, "spot_pool", (None, by_shard[s])) for s in todo], deadline.left())
+    for s, p in zip(todo, read, strict=True):
+        if p is not None:
+            archive._pools[key(s)] = p
+    pools = [archive._pools.get(key(s)) for s in shards]
     result = ArchiveQueryResult(archive, uuid.uuid4().hex, {})
+    result.timings["pools"] = time.perf_counter() - t0
     result.missing.update(missing)
     if all(p is None for p in pools):
         return result
@@ -295,6 +319,7 @@ def query_genes(
         percentile=float(percentile),
         min_fraction=float(min_fraction),
     )
+    result.timings["profile"] = time.perf_counter() - t0 - result.timings["pools"]
     result.query = {
         "genes": prof["genes"],
         "correlated": prof["correlated"],
