@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray  # installed by scripts/setup-python-package.sh (requirements-test.txt)
 
 import vortexdb
 from vortexdb import archive
-
-ray = pytest.importorskip("ray", reason="Ray is installed by scripts/setup-python-package.sh")
 
 SEEDS = {"p1": 7, "p2": 11, "p3": 13, "p4": 17}
 
