@@ -39,7 +39,7 @@ use std::sync::{Mutex, RwLock};
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 
 pub use collections::{CollectionDisk, SnapshotState, StoreInfo};
-pub(crate) use open::{Schema, create_database};
+pub(crate) use open::{RecoveredCopy, Schema, create_database};
 pub use packed::VECTORS_DIR;
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
@@ -92,6 +92,9 @@ pub struct Store {
     dir: PathBuf,
     db: Db,
     _lock: Option<File>,
+    /// A private recovered copy of the database a read-only open reads (kept on disk
+    /// while the store is open); `None` for the store's own file.
+    _scratch: Option<Box<dyn std::any::Any + Send + Sync>>,
     write_guard: Mutex<()>,
     live: RwLock<HashMap<u32, snapshots::Live>>,
     packed: RwLock<HashMap<u32, std::sync::Arc<packed::Packed>>>,

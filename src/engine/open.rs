@@ -28,6 +28,20 @@ pub(crate) struct Schema {
     /// Migrate a schema-2 store to schema 3 (vectors into packed files); returns the
     /// number of vectors moved.
     pub migrate_v2: fn(&Store) -> Result<u64>,
+    /// A private copy of the database of the store in this directory, recovered there
+    /// (redb's repair after a writer that stopped without closing), for a read-only
+    /// open that must not write to the store.
+    pub recovered_copy: fn(&Path) -> Result<RecoveredCopy>,
+}
+
+/// A recovered private copy of a store's database ([`Schema::recovered_copy`]).
+pub(crate) struct RecoveredCopy {
+    /// The copy's database file.
+    pub path: PathBuf,
+    /// What keeps the copy on disk while the store is open (removed when dropped).
+    pub keep: Box<dyn std::any::Any + Send + Sync>,
+    /// What recovery found, for the warning.
+    pub note: Option<String>,
 }
 
 fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
@@ -127,20 +141,33 @@ impl Store {
                 .open_read_only(&db_path)
                 .map_err(|e| map_open_error(&db_path, e))
         });
-        let db = match first {
-            Ok(db) => db,
+        let store = match first {
+            Ok(db) => Store::assemble(dir.clone(), Db::Read(db), None),
             Err(Error::Corrupted { .. }) if lock_is_free(&dir) => {
-                // Likely a crashed writer: a writable open runs redb's recovery.
-                drop(Store::open_with(&dir, schema)?);
-                guard(&db_path, "opening the database", || {
-                    builder()
-                        .open_read_only(&db_path)
-                        .map_err(|e| map_open_error(&db_path, e))
-                })?
+                // Likely a writer that stopped without closing (a crash, a kill): redb
+                // must run its recovery, which writes. A reader never writes to the
+                // store, so it reads a private copy of the database recovered there
+                // (the store's last committed state); the next writable open recovers
+                // the store itself.
+                let copy = (schema.recovered_copy)(&dir)?;
+                let store = Store::open_copy(&dir, &copy.path)?;
+                let mut w = format!(
+                    "{}: its last writer did not close it; read-only, it is served from a \
+                     recovered private copy of its database (the store is not written; a \
+                     writable open recovers it in place)",
+                    db_path.display()
+                );
+                if let Some(n) = &copy.note {
+                    w.push_str(&format!(": {n}"));
+                }
+                store.warnings.lock().expect("warnings lock").push(w);
+                Store {
+                    _scratch: Some(copy.keep),
+                    ..store
+                }
             }
             Err(e) => return Err(e),
         };
-        let store = Store::assemble(dir.clone(), Db::Read(db), None);
         match store.check_meta(schema) {
             Err(Error::Version { found, .. })
                 if (codec::OLDEST_SUPPORTED..codec::FORMAT_VERSION).contains(&found)
@@ -182,6 +209,7 @@ impl Store {
             dir,
             db,
             _lock: lock,
+            _scratch: None,
             write_guard: Mutex::new(()),
             live: RwLock::new(std::collections::HashMap::new()),
             packed: RwLock::new(std::collections::HashMap::new()),
