@@ -253,11 +253,13 @@ class Archive:
             raise ArchiveError(f"{len(failed)} shard(s) failed (the others are committed): {lines}")
         return {"committed": committed, "skipped": skipped, "seconds": time.monotonic() - t0}
 
-    def _ingest_ray(self, groups, args, threads, device, max_retries, progress):
+    def _ingest_ray(
+        self, groups: dict[str, list[dict]], args: tuple, threads: int, device: str, max_retries: int, progress: bool
+    ) -> tuple[list[str], dict[str, str]]:
         self._backend  # noqa: B018 - joins the cluster
         import ray
 
-        task = ray.remote(ingest_shard).options(
+        task: Any = ray.remote(ingest_shard).options(
             num_cpus=max(1, threads),
             num_gpus=1 if device == "cuda" else 0,
             max_retries=max_retries,
