@@ -113,9 +113,17 @@ impl Default for SearchOptions {
 }
 
 /// Per-collection provenance used by filters: sample index and origin per id.
+#[derive(Clone, Default)]
 pub(crate) struct Meta {
     samples: Vec<String>,
     rows: HashMap<u64, (u32, [i64; 3])>,
+    /// Every record with an id below this was read (ids only grow: a write appends
+    /// records above it).
+    next_id: u64,
+    /// The collection's epoch and tombstone count when it was read: a delete or a
+    /// compaction since makes the next read a whole one.
+    epoch: u64,
+    tombstones: u64,
 }
 
 /// A compiled filter: a predicate over ids plus, when provenance was needed, the list
@@ -132,30 +140,47 @@ impl Compiled<'_> {
 }
 
 impl Store {
+    /// The provenance of every row of the collection, kept per collection: after
+    /// writes that only appended (no delete, no compaction since) only the records of
+    /// the new ids are read (ids only grow), so the first filtered search after an
+    /// import batch costs the batch, not the collection; the result equals a whole read.
     fn meta_for(&self, txn: &ReadTransaction, info: &CollectionInfo) -> Result<Arc<Meta>> {
-        if let Some((g, m)) = self.meta.read().expect("meta lock").get(&info.id)
-            && *g == info.generation
-        {
-            return Ok(m.clone());
-        }
+        let cached = self.meta.read().expect("meta lock").get(&info.id).cloned();
+        let mut meta = match cached {
+            Some((g, m)) if g == info.generation => return Ok(m),
+            Some((_, m))
+                if m.next_id <= info.next_id
+                    && m.epoch == info.epoch
+                    && m.tombstones == info.tombstones =>
+            {
+                Meta::clone(&m)
+            }
+            _ => Meta::default(),
+        };
         let path = self.db_path();
         let records = txn.open_table(RECORDS).map_err(|e| db_err(&path, e))?;
-        let mut samples: Vec<String> = Vec::new();
-        let mut sample_ix: HashMap<String, u32> = HashMap::new();
-        let mut rows = HashMap::new();
+        let mut sample_ix: HashMap<String, u32> = meta
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
         for entry in records
-            .range((info.id, 0)..=(info.id, u64::MAX))
+            .range((info.id, meta.next_id)..=(info.id, u64::MAX))
             .map_err(|e| db_err(&path, e))?
         {
             let (k, v) = entry.map_err(|e| db_err(&path, e))?;
             let r: PatchRecord = decode_record_at(&path, k.value(), v.value())?;
             let ix = *sample_ix.entry(r.sample.clone()).or_insert_with(|| {
-                samples.push(r.sample.clone());
-                (samples.len() - 1) as u32
+                meta.samples.push(r.sample.clone());
+                (meta.samples.len() - 1) as u32
             });
-            rows.insert(k.value().1, (ix, r.origin));
+            meta.rows.insert(k.value().1, (ix, r.origin));
         }
-        let meta = Arc::new(Meta { samples, rows });
+        meta.next_id = info.next_id;
+        meta.epoch = info.epoch;
+        meta.tombstones = info.tombstones;
+        let meta = Arc::new(meta);
         self.meta
             .write()
             .expect("meta lock")
