@@ -114,24 +114,25 @@ def ingest_shard(
             kind = next((k for k in IMAGE_KINDS if k in spec), None)
             common = {"device": device, "threads": threads}
             if kind is not None and status.get(sid) != "complete":
-                kw = dict(spec[kind])
+                # The spec's own device / threads, where it names them, win.
+                kw = {**common, **spec[kind]}
 
                 def cb(done: int, total: int, stored: int, sid: str = sid) -> None:
                     progress(sid, done, total)
 
                 kw.setdefault("progress", cb)
                 if kind == "volume":
-                    store.ingest_volume(sid, kw.pop("path"), **common, **kw)
+                    store.ingest_volume(sid, kw.pop("path"), **kw)
                 elif kind == "sections":
-                    store.ingest_sections(sid, kw.pop("images"), **common, **kw)
+                    store.ingest_sections(sid, kw.pop("images"), **kw)
                 elif kind == "image":
-                    store.ingest_image(sid, kw.pop("path"), **common, **kw)
+                    store.ingest_image(sid, kw.pop("path"), **kw)
                 else:
-                    store.ingest_hest(sid, kw.pop("root"), **common, **kw)
+                    store.ingest_hest(sid, kw.pop("root"), **kw)
             has_spots = {s["sample"] for s in store.info()["spot_sets"]}
             if "spots" in spec and sid not in has_spots:
-                kw = dict(spec["spots"])
-                store.ingest_spots(sid, kw.pop("data"), **common, **kw)
+                kw = {**common, **spec["spots"]}
+                store.ingest_spots(sid, kw.pop("data"), **kw)
             progress(sid, 1, 1, force=True)
         return shard_row(store, rootp, shard, [s["sample"] for s in specs])
     finally:
