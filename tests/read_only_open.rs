@@ -5,30 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{bin, clustered, write_npy};
+use common::{bin, clustered, expect_ok, files, s, write_npy};
 use vortexdb::{SearchOptions, Store};
-
-/// Every file under `dir` with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn a_read_only_open_of_a_store_needing_recovery_writes_nothing() {
@@ -37,15 +18,7 @@ fn a_read_only_open_of_a_store_needing_recovery_writes_nothing() {
     let store_dir = dir.path().join("db");
     let rows = clustered(60_000, 16, 20, 3);
     write_npy(&file, &rows);
-    assert!(
-        Command::new(bin())
-            .arg("init")
-            .arg(&store_dir)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    expect_ok(&["init", s(&store_dir)]);
     // Kill the import once a few batches are acknowledged.
     let mut child = Command::new(bin())
         .args(["vectors", "import"])

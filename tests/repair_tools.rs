@@ -10,11 +10,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{MODEL, s, vortexdb};
+use common::{MODEL, files, s, vortexdb};
 use vortexdb::{
     CollectionSpec, Metric, NewVector, PatchRecord, SearchOptions, Store, check_store, repair_store,
 };
@@ -51,23 +50,6 @@ fn store(dir: &Path) -> PathBuf {
         .unwrap();
     st.save_snapshot("v").unwrap();
     db
-}
-
-/// Path -> bytes of every file under `dir`.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// `check` through the CLI: its exit code and output.

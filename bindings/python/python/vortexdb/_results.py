@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 
 class _Heatmaps(Mapping):
-    """Sample -> 3D heatmap, computed on first access and kept."""
+    """Sample -> 3D heatmap, computed on first access and kept: for a
+    :class:`QueryResult`, or anything with ``samples`` and ``heatmap_of(sample)`` (an
+    archive's result, whose heatmaps come from the sample's shard)."""
 
-    def __init__(self, result: QueryResult):
+    def __init__(self, result: Any):
         self._r = result
         self._cache: dict[str, np.ndarray] = {}
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import _native
+from .._results import _Heatmaps
 from ..errors import NothingSelected, UnknownSample
 from ._cluster import BINS
 
@@ -51,25 +52,6 @@ class _Deadline:
 
     def left(self) -> float | None:
         return None if self.end is None else max(0.0, self.end - time.monotonic())
-
-
-class _Heatmaps(Mapping):
-    """Sample -> heatmap, fetched from the sample's shard on first access."""
-
-    def __init__(self, result: ArchiveQueryResult):
-        self._r = result
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, sample: str) -> np.ndarray:
-        if sample not in self._cache:
-            self._cache[sample] = self._r.heatmap_of(sample)
-        return self._cache[sample]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._r.samples)
-
-    def __len__(self) -> int:
-        return len(self._r.samples)
 
 
 class ArchiveQueryResult:
