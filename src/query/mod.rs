@@ -80,6 +80,26 @@ pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
+/// Check an embedding given whole (argument `name`): the model's dimension and finite
+/// values ([`query_embedding`], [`PatchSource::Vector`]).
+pub(crate) fn check_embedding(model: &Model, v: &[f32], name: &str) -> Result<()> {
+    let dim = model.manifest.embedding_dim;
+    if v.len() != dim {
+        return Err(Error::arg(
+            name,
+            format!(
+                "{} values; model '{}' embeds in {dim} dimensions",
+                v.len(),
+                model.manifest.name
+            ),
+        ));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::arg(name, format!("value {i} is {}", v[i])));
+    }
+    Ok(())
+}
+
 /// Embed an expression profile (gene -> value) with the model's gene encoder. Values
 /// are raw counts (`counts = true`: normalised to the manifest's target + log1p) or
 /// already log1p-normalised. Unknown genes are reported; a profile that shares no gene

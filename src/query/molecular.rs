@@ -286,23 +286,8 @@ pub fn query_embedding(
 ) -> Result<QueryResult> {
     check(opts)?;
     let model = store.load_model(opts.model.as_deref())?;
-    let dim = model.manifest.embedding_dim;
-    if embedding.len() != dim {
-        return Err(Error::arg(
-            "embedding",
-            format!(
-                "{} values; model '{}' embeds in {dim} dimensions",
-                embedding.len(),
-                model.manifest.name
-            ),
-        ));
-    }
-    if let Some(i) = embedding.iter().position(|v| !v.is_finite()) {
-        return Err(Error::arg(
-            "embedding",
-            format!("value {i} is {}", embedding[i]),
-        ));
-    }
+    super::check_embedding(&model, &embedding, "embedding")?;
+    let dim = embedding.len();
     let summary = QuerySummary::Embedding { dim };
     score(store, &model, embedding, None, summary, opts)
 }

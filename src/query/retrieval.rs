@@ -166,18 +166,8 @@ pub fn query_patch(store: &Store, q: &PatchQuery) -> Result<PatchResult> {
         }
         PatchSource::Image(img) => (model.embed_image(img)?, None, img.display().to_string()),
         PatchSource::Vector(v) => {
-            let dim = model.manifest.embedding_dim;
-            if v.len() != dim || v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::arg(
-                    "vector",
-                    format!(
-                        "{} values (finite: {}); model '{}' embeds in {dim} dimensions",
-                        v.len(),
-                        v.iter().all(|x| x.is_finite()),
-                        model.manifest.name
-                    ),
-                ));
-            }
+            super::check_embedding(&model, v, "vector")?;
+            let dim = v.len();
             (v.clone(), None, format!("a {dim}-d embedding"))
         }
     };
