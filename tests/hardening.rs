@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::fixture::{answers_as_recorded, copy_dir, private_store, shared, store_from_fixture};
-use common::{MODEL, expect_ok, expect_user_error, s, vortexdb};
+use common::{MODEL, expect_ok, expect_user_error, files, s, vortexdb};
 use vortexdb::Store;
 
 /// A copy of the default model with its manifest edited by `edit`.
@@ -425,14 +425,27 @@ fn damaged_records_are_reported_never_answered() {
 }
 
 #[test]
-fn a_schema_1_store_is_migrated_and_answers_as_before() {
+fn a_schema_1_store_is_read_from_a_migrated_copy_and_migrated_by_a_writer() {
     let fx = Path::new("tests/fixtures/store_v1");
     let (_dir, store) = store_from_fixture(fx);
+    // Read-only commands migrate a private copy and never write to the store.
+    let before = files(&store);
     let o = vortexdb(&["info", s(&store)]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("migrated from schema 1"), "{err}");
+    assert!(err.contains("private copy migrated to schema 3"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("schema v3"));
+    answers_as_recorded(fx, &store);
+    assert!(
+        files(&store) == before,
+        "a read-only open wrote to the store"
+    );
+    // A writable open migrates it in place; afterwards nothing is migrated.
+    drop(Store::open(&store).unwrap());
+    assert!(files(&store) != before);
+    let o = vortexdb(&["info", s(&store)]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("migrated"));
     store_is_intact(&store);
     answers_as_recorded(fx, &store);
 }

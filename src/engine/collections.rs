@@ -246,7 +246,7 @@ impl Store {
                 r.info
                     .files
                     .iter()
-                    .map(|f| file_len(self.dir.join(super::INDEX_DIR).join(&r.dir).join(&f.name)))
+                    .map(|f| file_len(self.files.join(super::INDEX_DIR).join(&r.dir).join(&f.name)))
                     .sum()
             });
             disk.push(CollectionDisk {

@@ -10,7 +10,8 @@
 //!   call returns, its batch survives a crash; a batch interrupted before that is absent;
 //! * the HNSW graph is derived: on first use of a collection the snapshot named in redb
 //!   is checksummed and loaded, anything newer is caught up from redb, and a missing,
-//!   stale or damaged snapshot is rebuilt (with a warning);
+//!   stale or damaged snapshot is rebuilt (with a warning); each collection's graph has
+//!   its own lock, and a search never writes (snapshots are written at close);
 //! * every search result is re-checked against redb's tombstones and the caller's
 //!   filter, and an HNSW search that cannot fill `k` falls back to exact search;
 //! * one writer process at a time (an OS lock on `LOCK`), any number of readers.
@@ -39,7 +40,7 @@ use std::sync::{Mutex, RwLock};
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 
 pub use collections::{CollectionDisk, SnapshotState, StoreInfo};
-pub(crate) use open::{RecoveredCopy, Schema, create_database};
+pub(crate) use open::{PrivateCopy, Schema, create_database};
 pub use packed::VECTORS_DIR;
 pub use search::{Filter, Hit, Region, Scored, ScoredPatch, SearchOptions};
 pub use tables::{CollectionInfo, CollectionSpec, ImportProgress, PatchRecord};
@@ -90,13 +91,22 @@ pub struct ImportMark<'a> {
 /// An open store. Cheap to share across threads (`&Store` is `Sync`).
 pub struct Store {
     dir: PathBuf,
+    /// Where the packed vectors and index snapshots are: `dir`, or the private
+    /// migrated copy a read-only open of an older store reads.
+    files: PathBuf,
     db: Db,
     _lock: Option<File>,
     /// A private recovered copy of the database a read-only open reads (kept on disk
     /// while the store is open); `None` for the store's own file.
     _scratch: Option<Box<dyn std::any::Any + Send + Sync>>,
     write_guard: Mutex<()>,
-    live: RwLock<HashMap<u32, snapshots::Live>>,
+    /// Each collection's graph in a slot of its own: catching up or rebuilding one
+    /// holds only its slot, never the map (searches of other collections go on).
+    live: RwLock<HashMap<u32, snapshots::Slot>>,
+    /// Collections whose graph was caught up or rebuilt by a search and whose snapshot
+    /// is not yet written (written by [`Store::save_snapshots`] and when a writable
+    /// store closes: never on a search's path).
+    snapshot_due: Mutex<std::collections::BTreeSet<String>>,
     packed: RwLock<HashMap<u32, std::sync::Arc<packed::Packed>>>,
     /// Each collection's provenance for filters, at a generation.
     meta: RwLock<HashMap<u32, (u64, std::sync::Arc<search::Meta>)>>,

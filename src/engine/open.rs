@@ -28,15 +28,16 @@ pub(crate) struct Schema {
     /// Migrate a schema-2 store to schema 3 (vectors into packed files); returns the
     /// number of vectors moved.
     pub migrate_v2: fn(&Store) -> Result<u64>,
-    /// A private copy of the database of the store in this directory, recovered there
-    /// (redb's repair after a writer that stopped without closing), for a read-only
-    /// open that must not write to the store.
-    pub recovered_copy: fn(&Path) -> Result<RecoveredCopy>,
+    /// A private copy of the store in this directory for a read-only open that must
+    /// not write to it: its database recovered there (redb's repair after a writer
+    /// that stopped without closing), and with `snapshots` its index snapshots too
+    /// (an older store, migrated in the copy).
+    pub private_copy: fn(&Path, bool) -> Result<PrivateCopy>,
 }
 
-/// A recovered private copy of a store's database ([`Schema::recovered_copy`]).
-pub(crate) struct RecoveredCopy {
-    /// The copy's database file.
+/// A private copy of a store ([`Schema::private_copy`]).
+pub(crate) struct PrivateCopy {
+    /// The copy's store directory (its database is `DB_FILE` in it).
     pub path: PathBuf,
     /// What keeps the copy on disk while the store is open (removed when dropped).
     pub keep: Box<dyn std::any::Any + Send + Sync>,
@@ -149,8 +150,8 @@ impl Store {
                 // store, so it reads a private copy of the database recovered there
                 // (the store's last committed state); the next writable open recovers
                 // the store itself.
-                let copy = (schema.recovered_copy)(&dir)?;
-                let store = Store::open_copy(&dir, &copy.path)?;
+                let copy = (schema.private_copy)(&dir, false)?;
+                let mut store = Store::open_copy(&dir, &copy.path.join(DB_FILE))?;
                 let mut w = format!(
                     "{}: its last writer did not close it; read-only, it is served from a \
                      recovered private copy of its database (the store is not written; a \
@@ -161,23 +162,33 @@ impl Store {
                     w.push_str(&format!(": {n}"));
                 }
                 store.warnings.lock().expect("warnings lock").push(w);
-                Store {
-                    _scratch: Some(copy.keep),
-                    ..store
-                }
+                store._scratch = Some(copy.keep);
+                store
             }
             Err(e) => return Err(e),
         };
         match store.check_meta(schema) {
             Err(Error::Version { found, .. })
-                if (codec::OLDEST_SUPPORTED..codec::FORMAT_VERSION).contains(&found)
-                    && lock_is_free(&dir) =>
+                if (codec::OLDEST_SUPPORTED..codec::FORMAT_VERSION).contains(&found) =>
             {
+                // A store of an older schema: a reader never migrates it in place; it
+                // migrates a private copy (database and snapshots) and reads that.
                 drop(store);
-                let w = Store::open_with(&dir, schema)?;
-                let warnings = w.take_warnings();
+                let copy = (schema.private_copy)(&dir, true)?;
+                let w = Store::open_with(&copy.path, schema)?;
+                let mut warnings = w.take_warnings();
                 drop(w);
-                let s = Store::open_read_only_with(&dir, schema)?;
+                let mut s = Store::open_read_only_with(&copy.path, schema)?;
+                warnings.extend(s.take_warnings());
+                warnings.push(format!(
+                    "{}: a store of schema {found} read-only: served from a private copy \
+                     migrated to schema {} (the store is not written; a writable open \
+                     migrates it in place)",
+                    db_path.display(),
+                    codec::FORMAT_VERSION
+                ));
+                s.dir = dir;
+                s._scratch = Some(copy.keep);
                 s.warnings.lock().expect("warnings lock").extend(warnings);
                 Ok(s)
             }
@@ -206,12 +217,14 @@ impl Store {
 
     fn assemble(dir: PathBuf, db: Db, lock: Option<File>) -> Store {
         Store {
+            files: dir.clone(),
             dir,
             db,
             _lock: lock,
             _scratch: None,
             write_guard: Mutex::new(()),
             live: RwLock::new(std::collections::HashMap::new()),
+            snapshot_due: Mutex::new(std::collections::BTreeSet::new()),
             packed: RwLock::new(std::collections::HashMap::new()),
             meta: RwLock::new(std::collections::HashMap::new()),
             warnings: Mutex::new(Vec::new()),

@@ -306,9 +306,10 @@ impl Store {
         } else {
             Some(self.meta_for(&txn, &info)?)
         };
-        let live_guard = self.live.read().expect("live lock");
+        let slot = self.slot(info.id);
+        let live_guard = slot.read().expect("slot lock");
         let live = live_guard
-            .get(&info.id)
+            .as_ref()
             .ok_or_else(|| Error::Index("graph vanished during search".into()))?;
         if let Some(m) = &meta {
             check_filter(m, &opts.filter, &info.name)?;

@@ -9,6 +9,7 @@
 //! its last node, so a quantized graph's candidates are rescored from their rows.
 
 use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 use redb::ReadTransaction;
 
@@ -31,33 +32,64 @@ pub(crate) struct Live {
     epoch: u64,
 }
 
+/// One collection's graph behind its own lock (`None` until it is first needed, or
+/// after a write it could not follow).
+pub(crate) type Slot = Arc<RwLock<Option<Live>>>;
+
+impl Live {
+    fn reflects(&self, info: &CollectionInfo) -> bool {
+        self.generation == info.generation && self.epoch == info.epoch
+    }
+}
+
 impl Store {
+    /// The slot of collection `id`, made on first use. The map's lock is held only to
+    /// look the slot up or add it.
+    pub(super) fn slot(&self, id: u32) -> Slot {
+        if let Some(s) = self.live.read().expect("live lock").get(&id) {
+            return s.clone();
+        }
+        self.live
+            .write()
+            .expect("live lock")
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// The slot of collection `id` when one was made.
+    fn existing_slot(&self, id: u32) -> Option<Slot> {
+        self.live.read().expect("live lock").get(&id).cloned()
+    }
+
+    /// After a committed write of generation `info.generation`: a loaded graph one
+    /// generation behind is brought in step by `apply`; any other is dropped, to catch
+    /// up when next used.
+    fn follow_write(&self, info: &CollectionInfo, apply: impl FnOnce(&mut Live)) {
+        let Some(slot) = self.existing_slot(info.id) else {
+            return;
+        };
+        let mut g = slot.write().expect("slot lock");
+        if let Some(l) = g.as_mut() {
+            if l.generation + 1 == info.generation && l.epoch == info.epoch {
+                apply(l);
+                l.generation = info.generation;
+            } else {
+                *g = None;
+            }
+        }
+    }
+
     /// After a committed insert of `prepared` (ids and normalised vectors): a loaded
     /// graph one generation behind takes them; any other is dropped, to catch up later.
     pub(super) fn after_insert(&self, info: &CollectionInfo, prepared: &[(u64, Vec<f32>)]) {
-        let mut live = self.live.write().expect("live lock");
-        if let Some(l) = live.get_mut(&info.id) {
-            if l.generation + 1 == info.generation && l.epoch == info.epoch {
-                l.index.insert(prepared);
-                l.generation = info.generation;
-            } else {
-                live.remove(&info.id);
-            }
-        }
+        self.follow_write(info, |l| l.index.insert(prepared));
     }
 
     /// After a committed delete of `removed`: a loaded graph one generation behind
     /// records them as tombstones; any other is dropped, to catch up later.
     pub(super) fn after_delete(&self, info: &CollectionInfo, removed: &[u64]) {
-        let mut live = self.live.write().expect("live lock");
-        if let Some(l) = live.get_mut(&info.id) {
-            if l.generation + 1 == info.generation && l.epoch == info.epoch {
-                l.tombstones.extend(removed);
-                l.generation = info.generation;
-            } else {
-                live.remove(&info.id);
-            }
-        }
+        self.follow_write(info, |l| l.tombstones.extend(removed));
     }
 
     /// After a committed insert of `vectors` as ids `first_id..`: keep a loaded graph
@@ -82,26 +114,47 @@ impl Store {
     }
 
     /// Make sure the collection's graph is loaded and reflects redb's current state;
-    /// returns the collection. Writes a fresh snapshot when it had to rebuild or catch
-    /// up and the store is writable.
+    /// returns the collection. Only this collection's slot is held while its graph is
+    /// loaded, caught up or rebuilt. Nothing is written: on a writable store a graph
+    /// that had to catch up or be rebuilt is marked for [`Store::save_snapshots`].
     pub fn sync_index(&self, collection: &str) -> Result<CollectionInfo> {
         let txn = self.read()?;
         let info = self.collection_in(&txn, collection)?;
-        let changed = {
-            let live = self.live.read().expect("live lock");
-            !matches!(live.get(&info.id), Some(l) if l.generation == info.generation && l.epoch == info.epoch)
-        };
-        if changed {
-            let mut live = self.live.write().expect("live lock");
-            let existing = live.remove(&info.id);
-            let (l, work) = self.bring_up_to_date(&txn, &info, existing)?;
-            live.insert(info.id, l);
-            drop(live);
-            if work > 0 && self.is_writable() {
-                self.save_snapshot(collection)?;
+        let slot = self.slot(info.id);
+        let current = matches!(&*slot.read().expect("slot lock"), Some(l) if l.reflects(&info));
+        if !current {
+            let mut g = slot.write().expect("slot lock");
+            // Another thread may have brought it up to date while this one waited.
+            if !matches!(&*g, Some(l) if l.reflects(&info)) {
+                let (l, work) = self.bring_up_to_date(&txn, &info, g.take())?;
+                *g = Some(l);
+                if work > 0 && self.is_writable() {
+                    self.snapshot_due
+                        .lock()
+                        .expect("due lock")
+                        .insert(info.name.clone());
+                }
             }
         }
         Ok(info)
+    }
+
+    /// Write the snapshots of the graphs that searches caught up or rebuilt since they
+    /// were last written (writable stores; a no-op otherwise). A writable store calls
+    /// it when it closes; a long-running writer may call it when idle. A collection
+    /// deleted meanwhile is skipped.
+    pub fn save_snapshots(&self) -> Result<()> {
+        if !self.is_writable() {
+            return Ok(());
+        }
+        let due = std::mem::take(&mut *self.snapshot_due.lock().expect("due lock"));
+        for name in due {
+            match self.save_snapshot(&name) {
+                Err(Error::UnknownCollection { .. }) => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     /// Whether the collection's recorded index snapshot loads (checksums included),
@@ -203,18 +256,25 @@ impl Store {
     /// are made durable before redb names them; older snapshots are then removed.
     pub fn save_snapshot(&self, collection: &str) -> Result<()> {
         self.ensure_writable()?;
+        self.snapshot_due
+            .lock()
+            .expect("due lock")
+            .remove(collection);
         let path = self.db_path();
         let info = self.collection(collection)?;
-        let index_root = self.dir.join(INDEX_DIR);
+        let index_root = self.files.join(INDEX_DIR);
         let name = format!("c{}-e{}-g{}", info.id, info.epoch, info.generation);
         let tmp = index_root.join(format!("tmp-{name}-{}", std::process::id()));
         let final_dir = index_root.join(&name);
         let snapshot_info = {
-            let live = self.live.read().expect("live lock");
-            let Some(l) = live.get(&info.id) else {
+            let Some(slot) = self.existing_slot(info.id) else {
                 return Ok(());
             };
-            if l.generation != info.generation || l.epoch != info.epoch {
+            let g = slot.read().expect("slot lock");
+            let Some(l) = g.as_ref() else {
+                return Ok(());
+            };
+            if !l.reflects(&info) {
                 return Ok(()); // a newer write raced us; the next sync will snapshot
             }
             let _ = std::fs::remove_dir_all(&tmp);
@@ -302,10 +362,7 @@ impl Store {
         let txn = self.read()?;
         let (rebuilt, _) = self.bring_up_to_date(&txn, &fresh, None)?;
         drop(txn);
-        self.live
-            .write()
-            .expect("live lock")
-            .insert(info.id, rebuilt);
+        *self.slot(info.id).write().expect("slot lock") = Some(rebuilt);
         drop(w);
         self.save_snapshot(collection)?;
         Ok(removed)
@@ -339,7 +396,7 @@ fn load_snapshot(
     {
         return Ok(None);
     }
-    let dir = store.dir.join(INDEX_DIR).join(&rec.dir);
+    let dir = store.files.join(INDEX_DIR).join(&rec.dir);
     match VectorIndex::load_quantized(&dir, &rec.info, info.dim, info.metric, info.quantization) {
         Ok(idx) => Ok(Some((idx, rec.generation))),
         Err(e) => {
@@ -348,6 +405,19 @@ fn load_snapshot(
                 info.name
             ));
             Ok(None)
+        }
+    }
+}
+
+impl Drop for Store {
+    /// A writable store writes the snapshots its searches left due (best effort: they
+    /// are derived data, caught up or rebuilt at the next open when missing).
+    fn drop(&mut self) {
+        if let Err(e) = self.save_snapshots() {
+            log::warn!(
+                "{}: index snapshots not written at close: {e}",
+                self.dir.display()
+            );
         }
     }
 }

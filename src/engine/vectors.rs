@@ -191,7 +191,7 @@ impl Store {
     /// batch's tail) and remove files no collection names (an interrupted compaction
     /// or migration). Writers only, when opening.
     pub(crate) fn tidy_packed(&self) -> Result<()> {
-        let dir = self.dir.join(packed::VECTORS_DIR);
+        let dir = self.files.join(packed::VECTORS_DIR);
         let mut named = HashSet::new();
         for c in self.collections()? {
             let path = self.packed_path(c.id, c.epoch);
@@ -224,7 +224,7 @@ impl Store {
 
     /// Path of the packed file of collection `cid` in `epoch`.
     pub(crate) fn packed_path(&self, cid: u32, epoch: u64) -> std::path::PathBuf {
-        self.dir
+        self.files
             .join(packed::VECTORS_DIR)
             .join(packed::file_name(cid, epoch))
     }

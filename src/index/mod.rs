@@ -261,13 +261,15 @@ impl VectorIndex {
         each!(&self.graph, g => g.ids())
     }
 
-    /// Insert `(id, vector)` pairs in parallel (rayon). Vectors must already be
-    /// prepared with [`prepare`] for this index's metric.
+    /// Insert `(id, vector)` pairs in parallel, on the graph build threads (a pool of their
+    /// own at a lower priority, so that searches go first).
+    /// Vectors must already be prepared with [`prepare`] for this index's metric.
     pub fn insert(&mut self, items: &[(u64, Vec<f32>)]) {
         if items.is_empty() {
             return;
         }
-        each!(&mut self.graph, g => g.insert(items));
+        let graph = &mut self.graph;
+        build_pool().install(|| each!(graph, g => g.insert(items)));
         self.len += items.len();
         let batch_max = items.iter().map(|(id, _)| *id).max();
         self.max_id = self.max_id.max(batch_max);
@@ -507,6 +509,31 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(dir, e))
+}
+
+/// The threads that link graphs (builds, catch-ups, inserts): a pool of their own, one
+/// thread per core, at a lower scheduling priority (nice 10, Linux), so that a graph
+/// being built or caught up never holds up searches, which run on rayon's global pool:
+/// a job a search hands to a pool busy with a build would wait for the whole build.
+pub(crate) fn build_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("vortexdb-build-{i}"))
+            .start_handler(|_| lower_priority())
+            .build()
+            .expect("cannot start the graph build threads")
+    })
+}
+
+/// Lower this thread's scheduling priority (nice 10; Linux only, best effort).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id changes only its scheduling priority.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
 }
 
 #[cfg(test)]

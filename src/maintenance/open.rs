@@ -7,27 +7,49 @@ use std::path::Path;
 use super::check::{DbCopy, pages_of_copy};
 use super::migrate;
 use crate::catalog;
-use crate::engine::{DB_FILE, RecoveredCopy, Schema, Store};
-use crate::error::Result;
+use crate::engine::{DB_FILE, INDEX_DIR, PrivateCopy, Schema, Store};
+use crate::error::{Error, Result};
 
 /// What the catalog and maintenance add to the engine's schema.
 const SCHEMA: Schema = Schema {
     create_tables: catalog::create_tables,
     migrate_v1: migrate::v1_to_v2,
     migrate_v2: migrate::v2_to_v3,
-    recovered_copy,
+    private_copy,
 };
 
-/// A private copy of `dir`'s database, recovered by redb there (as `check` does): what
-/// a read-only open reads when the last writer did not close the store.
-fn recovered_copy(dir: &Path) -> Result<RecoveredCopy> {
+/// A private copy of the store in `dir` for a read-only open: its database copied
+/// consistently and recovered by redb there (as `check` does), and with `snapshots`
+/// its index snapshots (an older store that the copy is migrated in).
+fn private_copy(dir: &Path, snapshots: bool) -> Result<PrivateCopy> {
     let copy = DbCopy::make(dir, None)?;
     let note = pages_of_copy(&copy.path, &dir.join(DB_FILE))?;
-    Ok(RecoveredCopy {
-        path: copy.path.clone(),
+    if snapshots {
+        copy_tree(&dir.join(INDEX_DIR), &copy.dir().join(INDEX_DIR))?;
+    }
+    Ok(PrivateCopy {
+        path: copy.dir().to_path_buf(),
         keep: Box::new(copy),
         note,
     })
+}
+
+/// Copy the directory tree `from` (absent: nothing) to `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io(from, e))?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().map_err(|e| Error::io(&src, e))?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -47,8 +69,9 @@ impl Store {
     /// Open an existing store read-only. Any number of readers may run beside one
     /// writer. A read-only open never writes to a store left unclean by a crashed
     /// writer: it reads a private copy of the database, recovered there (its last
-    /// committed state), with a warning. (A store of an older schema is still
-    /// migrated in place first when no writer holds it.)
+    /// committed state), with a warning; a store of an older schema is migrated in a
+    /// private copy (database and snapshots) that is read instead, with a warning. Both
+    /// copies live in the system's temporary directory while the store is open.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
         Store::open_read_only_with(dir.as_ref(), &SCHEMA)
     }
