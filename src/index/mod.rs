@@ -68,8 +68,9 @@ pub enum Quantization {
     /// 32-bit floats: exact distances, `4 d` bytes per vector.
     #[default]
     F32,
-    /// Int8 scalar quantization with a per-dimension offset and scale: `d` bytes per
-    /// vector; candidates rescored on the f32 vectors.
+    /// Int8 scalar quantization, each vector over its own range (offset and step, so
+    /// nothing is fitted and codes do not depend on insertion order): `d + 16` bytes
+    /// per vector; candidates rescored on the f32 vectors.
     Int8,
     /// One bit per dimension (sign about the mean), Hamming distance: `d / 8` bytes
     /// per vector; candidates rescored on the f32 vectors.

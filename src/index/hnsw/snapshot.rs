@@ -62,6 +62,13 @@ impl<S: Space> Graph<S> {
         let mut kind = [0u8; 1];
         h.read_exact(&mut kind)
             .map_err(|e| format!("header: {e}"))?;
+        if kind[0] == 1 {
+            return Err(
+                "an int8 graph of the earlier format (codes fitted to the first \
+                        batch; int8 codes are now per vector)"
+                    .into(),
+            );
+        }
         if kind[0] != S::KIND {
             return Err(format!(
                 "graph of representation {} where {} was expected",

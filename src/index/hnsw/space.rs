@@ -1,8 +1,8 @@
 //! What the graph keeps per node to compute distances, and the distance kernels.
 //!
 //! A [`Space`] is one representation of the indexed vectors held in RAM: `Flat` (f32,
-//! exact), `Sq8` (8-bit scalar quantization with a per-dimension offset and one step:
-//! 4x smaller) and `Bits` (one bit per dimension, the sign about a per-dimension mean:
+//! exact), `Sq8` (8-bit scalar quantization, each vector with its own offset and
+//! step: nearly 4x smaller) and `Bits` (one bit per dimension, the sign about a per-dimension mean:
 //! 32x smaller). The graph is generic over it, so each representation's walk is
 //! compiled with its kernel inlined. Distances of quantized spaces approximate the
 //! squared L2 distance (`Sq8`) or rank like it (`Bits`: Hamming distance); the store
@@ -18,8 +18,8 @@ use std::io::{Read, Write};
 pub(crate) trait Kernel {
     /// Squared L2 between two f32 vectors.
     fn l2(a: &[f32], b: &[f32]) -> f32;
-    /// `sum (a_i - b_i)^2` between two 8-bit codes.
-    fn sq8(a: &[u8], b: &[u8]) -> u32;
+    /// `sum a_i b_i` between two 8-bit codes.
+    fn dot8(a: &[u8], b: &[u8]) -> u32;
     /// Hamming distance between two bit vectors.
     fn hamming(a: &[u64], b: &[u64]) -> f32;
 }
@@ -32,8 +32,8 @@ impl Kernel for Portable {
         l2sq_lanes::<false>(a, b)
     }
     #[inline(always)]
-    fn sq8(a: &[u8], b: &[u8]) -> u32 {
-        sq8_portable(a, b)
+    fn dot8(a: &[u8], b: &[u8]) -> u32 {
+        dot8_portable(a, b)
     }
     #[inline(always)]
     fn hamming(a: &[u64], b: &[u64]) -> f32 {
@@ -55,9 +55,9 @@ impl Kernel for Fma {
         unsafe { l2_fma(a, b) }
     }
     #[inline(always)]
-    fn sq8(a: &[u8], b: &[u8]) -> u32 {
+    fn dot8(a: &[u8], b: &[u8]) -> u32 {
         // SAFETY: as above.
-        unsafe { sq8_avx2(a, b) }
+        unsafe { dot8_avx2(a, b) }
     }
     #[inline(always)]
     fn hamming(a: &[u64], b: &[u64]) -> f32 {
@@ -125,21 +125,15 @@ pub(crate) fn dot_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn sq8_portable(a: &[u8], b: &[u8]) -> u32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = *x as i32 - *y as i32;
-            (d * d) as u32
-        })
-        .sum()
+fn dot8_portable(a: &[u8], b: &[u8]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| *x as u32 * *y as u32).sum()
 }
 
-/// `sum (a_i - b_i)^2` of two 8-bit codes, 16 dimensions per step: widened to i16,
-/// subtracted, squared and pairwise added to i32 by `vpmaddwd`.
+/// `sum a_i b_i` of two 8-bit codes, 16 dimensions per step: widened to i16 and
+/// multiplied and pairwise added to i32 by `vpmaddwd` (255 * 255 * 2 fits).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn sq8_avx2(a: &[u8], b: &[u8]) -> u32 {
+fn dot8_avx2(a: &[u8], b: &[u8]) -> u32 {
     use core::arch::x86_64::*;
     let n = a.len().min(b.len());
     let mut i = 0;
@@ -149,8 +143,7 @@ fn sq8_avx2(a: &[u8], b: &[u8]) -> u32 {
         while i + 16 <= n {
             let va = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
             let vb = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
-            let d = _mm256_sub_epi16(va, vb);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(va, vb));
             i += 16;
         }
         let s = _mm_add_epi32(
@@ -159,7 +152,7 @@ fn sq8_avx2(a: &[u8], b: &[u8]) -> u32 {
         );
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s) as u32 + sq8_portable(&a[i..n], &b[i..n])
+        _mm_cvtsi128_si32(s) as u32 + dot8_portable(&a[i..n], &b[i..n])
     }
 }
 
@@ -280,130 +273,172 @@ impl Space for Flat {
     }
 }
 
-/// 8-bit scalar quantization (`--quantization int8`): `x_i ~ lo_i + step * c_i` with
-/// `c_i` in 0..=255, the offsets and the one step fitted on the first batch with a
-/// margin (values outside are clipped). One step for every dimension makes the
-/// distance an integer sum, `step^2 sum (a_i - b_i)^2`, computed 16 dimensions at a
-/// time; queries are quantized the same way (the store rescores the candidates).
+/// 8-bit scalar quantization with a scale of each vector's own (`--quantization int8`):
+/// vector `x` is coded as `x_i ~ lo + step c_i`, with `lo` its smallest and
+/// `lo + 255 step` its largest value, and the node keeps `lo`, `step`, `sum_i c_i` and
+/// the squared norm of the coded vector beside its codes. Nothing is fitted to a
+/// sample, so a vector's code does not depend on the vectors inserted before it: a
+/// collection whose samples arrive over months, from shifting distributions, is coded
+/// exactly as if they had been imported at once. Squared L2 distances between coded
+/// vectors (the query is coded the same way) are exact for the codes:
+/// `|a|^2 + |b|^2 - 2 <a, b>`, with
+/// `<a, b> = d lo_a lo_b + lo_a step_b S_b + lo_b step_a S_a + step_a step_b <c_a, c_b>`
+/// and `<c_a, c_b>` an integer dot product.
 pub(crate) struct Sq8 {
     dim: usize,
-    lo: Vec<f32>,
+    /// Per node: `lo`, `step`, `sum c`, `|x|^2` (f32, little-endian), then the codes.
+    nodes: Vec<u8>,
+}
+
+/// Bytes of a node's numbers before its codes.
+const SQ8_HEAD: usize = 16;
+
+/// A vector coded by [`Sq8`]: its numbers and codes.
+pub(crate) struct Sq8Code {
+    lo: f32,
     step: f32,
+    sum: f32,
+    norm2: f32,
     codes: Vec<u8>,
 }
 
 impl Sq8 {
     #[inline(always)]
-    fn code(&self, node: u32) -> &[u8] {
-        let s = node as usize * self.dim;
-        &self.codes[s..s + self.dim]
+    fn node(&self, node: u32) -> &[u8] {
+        let stride = SQ8_HEAD + self.dim;
+        let s = node as usize * stride;
+        &self.nodes[s..s + stride]
     }
 
-    fn encode(&self, v: &[f32], out: &mut Vec<u8>) {
-        out.extend(v.iter().zip(&self.lo).map(|(x, lo)| {
-            let c = ((x - lo) / self.step).round();
-            c.clamp(0.0, 255.0) as u8
-        }));
+    /// Code `v`: its range in 255 steps, and the numbers the distance needs.
+    fn encode(v: &[f32]) -> Sq8Code {
+        let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let codes: Vec<u8> = v
+            .iter()
+            .map(|x| ((x - lo) / step).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        let sum = codes.iter().map(|&c| c as u32).sum::<u32>() as f32;
+        let norm2 = codes
+            .iter()
+            .map(|&c| {
+                let y = lo + step * c as f32;
+                y * y
+            })
+            .sum();
+        Sq8Code {
+            lo,
+            step,
+            sum,
+            norm2,
+            codes,
+        }
+    }
+
+    #[inline(always)]
+    fn head(node: &[u8]) -> [f32; 4] {
+        let f = |i: usize| f32::from_le_bytes(node[4 * i..4 * i + 4].try_into().expect("4"));
+        [f(0), f(1), f(2), f(3)]
+    }
+
+    /// Squared L2 between two coded vectors given their numbers and codes.
+    #[inline(always)]
+    fn sq_l2<K: Kernel>(&self, a: [f32; 4], ca: &[u8], b: [f32; 4], cb: &[u8]) -> f32 {
+        let [lo_a, st_a, s_a, n_a] = a;
+        let [lo_b, st_b, s_b, n_b] = b;
+        let dot = self.dim as f32 * lo_a * lo_b
+            + lo_a * st_b * s_b
+            + lo_b * st_a * s_a
+            + st_a * st_b * K::dot8(ca, cb) as f32;
+        (n_a + n_b - 2.0 * dot).max(0.0)
     }
 }
 
 impl Space for Sq8 {
-    type Query = Vec<u8>;
-    const KIND: u8 = 1;
+    type Query = Sq8Code;
+    const KIND: u8 = 3;
     fn empty(dim: usize, capacity: usize) -> Self {
         Sq8 {
             dim,
-            lo: vec![-1.0; dim],
-            step: 2.0 / 255.0,
-            codes: Vec::with_capacity(capacity * dim),
+            nodes: Vec::with_capacity(capacity * (SQ8_HEAD + dim)),
         }
     }
     fn dim(&self) -> usize {
         self.dim
     }
-    fn fit(&mut self, batch: &[(u64, Vec<f32>)]) {
-        if batch.is_empty() {
-            return;
-        }
-        let d = self.dim;
-        let mut min = vec![f32::INFINITY; d];
-        let mut max = vec![f32::NEG_INFINITY; d];
-        for (_, v) in batch {
-            for i in 0..d {
-                min[i] = min[i].min(v[i]);
-                max[i] = max[i].max(v[i]);
-            }
-        }
-        let widest = (0..d).map(|i| max[i] - min[i]).fold(0f32, f32::max);
-        let widest = if widest > 0.0 {
-            widest
-        } else {
-            batch[0]
-                .1
-                .iter()
-                .fold(0f32, |a, x| a.max(x.abs()))
-                .max(1e-3)
-        };
-        // A small first batch says little about the range: widen it more.
-        let pad = if batch.len() < 1000 { 0.5 } else { 0.05 } * widest;
-        let span = widest + 2.0 * pad;
-        for i in 0..d {
-            // Centre each dimension's range in the common span.
-            self.lo[i] = 0.5 * (min[i] + max[i]) - 0.5 * span;
-        }
-        self.step = span / 255.0;
-    }
+    fn fit(&mut self, _: &[(u64, Vec<f32>)]) {}
     fn push(&mut self, v: &[f32]) {
-        let mut out = std::mem::take(&mut self.codes);
-        self.encode(v, &mut out);
-        self.codes = out;
+        let c = Sq8::encode(v);
+        for x in [c.lo, c.step, c.sum, c.norm2] {
+            self.nodes.extend_from_slice(&x.to_le_bytes());
+        }
+        self.nodes.extend_from_slice(&c.codes);
     }
-    fn query(&self, v: &[f32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.dim);
-        self.encode(v, &mut out);
-        out
+    fn query(&self, v: &[f32]) -> Sq8Code {
+        Sq8::encode(v)
     }
-    fn node_query(&self, node: u32) -> Vec<u8> {
-        self.code(node).to_vec()
+    fn node_query(&self, node: u32) -> Sq8Code {
+        let n = self.node(node);
+        let [lo, step, sum, norm2] = Sq8::head(n);
+        Sq8Code {
+            lo,
+            step,
+            sum,
+            norm2,
+            codes: n[SQ8_HEAD..].to_vec(),
+        }
     }
     #[inline(always)]
-    fn dist<K: Kernel>(&self, q: &Vec<u8>, node: u32) -> f32 {
-        K::sq8(q, self.code(node)) as f32 * (self.step * self.step)
+    fn dist<K: Kernel>(&self, q: &Sq8Code, node: u32) -> f32 {
+        let n = self.node(node);
+        self.sq_l2::<K>(
+            [q.lo, q.step, q.sum, q.norm2],
+            &q.codes,
+            Sq8::head(n),
+            &n[SQ8_HEAD..],
+        )
     }
     #[inline(always)]
     fn between<K: Kernel>(&self, a: u32, b: u32) -> f32 {
-        K::sq8(self.code(a), self.code(b)) as f32 * (self.step * self.step)
+        let (na, nb) = (self.node(a), self.node(b));
+        self.sq_l2::<K>(
+            Sq8::head(na),
+            &na[SQ8_HEAD..],
+            Sq8::head(nb),
+            &nb[SQ8_HEAD..],
+        )
     }
     #[inline(always)]
     fn addr(&self, node: u32) -> *const u8 {
-        self.codes.as_ptr().wrapping_add(node as usize * self.dim)
+        self.nodes
+            .as_ptr()
+            .wrapping_add(node as usize * (SQ8_HEAD + self.dim))
     }
     fn node_bytes(dim: usize) -> usize {
-        dim
+        SQ8_HEAD + dim
     }
-    fn param_bytes(dim: usize) -> usize {
-        4 * dim + 4
+    fn param_bytes(_: usize) -> usize {
+        0
     }
     fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        w.write_all(bytemuck::cast_slice(&self.lo))?;
-        w.write_all(&self.step.to_le_bytes())?;
-        w.write_all(&self.codes)
+        w.write_all(&self.nodes)
     }
     fn read(r: &mut dyn Read, dim: usize, n: usize) -> Result<Self, String> {
-        let lo = read_f32s(r, dim)?;
-        let step = read_f32s(r, 1)?[0];
-        if step <= 0.0 {
-            return Err("int8 step not positive".into());
-        }
-        let mut codes = vec![0u8; n * dim];
-        r.read_exact(&mut codes)
+        let mut nodes = vec![0u8; n * (SQ8_HEAD + dim)];
+        r.read_exact(&mut nodes)
             .map_err(|e| format!("truncated ({e})"))?;
-        Ok(Sq8 {
-            dim,
-            lo,
-            step,
-            codes,
-        })
+        for i in 0..n {
+            let [lo, step, sum, norm2] = Sq8::head(&nodes[i * (SQ8_HEAD + dim)..]);
+            let fine = [lo, step, sum, norm2].iter().all(|x| x.is_finite())
+                && step > 0.0
+                && sum >= 0.0
+                && norm2 >= 0.0;
+            if !fine {
+                return Err(format!("int8 node {i} has impossible numbers"));
+            }
+        }
+        Ok(Sq8 { dim, nodes })
     }
 }
 

@@ -34,20 +34,20 @@ fn roundtrip_and_rejects_damage() {
 fn quantized_kernels_agree_with_plain_loops() {
     let a: Vec<u8> = (0..517).map(|i| (i * 37 % 256) as u8).collect();
     let b: Vec<u8> = (0..517).map(|i| (i * 91 % 253) as u8).collect();
-    let plain: u32 = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (*x as i32 - *y as i32).pow(2) as u32)
-        .sum();
-    assert_eq!(Portable::sq8(&a, &b), plain);
+    let plain: u32 = a.iter().zip(&b).map(|(x, y)| *x as u32 * *y as u32).sum();
+    assert_eq!(Portable::dot8(&a, &b), plain);
+    let full = vec![255u8; 4096];
+    assert_eq!(Portable::dot8(&full, &full), 255 * 255 * 4096);
     #[cfg(target_arch = "x86_64")]
     if has_fma() {
         for n in [0, 5, 16, 31, 512, 517] {
-            let want: u32 = Portable::sq8(&a[..n], &b[..n]);
+            let want: u32 = Portable::dot8(&a[..n], &b[..n]);
             // SAFETY: AVX2 was detected just above.
-            let got = unsafe { sq8_in_avx2(&a[..n], &b[..n]) };
+            let got = unsafe { dot8_in_avx2(&a[..n], &b[..n]) };
             assert_eq!(got, want, "n {n}");
         }
+        // SAFETY: as above.
+        assert_eq!(unsafe { dot8_in_avx2(&full, &full) }, 255 * 255 * 4096);
     }
     let x = [0xF0F0u64, 0x1];
     let y = [0x0FF0u64, 0x3];
@@ -56,8 +56,8 @@ fn quantized_kernels_agree_with_plain_loops() {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,popcnt")]
-fn sq8_in_avx2(a: &[u8], b: &[u8]) -> u32 {
-    Fma::sq8(a, b)
+fn dot8_in_avx2(a: &[u8], b: &[u8]) -> u32 {
+    Fma::dot8(a, b)
 }
 
 #[test]
@@ -97,4 +97,51 @@ fn quantized_graphs_find_their_points() {
         Graph::<Bits>::read_from(&mut &bytes[..], len).is_err(),
         "kind not checked"
     );
+}
+
+#[test]
+fn int8_codes_do_not_depend_on_the_vectors_before_them() {
+    use super::space::Sq8;
+    let dim = 40;
+    let small: Vec<Vec<f32>> = (0..50)
+        .map(|i| {
+            (0..dim)
+                .map(|j| ((i * 7 + j) as f32 * 0.13).sin())
+                .collect()
+        })
+        .collect();
+    let large: Vec<Vec<f32>> = (0..50)
+        .map(|i| {
+            (0..dim)
+                .map(|j| 100.0 + 40.0 * ((i * 3 + j) as f32).cos())
+                .collect()
+        })
+        .collect();
+    let (mut a, mut b) = (Sq8::empty(dim, 100), Sq8::empty(dim, 100));
+    for v in small.iter().chain(&large) {
+        a.push(v);
+    }
+    for v in large.iter().chain(&small) {
+        b.push(v);
+    }
+    for i in 0..50u32 {
+        for j in 0..50u32 {
+            // small[i] is node i of a and node 50 + i of b.
+            let da = a.between::<Portable>(i, j);
+            let db = b.between::<Portable>(50 + i, 50 + j);
+            assert_eq!(da.to_bits(), db.to_bits(), "small {i} {j}");
+            let exact: f32 = small[i as usize]
+                .iter()
+                .zip(&small[j as usize])
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum();
+            assert!(
+                (da - exact).abs() <= 0.05 * exact.max(0.5),
+                "{da} vs {exact}"
+            );
+            let q = a.query(&large[i as usize]);
+            let (qa, qb) = (a.dist::<Portable>(&q, 50 + j), b.dist::<Portable>(&q, j));
+            assert_eq!(qa.to_bits(), qb.to_bits(), "large {i} {j}");
+        }
+    }
 }
