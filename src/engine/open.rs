@@ -30,8 +30,8 @@ pub(crate) struct Schema {
     pub migrate_v2: fn(&Store) -> Result<u64>,
     /// A private copy of the store in this directory for a read-only open that must
     /// not write to it: its database recovered there (redb's repair after a writer
-    /// that stopped without closing), and with `snapshots` its index snapshots too
-    /// (an older store, migrated in the copy).
+    /// that stopped without closing), or with `snapshots` its database and index
+    /// snapshots as they are (an older store, migrated in the copy).
     pub private_copy: fn(&Path, bool) -> Result<PrivateCopy>,
 }
 

@@ -19,14 +19,17 @@ const SCHEMA: Schema = Schema {
 };
 
 /// A private copy of the store in `dir` for a read-only open: its database copied
-/// consistently and recovered by redb there (as `check` does), and with `snapshots`
-/// its index snapshots (an older store that the copy is migrated in).
+/// consistently and recovered by redb there (as `check` does), or with `snapshots`
+/// its database and index snapshots as they are (an older store that the copy is
+/// migrated in: the writable open that migrates it runs redb's recovery itself).
 fn private_copy(dir: &Path, snapshots: bool) -> Result<PrivateCopy> {
     let copy = DbCopy::make(dir, None)?;
-    let note = pages_of_copy(&copy.path, &dir.join(DB_FILE))?;
-    if snapshots {
+    let note = if snapshots {
         copy_tree(&dir.join(INDEX_DIR), &copy.dir().join(INDEX_DIR))?;
-    }
+        None
+    } else {
+        pages_of_copy(&copy.path, &dir.join(DB_FILE))?
+    };
     Ok(PrivateCopy {
         path: copy.dir().to_path_buf(),
         keep: Box::new(copy),
