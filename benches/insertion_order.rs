@@ -11,66 +11,8 @@
 #[path = "../tests/common/shifting.rs"]
 mod shifting;
 
-use std::time::Instant;
-
-use vortexdb::{CollectionSpec, Metric, NewVector, Quantization, SearchOptions, Store};
-
-fn import(
-    store: &Store,
-    name: &str,
-    q: Quantization,
-    dim: usize,
-    batches: &[Vec<Vec<f32>>],
-    between: bool,
-) -> (f64, f64) {
-    store
-        .create_collection(&CollectionSpec::raw(name, dim, Metric::L2).with_quantization(q))
-        .unwrap();
-    let probe = [batches[0][0].clone()];
-    let (mut ins, mut search) = (0.0, 0.0);
-    for batch in batches {
-        let nv: Vec<NewVector> = batch
-            .iter()
-            .map(|v| NewVector {
-                vector: v,
-                record: None,
-            })
-            .collect();
-        let t = Instant::now();
-        store.insert(name, &nv, None).unwrap();
-        ins += t.elapsed().as_secs_f64();
-        if between {
-            let t = Instant::now();
-            store
-                .search(name, &probe, &SearchOptions::default())
-                .unwrap();
-            search += t.elapsed().as_secs_f64();
-        }
-    }
-    if !between {
-        let t = Instant::now();
-        store
-            .search(name, &probe, &SearchOptions::default())
-            .unwrap();
-        search += t.elapsed().as_secs_f64();
-    }
-    (ins, search)
-}
-
-fn recall(store: &Store, name: &str, queries: &[Vec<f32>], truth: &[Vec<u64>], ef: usize) -> f64 {
-    let opts = SearchOptions {
-        k: 10,
-        ef,
-        ..Default::default()
-    };
-    let found = store.search(name, queries, &opts).unwrap();
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| f.iter().filter(|h| t.contains(&h.id)).count())
-        .sum();
-    hits as f64 / (10 * queries.len()) as f64
-}
+use shifting::{import, recall, truth};
+use vortexdb::{Quantization, Store};
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -93,27 +35,15 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut truth: Option<Vec<Vec<u64>>> = None;
+    let mut expected: Option<Vec<Vec<u64>>> = None;
     println!("| representation | ef | shifting | at once | difference |");
     println!("|---|---|---|---|---|");
     let mut times = Vec::new();
     for q in [Quantization::F32, Quantization::Int8, Quantization::Binary] {
         let store = Store::create(dir.path().join(q.name())).unwrap();
-        let inc = import(&store, "inc", q, dim, &batches, true);
-        let once = import(&store, "once", q, dim, &batches, false);
-        let truth = truth.get_or_insert_with(|| {
-            let exact = SearchOptions {
-                k: 10,
-                exact: true,
-                ..Default::default()
-            };
-            store
-                .search("once", &queries, &exact)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.into_iter().map(|h| h.id).collect())
-                .collect()
-        });
+        let inc = import(&store, "inc", q, &batches, true);
+        let once = import(&store, "once", q, &batches, false);
+        let truth = expected.get_or_insert_with(|| truth(&store, "once", &queries));
         for ef in [64, 128, 256] {
             let a = recall(&store, "inc", &queries, truth, ef);
             let b = recall(&store, "once", &queries, truth, ef);

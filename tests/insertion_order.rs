@@ -9,7 +9,8 @@
 #[path = "common/shifting.rs"]
 mod shifting;
 
-use vortexdb::{CollectionSpec, Metric, NewVector, Quantization, SearchOptions, Store};
+use shifting::{import, recall, truth};
+use vortexdb::{Quantization, Store};
 
 const N: usize = 60_000;
 const DIM: usize = 64;
@@ -17,72 +18,17 @@ const FIRST: usize = 64;
 const BATCHES: usize = 14;
 const QUERIES: usize = 500;
 
-/// Insert `batches` into a new collection `name`, searching after every batch when
-/// `between` (the graph follows the import), otherwise once at the end (the graph
-/// is built from every row).
-fn import(store: &Store, name: &str, q: Quantization, batches: &[Vec<Vec<f32>>], between: bool) {
-    store
-        .create_collection(&CollectionSpec::raw(name, DIM, Metric::L2).with_quantization(q))
-        .unwrap();
-    let probe = [batches[0][0].clone()];
-    for batch in batches {
-        let nv: Vec<NewVector> = batch
-            .iter()
-            .map(|v| NewVector {
-                vector: v,
-                record: None,
-            })
-            .collect();
-        store.insert(name, &nv, None).unwrap();
-        if between {
-            store
-                .search(name, &probe, &SearchOptions::default())
-                .unwrap();
-        }
-    }
-    store
-        .search(name, &probe, &SearchOptions::default())
-        .unwrap();
-}
-
-fn recall(store: &Store, name: &str, queries: &[Vec<f32>], truth: &[Vec<u64>], ef: usize) -> f64 {
-    let opts = SearchOptions {
-        k: 10,
-        ef,
-        ..Default::default()
-    };
-    let found = store.search(name, queries, &opts).unwrap();
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| f.iter().filter(|h| t.contains(&h.id)).count())
-        .sum();
-    hits as f64 / (10 * queries.len()) as f64
-}
-
 #[test]
 fn shifting_batches_answer_as_well_as_the_import_at_once() {
     let (batches, queries) = shifting::shifting(N, DIM, FIRST, BATCHES, QUERIES);
     let dir = tempfile::tempdir().unwrap();
     let mut failed = Vec::new();
-    let mut truth: Option<Vec<Vec<u64>>> = None;
+    let mut expected: Option<Vec<Vec<u64>>> = None;
     for q in [Quantization::F32, Quantization::Int8, Quantization::Binary] {
         let store = Store::create(dir.path().join(q.name())).unwrap();
         import(&store, "inc", q, &batches, true);
         import(&store, "once", q, &batches, false);
-        let truth = truth.get_or_insert_with(|| {
-            let exact = SearchOptions {
-                k: 10,
-                exact: true,
-                ..Default::default()
-            };
-            store
-                .search("once", &queries, &exact)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.into_iter().map(|h| h.id).collect())
-                .collect()
-        });
+        let truth = expected.get_or_insert_with(|| truth(&store, "once", &queries));
         for ef in [64, 128, 256] {
             let (inc, once) = (
                 recall(&store, "inc", &queries, truth, ef),

@@ -1,7 +1,12 @@
 //! Vectors whose distribution shifts from batch to batch, as when a new stain, scanner
 //! or model version joins a collection: each distribution is a set of Gaussian
-//! clusters about its own centre, at its own scale. Shared by `tests/insertion_order.rs`
-//! and `benches/insertion_order.rs` (included by path).
+//! clusters about its own centre, at its own scale; and the import and recall of such
+//! batches. Shared by `tests/insertion_order.rs` and `benches/insertion_order.rs`
+//! (included by path).
+
+use std::time::Instant;
+
+use vortexdb::{CollectionSpec, Metric, NewVector, Quantization, SearchOptions, Store};
 
 /// Scale of distribution `k` (cycled): the first at 1, later ones up to 10x larger or
 /// about other centres.
@@ -107,4 +112,85 @@ pub fn shifting(
         qs.extend(distribution(*k, dim).sample(take, 99_000 + *k as u64));
     }
     (out, qs)
+}
+
+/// Insert `batches` into a new L2 collection `name` of `q`, searching after every batch
+/// when `between` (the graph follows the import), otherwise once at the end (the graph
+/// is built from every row). Returns the seconds spent inserting and searching.
+pub fn import(
+    store: &Store,
+    name: &str,
+    q: Quantization,
+    batches: &[Vec<Vec<f32>>],
+    between: bool,
+) -> (f64, f64) {
+    let dim = batches[0][0].len();
+    store
+        .create_collection(&CollectionSpec::raw(name, dim, Metric::L2).with_quantization(q))
+        .unwrap();
+    let probe = [batches[0][0].clone()];
+    let (mut ins, mut search) = (0.0, 0.0);
+    let probe_search = |search: &mut f64| {
+        let t = Instant::now();
+        store
+            .search(name, &probe, &SearchOptions::default())
+            .unwrap();
+        *search += t.elapsed().as_secs_f64();
+    };
+    for batch in batches {
+        let nv: Vec<NewVector> = batch
+            .iter()
+            .map(|v| NewVector {
+                vector: v,
+                record: None,
+            })
+            .collect();
+        let t = Instant::now();
+        store.insert(name, &nv, None).unwrap();
+        ins += t.elapsed().as_secs_f64();
+        if between {
+            probe_search(&mut search);
+        }
+    }
+    if !between {
+        probe_search(&mut search);
+    }
+    (ins, search)
+}
+
+/// The ids of the exact 10 nearest vectors of `name` to each query.
+pub fn truth(store: &Store, name: &str, queries: &[Vec<f32>]) -> Vec<Vec<u64>> {
+    let exact = SearchOptions {
+        k: 10,
+        exact: true,
+        ..Default::default()
+    };
+    store
+        .search(name, queries, &exact)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.into_iter().map(|h| h.id).collect())
+        .collect()
+}
+
+/// Recall@10 of `name` at `ef` against `truth`.
+pub fn recall(
+    store: &Store,
+    name: &str,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    ef: usize,
+) -> f64 {
+    let opts = SearchOptions {
+        k: 10,
+        ef,
+        ..Default::default()
+    };
+    let found = store.search(name, queries, &opts).unwrap();
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| f.iter().filter(|h| t.contains(&h.id)).count())
+        .sum();
+    hits as f64 / (10 * queries.len()) as f64
 }
